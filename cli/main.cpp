@@ -1,0 +1,382 @@
+// The `tessera` command line: info, convert, spmm, sddmm, demo. Every failure is one line on
+// stderr and a non-zero exit status; no exception escapes main.
+#include <CLI/CLI.hpp>
+
+#include <algorithm>
+#include <cstdio>
+#include <iostream>
+#include <vector>
+
+#include <omp.h>
+
+#include "cli/matrix_source.h"
+#include "core/config.h"
+#include "core/device.h"
+#include "core/error.h"
+#include "core/random.h"
+#include "core/timer.h"
+#include "formats/convert.h"
+#include "formats/generators.h"
+#include "formats/io.h"
+#include "formats/stats.h"
+#include "ops/cpu/kernels.h"
+#include "ops/sddmm/sddmm.h"
+#include "ops/spmm/spmm.h"
+#include "tests/reference/reference.h"
+
+namespace tessera::cli {
+namespace {
+
+// Options shared by the subcommands that take a matrix.
+struct MatrixOptions {
+  std::string input, generate, format = "csr", dtype = "f32", itype = "i32";
+  int64_t block = 4, ell_width = -1, hyb_c = 1;
+  int hyb_k = 5;
+  ConvertParams params() const { return {block, block, ell_width, HybParams{hyb_c, hyb_k}}; }
+};
+
+struct RunOptions {
+  int64_t features = 32;
+  std::string device = "cpu";
+  bool check = false;
+  int repeat = 10, threads = 0;
+};
+
+void add_matrix_options(CLI::App* app, MatrixOptions& m) {
+  app->add_option("-i,--input", m.input, "Matrix Market (.mtx) or edge-list file");
+  app->add_option("-g,--generate", m.generate,
+                  "generator spec, e.g. rmat:scale=16,ef=16 | er:rows=1000,density=0.01 | "
+                  "banded:n=1000,lower=2 | clustered:n=4096,block=64 | powerlaw:n=10000,deg=16");
+  app->add_option("-f,--format", m.format, "coo|csr|csc|bsr|ell|ragged|hybrid")->capture_default_str();
+  app->add_option("--dtype", m.dtype, "value type: f32|bf16|f16 (convert also takes f64)")->capture_default_str();
+  app->add_option("--itype", m.itype, "index type: i32|i64")->capture_default_str();
+  app->add_option("--block", m.block, "BSR block size (square)")->capture_default_str();
+  app->add_option("--ell-width", m.ell_width, "ELL width (-1: longest row)")->capture_default_str();
+  app->add_option("--hyb-c", m.hyb_c, "hybrid: column partitions c")->capture_default_str();
+  app->add_option("--hyb-k", m.hyb_k, "hybrid: widest bucket 2^k")->capture_default_str();
+}
+
+void add_run_options(CLI::App* app, RunOptions& r) {
+  app->add_option("-F,--features", r.features, "feature width F")->capture_default_str();
+  app->add_option("--device", r.device, "cpu|cuda")->capture_default_str();
+  app->add_flag("--check", r.check, "compare with the float64 reference");
+  app->add_option("--repeat", r.repeat, "timed repetitions (median reported)")->capture_default_str();
+  app->add_option("--threads", r.threads, "CPU threads (0: OpenMP default)")->capture_default_str();
+}
+
+// Calls fn(V{}, I{}) for the value and index types named on the command line.
+template <bool kAllowF64, class Fn>
+int with_types(const std::string& dtype, const std::string& itype, Fn&& fn) {
+  const DType v = parse_dtype(dtype);
+  const DType i = parse_dtype(itype);
+  TSR_CHECK(i == DType::i32 || i == DType::i64, "--itype must be i32 or i64 (got ", itype, ")");
+  const bool i64 = i == DType::i64;
+  switch (v) {
+    case DType::f32: return i64 ? fn(float{}, int64_t{}) : fn(float{}, int32_t{});
+    case DType::bf16: return i64 ? fn(bf16{}, int64_t{}) : fn(bf16{}, int32_t{});
+    case DType::f16: return i64 ? fn(f16{}, int64_t{}) : fn(f16{}, int32_t{});
+    case DType::f64:
+      if constexpr (kAllowF64) {
+        return i64 ? fn(double{}, int64_t{}) : fn(double{}, int32_t{});
+      } else {
+        TSR_FAIL("--dtype f64 is a storage type only; ops take f32, bf16 or f16");
+      }
+    default: TSR_FAIL("--dtype must be f32, bf16 or f16 (got ", dtype, ")");
+  }
+}
+
+template <class T>
+DenseMatrix<T> random_matrix(int64_t rows, int64_t cols, uint64_t seed) {
+  DenseMatrix<T> m(rows, cols);
+  Rng rng(seed);
+  for (int64_t k = 0; k < rows * cols; ++k) m.data()[k] = from_float<T>(rng.uniform(-1.0, 1.0));
+  return m;
+}
+
+double median(std::vector<double> v) {
+  std::sort(v.begin(), v.end());
+  return v.empty() ? 0.0 : v[v.size() / 2];
+}
+
+// Runs fn once to warm up, then `repeat` times; returns the median seconds.
+template <class Fn>
+double time_median(Context& ctx, int repeat, Fn&& fn) {
+  fn();
+  ctx.synchronize();
+  std::vector<double> times;
+  for (int r = 0; r < std::max(1, repeat); ++r) {
+    WallTimer t;
+    fn();
+    ctx.synchronize();
+    times.push_back(t.seconds());
+  }
+  return median(times);
+}
+
+MemorySpace parse_device(const std::string& d) {
+  TSR_CHECK(d == "cpu" || d == "cuda", "--device must be cpu or cuda (got ", d, ")");
+  if (d == "cpu") return MemorySpace::host;
+  TSR_CHECK(kCudaEnabled, "--device cuda: this build of Tessera has no CUDA support");
+  TSR_CHECK(device::available(), "--device cuda: no CUDA device is available");
+  return MemorySpace::device;
+}
+
+int cmd_info() {
+  std::printf("tessera %s\n", kVersion);
+  std::printf("cuda compiled: %s\n", kCudaEnabled ? "yes" : "no");
+  const int n = device::count();
+  std::printf("cuda devices: %d\n", n);
+  for (int d = 0; d < n; ++d) std::printf("  device %d: %s\n", d, device::name(d).c_str());
+  std::printf("openmp threads: %d\n", omp_get_max_threads());
+  std::printf("cpu kernels: %s\n", ops::cpu::cpu_has_x86_64_v3() ? "x86-64-v3 (AVX2+FMA)" : "baseline");
+  return 0;
+}
+
+int cmd_convert(const MatrixOptions& m, const std::string& output, bool json) {
+  return with_types<true>(m.dtype, m.itype, [&](auto v, auto i) {
+    using V = decltype(v);
+    using I = decltype(i);
+    const Csr<V, I> csr = load_matrix<V, I>(m.input, m.generate);
+    std::vector<Format> formats;
+    if (m.format == "all") {
+      formats = {Format::coo, Format::csr, Format::csc, Format::bsr, Format::ell, Format::ragged,
+                 Format::hybrid};
+    } else {
+      formats = {parse_format(m.format)};
+    }
+    for (Format f : formats) {
+      WallTimer t;
+      const AnySparse<V, I> a = from_csr(csr, f, m.params());
+      const double seconds = t.seconds();
+      const FormatStats st = format_stats(a);
+      if (json) {
+        std::printf("%s\n", st.to_json().c_str());
+      } else {
+        std::printf("%s  (converted in %.3f ms)\n", st.to_string().c_str(), seconds * 1e3);
+      }
+    }
+    if (!output.empty()) {
+      write_matrix_market(output, csr);
+      std::printf("wrote %s\n", output.c_str());
+    }
+    return 0;
+  });
+}
+
+template <class V, class I>
+int run_spmm(const MatrixOptions& m, const RunOptions& r) {
+  const MemorySpace space = parse_device(r.device);
+  TSR_CHECK(r.features >= 0, "--features must be non-negative (got ", r.features, ")");
+  Context ctx;
+  ctx.set_cpu_threads(r.threads);
+  const Csr<V, I> csr = load_matrix<V, I>(m.input, m.generate);
+  const Format format = parse_format(m.format);
+  TSR_CHECK(space == MemorySpace::host || format == Format::csr,
+            "--device cuda runs the csr format only in this version (got ", m.format, ")");
+  const DenseMatrix<V> b = random_matrix<V>(csr.cols, r.features, 17);
+  DenseMatrix<float> c(csr.rows, r.features, space);
+  const AnySparse<V, I> a = from_csr(space == MemorySpace::host ? csr : csr.to(space), format,
+                                     m.params());
+  const DenseMatrix<V> bd = b.to(space);
+  const double seconds = time_median(ctx, r.repeat, [&] { ops::spmm(ctx, a, bd.view(), c.view()); });
+  const double gflops = ops::spmm_flops(csr.nnz(), r.features) / seconds * 1e-9;
+  std::printf("spmm  %s  %lldx%lld nnz=%lld F=%lld %s/%s %s  median %.3f ms  %.2f GFLOP/s\n",
+              m.format.c_str(), (long long)csr.rows, (long long)csr.cols, (long long)csr.nnz(),
+              (long long)r.features, m.dtype.c_str(), m.itype.c_str(), r.device.c_str(),
+              seconds * 1e3, gflops);
+  if (r.check) {
+    const DenseMatrix<float> got = c.to(MemorySpace::host);
+    const double err = reference::relative_error(got.data(), reference::spmm(csr, b));
+    const bool ok = err < 1e-4;
+    std::printf("check: %s (relative error %.2e vs float64 reference)\n", ok ? "PASS" : "FAIL", err);
+    if (!ok) return 2;
+  }
+  return 0;
+}
+
+template <class V, class I>
+int run_sddmm(const MatrixOptions& m, const RunOptions& r) {
+  const MemorySpace space = parse_device(r.device);
+  TSR_CHECK(r.features >= 0, "--features must be non-negative (got ", r.features, ")");
+  Context ctx;
+  ctx.set_cpu_threads(r.threads);
+  const Csr<V, I> csr = canonicalize(load_matrix<V, I>(m.input, m.generate));
+  const Format format = parse_format(m.format);
+  TSR_CHECK(space == MemorySpace::host || format == Format::csr,
+            "--device cuda runs the csr format only in this version (got ", m.format, ")");
+  const DenseMatrix<V> x = random_matrix<V>(csr.rows, r.features, 18);
+  const DenseMatrix<V> y = random_matrix<V>(csr.cols, r.features, 19);
+  const DenseMatrix<V> xd = x.to(space), yd = y.to(space);
+  const AnySparse<V, I> a = from_csr(space == MemorySpace::host ? csr : csr.to(space), format,
+                                     m.params());
+  AnySparse<float, I> out;
+  const double seconds = time_median(ctx, r.repeat, [&] { out = ops::sddmm(ctx, a, xd.view(), yd.view()); });
+  const double gflops = ops::sddmm_flops(csr.nnz(), r.features) / seconds * 1e-9;
+  std::printf("sddmm %s  %lldx%lld nnz=%lld F=%lld %s/%s %s  median %.3f ms  %.2f GFLOP/s\n",
+              m.format.c_str(), (long long)csr.rows, (long long)csr.cols, (long long)csr.nnz(),
+              (long long)r.features, m.dtype.c_str(), m.itype.c_str(), r.device.c_str(),
+              seconds * 1e3, gflops);
+  if (r.check) {
+    const auto want = reference::sddmm(csr, x, y);
+    std::vector<float> got;
+    if (space == MemorySpace::device) {
+      got = std::get<Csr<float, I>>(out).values.to_vector();
+    } else if (format == Format::bsr) {  // compare only A's entries, not the whole blocks
+      const auto dense = reference::dense(to_csr(out));
+      for (int64_t row = 0; row < csr.rows; ++row) {
+        for (I e = csr.indptr[row]; e < csr.indptr[row + 1]; ++e) {
+          got.push_back(float(dense[size_t(row * csr.cols + csr.indices[e])]));
+        }
+      }
+    } else {
+      got = to_csr(out).values.to_vector();
+    }
+    const double err = got.size() == want.size() ? reference::relative_error(got.data(), want) : INFINITY;
+    const bool ok = err < 1e-4;
+    std::printf("check: %s (relative error %.2e vs float64 reference)\n", ok ? "PASS" : "FAIL", err);
+    if (!ok) return 2;
+  }
+  return 0;
+}
+
+// The main job on a built-in default: an R-MAT graph through every format, SpMM and SDDMM on
+// each, checked against the float64 reference; the CUDA CSR kernels too when a GPU is present.
+int cmd_demo(int scale, int64_t features) {
+  using V = float;
+  using I = int32_t;
+  Context ctx;
+  RmatParams p;
+  p.scale = scale;
+  WallTimer gen_timer;
+  const Csr<V, I> csr = generate_rmat<V, I>(p, GenValues{42, false});
+  std::printf("tessera demo: R-MAT scale %d (%lld nodes, %lld edges, generated in %.0f ms), F = %lld, "
+              "f32 values, %d CPU threads\n\n",
+              scale, (long long)csr.rows, (long long)csr.nnz(), gen_timer.seconds() * 1e3,
+              (long long)features, omp_get_max_threads());
+  const DenseMatrix<V> b = random_matrix<V>(csr.cols, features, 1);
+  const DenseMatrix<V> x = random_matrix<V>(csr.rows, features, 2);
+  const auto spmm_ref = reference::spmm(csr, b);
+  const auto sddmm_ref = reference::sddmm(csr, x, b);
+  std::printf("%-8s %-6s %12s %9s %10s %11s %9s %11s %9s\n", "format", "device", "stored",
+              "padding", "convert", "spmm", "GFLOP/s", "sddmm", "check");
+  int failures = 0;
+  const ConvertParams params{4, 4, -1, HybParams{2, 5}};
+  for (Format f : {Format::csr, Format::coo, Format::csc, Format::bsr, Format::ell, Format::ragged,
+                   Format::hybrid}) {
+    WallTimer t;
+    const AnySparse<V, I> a = from_csr(csr, f, params);
+    const double convert_ms = t.seconds() * 1e3;
+    const FormatStats st = format_stats(a);
+    DenseMatrix<float> c(csr.rows, features);
+    const double spmm_s = time_median(ctx, 5, [&] { ops::spmm(ctx, a, b.view(), c.view()); });
+    AnySparse<float, I> out;
+    const double sddmm_s = time_median(ctx, 3, [&] { out = ops::sddmm(ctx, a, x.view(), b.view()); });
+    double err = reference::relative_error(c.data(), spmm_ref);
+    if (f != Format::bsr) {  // BSR's SDDMM fills whole blocks; its SpMM check covers the format
+      const std::vector<float> got = to_csr(out).values.to_vector();
+      err = std::max(err, reference::relative_error(got.data(), sddmm_ref));
+    }
+    const bool ok = err < 1e-4;
+    failures += !ok;
+    std::printf("%-8s %-6s %12lld %8.1f%% %8.1f ms %8.2f ms %9.2f %8.2f ms %9s\n", format_name(f),
+                "cpu", (long long)st.stored, 100 * st.padding_ratio, convert_ms, spmm_s * 1e3,
+                ops::spmm_flops(csr.nnz(), features) / spmm_s * 1e-9, sddmm_s * 1e3,
+                ok ? "ok" : "FAIL");
+  }
+  if (device::available()) {
+    const Csr<V, I> dcsr = csr.to(MemorySpace::device);
+    const DenseMatrix<V> db = b.to(MemorySpace::device), dx = x.to(MemorySpace::device);
+    DenseMatrix<float> dc(csr.rows, features, MemorySpace::device);
+    Buffer<float> dout(size_t(csr.nnz()), MemorySpace::device);
+    const double spmm_s = time_median(ctx, 20, [&] { ops::spmm(ctx, dcsr.view(), db.view(), dc.view()); });
+    const double sddmm_s = time_median(ctx, 20, [&] {
+      ops::sddmm(ctx, dcsr.view(), dx.view(), db.view(), dout.data());
+    });
+    const DenseMatrix<float> c = dc.to(MemorySpace::host);
+    const std::vector<float> s = dout.to_vector();
+    const double err = std::max(reference::relative_error(c.data(), spmm_ref),
+                                reference::relative_error(s.data(), sddmm_ref));
+    const bool ok = err < 1e-4;
+    failures += !ok;
+    std::printf("%-8s %-6s %12lld %8.1f%% %11s %8.3f ms %9.2f %8.3f ms %9s\n", "csr", "cuda",
+                (long long)csr.nnz(), 0.0, "-", spmm_s * 1e3,
+                ops::spmm_flops(csr.nnz(), features) / spmm_s * 1e-9, sddmm_s * 1e3,
+                ok ? "ok" : "FAIL");
+  } else {
+    std::printf("(no CUDA device%s: GPU rows skipped)\n", kCudaEnabled ? "" : " support in this build");
+  }
+  std::printf("\ncheck = SpMM and SDDMM against the float64 reference (relative error < 1e-4)\n");
+  return failures == 0 ? 0 : 2;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  CLI::App app{"tessera: sparse and graph tensor compute engine"};
+  app.require_subcommand(1);
+  app.set_help_all_flag("--help-all", "help for every subcommand");
+
+  auto* info = app.add_subcommand("info", "build configuration, CUDA and devices");
+
+  MatrixOptions conv_m;
+  std::string conv_out;
+  bool conv_json = false;
+  auto* convert = app.add_subcommand("convert", "load or generate a matrix, convert it, print statistics");
+  add_matrix_options(convert, conv_m);
+  convert->add_option("-o,--output", conv_out, "also write the matrix (CSR) as Matrix Market");
+  convert->add_flag("--json", conv_json, "statistics as JSON lines");
+
+  MatrixOptions spmm_m, sddmm_m;
+  RunOptions spmm_r, sddmm_r;
+  auto* spmm = app.add_subcommand("spmm", "C = A * B for a sparse A and random dense B; time and check");
+  add_matrix_options(spmm, spmm_m);
+  add_run_options(spmm, spmm_r);
+  auto* sddmm = app.add_subcommand("sddmm", "out = (X Y^T) sampled on A's pattern; time and check");
+  add_matrix_options(sddmm, sddmm_m);
+  add_run_options(sddmm, sddmm_r);
+
+  int demo_scale = 14;
+  int64_t demo_features = 32;
+  auto* demo = app.add_subcommand("demo", "the main job on a built-in R-MAT graph");
+  demo->add_option("--scale", demo_scale, "R-MAT scale (2^scale nodes)")->capture_default_str();
+  demo->add_option("-F,--features", demo_features, "feature width")->capture_default_str();
+
+  try {
+    app.parse(argc, argv);
+  } catch (const CLI::ParseError& e) {
+    return app.exit(e);
+  }
+  try {
+    if (*info) return cmd_info();
+    if (*convert) return cmd_convert(conv_m, conv_out, conv_json);
+    if (*spmm) {
+      return with_types<false>(spmm_m.dtype, spmm_m.itype, [&](auto v, auto i) {
+        return run_spmm<decltype(v), decltype(i)>(spmm_m, spmm_r);
+      });
+    }
+    if (*sddmm) {
+      return with_types<false>(sddmm_m.dtype, sddmm_m.itype, [&](auto v, auto i) {
+        return run_sddmm<decltype(v), decltype(i)>(sddmm_m, sddmm_r);
+      });
+    }
+    if (*demo) {
+      TSR_CHECK(demo_scale >= 1 && demo_scale <= 24, "--scale must be in [1, 24] (got ", demo_scale, ")");
+      TSR_CHECK(demo_features >= 1, "--features must be positive");
+      return cmd_demo(demo_scale, demo_features);
+    }
+  } catch (const Error& e) {
+    std::fprintf(stderr, "tessera: error: %s\n", e.reason().c_str());
+    return 1;
+  } catch (const std::bad_alloc&) {
+    std::fprintf(stderr, "tessera: error: out of memory\n");
+    return 1;
+  } catch (const std::exception& e) {
+    std::fprintf(stderr, "tessera: error: %s\n", e.what());
+    return 1;
+  }
+  return 0;
+}
+
+}  // namespace tessera::cli
+
+int main(int argc, char** argv) { return tessera::cli::main(argc, argv); }

@@ -1,0 +1,130 @@
+#include "cli/matrix_source.h"
+
+#include <charconv>
+#include <map>
+
+#include "core/error.h"
+#include "formats/convert.h"
+#include "formats/generators.h"
+#include "formats/io.h"
+
+namespace tessera::cli {
+
+namespace {
+
+// "name:k=v,k=v" -> name and the key/value map; every key must be consumed by the generator.
+struct Spec {
+  std::string name;
+  std::map<std::string, std::string> args;
+
+  double number(const std::string& key, double fallback) {
+    auto it = args.find(key);
+    if (it == args.end()) return fallback;
+    const std::string text = it->second;
+    args.erase(it);
+    char* end = nullptr;
+    const double v = std::strtod(text.c_str(), &end);
+    TSR_CHECK(end && *end == '\0' && !text.empty(), "generator '", name, "': ", key, "=", text,
+              " is not a number");
+    return v;
+  }
+  int64_t integer(const std::string& key, int64_t fallback) {
+    const double v = number(key, double(fallback));
+    TSR_CHECK(v == double(int64_t(v)), "generator '", name, "': ", key, " must be an integer");
+    return int64_t(v);
+  }
+  void finish() {
+    TSR_CHECK(args.empty(), "generator '", name, "': unknown parameter '",
+              args.empty() ? "" : args.begin()->first, "'");
+  }
+};
+
+Spec parse_spec(const std::string& text) {
+  Spec s;
+  const size_t colon = text.find(':');
+  s.name = text.substr(0, colon);
+  if (colon == std::string::npos) return s;
+  size_t pos = colon + 1;
+  while (pos <= text.size()) {
+    const size_t comma = std::min(text.find(',', pos), text.size());
+    const std::string item = text.substr(pos, comma - pos);
+    if (!item.empty()) {
+      const size_t eq = item.find('=');
+      TSR_CHECK(eq != std::string::npos && eq > 0, "generator spec '", text, "': '", item,
+                "' is not key=value");
+      s.args[item.substr(0, eq)] = item.substr(eq + 1);
+    }
+    pos = comma + 1;
+  }
+  return s;
+}
+
+bool ends_with(const std::string& s, const std::string& suffix) {
+  return s.size() >= suffix.size() && s.compare(s.size() - suffix.size(), suffix.size(), suffix) == 0;
+}
+
+}  // namespace
+
+template <class V, class I>
+Csr<V, I> load_matrix(const std::string& input, const std::string& generate) {
+  TSR_CHECK(input.empty() != generate.empty(), "give exactly one of --input FILE or --generate SPEC");
+  if (!input.empty()) {
+    if (ends_with(input, ".mtx")) return coo_to_csr(read_matrix_market<V, I>(input));
+    return coo_to_csr(read_edge_list<V, I>(input));
+  }
+  Spec s = parse_spec(generate);
+  GenValues g;
+  g.seed = uint64_t(s.integer("seed", 1));
+  g.unit_values = s.integer("unit", 0) != 0;
+  Csr<V, I> out;
+  if (s.name == "rmat") {
+    RmatParams p;
+    p.scale = int(s.integer("scale", 14));
+    p.edge_factor = s.number("ef", 16);
+    p.a = s.number("a", p.a);
+    p.b = s.number("b", p.b);
+    p.c = s.number("c", p.c);
+    p.d = 1.0 - p.a - p.b - p.c;
+    p.symmetrize = s.integer("sym", 0) != 0;
+    p.remove_self_loops = s.integer("loops", 1) == 0;
+    p.permute_vertices = s.integer("permute", 1) != 0;
+    s.finish();
+    out = generate_rmat<V, I>(p, g);
+  } else if (s.name == "er") {
+    const int64_t rows = s.integer("rows", 10000);
+    const int64_t cols = s.integer("cols", rows);
+    const double density = s.number("density", 0.001);
+    s.finish();
+    out = generate_erdos_renyi<V, I>(rows, cols, density, g);
+  } else if (s.name == "banded") {
+    const int64_t n = s.integer("n", 10000), lower = s.integer("lower", 2);
+    const int64_t upper = s.integer("upper", lower);
+    s.finish();
+    out = generate_banded<V, I>(n, lower, upper, g);
+  } else if (s.name == "clustered") {
+    const int64_t n = s.integer("n", 10000), block = s.integer("block", 64);
+    const double inner = s.number("inner", 0.2), outer = s.number("outer", 0.0005);
+    s.finish();
+    out = generate_clustered<V, I>(n, block, inner, outer, g);
+  } else if (s.name == "powerlaw") {
+    const int64_t n = s.integer("n", 10000);
+    const double deg = s.number("deg", 16), exponent = s.number("exp", 2.1);
+    const double locality = s.number("locality", 0.5);
+    const int64_t window = s.integer("window", 64);
+    s.finish();
+    out = generate_power_law<V, I>(n, deg, exponent, locality, window, g);
+  } else {
+    TSR_FAIL("unknown generator '", s.name, "' (expected rmat, er, banded, clustered or powerlaw)");
+  }
+  return out;
+}
+
+std::string describe_source(const std::string& input, const std::string& generate) {
+  return input.empty() ? generate : input;
+}
+
+#define TSR_INSTANTIATE_LOAD(V, I) \
+  template Csr<V, I> load_matrix<V, I>(const std::string&, const std::string&);
+TSR_FOR_EACH_STORAGE_TYPE(TSR_INSTANTIATE_LOAD)
+
+}  // namespace tessera::cli

@@ -1,0 +1,20 @@
+// Where the CLI's matrices come from: a file (Matrix Market, or an edge list) or a generator spec
+// such as "rmat:scale=16,ef=16,seed=1". Specs: rmat (scale, ef, a, b, c, sym, loops, permute),
+// er (rows, cols, density), banded (n, lower, upper), clustered (n, block, inner, outer),
+// powerlaw (n, deg, exp, locality, window); all take seed and unit=1 for unit values.
+#pragma once
+
+#include <string>
+
+#include "formats/sparse.h"
+
+namespace tessera::cli {
+
+/// Loads or generates a matrix as canonical-order CSR (file entries keep their row order).
+template <class V, class I>
+Csr<V, I> load_matrix(const std::string& input, const std::string& generate);
+
+/// A one-line description of the source, for tables.
+std::string describe_source(const std::string& input, const std::string& generate);
+
+}  // namespace tessera::cli

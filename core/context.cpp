@@ -1,0 +1,106 @@
+#include "core/context.h"
+
+#include "core/config.h"
+#include "core/device.h"
+#include "core/error.h"
+
+#if TESSERA_WITH_CUDA
+#include <cusparse.h>
+
+#include "core/cuda_check.h"
+#endif
+
+namespace tessera {
+
+#if TESSERA_WITH_CUDA
+struct Context::GpuState {
+  int device = 0;
+  cudaStream_t stream = nullptr;
+  cusparseHandle_t cusparse = nullptr;
+  void* workspace = nullptr;
+  size_t workspace_bytes = 0;
+
+  explicit GpuState(int dev) : device(dev) {
+    TSR_CHECK(device::available(), "a GPU resource was requested but no CUDA device is available");
+    TSR_CUDA_CHECK(cudaSetDevice(dev));
+    TSR_CUDA_CHECK(cudaStreamCreateWithFlags(&stream, cudaStreamNonBlocking));
+  }
+  ~GpuState() {
+    if (cusparse) cusparseDestroy(cusparse);
+    if (workspace) cudaFree(workspace);
+    if (stream) cudaStreamDestroy(stream);
+  }
+};
+#else
+struct Context::GpuState {
+  explicit GpuState(int) {}
+};
+#endif
+
+Context::Context(int device) : device_(device) {
+  TSR_CHECK(device >= 0, "device index ", device, " is negative");
+}
+Context::~Context() = default;
+
+Context::GpuState& Context::gpu() {
+  if constexpr (!kCudaEnabled) {
+    TSR_FAIL("a GPU resource was requested, but this build of Tessera has no CUDA support");
+  }
+  if (!gpu_) gpu_ = std::make_unique<GpuState>(device_);
+  return *gpu_;
+}
+
+void* Context::stream() {
+#if TESSERA_WITH_CUDA
+  return gpu().stream;
+#else
+  gpu();
+  return nullptr;
+#endif
+}
+
+void* Context::cusparse_handle() {
+#if TESSERA_WITH_CUDA
+  GpuState& g = gpu();
+  if (!g.cusparse) {
+    TSR_CUSPARSE_CHECK(cusparseCreate(&g.cusparse));
+    TSR_CUSPARSE_CHECK(cusparseSetStream(g.cusparse, g.stream));
+  }
+  return g.cusparse;
+#else
+  gpu();
+  return nullptr;
+#endif
+}
+
+void* Context::workspace(size_t bytes) {
+#if TESSERA_WITH_CUDA
+  GpuState& g = gpu();
+  if (bytes > g.workspace_bytes) {
+    TSR_CUDA_CHECK(cudaStreamSynchronize(g.stream));  // the old workspace may still be in use
+    if (g.workspace) TSR_CUDA_CHECK(cudaFree(g.workspace));
+    g.workspace = nullptr;
+    g.workspace_bytes = 0;
+    TSR_CUDA_CHECK(cudaMalloc(&g.workspace, bytes));
+    g.workspace_bytes = bytes;
+  }
+  return g.workspace;
+#else
+  (void)bytes;
+  gpu();
+  return nullptr;
+#endif
+}
+
+void Context::synchronize() {
+#if TESSERA_WITH_CUDA
+  if (gpu_) TSR_CUDA_CHECK(cudaStreamSynchronize(gpu_->stream));
+#endif
+}
+
+Context& Context::default_context() {
+  static Context ctx(0);
+  return ctx;
+}
+
+}  // namespace tessera

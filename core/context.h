@@ -1,0 +1,43 @@
+// Context: the execution state an op runs in. It always exists (CPU-only builds included); GPU
+// resources (stream, cuSPARSE handle, workspace) are created on first use and owned by it.
+#pragma once
+
+#include <cstddef>
+#include <memory>
+
+namespace tessera {
+
+class Context {
+ public:
+  /// A context for the given CUDA device (ignored until a GPU resource is first asked for).
+  explicit Context(int device = 0);
+  ~Context();
+  Context(const Context&) = delete;
+  Context& operator=(const Context&) = delete;
+
+  int device() const { return device_; }
+  /// Threads OpenMP regions of CPU ops may use (0: OpenMP's default).
+  int cpu_threads() const { return cpu_threads_; }
+  void set_cpu_threads(int n) { cpu_threads_ = n; }
+
+  /// The stream device ops are queued on, as a cudaStream_t (created on first call).
+  void* stream();
+  /// The cuSPARSE handle bound to stream(), as a cusparseHandle_t (created on first call).
+  void* cusparse_handle();
+  /// Device scratch memory of at least bytes, valid until the next workspace() call.
+  void* workspace(size_t bytes);
+  /// Waits for the work queued on stream().
+  void synchronize();
+
+  /// The process-wide default context (device 0).
+  static Context& default_context();
+
+ private:
+  struct GpuState;
+  int device_ = 0;
+  int cpu_threads_ = 0;
+  std::unique_ptr<GpuState> gpu_;
+  GpuState& gpu();
+};
+
+}  // namespace tessera

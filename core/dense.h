@@ -1,0 +1,88 @@
+// Dense row-major matrices: DenseView (non-owning, trivially copyable) and DenseMatrix (owning).
+// Element (r, c) lives at data[r * ld + c]; ld >= cols.
+#pragma once
+
+#include <cstdint>
+#include <type_traits>
+
+#include "core/buffer.h"
+#include "core/error.h"
+
+namespace tessera {
+
+/// Blocks template argument deduction (C++20's std::type_identity_t): ops deduce the value
+/// type from the sparse matrix, so a DenseView<T> converts to the DenseView<const T> they take.
+template <class T>
+struct NonDeduced {
+  using type = T;
+};
+template <class T>
+using non_deduced_t = typename NonDeduced<T>::type;
+
+template <class T>
+struct DenseView {
+  int64_t rows = 0;
+  int64_t cols = 0;
+  int64_t ld = 0;       // leading dimension (elements between row starts), >= cols
+  T* data = nullptr;    // [rows * ld], row-major
+  MemorySpace space = MemorySpace::host;
+
+  T& operator()(int64_t r, int64_t c) const { return data[r * ld + c]; }
+  T* row(int64_t r) const { return data + r * ld; }
+  /// A read-only view of the same memory.
+  template <class U = T, class = std::enable_if_t<!std::is_const_v<U>>>
+  operator DenseView<const U>() const {
+    return {rows, cols, ld, data, space};
+  }
+};
+
+/// Throws unless v is a well-formed view (non-negative sizes, ld >= cols, data unless empty).
+template <class T>
+void validate_dense(const DenseView<T>& v, const char* what) {
+  TSR_CHECK(v.rows >= 0 && v.cols >= 0, what, ": negative shape ", v.rows, "x", v.cols);
+  TSR_CHECK(v.ld >= v.cols, what, ": leading dimension ", v.ld, " is smaller than cols ", v.cols);
+  TSR_CHECK(v.data != nullptr || v.rows == 0 || v.cols == 0, what, ": null data for a ", v.rows,
+            "x", v.cols, " matrix");
+}
+
+template <class T>
+class DenseMatrix {
+ public:
+  DenseMatrix() = default;
+  DenseMatrix(int64_t rows, int64_t cols, MemorySpace space = MemorySpace::host)
+      : rows_(rows), cols_(cols), data_(checked_size(rows, cols), space) {}
+  /// Host matrix with every element set to fill.
+  DenseMatrix(int64_t rows, int64_t cols, const T& fill)
+      : rows_(rows), cols_(cols), data_(checked_size(rows, cols), fill) {}
+
+  int64_t rows() const { return rows_; }
+  int64_t cols() const { return cols_; }
+  MemorySpace space() const { return data_.space(); }
+  T* data() { return data_.data(); }
+  const T* data() const { return data_.data(); }
+  Buffer<T>& buffer() { return data_; }
+  const Buffer<T>& buffer() const { return data_; }
+  T& operator()(int64_t r, int64_t c) { return data_[r * cols_ + c]; }
+  const T& operator()(int64_t r, int64_t c) const { return data_[r * cols_ + c]; }
+
+  DenseView<T> view() { return {rows_, cols_, cols_, data_.data(), data_.space()}; }
+  DenseView<const T> view() const { return {rows_, cols_, cols_, data_.data(), data_.space()}; }
+  DenseMatrix to(MemorySpace space) const {
+    DenseMatrix out;
+    out.rows_ = rows_;
+    out.cols_ = cols_;
+    out.data_ = data_.to(space);
+    return out;
+  }
+
+ private:
+  static size_t checked_size(int64_t rows, int64_t cols) {
+    TSR_CHECK(rows >= 0 && cols >= 0, "dense matrix shape ", rows, "x", cols, " is negative");
+    return size_t(rows) * size_t(cols);
+  }
+  int64_t rows_ = 0;
+  int64_t cols_ = 0;
+  Buffer<T> data_;
+};
+
+}  // namespace tessera

@@ -1,0 +1,21 @@
+// Host-callable launchers of the CUDA kernels (defined in ops/*/*.cu, compiled only when
+// TESSERA_WITH_CUDA). Inputs are validated device views; work is queued on ctx.stream().
+#pragma once
+
+#include "core/context.h"
+#include "core/dense.h"
+#include "formats/sparse.h"
+
+namespace tessera::ops::cuda {
+
+/// CSR SpMM, one warp per row, the feature dimension spread over the warp's lanes.
+template <class V, class I>
+void spmm_csr_row_split(Context& ctx, const CsrView<V, I>& a, DenseView<const V> b,
+                        DenseView<float> c, float alpha, float beta);
+
+/// CSR SDDMM, one warp per row; each edge's dot product reduced across the warp.
+template <class V, class I>
+void sddmm_csr_row_split(Context& ctx, const CsrView<V, I>& a, DenseView<const V> x,
+                         DenseView<const V> y, bool scale_by_a, float* out);
+
+}  // namespace tessera::ops::cuda

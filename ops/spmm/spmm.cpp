@@ -1,0 +1,117 @@
+#include "ops/spmm/spmm.h"
+
+#include <vector>
+
+#include "formats/validate.h"
+#include "ops/check.h"
+#include "ops/cpu/kernels.h"
+#if TESSERA_WITH_CUDA
+#include "ops/cuda_kernels.h"
+#endif
+
+namespace tessera::ops {
+
+namespace {
+
+constexpr const char* kOp = "spmm";
+
+template <class V>
+void check_operands(int64_t rows, int64_t cols, MemorySpace space, DenseView<const V> b,
+                    DenseView<float> c) {
+  validate_dense(b, "spmm: B");
+  validate_dense(c, "spmm: C");
+  TSR_CHECK(b.rows == cols, "spmm: B has ", b.rows, " rows but A has ", cols, " columns");
+  TSR_CHECK(c.rows == rows, "spmm: C has ", c.rows, " rows but A has ", rows, " rows");
+  TSR_CHECK(b.cols == c.cols, "spmm: B has ", b.cols, " columns but C has ", c.cols);
+  detail::check_space(space, b.space, kOp, "B");
+  detail::check_space(space, c.space, kOp, "C");
+  detail::check_device_build(space, kOp);
+}
+
+// True when every target row of a mapped part occurs in one run of consecutive local rows,
+// so row groups can run in parallel without two threads writing one output row.
+template <class I>
+bool row_groups_disjoint(const Buffer<I>& row_map, int64_t rows) {
+  std::vector<char> seen(size_t(rows), 0);
+  for (size_t r = 0; r < row_map.size(); ++r) {
+    if (r > 0 && row_map[r] == row_map[r - 1]) continue;
+    if (seen[row_map[r]]) return false;
+    seen[row_map[r]] = 1;
+  }
+  return true;
+}
+
+}  // namespace
+
+template <class V, class I>
+void spmm(Context& ctx, const CsrView<V, I>& a, DenseView<const non_deduced_t<V>> b, DenseView<float> c,
+          const SpmmOptions& o) {
+  check_operands(a.rows, a.cols, a.space, b, c);
+  const cpu::SpmmScalars s{o.alpha, o.beta, ctx.cpu_threads()};
+  if (a.space == MemorySpace::device) {
+    check_index_capacity<I>(a.rows, a.cols, a.nnz, "spmm: A");
+#if TESSERA_WITH_CUDA
+    cuda::spmm_csr_row_split(ctx, a, b, c, o.alpha, o.beta);
+#endif
+    return;
+  }
+  if (o.validate) validate(a);
+  TSR_CPU_DISPATCH(spmm_csr_row_split, a, b, c, s);
+}
+
+template <class V, class I>
+void spmm(Context& ctx, const AnySparse<V, I>& a, DenseView<const non_deduced_t<V>> b, DenseView<float> c,
+          const SpmmOptions& o) {
+  if (const auto* csr = std::get_if<Csr<V, I>>(&a)) return spmm(ctx, csr->view(), b, c, o);
+  const MemorySpace space = std::visit([](const auto& m) { return m.space(); }, a);
+  const auto [rows, cols] = std::visit([](const auto& m) { return std::pair(m.rows, m.cols); }, a);
+  check_operands(rows, cols, space, b, c);
+  TSR_CHECK(space == MemorySpace::host, "spmm: the ", format_name(format_of(a)),
+            " format runs on the host only for now (device SpMM takes CSR)");
+  if (o.validate) validate(a);
+  const cpu::SpmmScalars s{o.alpha, o.beta, ctx.cpu_threads()};
+  switch (format_of(a)) {
+    case Format::coo:
+      TSR_CPU_DISPATCH(spmm_coo_feature_split, std::get<Coo<V, I>>(a).view(), b, c, s);
+      break;
+    case Format::csc:
+      TSR_CPU_DISPATCH(spmm_csc_feature_split, std::get<Csc<V, I>>(a).view(), b, c, s);
+      break;
+    case Format::bsr:
+      TSR_CPU_DISPATCH(spmm_bsr_block_row, std::get<Bsr<V, I>>(a).view(), b, c, s);
+      break;
+    case Format::ell:
+      TSR_CPU_DISPATCH(spmm_ell_row_split, std::get<Ell<V, I>>(a).view(), (const I*)nullptr, b, c,
+                       s, false);
+      break;
+    case Format::ragged:
+      TSR_CPU_DISPATCH(spmm_ragged_row_split, std::get<RaggedMatrix<V, I>>(a), b, c, s);
+      break;
+    case Format::hybrid: {
+      // C = beta * C, then every part adds alpha * P^T M B into its mapped rows.
+      TSR_CPU_DISPATCH(scale_rows, c, o.beta, s.threads);
+      for (const auto& part : std::get<Hybrid<V, I>>(a).parts) {
+        cpu::SpmmScalars ps = s;
+        if (!row_groups_disjoint(part.row_map, rows)) ps.threads = 1;
+        if (const auto* ell = std::get_if<Ell<V, I>>(&part.matrix)) {
+          TSR_CPU_DISPATCH(spmm_ell_row_split, ell->view(), part.row_map.data(), b, c, ps, true);
+        } else {
+          TSR_CPU_DISPATCH(spmm_csr_mapped_accumulate, std::get<Csr<V, I>>(part.matrix).view(),
+                           part.row_map.data(), b, c, ps);
+        }
+      }
+      break;
+    }
+    case Format::csr:
+      break;  // handled above
+  }
+}
+
+#define TSR_INSTANTIATE_SPMM(V, I)                                                             \
+  template void spmm(Context&, const CsrView<V, I>&, DenseView<const V>, DenseView<float>,     \
+                     const SpmmOptions&);                                                      \
+  template void spmm(Context&, const AnySparse<V, I>&, DenseView<const V>, DenseView<float>,   \
+                     const SpmmOptions&);
+TSR_FOR_EACH_COMPUTE_TYPE(TSR_INSTANTIATE_SPMM)
+
+}  // namespace tessera::ops

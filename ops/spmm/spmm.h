@@ -1,0 +1,40 @@
+// SpMM: C = alpha * A * B + beta * C for a sparse A in any format and dense row-major B and C.
+// A and B hold value type V (f32, bf16 or f16); C is f32 and every product accumulates in f32.
+// One dispatch point: validate, then pick the backend from the operands' memory space.
+// Device work is queued on ctx.stream() and returns before it finishes: call ctx.synchronize()
+// before reading C from the host (ctx's stream does not synchronise with the legacy default one).
+#pragma once
+
+#include "core/context.h"
+#include "core/dense.h"
+#include "formats/sparse.h"
+
+namespace tessera::ops {
+
+struct SpmmOptions {
+  float alpha = 1.0f;
+  float beta = 0.0f;  // beta == 0 never reads C (C may hold garbage or NaN)
+  /// Run the O(nnz) structural validation of A (offsets, index ranges). Shapes and memory
+  /// spaces are always checked; turn this off only for a matrix validated once already.
+  bool validate = true;
+};
+
+/// @brief C = alpha * A * B + beta * C.
+/// @param a sparse matrix, rows x cols, on the host or (CSR only, for now) on the device
+/// @param b dense [cols, F] in the same memory space as a
+/// @param c dense [rows, F], f32, in the same memory space
+/// @throw tessera::Error on shape or memory-space mismatch, malformed A, or a device request in
+///        a CPU-only build.
+template <class V, class I>
+void spmm(Context& ctx, const AnySparse<V, I>& a, DenseView<const non_deduced_t<V>> b, DenseView<float> c,
+          const SpmmOptions& options = {});
+
+/// CSR view entry point (no owning container needed; host or device memory).
+template <class V, class I>
+void spmm(Context& ctx, const CsrView<V, I>& a, DenseView<const non_deduced_t<V>> b, DenseView<float> c,
+          const SpmmOptions& options = {});
+
+/// FLOPs of one SpMM: 2 * nnz * F.
+inline double spmm_flops(int64_t nnz, int64_t f) { return 2.0 * double(nnz) * double(f); }
+
+}  // namespace tessera::ops

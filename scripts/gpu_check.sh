@@ -1,0 +1,43 @@
+#!/usr/bin/env bash
+# On a machine with an NVIDIA GPU: Release build with CUDA on all cores, every test (cpu and gpu
+# labels), compute-sanitizer memcheck over the GPU tests, and a short summary at the end.
+# Usage: scripts/gpu_check.sh [build-dir]   (CUDA architecture: TESSERA_CUDA_ARCH, default 90)
+set -uo pipefail
+cd "$(dirname "$0")/.."
+build=${1:-build-gpu}
+arch=${TESSERA_CUDA_ARCH:-90}
+out=${OUT:-$build}
+mkdir -p "$out"
+summary=()
+step() {  # step NAME COMMAND...: runs, records PASS/FAIL
+  local name=$1; shift
+  echo "=== $name"
+  if "$@"; then summary+=("PASS  $name"); else summary+=("FAIL  $name"); fi
+}
+nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader || true
+gen=(); command -v ninja >/dev/null && gen=(-G Ninja)
+step configure cmake -S . -B "$build" "${gen[@]}" -DCMAKE_BUILD_TYPE=Release -DTESSERA_CUDA=ON \
+  -DCMAKE_CUDA_ARCHITECTURES="$arch" -DTESSERA_BUILD_BENCH=OFF
+step build cmake --build "$build" -j "$(nproc)"
+step "ctest (cpu + gpu)" env OMP_NUM_THREADS=2 ctest --test-dir "$build" --output-on-failure -j 8 --timeout 900
+if command -v compute-sanitizer >/dev/null; then
+  for t in "$build"/tests/test_gpu_*; do
+    [ -x "$t" ] || continue
+    step "memcheck $(basename "$t")" compute-sanitizer --tool memcheck --error-exitcode 1 \
+      --leak-check full "$t" --gtest_brief=1
+    step "racecheck $(basename "$t")" compute-sanitizer --tool racecheck --error-exitcode 1 \
+      "$t" --gtest_brief=1 --gtest_filter='GpuOps/0.*'
+  done
+else
+  summary+=("SKIP  compute-sanitizer not found")
+fi
+if [ -x "$build/cli/tessera" ]; then
+  step "cli info" "$build/cli/tessera" info
+  step "cli spmm --device cuda --check" "$build/cli/tessera" spmm --generate rmat:scale=16 \
+    --features 64 --device cuda --check
+  step "cli sddmm --device cuda --check" "$build/cli/tessera" sddmm --generate rmat:scale=16 \
+    --features 64 --device cuda --check
+fi
+echo; echo "=== gpu_check summary ($(git rev-parse --short HEAD 2>/dev/null || echo unknown))"
+printf '%s\n' "${summary[@]}" | tee "$out/gpu_check_summary.txt"
+! printf '%s\n' "${summary[@]}" | grep -q '^FAIL'
