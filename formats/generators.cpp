@@ -281,8 +281,8 @@ void sample_distinct(Rng& rng, int64_t lo, int64_t m, int64_t k, std::vector<int
   std::sort(out.begin() + int64_t(first), out.end());
 }
 
-/// Tops out (distinct values on entry) up to count distinct values with draws, then sorts it.
-/// Duplicates are redrawn for a few rounds, so a nearly exhausted range may end with fewer.
+/// Adds draws to out (distinct values on entry) until it holds count distinct values, sorted.
+/// Duplicates are redrawn for a few rounds only, so a nearly exhausted range may end short.
 template <class Draw>
 void draw_distinct(int64_t count, std::vector<int64_t>& out, const Draw& draw) {
   constexpr int kRounds = 4;
@@ -576,7 +576,8 @@ Csr<V, I> generate_power_law(int64_t n, double avg_degree, double exponent, doub
       weight[size_t(i)] = portable_exp(std::min(log_w, 700.0));
     }
   });
-  // degree_i(s) = clamp(round(s w_i), 1, n); s is the smallest found with sum >= target.
+  // degree_i(s) = clamp(round(s w_i), 1, n); bisection finds s with sum_i degree_i(s) >= target
+  // (within 1 ppm, or as close as doubles allow).
   auto degree = [n](double s, double w) -> int64_t {
     const double x = s * w;
     if (!(x < double(n))) return n;
@@ -604,7 +605,7 @@ Csr<V, I> generate_power_law(int64_t n, double avg_degree, double exponent, doub
       lo = mid;
     } else {
       hi = mid;
-      if (total == target) break;
+      if (total - target <= target / 1000000) break;  // within 1 ppm above the target
     }
   }
   // cumulative[i] = degree_0 + ... + degree_i: preferential picks by binary search.

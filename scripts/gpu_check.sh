@@ -37,7 +37,8 @@ if [ -x "$build/cli/tessera" ]; then
     --features 64 --device cuda --check
   step "cli sddmm --device cuda --check" "$build/cli/tessera" sddmm --generate rmat:scale=16 \
     --features 64 --device cuda --check
+  step "cli demo" "$build/cli/tessera" demo
 fi
-echo; echo "=== gpu_check summary ($(git rev-parse --short HEAD 2>/dev/null || echo unknown))"
+echo; echo "=== gpu_check summary (commit ${TESSERA_COMMIT:-$(git rev-parse --short HEAD 2>/dev/null || echo unknown)})"
 printf '%s\n' "${summary[@]}" | tee "$out/gpu_check_summary.txt"
 ! printf '%s\n' "${summary[@]}" | grep -q '^FAIL'

@@ -125,5 +125,7 @@ TEST(Rng, DeterministicAndInRange) {
 
 TEST(Config, ReportsBuildMode) {
   EXPECT_EQ(kCudaEnabled, TESSERA_WITH_CUDA != 0);
-  if (!kCudaEnabled) EXPECT_EQ(device::count(), 0);
+  if (!kCudaEnabled) {
+    EXPECT_EQ(device::count(), 0);
+  }
 }
