@@ -91,7 +91,9 @@ TEST(Context, AlwaysExistsAndGpuResourcesAreLazy) {
   Context& ctx = Context::default_context();
   EXPECT_EQ(ctx.device(), 0);
   ctx.synchronize();  // no GPU state yet: a no-op
-  if (!device::available()) EXPECT_THROW(ctx.stream(), Error);
+  if (!device::available()) {
+    EXPECT_THROW(ctx.stream(), Error);
+  }
   EXPECT_THROW(Context(-1), Error);
 }
 
