@@ -38,6 +38,29 @@ void check_offsets(const I* offsets, int64_t n, int64_t expected, const char* wh
             " does not match the entry count ", expected);
 }
 
+// True when segment s (offsets already checked) keeps every rule of o.
+template <class V, class I>
+bool segment_ok(int64_t s, int64_t extent, const I* indptr, const I* indices, const V* values,
+                const ValidateOptions& o, std::vector<I>& scratch) {
+  const int64_t begin = indptr[s], end = indptr[s + 1];
+  bool ok = true;
+  for (int64_t e = begin; e < end; ++e) {
+    const int64_t j = indices[e];
+    ok &= j >= 0 && j < extent;
+    if (o.require_sorted && e > begin) {
+      ok &= indices[e - 1] <= j;
+      ok &= !o.require_unique || indices[e - 1] != j;
+    }
+    if (o.require_finite) ok &= is_finite_value(values[e]);
+  }
+  if (ok && o.require_unique && !o.require_sorted) {
+    scratch.assign(indices + begin, indices + end);
+    std::sort(scratch.begin(), scratch.end());
+    ok = std::adjacent_find(scratch.begin(), scratch.end()) == scratch.end();
+  }
+  return ok;
+}
+
 // Checks the compressed arrays of a CSR/CSC-like structure: indices of each segment in
 // [0, extent), optionally sorted/unique, values optionally finite.
 template <class V, class I>
@@ -46,7 +69,18 @@ void check_compressed(int64_t segments, int64_t extent, int64_t nnz, const I* in
                       const char* fmt, const char* seg_name, const char* idx_name) {
   TSR_CHECK(nnz == 0 || (indices && values), fmt, ": null indices or values with nnz = ", nnz);
   check_offsets(indptr, segments, nnz, (std::string(fmt) + ".indptr").c_str());
-  for (int64_t s = 0; s < segments; ++s) {
+  // Parallel pass: the first segment that breaks a rule (no exception inside the region). The
+  // serial pass below starts there and throws with the full message.
+  int64_t first_bad = segments;
+#pragma omp parallel reduction(min : first_bad)
+  {
+    std::vector<I> scratch;
+#pragma omp for schedule(static)
+    for (int64_t s = 0; s < segments; ++s) {
+      if (!segment_ok(s, extent, indptr, indices, values, o, scratch)) first_bad = std::min(first_bad, s);
+    }
+  }
+  for (int64_t s = first_bad; s < segments; ++s) {
     for (int64_t e = indptr[s]; e < indptr[s + 1]; ++e) {
       const int64_t j = indices[e];
       TSR_CHECK(j >= 0 && j < extent, fmt, ".indices[", e, "] = ", j, " is outside [0, ", extent,
@@ -58,6 +92,8 @@ void check_compressed(int64_t segments, int64_t extent, int64_t nnz, const I* in
         TSR_CHECK(!(o.require_unique && o.require_sorted) || prev != j, fmt, ": ", seg_name, " ",
                   s, " repeats ", idx_name, " ", j, " at entry ", e);
       }
+      TSR_CHECK(!o.require_finite || is_finite_value(values[e]), fmt, ".values[", e,
+                "] is not finite (", double(to_float(values[e])), ")");
     }
     if (o.require_unique && !o.require_sorted) {
       std::vector<I> seg(indices + indptr[s], indices + indptr[s + 1]);
@@ -66,12 +102,6 @@ void check_compressed(int64_t segments, int64_t extent, int64_t nnz, const I* in
         TSR_CHECK(seg[k] != seg[k - 1], fmt, ": ", seg_name, " ", s, " repeats ", idx_name, " ",
                   int64_t(seg[k]));
       }
-    }
-  }
-  if (o.require_finite) {
-    for (int64_t e = 0; e < nnz; ++e) {
-      TSR_CHECK(is_finite_value(values[e]), fmt, ".values[", e, "] is not finite (",
-                double(to_float(values[e])), ")");
     }
   }
 }

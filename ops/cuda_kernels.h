@@ -8,6 +8,11 @@
 
 namespace tessera::ops::cuda {
 
+/// Checks a device CSR's offsets (first 0, last nnz, monotone) and column range on the device;
+/// throws tessera::Error naming the first offending position. Synchronises ctx.stream().
+template <class V, class I>
+void validate_csr(Context& ctx, const CsrView<V, I>& a);
+
 /// CSR SpMM, one warp per row, the feature dimension spread over the warp's lanes.
 template <class V, class I>
 void spmm_csr_row_split(Context& ctx, const CsrView<V, I>& a, DenseView<const V> b,

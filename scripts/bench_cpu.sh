@@ -30,7 +30,7 @@ echo "load average before the run: $load_before (anything else running skews a 2
 OMP_NUM_THREADS=2 TESSERA_BENCH_COMMIT="$commit" "$BUILD_DIR/bench/spmm_cpu_vs_eigen" \
   --benchmark_out="$OUT_JSON" --benchmark_out_format=json "$@"
 
-COMMIT="$commit" LOAD_BEFORE="$load_before" LOAD_AFTER="$(cut -d' ' -f1-3 /proc/loadavg)" \
+ROOT="$ROOT" COMMIT="$commit" LOAD_BEFORE="$load_before" LOAD_AFTER="$(cut -d' ' -f1-3 /proc/loadavg)" \
 python3 - "$OUT_JSON" "$SUMMARY_JSON" <<'PY'
 import json, math, os, sys, datetime
 
@@ -183,7 +183,7 @@ summary = {
         "load_average_after": os.environ.get("LOAD_AFTER"),
         "floors": {"copy_l3_GBps": floors.get("copy_l3"), "copy_dram_GBps": floors.get("copy_dram"),
                    "fma_peak_avx2_GFLOPps": floors.get("fma_peak_avx2"), "l3_bytes": l3_bytes},
-        "benchmark_json": os.path.relpath(bench_path),
+        "benchmark_json": os.path.relpath(bench_path, os.environ.get("ROOT", ".")),
         "cases": rows_out,
     }
 }

@@ -123,4 +123,21 @@ TEST(GpuOps, MixedSpacesAndOtherFormatsAreRejected) {
   const DenseMatrix<float> db = hb.to(MemorySpace::device);
   AnySparse<float, int32_t> dell = csr_to_ell(csr).to(MemorySpace::device);
   EXPECT_THROW(ops::spmm(ctx, dell, db.view(), dc.view()), Error);
+  // Malformed device arrays are caught on the device, naming the first bad position.
+  Csr<float, int32_t> broken = csr;
+  broken.indices[broken.nnz() - 1] = 8;
+  const Csr<float, int32_t> dbroken = broken.to(MemorySpace::device);
+  try {
+    ops::spmm(ctx, dbroken.view(), db.view(), dc.view());
+    FAIL() << "out-of-range column on the device was not caught";
+  } catch (const Error& e) {
+    EXPECT_THAT(e.what(), ::testing::HasSubstr("Csr.indices[" + std::to_string(broken.nnz() - 1) +
+                                               "] = 8 is outside [0, 8)"));
+  }
+  broken = csr;
+  broken.indptr[3] = broken.indptr[4] + 1;
+  const Csr<float, int32_t> dbroken2 = broken.to(MemorySpace::device);
+  Buffer<float> out(size_t(csr.nnz()), MemorySpace::device);
+  const DenseMatrix<float> dx = DenseMatrix<float>(10, 4, 1.0f).to(MemorySpace::device);
+  EXPECT_THROW(ops::sddmm(ctx, dbroken2.view(), dx.view(), db.view(), out.data()), Error);
 }

@@ -59,6 +59,7 @@ void sddmm(Context& ctx, const CsrView<V, I>& a, DenseView<const non_deduced_t<V
   if (a.space == MemorySpace::device) {
     check_index_capacity<I>(a.rows, a.cols, a.nnz, "sddmm: A");
 #if TESSERA_WITH_CUDA
+    if (o.validate) cuda::validate_csr(ctx, a);
     cuda::sddmm_csr_row_split(ctx, a, x, y, o.scale_by_a, out);
 #endif
     return;

@@ -51,6 +51,7 @@ void spmm(Context& ctx, const CsrView<V, I>& a, DenseView<const non_deduced_t<V>
   if (a.space == MemorySpace::device) {
     check_index_capacity<I>(a.rows, a.cols, a.nnz, "spmm: A");
 #if TESSERA_WITH_CUDA
+    if (o.validate) cuda::validate_csr(ctx, a);
     cuda::spmm_csr_row_split(ctx, a, b, c, o.alpha, o.beta);
 #endif
     return;
