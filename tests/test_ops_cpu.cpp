@@ -196,3 +196,14 @@ TEST(CpuOps, BadInputGetsClearErrors) {
     EXPECT_THAT(msg([&] { ops::spmm(ctx, dv, db, dc); }), HasSubstr("no CUDA support"));
   }
 }
+
+TEST(CpuOps, SpmmLargeOutputWithCacheBypassingStores) {
+  // C of 70000 x 130 f32 (36 MB) is past the streaming threshold; F = 130 makes some row starts
+  // 32-byte aligned and some not, so both store paths run.
+  const Csr<float, int32_t> csr = random_csr<float, int32_t>({70000, 3000, 0.002, 0.05, 11}, 21);
+  const DenseMatrix<float> b = random_dense<float>(3000, 130, 22);
+  DenseMatrix<float> c(70000, 130, std::nanf(""));
+  Context ctx;
+  ops::spmm(ctx, csr.view(), b.view(), c.view());
+  EXPECT_LT(reference::relative_error(c.data(), reference::spmm(csr, b)), 1e-5);
+}
