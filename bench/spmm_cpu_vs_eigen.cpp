@@ -45,7 +45,6 @@
 #include "core/context.h"
 #include "core/dense.h"
 #include "core/error.h"
-#include "core/random.h"
 #include "formats/convert.h"
 #include "formats/generators.h"
 #include "formats/io.h"
@@ -169,11 +168,7 @@ std::unique_ptr<Operands> make_operands(const Problem& p, int64_t f, uint64_t se
   auto o = std::make_unique<Operands>();
   o->f = f;
   const int64_t k = p.csr.cols, m = p.csr.rows;
-  o->b = DenseMatrix<float>(k, f);
-  tessera::Rng rng(seed);
-  for (int64_t i = 0; i < k; ++i) {
-    for (int64_t j = 0; j < f; ++j) o->b(i, j) = float(rng.uniform(-1.0, 1.0));
-  }
+  o->b = tessera::uniform_dense<float>(k, f, seed);
   o->b_row = Eigen::Map<const EigenRowMajor>(o->b.data(), k, f);
   o->b_col = o->b_row;
   const float nan = std::numeric_limits<float>::quiet_NaN();

@@ -13,7 +13,6 @@
 #include "core/config.h"
 #include "core/device.h"
 #include "core/error.h"
-#include "core/random.h"
 #include "core/timer.h"
 #include "formats/convert.h"
 #include "formats/generators.h"
@@ -83,14 +82,6 @@ int with_types(const std::string& dtype, const std::string& itype, Fn&& fn) {
       }
     default: TSR_FAIL("--dtype must be f32, bf16 or f16 (got ", dtype, ")");
   }
-}
-
-template <class T>
-DenseMatrix<T> random_matrix(int64_t rows, int64_t cols, uint64_t seed) {
-  DenseMatrix<T> m(rows, cols);
-  Rng rng(seed);
-  for (int64_t k = 0; k < rows * cols; ++k) m.data()[k] = from_float<T>(rng.uniform(-1.0, 1.0));
-  return m;
 }
 
 double median(std::vector<double> v) {
@@ -173,7 +164,7 @@ int run_spmm(const MatrixOptions& m, const RunOptions& r) {
   const Format format = parse_format(m.format);
   TSR_CHECK(space == MemorySpace::host || format == Format::csr,
             "--device cuda runs the csr format only in this version (got ", m.format, ")");
-  const DenseMatrix<V> b = random_matrix<V>(csr.cols, r.features, 17);
+  const DenseMatrix<V> b = uniform_dense<V>(csr.cols, r.features, 17);
   DenseMatrix<float> c(csr.rows, r.features, space);
   const AnySparse<V, I> a = from_csr(space == MemorySpace::host ? csr : csr.to(space), format,
                                      m.params());
@@ -204,8 +195,8 @@ int run_sddmm(const MatrixOptions& m, const RunOptions& r) {
   const Format format = parse_format(m.format);
   TSR_CHECK(space == MemorySpace::host || format == Format::csr,
             "--device cuda runs the csr format only in this version (got ", m.format, ")");
-  const DenseMatrix<V> x = random_matrix<V>(csr.rows, r.features, 18);
-  const DenseMatrix<V> y = random_matrix<V>(csr.cols, r.features, 19);
+  const DenseMatrix<V> x = uniform_dense<V>(csr.rows, r.features, 18);
+  const DenseMatrix<V> y = uniform_dense<V>(csr.cols, r.features, 19);
   const DenseMatrix<V> xd = x.to(space), yd = y.to(space);
   const AnySparse<V, I> a = from_csr(space == MemorySpace::host ? csr : csr.to(space), format,
                                      m.params());
@@ -253,8 +244,8 @@ int cmd_demo(int scale, int64_t features) {
               "f32 values, %d CPU threads\n\n",
               scale, (long long)csr.rows, (long long)csr.nnz(), gen_timer.seconds() * 1e3,
               (long long)features, omp_get_max_threads());
-  const DenseMatrix<V> b = random_matrix<V>(csr.cols, features, 1);
-  const DenseMatrix<V> x = random_matrix<V>(csr.rows, features, 2);
+  const DenseMatrix<V> b = uniform_dense<V>(csr.cols, features, 1);
+  const DenseMatrix<V> x = uniform_dense<V>(csr.rows, features, 2);
   const auto spmm_ref = reference::spmm(csr, b);
   const auto sddmm_ref = reference::sddmm(csr, x, b);
   std::printf("%-8s %-6s %12s %9s %10s %11s %9s %11s %9s\n", "format", "device", "stored",

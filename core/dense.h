@@ -6,7 +6,9 @@
 #include <type_traits>
 
 #include "core/buffer.h"
+#include "core/dtype.h"
 #include "core/error.h"
+#include "core/random.h"
 
 namespace tessera {
 
@@ -84,5 +86,16 @@ class DenseMatrix {
   int64_t cols_ = 0;
   Buffer<T> data_;
 };
+
+/// A host matrix with elements uniform in [lo, hi), deterministic by seed (inputs for checks and
+/// benchmarks: never all zeros, which hide unwritten outputs).
+template <class T>
+DenseMatrix<T> uniform_dense(int64_t rows, int64_t cols, uint64_t seed, double lo = -1.0,
+                             double hi = 1.0) {
+  DenseMatrix<T> m(rows, cols);
+  Rng rng(seed);
+  for (int64_t i = 0; i < rows * cols; ++i) m.data()[i] = from_float<T>(rng.uniform(lo, hi));
+  return m;
+}
 
 }  // namespace tessera

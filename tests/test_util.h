@@ -53,10 +53,7 @@ Csr<V, I> random_csr(const RandomShape& s, uint64_t seed) {
 /// A random dense host matrix with values in [-1, 1).
 template <class T>
 DenseMatrix<T> random_dense(int64_t rows, int64_t cols, uint64_t seed) {
-  DenseMatrix<T> m(rows, cols);
-  Rng rng(seed);
-  for (int64_t i = 0; i < rows * cols; ++i) m.data()[i] = from_float<T>(rng.uniform(-1.0, 1.0));
-  return m;
+  return uniform_dense<T>(rows, cols, seed);
 }
 
 /// The awkward shapes every kernel is tested on.
