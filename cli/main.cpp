@@ -37,6 +37,7 @@ struct MatrixOptions {
 struct RunOptions {
   int64_t features = 32;
   std::string device = "cpu";
+  std::string schedule;
   bool check = false;
   int repeat = 10, threads = 0;
 };
@@ -61,6 +62,9 @@ void add_run_options(CLI::App* app, RunOptions& r) {
   app->add_flag("--check", r.check, "compare with the float64 reference");
   app->add_option("--repeat", r.repeat, "timed repetitions (median reported)")->capture_default_str();
   app->add_option("--threads", r.threads, "CPU threads (0: OpenMP default)")->capture_default_str();
+  app->add_option("--schedule", r.schedule,
+                  "device kernel, e.g. csr.row_split:tpr=8,rpb=32,vec=4 or csr.cusparse:alg=2 "
+                  "(spmm; default: the heuristic)");
 }
 
 // Calls fn(V{}, I{}) for the value and index types named on the command line.
@@ -169,12 +173,18 @@ int run_spmm(const MatrixOptions& m, const RunOptions& r) {
   const AnySparse<V, I> a = from_csr(space == MemorySpace::host ? csr : csr.to(space), format,
                                      m.params());
   const DenseMatrix<V> bd = b.to(space);
-  const double seconds = time_median(ctx, r.repeat, [&] { ops::spmm(ctx, a, bd.view(), c.view()); });
+  ops::SpmmOptions options;
+  if (!r.schedule.empty()) {
+    options.schedule = schedule::parse(schedule::Op::spmm, r.schedule);
+    TSR_CHECK(space == MemorySpace::device, "--schedule picks a device kernel; add --device cuda");
+  }
+  const double seconds =
+      time_median(ctx, r.repeat, [&] { ops::spmm(ctx, a, bd.view(), c.view(), options); });
   const double gflops = ops::spmm_flops(csr.nnz(), r.features) / seconds * 1e-9;
-  std::printf("spmm  %s  %lldx%lld nnz=%lld F=%lld %s/%s %s  median %.3f ms  %.2f GFLOP/s\n",
+  std::printf("spmm  %s  %lldx%lld nnz=%lld F=%lld %s/%s %s%s%s  median %.3f ms  %.2f GFLOP/s\n",
               m.format.c_str(), (long long)csr.rows, (long long)csr.cols, (long long)csr.nnz(),
               (long long)r.features, m.dtype.c_str(), m.itype.c_str(), r.device.c_str(),
-              seconds * 1e3, gflops);
+              r.schedule.empty() ? "" : " ", r.schedule.c_str(), seconds * 1e3, gflops);
   if (r.check) {
     const DenseMatrix<float> got = c.to(MemorySpace::host);
     const double err = reference::relative_error(got.data(), reference::spmm(csr, b));

@@ -13,10 +13,17 @@ namespace tessera::ops::cuda {
 template <class V, class I>
 void validate_csr(Context& ctx, const CsrView<V, I>& a);
 
-/// CSR SpMM, one warp per row, the feature dimension spread over the warp's lanes.
+/// CSR SpMM (schedule csr.row_split): tpr threads per row, rpb rows per block, vec features
+/// per thread. Throws when the knobs are out of range or vec > 1 meets unaligned rows.
 template <class V, class I>
 void spmm_csr_row_split(Context& ctx, const CsrView<V, I>& a, DenseView<const V> b,
-                        DenseView<float> c, float alpha, float beta);
+                        DenseView<float> c, float alpha, float beta, int tpr, int rpb, int vec);
+
+/// CSR SpMM through cuSPARSE's generic API (schedule csr.cusparse), alg 1..3 for
+/// CUSPARSE_SPMM_CSR_ALG1..3. f32 values; the workspace comes from ctx.
+template <class V, class I>
+void spmm_csr_cusparse(Context& ctx, const CsrView<V, I>& a, DenseView<const V> b,
+                       DenseView<float> c, float alpha, float beta, int alg);
 
 /// CSR SDDMM, one warp per row; each edge's dot product reduced across the warp.
 template <class V, class I>

@@ -9,6 +9,7 @@
 #include "formats/convert.h"
 #include "ops/sddmm/sddmm.h"
 #include "ops/spmm/spmm.h"
+#include "schedule/schedule.h"
 #include "tests/reference/reference.h"
 #include "tests/test_util.h"
 
@@ -40,34 +41,80 @@ using ComputeTypes = ::testing::Types<std::pair<float, int32_t>, std::pair<float
                                       std::pair<bf16, int32_t>, std::pair<f16, int64_t>>;
 TYPED_TEST_SUITE(GpuOps, ComputeTypes);
 
-TYPED_TEST(GpuOps, SpmmCsrMatchesReference) {
+// Schedules checked for value type V at width F: the default, and for f32 / int32 every
+// schedule in the space (all csr.row_split knob combinations and the cuSPARSE algorithms).
+std::vector<schedule::Schedule> schedules_to_check(const schedule::Problem& p, bool sweep) {
+  std::vector<schedule::Schedule> out{schedule::default_schedule(p)};
+  if (sweep) {
+    for (const schedule::Schedule& s : schedule::space(p)) out.push_back(s);
+  } else {
+    for (const char* text : {"csr.row_split:tpr=1,rpb=64,vec=1", "csr.row_split:tpr=4,rpb=16,vec=2",
+                             "csr.row_split:tpr=16,rpb=4,vec=4"}) {
+      const schedule::Schedule s = schedule::parse(schedule::Op::spmm, text);
+      if (schedule::can_implement(s, p)) out.push_back(s);
+    }
+  }
+  return out;
+}
+
+TYPED_TEST(GpuOps, SpmmCsrEveryScheduleMatchesReference) {
   SKIP_WITHOUT_GPU();
   using V = typename TypeParam::first_type;
   using I = typename TypeParam::second_type;
+  constexpr bool kSweep = std::is_same_v<V, float> && std::is_same_v<I, int32_t>;
   Context ctx;
   uint64_t seed = 5000;
   for (const auto& [name, shape] : awkward_shapes()) {
     const Csr<V, I> csr = random_csr<V, I>(shape, ++seed);
     const Csr<V, I> dcsr = csr.to(MemorySpace::device);
-    for (int64_t F : {1, 3, 33, 257}) {
+    for (int64_t F : {1, 3, 33, 64, 257}) {
       const DenseMatrix<V> b = random_dense<V>(csr.cols, F, ++seed);
       const DenseMatrix<float> c0 = random_dense<float>(csr.rows, F, ++seed);
+      DenseMatrix<float> poisoned = c0.to(MemorySpace::host);  // beta == 0 must not read C
+      for (int64_t i = 0; i < poisoned.rows() * poisoned.cols(); ++i) poisoned.data()[i] = std::nanf("");
       const DenseMatrix<V> db = b.to(MemorySpace::device);
-      for (auto [alpha, beta] : {std::pair{1.0f, 0.0f}, std::pair{0.5f, -1.5f}}) {
-        DenseMatrix<float> init = c0.to(MemorySpace::host);
-        if (beta == 0.0f) {  // poison: beta == 0 must overwrite without reading
-          for (int64_t i = 0; i < init.rows() * init.cols(); ++i) init.data()[i] = std::nanf("");
+      const DenseMatrix<float> dc0 = c0.to(MemorySpace::device), dpoison = poisoned.to(MemorySpace::device);
+      const schedule::Problem problem = schedule::describe(schedule::Op::spmm, dcsr.view(), F, F, F);
+      const auto want_plain = reference::spmm(csr, b);
+      const auto want_scaled = reference::spmm(csr, b, 0.5, -1.5, &c0);
+      for (const schedule::Schedule& s : schedules_to_check(problem, kSweep)) {
+        for (bool scaled : {false, true}) {
+          if (scaled && !(s == schedule::default_schedule(problem)) && s.variant != "csr.cusparse") continue;
+          DenseMatrix<float> dc = (scaled ? dc0 : dpoison).to(MemorySpace::device);
+          ops::SpmmOptions options;
+          options.alpha = scaled ? 0.5f : 1.0f;
+          options.beta = scaled ? -1.5f : 0.0f;
+          options.schedule = s;
+          ops::spmm(ctx, dcsr.view(), db.view(), dc.view(), options);
+          ctx.synchronize();
+          const DenseMatrix<float> got = dc.to(MemorySpace::host);
+          EXPECT_LT(reference::relative_error(got.data(), scaled ? want_scaled : want_plain), 1e-5)
+              << name << " F=" << F << " " << s.to_string() << (scaled ? " alpha=0.5 beta=-1.5" : "");
         }
-        DenseMatrix<float> dc = init.to(MemorySpace::device);
-        ops::spmm(ctx, dcsr.view(), db.view(), dc.view(), {alpha, beta});
-        ctx.synchronize();
-        const DenseMatrix<float> got = dc.to(MemorySpace::host);
-        const auto want = reference::spmm(csr, b, alpha, beta, &c0);
-        EXPECT_LT(reference::relative_error(got.data(), want), 1e-5)
-            << name << " F=" << F << " alpha=" << alpha << " beta=" << beta;
       }
     }
   }
+}
+
+TEST(GpuOps, ScheduleThatCannotRunIsRejected) {
+  SKIP_WITHOUT_GPU();
+  Context ctx;
+  const Csr<float, int32_t> csr = random_csr<float, int32_t>({40, 30, 0.2}, 3);
+  const Csr<float, int32_t> dcsr = csr.to(MemorySpace::device);
+  const DenseMatrix<float> db = random_dense<float>(30, 33, 4).to(MemorySpace::device);
+  DenseMatrix<float> dc(40, 33, MemorySpace::device);
+  ops::SpmmOptions options;
+  options.schedule = schedule::parse(schedule::Op::spmm, "csr.row_split:vec=4");
+  try {
+    ops::spmm(ctx, dcsr.view(), db.view(), dc.view(), options);
+    FAIL() << "vec=4 with F = 33 should be rejected";
+  } catch (const Error& e) {
+    EXPECT_THAT(e.what(), ::testing::HasSubstr("multiples of 4"));
+  }
+  const Csr<bf16, int32_t> dbf = cast_values<bf16>(csr).to(MemorySpace::device);
+  const DenseMatrix<bf16> dbb = random_dense<bf16>(30, 33, 5).to(MemorySpace::device);
+  options.schedule = schedule::parse(schedule::Op::spmm, "csr.cusparse");
+  EXPECT_THROW(ops::spmm(ctx, dbf.view(), dbb.view(), dc.view(), options), Error);
 }
 
 TYPED_TEST(GpuOps, SddmmCsrMatchesReference) {

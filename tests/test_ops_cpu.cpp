@@ -49,7 +49,10 @@ void check_spmm(const Csr<V, I>& csr, int64_t F, uint64_t seed, const std::strin
       if (beta == 0.0f) {  // beta == 0 must not read C: poison it
         for (int64_t i = 0; i < c.rows() * c.cols(); ++i) c.data()[i] = std::nanf("");
       }
-      ops::spmm(ctx, a, b.view(), c.view(), {alpha, beta});
+      ops::SpmmOptions options;
+      options.alpha = alpha;
+      options.beta = beta;
+      ops::spmm(ctx, a, b.view(), c.view(), options);
       const auto want = reference::spmm(csr, b, alpha, beta, &c0);
       const double err = reference::relative_error(c.data(), want);
       EXPECT_LT(err, 1e-5) << what << " format " << format_name(f) << " F=" << F

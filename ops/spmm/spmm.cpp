@@ -50,9 +50,21 @@ void spmm(Context& ctx, const CsrView<V, I>& a, DenseView<const non_deduced_t<V>
   const cpu::SpmmScalars s{o.alpha, o.beta, ctx.cpu_threads()};
   if (a.space == MemorySpace::device) {
     check_index_capacity<I>(a.rows, a.cols, a.nnz, "spmm: A");
+    const schedule::Problem problem =
+        schedule::describe(schedule::Op::spmm, a, c.cols, b.ld, c.ld);
+    const schedule::Schedule chosen =
+        o.schedule ? *o.schedule : schedule::default_schedule(problem);
+    const schedule::Verdict verdict = schedule::can_implement(chosen, problem);
+    TSR_CHECK(verdict.ok, "spmm: schedule ", chosen.to_string(), " cannot run this problem: ",
+              verdict.reason);
 #if TESSERA_WITH_CUDA
     if (o.validate) cuda::validate_csr(ctx, a);
-    cuda::spmm_csr_row_split(ctx, a, b, c, o.alpha, o.beta);
+    if (chosen.variant == "csr.cusparse") {
+      cuda::spmm_csr_cusparse(ctx, a, b, c, o.alpha, o.beta, int(chosen.knob("alg")));
+    } else {
+      cuda::spmm_csr_row_split(ctx, a, b, c, o.alpha, o.beta, int(chosen.knob("tpr")),
+                               int(chosen.knob("rpb")), int(chosen.knob("vec")));
+    }
 #endif
     return;
   }

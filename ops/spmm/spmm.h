@@ -5,9 +5,12 @@
 // before reading C from the host (ctx's stream does not synchronise with the legacy default one).
 #pragma once
 
+#include <optional>
+
 #include "core/context.h"
 #include "core/dense.h"
 #include "formats/sparse.h"
+#include "schedule/schedule.h"
 
 namespace tessera::ops {
 
@@ -17,6 +20,10 @@ struct SpmmOptions {
   /// Run the O(nnz) structural validation of A (offsets, index ranges). Shapes and memory
   /// spaces are always checked; turn this off only for a matrix validated once already.
   bool validate = true;
+  /// Device kernel variant and knobs (schedule/schedule.h); empty: schedule::default_schedule.
+  /// A schedule that cannot implement the problem throws with the reason. The CPU path has one
+  /// variant per format and ignores this.
+  std::optional<schedule::Schedule> schedule;
 };
 
 /// @brief C = alpha * A * B + beta * C.

@@ -1,7 +1,10 @@
-// CSR SpMM on the GPU: spmm_csr_row_split. One warp per row; the warp walks the feature dimension
-// in chunks of 32 (one feature per lane, so B-row loads are coalesced) and the row's entries in
-// batches of 32 (each lane loads one (col, val) pair, then the warp broadcasts them by shuffle).
-// No atomics: every output element is written by exactly one lane, so results are deterministic.
+// CSR SpMM on the GPU: spmm_csr_row_split. A group of tpr threads (a sub-warp) owns a row; each
+// thread owns VEC consecutive features, so one pass covers tpr * VEC features and B rows are
+// gathered with VEC-wide loads. The group loads tpr (col, val) pairs at a time and broadcasts
+// them by shuffle. No atomics: every output element is written by one thread, so results are
+// deterministic.
+#include <cstdint>
+
 #include "core/cuda_check.h"
 #include "core/error.h"
 #include "ops/cuda_common.cuh"
@@ -11,55 +14,143 @@ namespace tessera::ops::cuda {
 
 namespace {
 
-constexpr int kWarpsPerBlock = 8;
+// VEC consecutive elements of p as f32; p is aligned to VEC * sizeof(V) (checked on the host).
+template <int VEC>
+__device__ __forceinline__ void load_vec(const float* p, float (&out)[VEC]) {
+  if constexpr (VEC == 4) {
+    const float4 v = *reinterpret_cast<const float4*>(p);
+    out[0] = v.x, out[1] = v.y, out[2] = v.z, out[3] = v.w;
+  } else if constexpr (VEC == 2) {
+    const float2 v = *reinterpret_cast<const float2*>(p);
+    out[0] = v.x, out[1] = v.y;
+  } else {
+    out[0] = *p;
+  }
+}
+// 16-bit types: VEC halves in one 2/4/8-byte load, unpacked.
+template <int VEC, class V>
+__device__ __forceinline__ void load_vec(const V* p, float (&out)[VEC]) {
+  if constexpr (VEC == 4) {
+    const uint2 w = *reinterpret_cast<const uint2*>(p);
+    const uint32_t words[2] = {w.x, w.y};
+#pragma unroll
+    for (int i = 0; i < 4; ++i) {
+      V h;
+      h.bits = uint16_t(words[i / 2] >> (16 * (i % 2)));
+      out[i] = load_f32(h);
+    }
+  } else if constexpr (VEC == 2) {
+    const uint32_t w = *reinterpret_cast<const uint32_t*>(p);
+    V lo, hi;
+    lo.bits = uint16_t(w), hi.bits = uint16_t(w >> 16);
+    out[0] = load_f32(lo), out[1] = load_f32(hi);
+  } else {
+    out[0] = load_f32(*p);
+  }
+}
 
-template <class V, class I>
-__global__ void __launch_bounds__(kWarpsPerBlock* kWarp)
-    spmm_csr_row_split_kernel(CsrView<V, I> a, DenseView<const V> b, DenseView<float> c,
-                              float alpha, float beta) {
-  const int lane = threadIdx.x % kWarp;
-  const int64_t row = int64_t(blockIdx.x) * kWarpsPerBlock + threadIdx.x / kWarp;
-  if (row >= a.rows) return;
+template <int VEC>
+__device__ __forceinline__ void store_vec(float* p, const float (&v)[VEC]) {
+  if constexpr (VEC == 4) {
+    *reinterpret_cast<float4*>(p) = make_float4(v[0], v[1], v[2], v[3]);
+  } else if constexpr (VEC == 2) {
+    *reinterpret_cast<float2*>(p) = make_float2(v[0], v[1]);
+  } else {
+    *p = v[0];
+  }
+}
+
+template <class V, class I, int VEC>
+__global__ void spmm_csr_row_split_kernel(CsrView<V, I> a, DenseView<const V> b, DenseView<float> c,
+                                          float alpha, float beta, int tpr) {
+  const int lane = threadIdx.x % tpr;  // position in the row's group
+  const int rows_per_block = blockDim.x / tpr;
+  const int64_t row = int64_t(blockIdx.x) * rows_per_block + threadIdx.x / tpr;
+  if (row >= a.rows) return;  // whole groups leave together: tpr divides the warp
+  // Shuffles involve only this group's lanes (groups are aligned inside the warp).
+  const int warp_lane = threadIdx.x % kWarp;
+  const unsigned group_mask =
+      tpr == kWarp ? 0xffffffffu : (((1u << tpr) - 1u) << (warp_lane / tpr * tpr));
   const int64_t begin = a.indptr[row], end = a.indptr[row + 1];
   float* crow = c.data + row * c.ld;
-  for (int64_t f0 = 0; f0 < c.cols; f0 += kWarp) {
-    const int64_t f = f0 + lane;
-    const bool active = f < c.cols;
-    float acc = 0.0f;
-    for (int64_t e0 = begin; e0 < end; e0 += kWarp) {
-      const int64_t mine = e0 + lane;
+  const int64_t F = c.cols;
+  for (int64_t f0 = 0; f0 < F; f0 += int64_t(tpr) * VEC) {
+    const int64_t f = f0 + int64_t(lane) * VEC;
+    const int width = f >= F ? 0 : (F - f >= VEC ? VEC : int(F - f));  // features this thread owns
+    float acc[VEC] = {};
+    for (int64_t e0 = begin; e0 < end; e0 += tpr) {
       int64_t col = 0;
       float val = 0.0f;
-      if (mine < end) {
-        col = int64_t(a.indices[mine]);
-        val = load_f32(a.values[mine]);
+      if (e0 + lane < end) {
+        col = int64_t(a.indices[e0 + lane]);
+        val = load_f32(a.values[e0 + lane]);
       }
-      const int batch = end - e0 < kWarp ? int(end - e0) : kWarp;
+      const int batch = end - e0 < tpr ? int(end - e0) : tpr;
       for (int k = 0; k < batch; ++k) {
-        const int64_t j = __shfl_sync(0xffffffffu, col, k);
-        const float v = __shfl_sync(0xffffffffu, val, k);
-        if (active) acc += v * load_f32(b.data[j * b.ld + f]);
+        const int64_t j = __shfl_sync(group_mask, col, k, tpr);
+        const float v = __shfl_sync(group_mask, val, k, tpr);
+        const V* brow = b.data + j * b.ld + f;
+        if (width == VEC) {
+          float x[VEC];
+          load_vec<VEC>(brow, x);
+#pragma unroll
+          for (int i = 0; i < VEC; ++i) acc[i] += v * x[i];
+        } else {
+          for (int i = 0; i < width; ++i) acc[i] += v * load_f32(brow[i]);
+        }
       }
     }
-    if (active) crow[f] = beta == 0.0f ? alpha * acc : alpha * acc + beta * crow[f];
+    if (width == VEC) {
+      float out[VEC];
+      if (beta != 0.0f) load_vec<VEC>(crow + f, out);
+#pragma unroll
+      for (int i = 0; i < VEC; ++i) out[i] = beta == 0.0f ? alpha * acc[i] : alpha * acc[i] + beta * out[i];
+      store_vec<VEC>(crow + f, out);
+    } else {
+      for (int i = 0; i < width; ++i) {
+        crow[f + i] = beta == 0.0f ? alpha * acc[i] : alpha * acc[i] + beta * crow[f + i];
+      }
+    }
   }
+}
+
+template <int VEC, class V, class I>
+void launch(Context& ctx, const CsrView<V, I>& a, DenseView<const V> b, DenseView<float> c,
+            float alpha, float beta, int tpr, int rpb) {
+  const unsigned blocks = grid_for(a.rows, rpb);
+  spmm_csr_row_split_kernel<V, I, VEC><<<blocks, tpr * rpb, 0, static_cast<cudaStream_t>(ctx.stream())>>>(
+      a, b, c, alpha, beta, tpr);
+  TSR_CUDA_CHECK_LAUNCH("spmm_csr_row_split");
 }
 
 }  // namespace
 
 template <class V, class I>
 void spmm_csr_row_split(Context& ctx, const CsrView<V, I>& a, DenseView<const V> b,
-                        DenseView<float> c, float alpha, float beta) {
+                        DenseView<float> c, float alpha, float beta, int tpr, int rpb, int vec) {
+  TSR_CHECK(tpr >= 1 && tpr <= kWarp && (tpr & (tpr - 1)) == 0, "spmm_csr_row_split: tpr = ", tpr,
+            " must be a power of two in [1, 32]");
+  TSR_CHECK(tpr * rpb >= kWarp && tpr * rpb <= 1024, "spmm_csr_row_split: tpr * rpb = ", tpr * rpb,
+            " threads per block; needs 32..1024");
+  if (vec > 1) {
+    const auto aligned = [&](const void* p, size_t bytes) { return reinterpret_cast<uintptr_t>(p) % bytes == 0; };
+    TSR_CHECK(b.ld % vec == 0 && c.ld % vec == 0 && aligned(b.data, vec * sizeof(V)) &&
+                  aligned(c.data, vec * sizeof(float)),
+              "spmm_csr_row_split: vec=", vec, " needs B and C rows aligned to ", vec,
+              " elements (leading dimensions ", b.ld, ", ", c.ld, ")");
+  }
   if (a.rows == 0 || c.cols == 0) return;
-  const unsigned blocks = grid_for(a.rows, kWarpsPerBlock);
-  spmm_csr_row_split_kernel<<<blocks, kWarpsPerBlock * kWarp, 0,
-                              static_cast<cudaStream_t>(ctx.stream())>>>(a, b, c, alpha, beta);
-  TSR_CUDA_CHECK_LAUNCH("spmm_csr_row_split");
+  switch (vec) {
+    case 1: return launch<1>(ctx, a, b, c, alpha, beta, tpr, rpb);
+    case 2: return launch<2>(ctx, a, b, c, alpha, beta, tpr, rpb);
+    case 4: return launch<4>(ctx, a, b, c, alpha, beta, tpr, rpb);
+    default: TSR_FAIL("spmm_csr_row_split: vec = ", vec, " must be 1, 2 or 4");
+  }
 }
 
 #define TSR_INSTANTIATE_SPMM_CUDA(V, I)                                                   \
   template void spmm_csr_row_split(Context&, const CsrView<V, I>&, DenseView<const V>,    \
-                                   DenseView<float>, float, float);
+                                   DenseView<float>, float, float, int, int, int);
 TSR_FOR_EACH_COMPUTE_TYPE(TSR_INSTANTIATE_SPMM_CUDA)
 
 }  // namespace tessera::ops::cuda

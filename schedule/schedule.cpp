@@ -1,0 +1,209 @@
+#include "schedule/schedule.h"
+
+#include <algorithm>
+#include <sstream>
+
+#include "core/error.h"
+
+namespace tessera::schedule {
+
+const char* op_name(Op op) { return op == Op::spmm ? "spmm" : "sddmm"; }
+
+const std::vector<VariantSpec>& variants() {
+  static const std::vector<VariantSpec> kVariants = {
+      {"csr.row_split",
+       Op::spmm,
+       Format::csr,
+       MemorySpace::device,
+       {{"tpr", {1, 2, 4, 8, 16, 32}, 32, "threads per row (a sub-warp)"},
+        {"rpb", {1, 2, 4, 8, 16, 32, 64, 128, 256}, 8, "rows per thread block"},
+        {"vec", {1, 2, 4}, 1, "consecutive features per thread (vector loads of B)"}},
+       "a sub-warp of tpr threads per row; B rows gathered with vec-wide loads; no atomics"},
+      {"csr.cusparse",
+       Op::spmm,
+       Format::csr,
+       MemorySpace::device,
+       {{"alg", {1, 2, 3}, 2, "cusparseSpMM CSR algorithm (CUSPARSE_SPMM_CSR_ALG1..3)"}},
+       "cuSPARSE's generic SpMM (the vendor peer)"},
+      {"csr.row_split",
+       Op::sddmm,
+       Format::csr,
+       MemorySpace::device,
+       {},
+       "a warp per row; each edge's dot product reduced across the warp"},
+  };
+  return kVariants;
+}
+
+const VariantSpec& find_variant(Op op, const std::string& name) {
+  std::string known;
+  for (const VariantSpec& v : variants()) {
+    if (v.op != op) continue;
+    if (v.name == name) return v;
+    known += (known.empty() ? "" : ", ") + v.name;
+  }
+  TSR_FAIL("unknown ", op_name(op), " variant '", name, "' (known: ", known, ")");
+}
+
+int64_t Schedule::knob(const std::string& name) const {
+  for (const auto& [k, v] : knobs) {
+    if (k == name) return v;
+  }
+  TSR_FAIL("schedule '", to_string(), "' has no knob '", name, "'");
+}
+
+std::string Schedule::to_string() const {
+  std::ostringstream os;
+  os << variant;
+  for (size_t i = 0; i < knobs.size(); ++i) {
+    os << (i == 0 ? ":" : ",") << knobs[i].first << "=" << knobs[i].second;
+  }
+  return os.str();
+}
+
+Schedule with_defaults(Op op, const std::string& variant) {
+  const VariantSpec& spec = find_variant(op, variant);
+  Schedule s{op, variant, {}};
+  for (const KnobSpec& k : spec.knobs) s.knobs.emplace_back(k.name, k.default_value);
+  return s;
+}
+
+Schedule parse(Op op, const std::string& text) {
+  const size_t colon = text.find(':');
+  Schedule s = with_defaults(op, text.substr(0, colon));
+  if (colon == std::string::npos) return s;
+  const VariantSpec& spec = find_variant(op, s.variant);
+  std::vector<bool> seen(spec.knobs.size(), false);
+  std::istringstream items(text.substr(colon + 1));
+  std::string item;
+  while (std::getline(items, item, ',')) {
+    const size_t eq = item.find('=');
+    TSR_CHECK(eq != std::string::npos && eq > 0 && eq + 1 < item.size(), "schedule '", text,
+              "': '", item, "' is not knob=value");
+    const std::string name = item.substr(0, eq), value_text = item.substr(eq + 1);
+    const auto it = std::find_if(spec.knobs.begin(), spec.knobs.end(),
+                                 [&](const KnobSpec& k) { return k.name == name; });
+    TSR_CHECK(it != spec.knobs.end(), "schedule '", text, "': variant ", spec.name,
+              " has no knob '", name, "'");
+    const size_t index = size_t(it - spec.knobs.begin());
+    TSR_CHECK(!seen[index], "schedule '", text, "': knob '", name, "' given twice");
+    seen[index] = true;
+    size_t used = 0;
+    int64_t value = 0;
+    try {
+      value = std::stoll(value_text, &used);
+    } catch (const std::exception&) {
+      used = 0;
+    }
+    TSR_CHECK(used == value_text.size(), "schedule '", text, "': ", name, "=", value_text,
+              " is not an integer");
+    std::string allowed;
+    for (int64_t v : it->values) allowed += (allowed.empty() ? "" : "|") + std::to_string(v);
+    TSR_CHECK(std::find(it->values.begin(), it->values.end(), value) != it->values.end(),
+              "schedule '", text, "': ", name, "=", value, " is not allowed (", allowed, ")");
+    s.knobs[index].second = value;
+  }
+  return s;
+}
+
+template <class V, class I>
+Problem describe(Op op, const CsrView<V, I>& a, int64_t features, int64_t ld_b, int64_t ld_c) {
+  Problem p;
+  p.op = op;
+  p.format = Format::csr;
+  p.space = a.space;
+  p.value = dtype_of<V>();
+  p.index = dtype_of<I>();
+  p.rows = a.rows;
+  p.cols = a.cols;
+  p.nnz = a.nnz;
+  p.features = features;
+  p.ld_b = ld_b;
+  p.ld_c = ld_c;
+  p.mean_row_length = a.rows > 0 ? double(a.nnz) / double(a.rows) : 0.0;
+  p.max_row_length = -1;  // unknown without a pass over the offsets (device arrays)
+  return p;
+}
+
+namespace {
+Verdict no(std::string reason) { return Verdict{false, std::move(reason)}; }
+}  // namespace
+
+Verdict can_implement(const Schedule& s, const Problem& p) {
+  if (s.op != p.op) return no(std::string("schedule is for ") + op_name(s.op) + ", problem is " + op_name(p.op));
+  const VariantSpec& spec = find_variant(s.op, s.variant);
+  if (spec.format != p.format) {
+    return no(s.variant + " takes " + format_name(spec.format) + ", the matrix is " + format_name(p.format));
+  }
+  if (spec.space != p.space) {
+    return no(s.variant + " runs on the " + memory_space_name(spec.space) + ", the operands are in " +
+              memory_space_name(p.space) + " memory");
+  }
+  if (s.op == Op::spmm && s.variant == "csr.row_split") {
+    const int64_t tpr = s.knob("tpr"), rpb = s.knob("rpb"), vec = s.knob("vec");
+    const int64_t threads = tpr * rpb;
+    if (threads < 32 || threads > 1024) {
+      return no("tpr * rpb = " + std::to_string(threads) + " threads per block; needs 32..1024");
+    }
+    if (vec > 1 && (p.ld_b % vec != 0 || p.ld_c % vec != 0)) {
+      return no("vec=" + std::to_string(vec) + " needs the leading dimensions of B and C (" +
+                std::to_string(p.ld_b) + ", " + std::to_string(p.ld_c) + ") to be multiples of " +
+                std::to_string(vec));
+    }
+    if (vec > 1 && p.features < vec) {
+      return no("vec=" + std::to_string(vec) + " is wider than F = " + std::to_string(p.features));
+    }
+  }
+  if (s.op == Op::spmm && s.variant == "csr.cusparse" && p.value != DType::f32) {
+    return no(std::string("csr.cusparse runs f32 values in this version (got ") +
+              dtype_name(p.value) + ")");
+  }
+  return Verdict{};
+}
+
+std::vector<Schedule> space(const Problem& p) {
+  std::vector<Schedule> out;
+  for (const VariantSpec& spec : variants()) {
+    if (spec.op != p.op) continue;
+    // Odometer over the knobs' value lists.
+    std::vector<size_t> at(spec.knobs.size(), 0);
+    while (true) {
+      Schedule s{spec.op, spec.name, {}};
+      for (size_t k = 0; k < spec.knobs.size(); ++k) {
+        s.knobs.emplace_back(spec.knobs[k].name, spec.knobs[k].values[at[k]]);
+      }
+      if (can_implement(s, p)) out.push_back(std::move(s));
+      size_t k = 0;
+      while (k < at.size() && ++at[k] == spec.knobs[k].values.size()) at[k++] = 0;
+      if (k == at.size()) break;
+    }
+  }
+  return out;
+}
+
+Schedule default_schedule(const Problem& p) {
+  if (p.op == Op::sddmm) return with_defaults(Op::sddmm, "csr.row_split");
+  Schedule s = with_defaults(Op::spmm, "csr.row_split");
+  int64_t vec = 1;
+  for (int64_t v : {4, 2}) {
+    if (p.features % v == 0 && p.ld_b % v == 0 && p.ld_c % v == 0 && p.features >= v) {
+      vec = v;
+      break;
+    }
+  }
+  // Threads to cover F with vec-wide loads, rounded up to a power of two, at most a warp.
+  const int64_t lanes = std::max<int64_t>(1, (p.features + vec - 1) / vec);
+  int64_t tpr = 1;
+  while (tpr < lanes && tpr < 32) tpr *= 2;
+  const int64_t rpb = std::max<int64_t>(1, std::min<int64_t>(256, 256 / tpr));
+  s.knobs = {{"tpr", tpr}, {"rpb", rpb}, {"vec", vec}};
+  TSR_CHECK(can_implement(s, p).ok, "default schedule ", s.to_string(), " does not apply: ",
+            can_implement(s, p).reason);
+  return s;
+}
+
+#define TSR_INSTANTIATE_DESCRIBE(V, I) \
+  template Problem describe(Op, const CsrView<V, I>&, int64_t, int64_t, int64_t);
+TSR_FOR_EACH_STORAGE_TYPE(TSR_INSTANTIATE_DESCRIBE)
+
+}  // namespace tessera::schedule

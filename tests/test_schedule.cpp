@@ -1,0 +1,108 @@
+#include <gmock/gmock.h>
+#include <gtest/gtest.h>
+
+#include <set>
+
+#include "core/error.h"
+#include "schedule/schedule.h"
+#include "tests/test_util.h"
+
+using namespace tessera;
+using namespace tessera::schedule;
+using ::testing::HasSubstr;
+
+namespace {
+
+std::string error_of(const std::function<void()>& fn) {
+  try {
+    fn();
+  } catch (const Error& e) {
+    return e.what();
+  }
+  return "(no error)";
+}
+
+Problem device_problem(int64_t features, int64_t ld, DType value = DType::f32) {
+  Problem p;
+  p.op = Op::spmm;
+  p.space = MemorySpace::device;
+  p.value = value;
+  p.rows = 1000;
+  p.cols = 800;
+  p.nnz = 12000;
+  p.features = features;
+  p.ld_b = p.ld_c = ld;
+  p.mean_row_length = 12;
+  return p;
+}
+
+}  // namespace
+
+TEST(Schedule, StringFormRoundTripsForEveryScheduleInTheSpace) {
+  const std::vector<Schedule> all = space(device_problem(64, 64));
+  ASSERT_GT(all.size(), 20u);
+  std::set<std::string> names;
+  for (const Schedule& s : all) {
+    const std::string text = s.to_string();
+    EXPECT_TRUE(names.insert(text).second) << "duplicate " << text;
+    EXPECT_EQ(parse(Op::spmm, text), s) << text;
+  }
+  EXPECT_TRUE(names.count("csr.row_split:tpr=8,rpb=4,vec=4"));
+  EXPECT_TRUE(names.count("csr.cusparse:alg=3"));
+}
+
+TEST(Schedule, ParseFillsDefaultsAndRejectsBadText) {
+  EXPECT_EQ(parse(Op::spmm, "csr.row_split:vec=2").to_string(), "csr.row_split:tpr=32,rpb=8,vec=2");
+  EXPECT_EQ(parse(Op::spmm, "csr.cusparse").knob("alg"), 2);
+  EXPECT_EQ(parse(Op::sddmm, "csr.row_split").to_string(), "csr.row_split");
+  EXPECT_THAT(error_of([] { parse(Op::spmm, "csr.magic:x=1"); }), HasSubstr("unknown spmm variant 'csr.magic'"));
+  EXPECT_THAT(error_of([] { parse(Op::spmm, "csr.row_split:zz=1"); }), HasSubstr("has no knob 'zz'"));
+  EXPECT_THAT(error_of([] { parse(Op::spmm, "csr.row_split:tpr=3"); }), HasSubstr("tpr=3 is not allowed (1|2|4|8|16|32)"));
+  EXPECT_THAT(error_of([] { parse(Op::spmm, "csr.row_split:tpr=4,tpr=8"); }), HasSubstr("given twice"));
+  EXPECT_THAT(error_of([] { parse(Op::spmm, "csr.row_split:tpr=x"); }), HasSubstr("is not an integer"));
+  EXPECT_THAT(error_of([] { parse(Op::spmm, "csr.row_split:tpr"); }), HasSubstr("is not knob=value"));
+  EXPECT_THAT(error_of([] { parse(Op::spmm, "csr.row_split:tpr=8").knob("alg"); }), HasSubstr("no knob 'alg'"));
+}
+
+TEST(Schedule, CanImplementGivesReasons) {
+  const Problem p = device_problem(33, 33);
+  EXPECT_THAT(can_implement(parse(Op::spmm, "csr.row_split:vec=4"), p).reason, HasSubstr("multiples of 4"));
+  EXPECT_THAT(can_implement(parse(Op::spmm, "csr.row_split:tpr=1,rpb=8"), p).reason, HasSubstr("needs 32..1024"));
+  EXPECT_TRUE(can_implement(parse(Op::spmm, "csr.row_split:tpr=4,rpb=8,vec=1"), p).ok);
+  Problem host = p;
+  host.space = MemorySpace::host;
+  EXPECT_THAT(can_implement(parse(Op::spmm, "csr.row_split"), host).reason, HasSubstr("runs on the device"));
+  Problem ell = p;
+  ell.format = Format::ell;
+  EXPECT_THAT(can_implement(parse(Op::spmm, "csr.cusparse"), ell).reason, HasSubstr("takes csr"));
+  EXPECT_THAT(can_implement(parse(Op::spmm, "csr.cusparse"), device_problem(64, 64, DType::bf16)).reason,
+              HasSubstr("f32"));
+  Problem sddmm = p;
+  sddmm.op = Op::sddmm;
+  EXPECT_FALSE(can_implement(parse(Op::spmm, "csr.cusparse"), sddmm).ok);
+  // Nothing in the space breaks a rule.
+  for (const Schedule& s : space(p)) EXPECT_TRUE(can_implement(s, p).ok) << s.to_string();
+}
+
+TEST(Schedule, DefaultHeuristicFollowsFeatureWidth) {
+  EXPECT_EQ(default_schedule(device_problem(1, 1)).to_string(), "csr.row_split:tpr=1,rpb=256,vec=1");
+  EXPECT_EQ(default_schedule(device_problem(32, 32)).to_string(), "csr.row_split:tpr=8,rpb=32,vec=4");
+  EXPECT_EQ(default_schedule(device_problem(33, 33)).to_string(), "csr.row_split:tpr=32,rpb=8,vec=1");
+  EXPECT_EQ(default_schedule(device_problem(130, 130)).to_string(), "csr.row_split:tpr=32,rpb=8,vec=2");
+  EXPECT_EQ(default_schedule(device_problem(256, 256)).to_string(), "csr.row_split:tpr=32,rpb=8,vec=4");
+  for (int64_t f : {1, 2, 3, 5, 17, 64, 257, 1000}) {
+    const Problem p = device_problem(f, f);
+    EXPECT_TRUE(can_implement(default_schedule(p), p).ok) << f;
+  }
+}
+
+TEST(Schedule, DescribeReadsTheView) {
+  const Csr<float, int64_t> csr = tessera::testing::random_csr<float, int64_t>({50, 40, 0.1}, 3);
+  const Problem p = describe(Op::spmm, csr.view(), 16, 16, 20);
+  EXPECT_EQ(p.rows, 50);
+  EXPECT_EQ(p.nnz, csr.nnz());
+  EXPECT_EQ(p.index, DType::i64);
+  EXPECT_EQ(p.space, MemorySpace::host);
+  EXPECT_EQ(p.ld_c, 20);
+  EXPECT_DOUBLE_EQ(p.mean_row_length, double(csr.nnz()) / 50);
+}
