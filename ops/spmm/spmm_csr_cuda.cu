@@ -79,15 +79,33 @@ __global__ void spmm_csr_row_split_kernel(CsrView<V, I> a, DenseView<const V> b,
     const int width = f >= F ? 0 : (F - f >= VEC ? VEC : int(F - f));  // features this thread owns
     float acc[VEC] = {};
     for (int64_t e0 = begin; e0 < end; e0 += tpr) {
-      int64_t col = 0;
+      I col = 0;
       float val = 0.0f;
       if (e0 + lane < end) {
-        col = int64_t(a.indices[e0 + lane]);
+        col = a.indices[e0 + lane];
         val = load_f32(a.values[e0 + lane]);
       }
       const int batch = end - e0 < tpr ? int(end - e0) : tpr;
-      for (int k = 0; k < batch; ++k) {
-        const int64_t j = __shfl_sync(group_mask, col, k, tpr);
+      int k = 0;
+      if (width == VEC) {
+        // Four entries at a time: four independent gathers in flight before the first use.
+        for (; k + 4 <= batch; k += 4) {
+          float x[4][VEC], v[4];
+#pragma unroll
+          for (int u = 0; u < 4; ++u) {
+            const int64_t j = int64_t(__shfl_sync(group_mask, col, k + u, tpr));
+            v[u] = __shfl_sync(group_mask, val, k + u, tpr);
+            load_vec<VEC>(b.data + j * b.ld + f, x[u]);
+          }
+#pragma unroll
+          for (int u = 0; u < 4; ++u) {
+#pragma unroll
+            for (int i = 0; i < VEC; ++i) acc[i] += v[u] * x[u][i];
+          }
+        }
+      }
+      for (; k < batch; ++k) {
+        const int64_t j = int64_t(__shfl_sync(group_mask, col, k, tpr));
         const float v = __shfl_sync(group_mask, val, k, tpr);
         const V* brow = b.data + j * b.ld + f;
         if (width == VEC) {
