@@ -13,6 +13,7 @@ using namespace tessera;
 using tessera::testing::awkward_shapes;
 using tessera::testing::random_csr;
 using ::testing::HasSubstr;
+using tessera::testing::error_of;
 
 namespace {
 
@@ -32,14 +33,6 @@ void expect_same(const Csr<V, I>& a, const Csr<V, I>& b, const std::string& what
 constexpr Format kAllFormats[] = {Format::coo, Format::csr, Format::csc, Format::bsr,
                                   Format::ell, Format::ragged, Format::hybrid};
 
-std::string error_of(const std::function<void()>& fn) {
-  try {
-    fn();
-  } catch (const Error& e) {
-    return e.what();
-  }
-  return "(no error)";
-}
 
 }  // namespace
 

@@ -18,6 +18,7 @@ using tessera::testing::awkward_shapes;
 using tessera::testing::random_csr;
 using tessera::testing::random_dense;
 using ::testing::HasSubstr;
+using tessera::testing::error_of;
 
 namespace {
 
@@ -166,28 +167,20 @@ TEST(CpuOps, BadInputGetsClearErrors) {
   Context ctx;
   const Csr<float, int32_t> csr = random_csr<float, int32_t>({10, 8, 0.3}, 1);
   DenseMatrix<float> b(8, 4), c(10, 4), wrong_b(9, 4), wrong_c(10, 5);
-  auto msg = [](auto fn) {
-    try {
-      fn();
-    } catch (const Error& e) {
-      return std::string(e.what());
-    }
-    return std::string("(no error)");
-  };
-  EXPECT_THAT(msg([&] { ops::spmm(ctx, csr.view(), wrong_b.view(), c.view()); }),
+  EXPECT_THAT(error_of([&] { ops::spmm(ctx, csr.view(), wrong_b.view(), c.view()); }),
               HasSubstr("B has 9 rows but A has 8 columns"));
-  EXPECT_THAT(msg([&] { ops::spmm(ctx, csr.view(), b.view(), wrong_c.view()); }),
+  EXPECT_THAT(error_of([&] { ops::spmm(ctx, csr.view(), b.view(), wrong_c.view()); }),
               HasSubstr("B has 4 columns but C has 5"));
   DenseView<float> device_c = c.view();
   device_c.space = MemorySpace::device;
-  EXPECT_THAT(msg([&] { ops::spmm(ctx, csr.view(), b.view(), device_c); }),
+  EXPECT_THAT(error_of([&] { ops::spmm(ctx, csr.view(), b.view(), device_c); }),
               HasSubstr("C is in device memory"));
   Csr<float, int32_t> broken = csr;
   broken.indices[0] = 99;
-  EXPECT_THAT(msg([&] { ops::spmm(ctx, broken.view(), b.view(), c.view()); }),
+  EXPECT_THAT(error_of([&] { ops::spmm(ctx, broken.view(), b.view(), c.view()); }),
               HasSubstr("outside [0, 8)"));
   DenseMatrix<float> x(10, 3), y(8, 4);
-  EXPECT_THAT(msg([&] { ops::sddmm(ctx, AnySparse<float, int32_t>(csr), x.view(), y.view()); }),
+  EXPECT_THAT(error_of([&] { ops::sddmm(ctx, AnySparse<float, int32_t>(csr), x.view(), y.view()); }),
               HasSubstr("X has 3 columns but Y has 4"));
   if (!kCudaEnabled) {
     CsrView<float, int32_t> dv = csr.view();
@@ -196,7 +189,7 @@ TEST(CpuOps, BadInputGetsClearErrors) {
     db.space = MemorySpace::device;
     DenseView<float> dc = c.view();
     dc.space = MemorySpace::device;
-    EXPECT_THAT(msg([&] { ops::spmm(ctx, dv, db, dc); }), HasSubstr("no CUDA support"));
+    EXPECT_THAT(error_of([&] { ops::spmm(ctx, dv, db, dc); }), HasSubstr("no CUDA support"));
   }
 }
 

@@ -10,17 +10,9 @@
 using namespace tessera;
 using namespace tessera::schedule;
 using ::testing::HasSubstr;
+using tessera::testing::error_of;
 
 namespace {
-
-std::string error_of(const std::function<void()>& fn) {
-  try {
-    fn();
-  } catch (const Error& e) {
-    return e.what();
-  }
-  return "(no error)";
-}
 
 Problem device_problem(int64_t features, int64_t ld, DType value = DType::f32) {
   Problem p;

@@ -3,10 +3,12 @@
 
 #include <algorithm>
 #include <cmath>
+#include <functional>
 #include <string>
 #include <vector>
 
 #include "core/dense.h"
+#include "core/error.h"
 #include "core/random.h"
 #include "formats/sparse.h"
 
@@ -54,6 +56,16 @@ Csr<V, I> random_csr(const RandomShape& s, uint64_t seed) {
 template <class T>
 DenseMatrix<T> random_dense(int64_t rows, int64_t cols, uint64_t seed) {
   return uniform_dense<T>(rows, cols, seed);
+}
+
+/// The what() of the tessera::Error that fn throws, or "(no error)".
+inline std::string error_of(const std::function<void()>& fn) {
+  try {
+    fn();
+  } catch (const Error& e) {
+    return e.what();
+  }
+  return "(no error)";
 }
 
 /// The awkward shapes every kernel is tested on.
