@@ -17,7 +17,7 @@ step() {  # step NAME COMMAND...: runs, records PASS/FAIL
 nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader || true
 gen=(); command -v ninja >/dev/null && gen=(-G Ninja)
 step configure cmake -S . -B "$build" "${gen[@]}" -DCMAKE_BUILD_TYPE=Release -DTESSERA_CUDA=ON \
-  -DCMAKE_CUDA_ARCHITECTURES="$arch" -DTESSERA_BUILD_BENCH=OFF
+  -DCMAKE_CUDA_ARCHITECTURES="$arch" -DTESSERA_BUILD_BENCH=ON
 step build cmake --build "$build" -j "$(nproc)"
 step "ctest (cpu + gpu)" env OMP_NUM_THREADS=2 ctest --test-dir "$build" --output-on-failure -j 8 --timeout 900
 if command -v compute-sanitizer >/dev/null; then
