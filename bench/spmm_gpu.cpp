@@ -162,6 +162,22 @@ int main(int argc, char** argv) try {
   const std::string device_name = device::name(ctx.device());
   json cases = json::array();
   std::vector<double> speedups;
+  const std::filesystem::path dir = std::filesystem::path(out_dir) / device::tag(ctx.device());
+  std::filesystem::create_directories(dir);
+  // Rewritten after every case, so a run cut short still leaves what it measured.
+  auto write_results = [&](bool complete) {
+    double log_sum = 0, min_speedup = INFINITY;
+    for (double s : speedups) log_sum += std::log(s), min_speedup = std::min(min_speedup, s);
+    json doc;
+    doc["summary"] = {{"device", device_name}, {"commit", git_commit()}, {"date", utc_now()},
+                      {"geomean_speedup_vs_cusparse", std::exp(log_sum / double(speedups.size()))},
+                      {"min_speedup_vs_cusparse", min_speedup}, {"cases", speedups.size()},
+                      {"complete", complete}, {"copy_gbps", copy_gbps},
+                      {"timing", "CUDA events, L2 flushed, median"}, {"quick", quick}};
+    doc["cases"] = cases;
+    std::ofstream(dir / "spmm.json") << doc.dump(2) << "\n";
+    return std::pair(std::exp(log_sum / double(speedups.size())), min_speedup);
+  };
   std::printf("| matrix | nnz | F | default | ms | best schedule | ms | cuSPARSE | ms | default/cuSPARSE | best/cuSPARSE | %% of no-reuse floor |\n");
   std::printf("|---|---:|---:|---|---:|---|---:|---|---:|---:|---:|---:|\n");
   for (const Matrix& m : matrices) {
@@ -233,23 +249,12 @@ int main(int argc, char** argv) try {
                   default_ms, best.to_string().c_str(), best_ms, cusparse_best.c_str(), cusparse_ms,
                   speedup, cusparse_ms / best_ms, 100 * floor_noreuse_ms / default_ms);
       std::fflush(stdout);
+      write_results(false);
     }
   }
-  double log_sum = 0, min_speedup = INFINITY;
-  for (double s : speedups) log_sum += std::log(s), min_speedup = std::min(min_speedup, s);
-  json doc;
-  doc["summary"] = {{"device", device_name}, {"commit", git_commit()}, {"date", utc_now()},
-                    {"geomean_speedup_vs_cusparse", std::exp(log_sum / double(speedups.size()))},
-                    {"min_speedup_vs_cusparse", min_speedup}, {"cases", speedups.size()},
-                    {"copy_gbps", copy_gbps}, {"timing", "CUDA events, L2 flushed, median"},
-                    {"quick", quick}};
-  doc["cases"] = cases;
-  const std::filesystem::path dir = std::filesystem::path(out_dir) / device::tag(ctx.device());
-  std::filesystem::create_directories(dir);
-  std::ofstream(dir / "spmm.json") << doc.dump(2) << "\n";
+  const auto [geomean, min_speedup] = write_results(true);
   std::printf("\ngeomean default/cuSPARSE %.3fx, min %.3fx over %zu cases; copy %.0f GB/s; wrote %s\n",
-              std::exp(log_sum / double(speedups.size())), min_speedup, speedups.size(), copy_gbps,
-              (dir / "spmm.json").c_str());
+              geomean, min_speedup, speedups.size(), copy_gbps, (dir / "spmm.json").c_str());
   return 0;
 } catch (const std::exception& e) {
   std::fprintf(stderr, "spmm_gpu: error: %s\n", e.what());
