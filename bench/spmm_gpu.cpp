@@ -147,11 +147,11 @@ int main(int argc, char** argv) try {
     matrices.push_back({"rmat-s16", rmat(16, 16, false, 1)});
     matrices.push_back({"rmat-s16-local", rmat(16, 16, true, 1)});
   } else {
-    matrices.push_back({"arxiv-like", rmat(17, 7, false, 1)});          // 131k nodes, ~0.9M edges
+    matrices.push_back({"arxiv-like", rmat(17, 7, false, 1)});          // 131k nodes, 0.88M edges
     matrices.push_back({"arxiv-like-local", rmat(17, 7, true, 1)});
-    matrices.push_back({"reddit-like", rmat(18, 420, false, 2)});      // 262k nodes, ~100M edges
+    matrices.push_back({"reddit-like", rmat(18, 420, false, 2)});      // 262k nodes, 76M edges
     matrices.push_back({"reddit-like-local", rmat(18, 420, true, 2)});
-    matrices.push_back({"products-like", rmat(21, 58, false, 3)});     // 2.1M nodes, ~110M edges
+    matrices.push_back({"products-like", rmat(21, 58, false, 3)});     // 2.1M nodes, 112M edges
     matrices.push_back({"products-like-local", rmat(21, 58, true, 3)});
   }
   std::fprintf(stderr, "matrices ready in %.1f s\n", gen.seconds());
