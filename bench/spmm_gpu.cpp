@@ -48,7 +48,7 @@ Csr<float, int32_t> rmat(int scale, double edge_factor, bool locality, uint64_t 
 // Times fn with CUDA events on ctx's stream: warm-up, then reps runs, each after an L2 flush.
 class Timer {
  public:
-  explicit Timer(Context& ctx) : ctx_(ctx), stream_(static_cast<cudaStream_t>(ctx.stream())) {
+  explicit Timer(Context& ctx) : stream_(static_cast<cudaStream_t>(ctx.stream())) {
     cudaDeviceProp prop{};
     TSR_CUDA_CHECK(cudaGetDeviceProperties(&prop, ctx.device()));
     flush_bytes_ = size_t(prop.l2CacheSize) * 2;
@@ -87,7 +87,6 @@ class Timer {
   }
 
  private:
-  Context& ctx_;
   cudaStream_t stream_;
   size_t flush_bytes_ = 0;
   Buffer<uint8_t> flush_;

@@ -13,7 +13,12 @@
   } while (0)
 
 /// Checks the last kernel launch (configuration errors surface here; faults at the next sync).
-#define TSR_CUDA_CHECK_LAUNCH(kernel_name) TSR_CUDA_CHECK(cudaGetLastError())
+#define TSR_CUDA_CHECK_LAUNCH(kernel_name)                                              \
+  do {                                                                                  \
+    const cudaError_t tsr_err_ = cudaGetLastError();                                    \
+    TSR_CHECK(tsr_err_ == cudaSuccess, "CUDA error ", cudaGetErrorName(tsr_err_), " (", \
+              cudaGetErrorString(tsr_err_), ") launching ", kernel_name);               \
+  } while (0)
 
 #define TSR_CUSPARSE_CHECK(expr)                                                        \
   do {                                                                                  \

@@ -5,6 +5,7 @@
 #include <cuda_runtime.h>
 
 #include "core/dtype.h"
+#include "core/error.h"
 
 namespace tessera::ops::cuda {
 
@@ -23,7 +24,10 @@ __device__ __forceinline__ float warp_sum(float v) {
 
 /// Blocks needed for n items at per_block items a block, checked against the grid limit.
 inline unsigned grid_for(int64_t n, int64_t per_block) {
-  return unsigned((n + per_block - 1) / per_block);
+  const int64_t blocks = (n + per_block - 1) / per_block;
+  TSR_CHECK(blocks <= int64_t(0x7fffffff), "a launch over ", n, " items needs ", blocks,
+            " blocks, more than the grid allows");
+  return unsigned(blocks);
 }
 
 }  // namespace tessera::ops::cuda

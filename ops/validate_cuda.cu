@@ -13,7 +13,7 @@ namespace tessera::ops::cuda {
 namespace {
 
 // first[0]: first row r with indptr[r] > indptr[r + 1]; first[1]: first entry whose column is
-// outside [0, cols). Both start at INT64_MAX ("none").
+// outside [0, cols). Both start at ~0 ("none") and only ever decrease (atomicMin).
 template <class I>
 __global__ void csr_first_violations(int64_t rows, int64_t cols, int64_t nnz, const I* indptr,
                                      const I* indices, unsigned long long* first) {

@@ -28,15 +28,15 @@ void check_operands(int64_t rows, int64_t cols, MemorySpace space, DenseView<con
   detail::check_device_build(space, kOp);
 }
 
-// True when every target row of a mapped part occurs in one run of consecutive local rows,
-// so row groups can run in parallel without two threads writing one output row.
+// True when every target row of part `part` occurs in one run of consecutive local rows, so row
+// groups can run in parallel without two threads writing one output row. last_part[row] holds the
+// last part that claimed the row, so one array serves every part without being cleared.
 template <class I>
-bool row_groups_disjoint(const Buffer<I>& row_map, int64_t rows) {
-  std::vector<char> seen(size_t(rows), 0);
+bool row_groups_disjoint(const Buffer<I>& row_map, int part, std::vector<int>& last_part) {
   for (size_t r = 0; r < row_map.size(); ++r) {
     if (r > 0 && row_map[r] == row_map[r - 1]) continue;
-    if (seen[row_map[r]]) return false;
-    seen[row_map[r]] = 1;
+    if (last_part[row_map[r]] == part) return false;
+    last_part[row_map[r]] = part;
   }
   return true;
 }
@@ -103,9 +103,12 @@ void spmm(Context& ctx, const AnySparse<V, I>& a, DenseView<const non_deduced_t<
     case Format::hybrid: {
       // C = beta * C, then every part adds alpha * P^T M B into its mapped rows.
       TSR_CPU_DISPATCH(scale_rows, c, o.beta, s.threads);
-      for (const auto& part : std::get<Hybrid<V, I>>(a).parts) {
+      const auto& parts = std::get<Hybrid<V, I>>(a).parts;
+      std::vector<int> last_part(size_t(rows), -1);
+      for (size_t p = 0; p < parts.size(); ++p) {
+        const auto& part = parts[p];
         cpu::SpmmScalars ps = s;
-        if (!row_groups_disjoint(part.row_map, rows)) ps.threads = 1;
+        if (!row_groups_disjoint(part.row_map, int(p), last_part)) ps.threads = 1;
         if (const auto* ell = std::get_if<Ell<V, I>>(&part.matrix)) {
           TSR_CPU_DISPATCH(spmm_ell_row_split, ell->view(), part.row_map.data(), b, c, ps, true);
         } else {
