@@ -63,8 +63,8 @@ void add_run_options(CLI::App* app, RunOptions& r) {
   app->add_option("--repeat", r.repeat, "timed repetitions (median reported)")->capture_default_str();
   app->add_option("--threads", r.threads, "CPU threads (0: OpenMP default)")->capture_default_str();
   app->add_option("--schedule", r.schedule,
-                  "device kernel, e.g. csr.row_split:tpr=8,rpb=32,vec=4 or csr.cusparse:alg=2 "
-                  "(spmm; default: the heuristic)");
+                  "device kernel, e.g. csr.merge_path:tpr=32,vec=4,ipt=256 or csr.cusparse:alg=2 "
+                  "(spmm), csr.edge_group:tpe=8,vec=4,ept=32 (sddmm); default: the heuristic");
 }
 
 // Calls fn(V{}, I{}) for the value and index types named on the command line.
@@ -210,13 +210,19 @@ int run_sddmm(const MatrixOptions& m, const RunOptions& r) {
   const DenseMatrix<V> xd = x.to(space), yd = y.to(space);
   const AnySparse<V, I> a = from_csr(space == MemorySpace::host ? csr : csr.to(space), format,
                                      m.params());
+  ops::SddmmOptions options;
+  if (!r.schedule.empty()) {
+    options.schedule = schedule::parse(schedule::Op::sddmm, r.schedule);
+    TSR_CHECK(space == MemorySpace::device, "--schedule picks a device kernel; add --device cuda");
+  }
   AnySparse<float, I> out;
-  const double seconds = time_median(ctx, r.repeat, [&] { out = ops::sddmm(ctx, a, xd.view(), yd.view()); });
+  const double seconds =
+      time_median(ctx, r.repeat, [&] { out = ops::sddmm(ctx, a, xd.view(), yd.view(), options); });
   const double gflops = ops::sddmm_flops(csr.nnz(), r.features) / seconds * 1e-9;
-  std::printf("sddmm %s  %lldx%lld nnz=%lld F=%lld %s/%s %s  median %.3f ms  %.2f GFLOP/s\n",
+  std::printf("sddmm %s  %lldx%lld nnz=%lld F=%lld %s/%s %s%s%s  median %.3f ms  %.2f GFLOP/s\n",
               m.format.c_str(), (long long)csr.rows, (long long)csr.cols, (long long)csr.nnz(),
               (long long)r.features, m.dtype.c_str(), m.itype.c_str(), r.device.c_str(),
-              seconds * 1e3, gflops);
+              r.schedule.empty() ? "" : " ", r.schedule.c_str(), seconds * 1e3, gflops);
   if (r.check) {
     const auto want = reference::sddmm(csr, x, y);
     std::vector<float> got;

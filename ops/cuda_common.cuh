@@ -1,6 +1,8 @@
 // Device-side helpers shared by the CUDA kernels: loads of every value type as f32, warp sums.
 #pragma once
 
+#include <cstdint>
+
 #include <cuda_fp16.h>
 #include <cuda_runtime.h>
 
@@ -21,6 +23,95 @@ __device__ __forceinline__ float warp_sum(float v) {
   for (int offset = kWarp / 2; offset > 0; offset /= 2) v += __shfl_xor_sync(0xffffffffu, v, offset);
   return v;
 }
+
+/// VEC consecutive elements of p as f32; p is aligned to VEC * sizeof(V) (checked on the host).
+template <int VEC>
+__device__ __forceinline__ void load_vec(const float* p, float (&out)[VEC]) {
+  if constexpr (VEC == 4) {
+    const float4 v = *reinterpret_cast<const float4*>(p);
+    out[0] = v.x, out[1] = v.y, out[2] = v.z, out[3] = v.w;
+  } else if constexpr (VEC == 2) {
+    const float2 v = *reinterpret_cast<const float2*>(p);
+    out[0] = v.x, out[1] = v.y;
+  } else {
+    out[0] = *p;
+  }
+}
+// 16-bit types: VEC halves in one 2/4/8-byte load, unpacked.
+template <int VEC, class V>
+__device__ __forceinline__ void load_vec(const V* p, float (&out)[VEC]) {
+  if constexpr (VEC == 4) {
+    const uint2 w = *reinterpret_cast<const uint2*>(p);
+    const uint32_t words[2] = {w.x, w.y};
+#pragma unroll
+    for (int i = 0; i < 4; ++i) {
+      V h;
+      h.bits = uint16_t(words[i / 2] >> (16 * (i % 2)));
+      out[i] = load_f32(h);
+    }
+  } else if constexpr (VEC == 2) {
+    const uint32_t w = *reinterpret_cast<const uint32_t*>(p);
+    V lo, hi;
+    lo.bits = uint16_t(w), hi.bits = uint16_t(w >> 16);
+    out[0] = load_f32(lo), out[1] = load_f32(hi);
+  } else {
+    out[0] = load_f32(*p);
+  }
+}
+
+template <int VEC>
+__device__ __forceinline__ void store_vec(float* p, const float (&v)[VEC]) {
+  if constexpr (VEC == 4) {
+    *reinterpret_cast<float4*>(p) = make_float4(v[0], v[1], v[2], v[3]);
+  } else if constexpr (VEC == 2) {
+    *reinterpret_cast<float2*>(p) = make_float2(v[0], v[1]);
+  } else {
+    *p = v[0];
+  }
+}
+
+/// The first `width` (< VEC) elements of p as f32, the rest 0: the ragged end of a feature row.
+template <int VEC, class V>
+__device__ __forceinline__ void load_partial(const V* p, int width, float (&out)[VEC]) {
+#pragma unroll
+  for (int i = 0; i < VEC; ++i) out[i] = i < width ? load_f32(p[i]) : 0.0f;
+}
+
+/// Shuffle mask of the aligned team of `team` lanes (a power of two <= 32) holding this thread.
+__device__ __forceinline__ unsigned team_mask(int team) {
+  const int warp_lane = threadIdx.x % kWarp;
+  return team == kWarp ? 0xffffffffu : (((1u << team) - 1u) << (warp_lane / team * team));
+}
+
+/// Row ends of a CSR matrix read by a team of `team` lanes walking rows in increasing order:
+/// lane k holds indptr[window + 1 + k], so one load serves `team` consecutive rows and end_of()
+/// hands an end out by shuffle. Call only in team-uniform control flow.
+template <class I>
+class RowEnds {
+ public:
+  __device__ RowEnds(const I* indptr, int64_t rows, int64_t first_row, int team, unsigned mask)
+      : indptr_(indptr), rows_(rows), team_(team), lane_(int(threadIdx.x) % team), mask_(mask),
+        window_(first_row), ends_(load()) {}
+  /// indptr[r + 1], or INT64_MAX for r >= rows; r never below the previous call's.
+  __device__ int64_t end_of(int64_t r) {
+    if (r - window_ >= team_) {
+      window_ = r;
+      ends_ = load();
+    }
+    return int64_t(__shfl_sync(mask_, static_cast<long long>(ends_), int(r - window_), team_));
+  }
+
+ private:
+  __device__ int64_t load() const {
+    const int64_t r = window_ + 1 + lane_;
+    return r <= rows_ ? int64_t(indptr_[r]) : INT64_MAX;
+  }
+  const I* indptr_;
+  int64_t rows_;
+  int team_, lane_;
+  unsigned mask_;
+  int64_t window_, ends_;
+};
 
 /// Blocks needed for n items at per_block items a block, checked against the grid limit.
 inline unsigned grid_for(int64_t n, int64_t per_block) {

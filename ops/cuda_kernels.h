@@ -19,15 +19,39 @@ template <class V, class I>
 void spmm_csr_row_split(Context& ctx, const CsrView<V, I>& a, DenseView<const V> b,
                         DenseView<float> c, float alpha, float beta, int tpr, int rpb, int vec);
 
+/// CSR SpMM (schedule csr.merge_path): the rows + nnz items of the merge path split evenly, ipt
+/// items per team of tpr threads, vec features per thread; carries of rows shared by several
+/// teams added by a second kernel in a fixed order (deterministic). Uses ctx.workspace().
+template <class V, class I>
+void spmm_csr_merge_path(Context& ctx, const CsrView<V, I>& a, DenseView<const V> b,
+                         DenseView<float> c, float alpha, float beta, int tpr, int vec, int64_t ipt);
+
 /// CSR SpMM through cuSPARSE's generic API (schedule csr.cusparse), alg 1..3 for
 /// CUSPARSE_SPMM_CSR_ALG1..3. f32 values; the workspace comes from ctx.
 template <class V, class I>
 void spmm_csr_cusparse(Context& ctx, const CsrView<V, I>& a, DenseView<const V> b,
                        DenseView<float> c, float alpha, float beta, int alg);
 
-/// CSR SDDMM, one warp per row; each edge's dot product reduced across the warp.
+/// CSR SDDMM (schedule csr.row_split), one warp per row; each edge's dot product reduced
+/// across the warp.
 template <class V, class I>
 void sddmm_csr_row_split(Context& ctx, const CsrView<V, I>& a, DenseView<const V> x,
                          DenseView<const V> y, bool scale_by_a, float* out);
+
+/// CSR SDDMM (schedule csr.edge_group): the nonzeros split evenly, ept consecutive edges per
+/// team of tpe threads, vec features per thread, four edges in flight, team shuffle reductions.
+template <class V, class I>
+void sddmm_csr_edge_group(Context& ctx, const CsrView<V, I>& a, DenseView<const V> x,
+                          DenseView<const V> y, bool scale_by_a, float* out, int tpe, int vec,
+                          int64_t ept);
+
+/// CSR SDDMM through cusparseSDDMM (schedule csr.cusparse), f32 values.
+template <class V, class I>
+void sddmm_csr_cusparse(Context& ctx, const CsrView<V, I>& a, DenseView<const V> x,
+                        DenseView<const V> y, bool scale_by_a, float* out);
+
+/// out[e] *= A.values[e] for every stored entry.
+template <class V, class I>
+void scale_by_values(Context& ctx, const CsrView<V, I>& a, float* out);
 
 }  // namespace tessera::ops::cuda

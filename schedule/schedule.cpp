@@ -19,6 +19,16 @@ const std::vector<VariantSpec>& variants() {
         {"rpb", {1, 2, 4, 8, 16, 32, 64, 128, 256}, 8, "rows per thread block"},
         {"vec", {1, 2, 4}, 1, "consecutive features per thread (vector loads of B)"}},
        "a sub-warp of tpr threads per row; B rows gathered with vec-wide loads; no atomics"},
+      {"csr.merge_path",
+       Op::spmm,
+       Format::csr,
+       MemorySpace::device,
+       {{"tpr", {4, 8, 16, 32}, 32, "threads per team"},
+        {"vec", {1, 2, 4}, 1, "consecutive features per thread (vector loads of B)"},
+        {"ipt", {32, 64, 128, 256, 512, 1024, 2048}, 256,
+         "merge-path items (row ends + nonzeros) per team"}},
+       "rows + nnz split evenly over teams (merge path); rows shared by teams get their carries "
+       "added by a second kernel in a fixed order; no atomics"},
       {"csr.cusparse",
        Op::spmm,
        Format::csr,
@@ -31,6 +41,21 @@ const std::vector<VariantSpec>& variants() {
        MemorySpace::device,
        {},
        "a warp per row; each edge's dot product reduced across the warp"},
+      {"csr.edge_group",
+       Op::sddmm,
+       Format::csr,
+       MemorySpace::device,
+       {{"tpe", {4, 8, 16, 32}, 32, "threads per team (one edge's dot product at a time)"},
+        {"vec", {1, 2, 4}, 1, "consecutive features per thread (vector loads of X and Y)"},
+        {"ept", {4, 8, 16, 32, 64, 128, 256}, 32,
+         "consecutive edges per team (a block holds 256 / tpe teams)"}},
+       "nonzeros split evenly over teams, four edges in flight, team shuffle reductions"},
+      {"csr.cusparse",
+       Op::sddmm,
+       Format::csr,
+       MemorySpace::device,
+       {},
+       "cuSPARSE's cusparseSDDMM (the vendor peer)"},
   };
   return kVariants;
 }
@@ -139,14 +164,12 @@ Verdict can_implement(const Schedule& s, const Problem& p) {
     return no(s.variant + " runs on the " + memory_space_name(spec.space) + ", the operands are in " +
               memory_space_name(p.space) + " memory");
   }
-  if (s.op == Op::spmm && s.variant == "csr.row_split") {
-    const int64_t tpr = s.knob("tpr"), rpb = s.knob("rpb"), vec = s.knob("vec");
-    const int64_t threads = tpr * rpb;
-    if (threads < 32 || threads > 1024) {
-      return no("tpr * rpb = " + std::to_string(threads) + " threads per block; needs 32..1024");
-    }
+  const bool vector_loads = s.op == Op::spmm ? s.variant != "csr.cusparse" : s.variant == "csr.edge_group";
+  if (vector_loads) {
+    const int64_t vec = s.knob("vec");
     if (vec > 1 && (p.ld_b % vec != 0 || p.ld_c % vec != 0)) {
-      return no("vec=" + std::to_string(vec) + " needs the leading dimensions of B and C (" +
+      return no("vec=" + std::to_string(vec) + " needs the leading dimensions of " +
+                (s.op == Op::spmm ? "B and C (" : "X and Y (") +
                 std::to_string(p.ld_b) + ", " + std::to_string(p.ld_c) + ") to be multiples of " +
                 std::to_string(vec));
     }
@@ -154,7 +177,20 @@ Verdict can_implement(const Schedule& s, const Problem& p) {
       return no("vec=" + std::to_string(vec) + " is wider than F = " + std::to_string(p.features));
     }
   }
-  if (s.op == Op::spmm && s.variant == "csr.cusparse" && p.value != DType::f32) {
+  if (s.op == Op::spmm && s.variant == "csr.row_split") {
+    const int64_t threads = s.knob("tpr") * s.knob("rpb");
+    if (threads < 32 || threads > 1024) {
+      return no("tpr * rpb = " + std::to_string(threads) + " threads per block; needs 32..1024");
+    }
+  }
+  if (s.op == Op::spmm && s.variant == "csr.merge_path") {
+    const int64_t tile = s.knob("tpr") * s.knob("vec");
+    if ((p.features + tile - 1) / tile > 65535) {
+      return no("F = " + std::to_string(p.features) + " needs more than 65535 feature tiles of " +
+                std::to_string(tile) + " (raise tpr or vec)");
+    }
+  }
+  if (s.variant == "csr.cusparse" && p.value != DType::f32) {
     return no(std::string("csr.cusparse runs f32 values in this version (got ") +
               dtype_name(p.value) + ")");
   }
@@ -181,20 +217,34 @@ std::vector<Schedule> space(const Problem& p) {
   return out;
 }
 
-Schedule default_schedule(const Problem& p) {
-  if (p.op == Op::sddmm) return with_defaults(Op::sddmm, "csr.row_split");
-  Schedule s = with_defaults(Op::spmm, "csr.row_split");
-  int64_t vec = 1;
+namespace {
+// The widest vector load (4, 2, 1) that F and both leading dimensions allow.
+int64_t widest_vec(const Problem& p) {
   for (int64_t v : {4, 2}) {
-    if (p.features % v == 0 && p.ld_b % v == 0 && p.ld_c % v == 0 && p.features >= v) {
-      vec = v;
-      break;
-    }
+    if (p.features % v == 0 && p.ld_b % v == 0 && p.ld_c % v == 0 && p.features >= v) return v;
   }
-  // Threads to cover F with vec-wide loads, rounded up to a power of two, at most a warp.
+  return 1;
+}
+// Threads to cover F with vec-wide loads, rounded up to a power of two in [lo, 32].
+int64_t lanes_for(const Problem& p, int64_t vec, int64_t lo) {
   const int64_t lanes = std::max<int64_t>(1, (p.features + vec - 1) / vec);
-  int64_t tpr = 1;
-  while (tpr < lanes && tpr < 32) tpr *= 2;
+  int64_t t = lo;
+  while (t < lanes && t < 32) t *= 2;
+  return t;
+}
+}  // namespace
+
+Schedule default_schedule(const Problem& p) {
+  if (p.op == Op::sddmm) {
+    const int64_t vec = widest_vec(p);
+    Schedule s{Op::sddmm, "csr.edge_group", {{"tpe", lanes_for(p, vec, 4)}, {"vec", vec}, {"ept", 32}}};
+    TSR_CHECK(can_implement(s, p).ok, "default schedule ", s.to_string(), " does not apply: ",
+              can_implement(s, p).reason);
+    return s;
+  }
+  Schedule s = with_defaults(Op::spmm, "csr.row_split");
+  const int64_t vec = widest_vec(p);
+  const int64_t tpr = lanes_for(p, vec, 1);
   const int64_t rpb = std::max<int64_t>(1, std::min<int64_t>(256, 256 / tpr));
   s.knobs = {{"tpr", tpr}, {"rpb", rpb}, {"vec", vec}};
   TSR_CHECK(can_implement(s, p).ok, "default schedule ", s.to_string(), " does not apply: ",

@@ -35,8 +35,12 @@ if [ -x "$build/cli/tessera" ]; then
   step "cli info" "$build/cli/tessera" info
   step "cli spmm --device cuda --check" "$build/cli/tessera" spmm --generate rmat:scale=16 \
     --features 64 --device cuda --check
+  step "cli spmm merge_path bf16 --check" "$build/cli/tessera" spmm --generate rmat:scale=16 \
+    --features 33 --dtype bf16 --device cuda --schedule csr.merge_path:tpr=8,ipt=64 --check
   step "cli sddmm --device cuda --check" "$build/cli/tessera" sddmm --generate rmat:scale=16 \
     --features 64 --device cuda --check
+  step "cli sddmm cusparse --check" "$build/cli/tessera" sddmm --generate rmat:scale=16 \
+    --features 64 --device cuda --schedule csr.cusparse --check
   step "cli demo" "$build/cli/tessera" demo
 fi
 echo; echo "=== gpu_check summary (commit ${TESSERA_COMMIT:-$(git rev-parse --short HEAD 2>/dev/null || echo unknown)})"

@@ -74,7 +74,9 @@ void check_sddmm(const Csr<V, I>& csr, int64_t F, uint64_t seed, const std::stri
     const auto want = reference::sddmm(sorted, x, y, scale);
     for (Format f : kAllFormats) {
       const AnySparse<V, I> a = from_csr(sorted, f, kParams);
-      const AnySparse<float, I> out = ops::sddmm(ctx, a, x.view(), y.view(), {scale});
+      ops::SddmmOptions options;
+      options.scale_by_a = scale;
+      const AnySparse<float, I> out = ops::sddmm(ctx, a, x.view(), y.view(), options);
       if (f == Format::bsr) {
         // BSR computes every in-range slot of a stored block: compare only the entries of A.
         const Csr<float, I> got = to_csr(out);

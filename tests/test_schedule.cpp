@@ -88,6 +88,40 @@ TEST(Schedule, DefaultHeuristicFollowsFeatureWidth) {
   }
 }
 
+TEST(Schedule, MergePathAndSddmmVariants) {
+  EXPECT_EQ(parse(Op::spmm, "csr.merge_path:ipt=64").to_string(), "csr.merge_path:tpr=32,vec=1,ipt=64");
+  EXPECT_THAT(error_of([] { parse(Op::spmm, "csr.merge_path:ipt=100"); }), HasSubstr("ipt=100 is not allowed"));
+  EXPECT_THAT(can_implement(parse(Op::spmm, "csr.merge_path:vec=2"), device_problem(33, 33)).reason,
+              HasSubstr("multiples of 2"));
+  EXPECT_THAT(can_implement(parse(Op::spmm, "csr.merge_path:tpr=4,vec=1"), device_problem(300000, 300000)).reason,
+              HasSubstr("65535 feature tiles"));
+  EXPECT_TRUE(can_implement(parse(Op::spmm, "csr.merge_path:tpr=32,vec=4"), device_problem(300000, 300000)).ok);
+
+  Problem sddmm = device_problem(64, 64);
+  sddmm.op = Op::sddmm;
+  EXPECT_EQ(parse(Op::sddmm, "csr.edge_group:tpe=8").to_string(), "csr.edge_group:tpe=8,vec=1,ept=32");
+  EXPECT_THAT(error_of([] { parse(Op::sddmm, "csr.edge_group:tpe=2"); }), HasSubstr("tpe=2 is not allowed"));
+  EXPECT_THAT(error_of([] { parse(Op::sddmm, "csr.merge_path"); }), HasSubstr("unknown sddmm variant"));
+  Problem odd = sddmm;
+  odd.ld_b = 66;  // X's rows are 66 apart: 4-wide loads would straddle
+  EXPECT_THAT(can_implement(parse(Op::sddmm, "csr.edge_group:vec=4"), odd).reason, HasSubstr("X and Y"));
+  Problem bf = sddmm;
+  bf.value = DType::bf16;
+  EXPECT_THAT(can_implement(parse(Op::sddmm, "csr.cusparse"), bf).reason, HasSubstr("f32"));
+  const std::vector<Schedule> all = space(sddmm);
+  EXPECT_EQ(all.size(), 1u + 4u * 3u * 7u + 1u);  // row_split, every edge_group, cusparse
+  for (const Schedule& s : all) EXPECT_EQ(parse(Op::sddmm, s.to_string()), s);
+  // The SDDMM default covers F with vector loads, at least 4 threads (one per edge in flight).
+  EXPECT_EQ(default_schedule(sddmm).to_string(), "csr.edge_group:tpe=16,vec=4,ept=32");
+  for (int64_t f : {1, 3, 33, 128, 257}) {
+    Problem p = device_problem(f, f);
+    p.op = Op::sddmm;
+    const Schedule s = default_schedule(p);
+    EXPECT_TRUE(can_implement(s, p).ok) << f << " " << s.to_string();
+    EXPECT_GE(s.knob("tpe"), 4);
+  }
+}
+
 TEST(Schedule, DescribeReadsTheView) {
   const Csr<float, int64_t> csr = tessera::testing::random_csr<float, int64_t>({50, 40, 0.1}, 3);
   const Problem p = describe(Op::spmm, csr.view(), 16, 16, 20);

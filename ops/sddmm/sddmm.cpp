@@ -58,9 +58,21 @@ void sddmm(Context& ctx, const CsrView<V, I>& a, DenseView<const non_deduced_t<V
   TSR_CHECK(out != nullptr || a.nnz == 0, "sddmm: null output for ", a.nnz, " entries");
   if (a.space == MemorySpace::device) {
     check_index_capacity<I>(a.rows, a.cols, a.nnz, "sddmm: A");
+    const schedule::Problem problem = schedule::describe(schedule::Op::sddmm, a, x.cols, x.ld, y.ld);
+    const schedule::Schedule chosen = o.schedule ? *o.schedule : schedule::default_schedule(problem);
+    const schedule::Verdict verdict = schedule::can_implement(chosen, problem);
+    TSR_CHECK(verdict.ok, "sddmm: schedule ", chosen.to_string(), " cannot run this problem: ",
+              verdict.reason);
 #if TESSERA_WITH_CUDA
     if (o.validate) cuda::validate_csr(ctx, a);
-    cuda::sddmm_csr_row_split(ctx, a, x, y, o.scale_by_a, out);
+    if (chosen.variant == "csr.edge_group") {
+      cuda::sddmm_csr_edge_group(ctx, a, x, y, o.scale_by_a, out, int(chosen.knob("tpe")),
+                                 int(chosen.knob("vec")), chosen.knob("ept"));
+    } else if (chosen.variant == "csr.cusparse") {
+      cuda::sddmm_csr_cusparse(ctx, a, x, y, o.scale_by_a, out);
+    } else {
+      cuda::sddmm_csr_row_split(ctx, a, x, y, o.scale_by_a, out);
+    }
 #endif
     return;
   }

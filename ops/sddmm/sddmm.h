@@ -3,15 +3,21 @@
 // The output has A's structure: same format, same index arrays, f32 values.
 #pragma once
 
+#include <optional>
+
 #include "core/context.h"
 #include "core/dense.h"
 #include "formats/sparse.h"
+#include "schedule/schedule.h"
 
 namespace tessera::ops {
 
 struct SddmmOptions {
   bool scale_by_a = false;  // out[e] *= A.values[e]
   bool validate = true;     // as SpmmOptions::validate
+  /// Device kernel variant and knobs, as SpmmOptions::schedule (for SDDMM the Problem's ld_b and
+  /// ld_c are the leading dimensions of X and Y).
+  std::optional<schedule::Schedule> schedule;
 };
 
 /// @brief out = (X Y^T) sampled on A's pattern, with A's format and structure.

@@ -2,7 +2,8 @@
 // thread owns VEC consecutive features, so one pass covers tpr * VEC features and B rows are
 // gathered with VEC-wide loads. The group loads tpr (col, val) pairs at a time and broadcasts
 // them by shuffle. No atomics: every output element is written by one thread, so results are
-// deterministic.
+// deterministic. Shuffles run only in group-uniform control flow (every lane of the group takes
+// the same branch), as __shfl_sync requires of the lanes in its mask.
 #include <cstdint>
 
 #include "core/cuda_check.h"
@@ -14,52 +15,6 @@ namespace tessera::ops::cuda {
 
 namespace {
 
-// VEC consecutive elements of p as f32; p is aligned to VEC * sizeof(V) (checked on the host).
-template <int VEC>
-__device__ __forceinline__ void load_vec(const float* p, float (&out)[VEC]) {
-  if constexpr (VEC == 4) {
-    const float4 v = *reinterpret_cast<const float4*>(p);
-    out[0] = v.x, out[1] = v.y, out[2] = v.z, out[3] = v.w;
-  } else if constexpr (VEC == 2) {
-    const float2 v = *reinterpret_cast<const float2*>(p);
-    out[0] = v.x, out[1] = v.y;
-  } else {
-    out[0] = *p;
-  }
-}
-// 16-bit types: VEC halves in one 2/4/8-byte load, unpacked.
-template <int VEC, class V>
-__device__ __forceinline__ void load_vec(const V* p, float (&out)[VEC]) {
-  if constexpr (VEC == 4) {
-    const uint2 w = *reinterpret_cast<const uint2*>(p);
-    const uint32_t words[2] = {w.x, w.y};
-#pragma unroll
-    for (int i = 0; i < 4; ++i) {
-      V h;
-      h.bits = uint16_t(words[i / 2] >> (16 * (i % 2)));
-      out[i] = load_f32(h);
-    }
-  } else if constexpr (VEC == 2) {
-    const uint32_t w = *reinterpret_cast<const uint32_t*>(p);
-    V lo, hi;
-    lo.bits = uint16_t(w), hi.bits = uint16_t(w >> 16);
-    out[0] = load_f32(lo), out[1] = load_f32(hi);
-  } else {
-    out[0] = load_f32(*p);
-  }
-}
-
-template <int VEC>
-__device__ __forceinline__ void store_vec(float* p, const float (&v)[VEC]) {
-  if constexpr (VEC == 4) {
-    *reinterpret_cast<float4*>(p) = make_float4(v[0], v[1], v[2], v[3]);
-  } else if constexpr (VEC == 2) {
-    *reinterpret_cast<float2*>(p) = make_float2(v[0], v[1]);
-  } else {
-    *p = v[0];
-  }
-}
-
 template <class V, class I, int VEC>
 __global__ void spmm_csr_row_split_kernel(CsrView<V, I> a, DenseView<const V> b, DenseView<float> c,
                                           float alpha, float beta, int tpr) {
@@ -67,16 +22,14 @@ __global__ void spmm_csr_row_split_kernel(CsrView<V, I> a, DenseView<const V> b,
   const int rows_per_block = blockDim.x / tpr;
   const int64_t row = int64_t(blockIdx.x) * rows_per_block + threadIdx.x / tpr;
   if (row >= a.rows) return;  // whole groups leave together: tpr divides the warp
-  // Shuffles involve only this group's lanes (groups are aligned inside the warp).
-  const int warp_lane = threadIdx.x % kWarp;
-  const unsigned group_mask =
-      tpr == kWarp ? 0xffffffffu : (((1u << tpr) - 1u) << (warp_lane / tpr * tpr));
+  const unsigned group_mask = team_mask(tpr);  // groups are aligned inside the warp
   const int64_t begin = a.indptr[row], end = a.indptr[row + 1];
   float* crow = c.data + row * c.ld;
   const int64_t F = c.cols;
   for (int64_t f0 = 0; f0 < F; f0 += int64_t(tpr) * VEC) {
     const int64_t f = f0 + int64_t(lane) * VEC;
     const int width = f >= F ? 0 : (F - f >= VEC ? VEC : int(F - f));  // features this thread owns
+    const bool full_tile = f0 + int64_t(tpr) * VEC <= F;               // same for the whole group
     float acc[VEC] = {};
     for (int64_t e0 = begin; e0 < end; e0 += tpr) {
       I col = 0;
@@ -87,7 +40,7 @@ __global__ void spmm_csr_row_split_kernel(CsrView<V, I> a, DenseView<const V> b,
       }
       const int batch = end - e0 < tpr ? int(end - e0) : tpr;
       int k = 0;
-      if (width == VEC) {
+      if (full_tile) {
         // Four entries at a time: four independent gathers in flight before the first use.
         for (; k + 4 <= batch; k += 4) {
           float x[4][VEC], v[4];
@@ -108,14 +61,14 @@ __global__ void spmm_csr_row_split_kernel(CsrView<V, I> a, DenseView<const V> b,
         const int64_t j = int64_t(__shfl_sync(group_mask, col, k, tpr));
         const float v = __shfl_sync(group_mask, val, k, tpr);
         const V* brow = b.data + j * b.ld + f;
+        float x[VEC];
         if (width == VEC) {
-          float x[VEC];
           load_vec<VEC>(brow, x);
-#pragma unroll
-          for (int i = 0; i < VEC; ++i) acc[i] += v * x[i];
         } else {
-          for (int i = 0; i < width; ++i) acc[i] += v * load_f32(brow[i]);
+          load_partial<VEC>(brow, width, x);
         }
+#pragma unroll
+        for (int i = 0; i < VEC; ++i) acc[i] += v * x[i];
       }
     }
     if (width == VEC) {

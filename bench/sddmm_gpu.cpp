@@ -1,0 +1,139 @@
+// GPU SDDMM benchmark: our default schedule, our best schedule from a sweep of the schedule space,
+// and cuSPARSE's cusparseSDDMM (descriptors, workspace and preprocessing made once), side by side
+// on one device in one run (DESIGN.md, "How performance is measured"). CUDA-event timing after
+// warm-up, median of --reps runs, L2 flushed before every run. out[e] = <X[row(e)], Y[col(e)]>
+// in f32. Writes <out>/<device>/sddmm.json (sddmm-<name>.json with --only) with a top-level
+// `summary` and prints a table.
+//   sddmm_gpu [--quick] [--only NAME,...] [--out DIR] [--data DIR] [--features 32,64,...] [--reps N]
+#include <CLI/CLI.hpp>
+#include <fstream>
+#include <nlohmann/json.hpp>
+
+#include "bench/gpu_harness.h"
+#include "core/device.h"
+#include "ops/cusparse_plan.h"
+#include "ops/sddmm/sddmm.h"
+#include "schedule/schedule.h"
+
+using namespace tessera;
+using namespace tessera::bench;
+using json = nlohmann::ordered_json;
+
+int main(int argc, char** argv) try {
+  CLI::App app{"GPU SDDMM benchmark: Tessera schedules vs cuSPARSE"};
+  bool quick = false;
+  std::string out_dir = "bench/results", data_dir = TESSERA_SHARED_DATA;
+  std::vector<int64_t> features{32, 64, 128, 256};
+  std::vector<std::string> only;
+  int reps = 20, sweep_reps = 3;
+  app.add_flag("--quick", quick, "small graphs only (a smoke run)");
+  app.add_option("--only", only, "run just these matrices (names as in the table)")->delimiter(',');
+  app.add_option("--out", out_dir, "results folder; the file goes to <out>/<device>/sddmm.json");
+  app.add_option("--data", data_dir, "shared data folder (SuiteSparse .mtx under mtx/, cora/)");
+  app.add_option("--features", features, "feature widths F")->delimiter(',');
+  app.add_option("--reps", reps, "timed repetitions per variant (median reported)");
+  app.add_option("--sweep-reps", sweep_reps, "repetitions per schedule in the sweep");
+  CLI11_PARSE(app, argc, argv);
+  TSR_CHECK(device::available(), "sddmm_gpu needs a CUDA device");
+
+  const std::vector<Matrix> matrices = suite(data_dir, quick, only);
+  Context ctx;
+  Timer timer(ctx);
+  const double copy_gbps = timer.copy_gbps(size_t(1) << 30);
+  const std::string device_name = device::name(ctx.device());
+  json cases = json::array();
+  std::vector<double> speedups, best_speedups;
+  const std::filesystem::path dir = std::filesystem::path(out_dir) / device::tag(ctx.device());
+  std::filesystem::create_directories(dir);
+  const std::string file = only.empty() ? "sddmm.json" : "sddmm-" + only.front() + ".json";
+  auto write_results = [&](bool complete) {
+    const auto [geomean, lowest] = geomean_and_min(speedups);
+    const auto [best_geomean, best_lowest] = geomean_and_min(best_speedups);
+    json doc;
+    doc["summary"] = {{"device", device_name}, {"commit", git_commit()}, {"date", utc_now()},
+                      {"geomean_speedup_vs_cusparse", geomean}, {"min_speedup_vs_cusparse", lowest},
+                      {"cases", speedups.size()},
+                      {"geomean_best_schedule_speedup_vs_cusparse", best_geomean},
+                      {"min_best_schedule_speedup_vs_cusparse", best_lowest},
+                      {"complete", complete}, {"copy_gbps", copy_gbps},
+                      {"timing", "CUDA events, L2 flushed, median"}, {"quick", quick}};
+    doc["cases"] = cases;
+    std::ofstream(dir / file) << doc.dump(2) << "\n";
+    return std::pair(geomean, lowest);
+  };
+  std::printf("| matrix | nnz | F | default | ms | best schedule | ms | cuSPARSE ms | default/cuSPARSE | best/cuSPARSE | %% of no-reuse floor |\n");
+  std::printf("|---|---:|---:|---|---:|---|---:|---:|---:|---:|---:|\n");
+  for (const Matrix& m : matrices) {
+    const Csr<float, int32_t> da = m.csr.to(MemorySpace::device);
+    for (int64_t F : features) {
+      const DenseMatrix<float> dx = uniform_dense<float>(m.csr.rows, F, 8).to(MemorySpace::device);
+      const DenseMatrix<float> dy = uniform_dense<float>(m.csr.cols, F, 9).to(MemorySpace::device);
+      Buffer<float> out(size_t(m.csr.nnz()), MemorySpace::device);
+      auto result = [&] {
+        ctx.synchronize();
+        return out.to_vector();
+      };
+      ops::CusparsePlan plan = ops::CusparsePlan::sddmm(ctx, da.view(), dx.view(), dy.view(), out.data());
+      const double cusparse_ms = timer.median_ms([&] { plan.run(); }, reps);
+      const std::vector<float> want = result();
+      auto run = [&](const schedule::Schedule& s) {
+        ops::SddmmOptions o;
+        o.validate = false;
+        o.schedule = s;
+        ops::sddmm(ctx, da.view(), dx.view(), dy.view(), out.data(), o);
+      };
+      auto check = [&](const schedule::Schedule& s) {
+        const double err = relative_error(result(), want);
+        TSR_CHECK(err < 1e-4, m.name, " F=", F, ": ", s.to_string(), " differs from cuSPARSE by ", err);
+      };
+      const schedule::Problem problem = schedule::describe(schedule::Op::sddmm, da.view(), F, F, F);
+      const schedule::Schedule def = schedule::default_schedule(problem);
+      run(def);
+      check(def);
+      const double default_ms = timer.median_ms([&] { run(def); }, reps);
+      schedule::Schedule best = def;
+      double best_sweep = INFINITY;
+      for (const schedule::Schedule& s : schedule::space(problem)) {
+        if (s.variant == "csr.cusparse") continue;
+        const double ms = timer.median_ms([&] { run(s); }, sweep_reps, 1);
+        if (ms < best_sweep) best_sweep = ms, best = s;
+      }
+      run(best);
+      check(best);
+      const double best_ms = timer.median_ms([&] { run(best); }, reps);
+      // Bytes: A's indices and offsets, the output, X read once; Y once (perfect reuse) or once
+      // per nonzero (no reuse).
+      const double nnz = double(m.csr.nnz()), rows = double(m.csr.rows), cols = double(m.csr.cols);
+      const double fixed = nnz * 4 + (rows + 1) * 4 + nnz * 4 + rows * F * 4;
+      const double floor_reuse_ms = (fixed + cols * F * 4) / (copy_gbps * 1e9) * 1e3;
+      const double floor_noreuse_ms = (fixed + nnz * F * 4) / (copy_gbps * 1e9) * 1e3;
+      const double speedup = cusparse_ms / default_ms;
+      speedups.push_back(speedup);
+      best_speedups.push_back(cusparse_ms / best_ms);
+      cases.push_back({{"matrix", m.name}, {"rows", m.csr.rows}, {"nnz", m.csr.nnz()}, {"F", F},
+                       {"dtype", "f32"}, {"default_schedule", def.to_string()},
+                       {"default_ms", default_ms}, {"best_schedule", best.to_string()},
+                       {"best_ms", best_ms}, {"cusparse_ms", cusparse_ms},
+                       {"speedup_default_vs_cusparse", speedup},
+                       {"speedup_best_vs_cusparse", cusparse_ms / best_ms},
+                       {"gflops_default", 2 * nnz * F / (default_ms * 1e-3) * 1e-9},
+                       {"floor_perfect_reuse_ms", floor_reuse_ms},
+                       {"floor_no_reuse_ms", floor_noreuse_ms},
+                       {"default_fraction_of_reuse_floor", floor_reuse_ms / default_ms},
+                       {"default_fraction_of_no_reuse_floor", floor_noreuse_ms / default_ms}});
+      std::printf("| %s | %lld | %lld | `%s` | %.3f | `%s` | %.3f | %.3f | %.2fx | %.2fx | %.0f%% |\n",
+                  m.name.c_str(), (long long)m.csr.nnz(), (long long)F, def.to_string().c_str(),
+                  default_ms, best.to_string().c_str(), best_ms, cusparse_ms, speedup,
+                  cusparse_ms / best_ms, 100 * floor_noreuse_ms / default_ms);
+      std::fflush(stdout);
+      write_results(false);
+    }
+  }
+  const auto [geomean, min_speedup] = write_results(true);
+  std::printf("\ngeomean default/cuSPARSE %.3fx, min %.3fx over %zu cases; copy %.0f GB/s; wrote %s\n",
+              geomean, min_speedup, speedups.size(), copy_gbps, (dir / file).c_str());
+  return 0;
+} catch (const std::exception& e) {
+  std::fprintf(stderr, "sddmm_gpu: error: %s\n", e.what());
+  return 1;
+}

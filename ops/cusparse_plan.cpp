@@ -1,0 +1,218 @@
+// cuSPARSE plans (ops/cusparse_plan.h) and the csr.cusparse variants of ops::spmm/sddmm built on
+// them. Host code; the CUDA-less build has only the error paths.
+#include "ops/cusparse_plan.h"
+
+#include <functional>
+
+#include "core/config.h"
+#include "core/error.h"
+
+#if TESSERA_WITH_CUDA
+#include <cusparse.h>
+
+#include "core/buffer.h"
+#include "core/cuda_check.h"
+#include "ops/cuda_kernels.h"
+#endif
+
+namespace tessera::ops {
+
+#if TESSERA_WITH_CUDA
+
+namespace {
+
+template <class I>
+cusparseIndexType_t index_type() {
+  return sizeof(I) == 4 ? CUSPARSE_INDEX_32I : CUSPARSE_INDEX_64I;
+}
+
+cusparseSpMMAlg_t spmm_alg(int alg) {
+  switch (alg) {
+    case 1: return CUSPARSE_SPMM_CSR_ALG1;
+    case 2: return CUSPARSE_SPMM_CSR_ALG2;
+    case 3: return CUSPARSE_SPMM_CSR_ALG3;
+    default: TSR_FAIL("csr.cusparse: alg = ", alg, " must be 1, 2 or 3");
+  }
+}
+
+template <class I>
+cusparseSpMatDescr_t make_csr(const CsrView<float, I>& a, float* values) {
+  cusparseSpMatDescr_t d = nullptr;
+  TSR_CUSPARSE_CHECK(cusparseCreateCsr(&d, a.rows, a.cols, a.nnz, const_cast<I*>(a.indptr),
+                                       const_cast<I*>(a.indices), values, index_type<I>(),
+                                       index_type<I>(), CUSPARSE_INDEX_BASE_ZERO, CUDA_R_32F));
+  return d;
+}
+
+cusparseDnMatDescr_t make_dense(int64_t rows, int64_t cols, int64_t ld, const float* data,
+                                cusparseOrder_t order) {
+  cusparseDnMatDescr_t d = nullptr;
+  TSR_CUSPARSE_CHECK(cusparseCreateDnMat(&d, rows, cols, ld, const_cast<float*>(data), CUDA_R_32F, order));
+  return d;
+}
+
+}  // namespace
+
+struct CusparsePlan::State {
+  enum class Kind { spmm, sddmm, nothing } kind = Kind::nothing;
+  cusparseHandle_t handle = nullptr;
+  cusparseSpMatDescr_t sparse = nullptr;
+  cusparseDnMatDescr_t dense1 = nullptr, dense2 = nullptr;
+  float alpha = 1.0f, beta = 0.0f;
+  cusparseSpMMAlg_t spmm_alg = CUSPARSE_SPMM_ALG_DEFAULT;
+  Buffer<unsigned char> owned;  // the workspace when preprocessed (it must outlive the plan's runs)
+  void* workspace = nullptr;
+  std::function<void()> ours;  // what runs instead when cuSPARSE is not asked (empty operands)
+  ~State() {
+    if (sparse) cusparseDestroySpMat(sparse);
+    if (dense1) cusparseDestroyDnMat(dense1);
+    if (dense2) cusparseDestroyDnMat(dense2);
+  }
+  void* allocate(Context& ctx, size_t bytes, bool own) {
+    if (!own) return ctx.workspace(bytes);
+    owned = Buffer<unsigned char>(bytes, MemorySpace::device);
+    return owned.data();
+  }
+};
+
+CusparsePlan::CusparsePlan(std::unique_ptr<State> s) : s_(std::move(s)) {}
+CusparsePlan::CusparsePlan(CusparsePlan&&) noexcept = default;
+CusparsePlan& CusparsePlan::operator=(CusparsePlan&&) noexcept = default;
+CusparsePlan::~CusparsePlan() = default;
+
+template <class I>
+CusparsePlan CusparsePlan::spmm(Context& ctx, const CsrView<float, I>& a, DenseView<const float> b,
+                                DenseView<float> c, float alpha, float beta, int alg, bool preprocess) {
+  auto s = std::make_unique<State>();
+  s->spmm_alg = spmm_alg(alg);
+  s->alpha = alpha, s->beta = beta;
+  if (a.rows == 0 || c.cols == 0) return CusparsePlan(std::move(s));
+  if (a.nnz == 0) {  // cuSPARSE is not asked about empty matrices: C = beta * C is our kernel's job
+    s->ours = [&ctx, a, b, c, alpha, beta] { cuda::spmm_csr_row_split(ctx, a, b, c, alpha, beta, 32, 8, 1); };
+    return CusparsePlan(std::move(s));
+  }
+  s->kind = State::Kind::spmm;
+  s->handle = static_cast<cusparseHandle_t>(ctx.cusparse_handle());
+  s->sparse = make_csr(a, const_cast<float*>(a.values));
+  s->dense1 = make_dense(b.rows, b.cols, b.ld, b.data, CUSPARSE_ORDER_ROW);
+  s->dense2 = make_dense(c.rows, c.cols, c.ld, c.data, CUSPARSE_ORDER_ROW);
+  const cusparseOperation_t op = CUSPARSE_OPERATION_NON_TRANSPOSE;
+  size_t bytes = 0;
+  TSR_CUSPARSE_CHECK(cusparseSpMM_bufferSize(s->handle, op, op, &s->alpha, s->sparse, s->dense1, &s->beta,
+                                             s->dense2, CUDA_R_32F, s->spmm_alg, &bytes));
+  s->workspace = s->allocate(ctx, bytes, preprocess);
+  if (preprocess) {
+    TSR_CUSPARSE_CHECK(cusparseSpMM_preprocess(s->handle, op, op, &s->alpha, s->sparse, s->dense1,
+                                               &s->beta, s->dense2, CUDA_R_32F, s->spmm_alg, s->workspace));
+  }
+  return CusparsePlan(std::move(s));
+}
+
+template <class I>
+CusparsePlan CusparsePlan::sddmm(Context& ctx, const CsrView<float, I>& a, DenseView<const float> x,
+                                 DenseView<const float> y, float* out, bool preprocess) {
+  auto s = std::make_unique<State>();
+  if (a.rows == 0 || a.nnz == 0) return CusparsePlan(std::move(s));
+  if (x.cols == 0) {  // an empty dot product: cuSPARSE is not asked
+    s->ours = [&ctx, out, nnz = a.nnz] {
+      TSR_CUDA_CHECK(cudaMemsetAsync(out, 0, size_t(nnz) * sizeof(float), static_cast<cudaStream_t>(ctx.stream())));
+    };
+    return CusparsePlan(std::move(s));
+  }
+  s->kind = State::Kind::sddmm;
+  s->handle = static_cast<cusparseHandle_t>(ctx.cusparse_handle());
+  s->sparse = make_csr(a, out);  // the output takes A's pattern
+  s->dense1 = make_dense(x.rows, x.cols, x.ld, x.data, CUSPARSE_ORDER_ROW);
+  // Y^T as a column-major [F, cols] matrix: the same bytes as row-major Y.
+  s->dense2 = make_dense(y.cols, y.rows, y.ld, y.data, CUSPARSE_ORDER_COL);
+  const cusparseOperation_t op = CUSPARSE_OPERATION_NON_TRANSPOSE;
+  size_t bytes = 0;
+  TSR_CUSPARSE_CHECK(cusparseSDDMM_bufferSize(s->handle, op, op, &s->alpha, s->dense1, s->dense2, &s->beta,
+                                              s->sparse, CUDA_R_32F, CUSPARSE_SDDMM_ALG_DEFAULT, &bytes));
+  s->workspace = s->allocate(ctx, bytes, preprocess);
+  if (preprocess) {
+    TSR_CUSPARSE_CHECK(cusparseSDDMM_preprocess(s->handle, op, op, &s->alpha, s->dense1, s->dense2,
+                                                &s->beta, s->sparse, CUDA_R_32F,
+                                                CUSPARSE_SDDMM_ALG_DEFAULT, s->workspace));
+  }
+  return CusparsePlan(std::move(s));
+}
+
+void CusparsePlan::run() {
+  const cusparseOperation_t op = CUSPARSE_OPERATION_NON_TRANSPOSE;
+  State& s = *s_;
+  if (s.ours) {
+    s.ours();
+  } else if (s.kind == State::Kind::spmm) {
+    TSR_CUSPARSE_CHECK(cusparseSpMM(s.handle, op, op, &s.alpha, s.sparse, s.dense1, &s.beta, s.dense2,
+                                    CUDA_R_32F, s.spmm_alg, s.workspace));
+  } else if (s.kind == State::Kind::sddmm) {
+    TSR_CUSPARSE_CHECK(cusparseSDDMM(s.handle, op, op, &s.alpha, s.dense1, s.dense2, &s.beta, s.sparse,
+                                     CUDA_R_32F, CUSPARSE_SDDMM_ALG_DEFAULT, s.workspace));
+  }
+}
+
+namespace cuda {
+
+template <class V, class I>
+void spmm_csr_cusparse(Context& ctx, const CsrView<V, I>& a, DenseView<const V> b,
+                       DenseView<float> c, float alpha, float beta, int alg) {
+  if constexpr (std::is_same_v<V, float>) {
+    CusparsePlan::spmm(ctx, a, b, c, alpha, beta, alg, false).run();
+  } else {
+    TSR_FAIL("csr.cusparse runs f32 values in this version (got ", dtype_name(dtype_of<V>()), ")");
+  }
+}
+
+template <class V, class I>
+void sddmm_csr_cusparse(Context& ctx, const CsrView<V, I>& a, DenseView<const V> x,
+                        DenseView<const V> y, bool scale_by_a, float* out) {
+  if constexpr (std::is_same_v<V, float>) {
+    CusparsePlan::sddmm(ctx, a, x, y, out, false).run();
+    if (scale_by_a) scale_by_values(ctx, a, out);
+  } else {
+    TSR_FAIL("csr.cusparse runs f32 values in this version (got ", dtype_name(dtype_of<V>()), ")");
+  }
+}
+
+#define TSR_INSTANTIATE_CUSPARSE_VARIANTS(V, I)                                                   \
+  template void spmm_csr_cusparse(Context&, const CsrView<V, I>&, DenseView<const V>,             \
+                                  DenseView<float>, float, float, int);                           \
+  template void sddmm_csr_cusparse(Context&, const CsrView<V, I>&, DenseView<const V>,            \
+                                   DenseView<const V>, bool, float*);
+TSR_FOR_EACH_COMPUTE_TYPE(TSR_INSTANTIATE_CUSPARSE_VARIANTS)
+
+}  // namespace cuda
+
+#else  // no CUDA: plans cannot be made
+
+struct CusparsePlan::State {};
+CusparsePlan::CusparsePlan(std::unique_ptr<State> s) : s_(std::move(s)) {}
+CusparsePlan::CusparsePlan(CusparsePlan&&) noexcept = default;
+CusparsePlan& CusparsePlan::operator=(CusparsePlan&&) noexcept = default;
+CusparsePlan::~CusparsePlan() = default;
+
+template <class I>
+CusparsePlan CusparsePlan::spmm(Context&, const CsrView<float, I>&, DenseView<const float>,
+                                DenseView<float>, float, float, int, bool) {
+  TSR_FAIL("cuSPARSE plans need a build of Tessera with CUDA");
+}
+template <class I>
+CusparsePlan CusparsePlan::sddmm(Context&, const CsrView<float, I>&, DenseView<const float>,
+                                 DenseView<const float>, float*, bool) {
+  TSR_FAIL("cuSPARSE plans need a build of Tessera with CUDA");
+}
+void CusparsePlan::run() {}
+
+#endif  // TESSERA_WITH_CUDA
+
+template CusparsePlan CusparsePlan::spmm(Context&, const CsrView<float, int32_t>&, DenseView<const float>,
+                                         DenseView<float>, float, float, int, bool);
+template CusparsePlan CusparsePlan::spmm(Context&, const CsrView<float, int64_t>&, DenseView<const float>,
+                                         DenseView<float>, float, float, int, bool);
+template CusparsePlan CusparsePlan::sddmm(Context&, const CsrView<float, int32_t>&, DenseView<const float>,
+                                          DenseView<const float>, float*, bool);
+template CusparsePlan CusparsePlan::sddmm(Context&, const CsrView<float, int64_t>&, DenseView<const float>,
+                                          DenseView<const float>, float*, bool);
+
+}  // namespace tessera::ops

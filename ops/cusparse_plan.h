@@ -1,0 +1,43 @@
+// cuSPARSE as a peer measured at its best: a plan makes the descriptors, sizes and allocates the
+// workspace and runs cusparse*_preprocess once for fixed operands; run() then only launches.
+// ops::spmm/sddmm with a csr.cusparse schedule build a plan per call (no preprocessing) on the
+// context's workspace; code that multiplies the same operands many times (the benchmarks, a
+// GNN layer) holds a plan instead.
+#pragma once
+
+#include <memory>
+
+#include "core/context.h"
+#include "core/dense.h"
+#include "formats/sparse.h"
+
+namespace tessera::ops {
+
+class CusparsePlan {
+ public:
+  /// C = alpha * A * B + beta * C with cusparseSpMM CSR algorithm alg (1..3), f32 values.
+  /// The operands' arrays, shapes and A's sparsity pattern must not change while the plan lives
+  /// (values may). preprocess: run cusparseSpMM_preprocess once (the workspace is then owned).
+  template <class I>
+  static CusparsePlan spmm(Context& ctx, const CsrView<float, I>& a, DenseView<const float> b,
+                           DenseView<float> c, float alpha, float beta, int alg, bool preprocess = true);
+  /// out[e] = <X[row(e)], Y[col(e)]> over A's pattern with cusparseSDDMM (f32); out has nnz
+  /// entries. Same lifetime rules as spmm().
+  template <class I>
+  static CusparsePlan sddmm(Context& ctx, const CsrView<float, I>& a, DenseView<const float> x,
+                            DenseView<const float> y, float* out, bool preprocess = true);
+
+  /// Queues the product on the context's stream.
+  void run();
+
+  CusparsePlan(CusparsePlan&&) noexcept;
+  CusparsePlan& operator=(CusparsePlan&&) noexcept;
+  ~CusparsePlan();
+
+ private:
+  struct State;
+  explicit CusparsePlan(std::unique_ptr<State> s);
+  std::unique_ptr<State> s_;
+};
+
+}  // namespace tessera::ops

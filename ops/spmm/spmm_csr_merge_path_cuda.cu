@@ -1,0 +1,274 @@
+// CSR SpMM on the GPU, schedule csr.merge_path: work split evenly over the merge of row ends and
+// nonzeros (the merge-path decomposition of Merrill & Garland, SC'16). The path has rows + nnz
+// items; team t (tpr threads, each owning VEC features of one feature tile) takes the items
+// [t * ipt, (t + 1) * ipt). A row of 10^5 nonzeros is thereby shared by many teams, and a run of
+// empty rows costs what its writes cost, so power-law graphs have no straggler rows.
+//
+// Invariants:
+// - A team finishes (stores alpha * acc + beta * C) exactly the rows whose end item lies on its
+//   stretch of the path, so every row of C is stored once, by one team.
+// - The one row a team leaves unfinished receives the team's partial sum as a carry. The teams
+//   carrying one row are consecutive; a second kernel adds each row's carries (in a fixed order)
+//   after the main kernel has stored the row. No atomics: the same bits on every run.
+#include <cstdint>
+
+#include "core/cuda_check.h"
+#include "core/error.h"
+#include "ops/cuda_common.cuh"
+#include "ops/cuda_kernels.h"
+
+namespace tessera::ops::cuda {
+
+namespace {
+
+constexpr int kThreads = 256;  // threads per block of the main kernel (kThreads / tpr teams)
+constexpr int kFixupWarps = 8;
+
+// Where the path's diagonal `diag` crosses it: (row, nnz) with row + nnz = diag, such that rows
+// [0, row) have ended and nonzeros [0, nnz) have been consumed. A row end indptr[r + 1] == j is
+// consumed before nonzero j (which then belongs to a later row).
+template <class I>
+__device__ void path_search(const I* indptr, int64_t rows, int64_t nnz, int64_t diag,
+                            int64_t* row, int64_t* consumed) {
+  int64_t lo = diag > nnz ? diag - nnz : 0, hi = diag < rows ? diag : rows;
+  while (lo < hi) {
+    const int64_t mid = lo + (hi - lo) / 2;
+    if (int64_t(indptr[mid + 1]) <= diag - mid - 1) {
+      lo = mid + 1;
+    } else {
+      hi = mid;
+    }
+  }
+  *row = lo;
+  *consumed = diag - lo;
+}
+
+// Start coordinates of teams 0..teams (the last entry is the end of the path).
+template <class I>
+__global__ void merge_path_partition_kernel(const I* indptr, int64_t rows, int64_t nnz, int64_t ipt,
+                                            int64_t teams, int64_t* start_row, int64_t* start_nnz) {
+  const int64_t t = int64_t(blockIdx.x) * blockDim.x + threadIdx.x;
+  if (t > teams) return;
+  const int64_t diag = t * ipt < rows + nnz ? t * ipt : rows + nnz;
+  path_search(indptr, rows, nnz, diag, &start_row[t], &start_nnz[t]);
+}
+
+template <class V, class I, int VEC>
+__global__ void __launch_bounds__(kThreads)
+    spmm_csr_merge_path_kernel(CsrView<V, I> a, DenseView<const V> b, DenseView<float> c, float alpha,
+                               float beta, int tpr, int64_t teams, const int64_t* start_row,
+                               const int64_t* start_nnz, float* carry, int64_t carry_ld) {
+  const int lane = threadIdx.x % tpr;
+  const int64_t team = int64_t(blockIdx.x) * (kThreads / tpr) + threadIdx.x / tpr;
+  if (team >= teams) return;  // whole teams leave together
+  const unsigned mask = team_mask(tpr);
+  const int64_t F = c.cols;
+  const int64_t tile = int64_t(blockIdx.y) * tpr * VEC;
+  const int64_t f = tile + int64_t(lane) * VEC;
+  const int width = f >= F ? 0 : (F - f >= VEC ? VEC : int(F - f));  // features this thread owns
+  const bool full_tile = tile + int64_t(tpr) * VEC <= F;             // same for the whole team
+  const int64_t last_row = start_row[team + 1];  // the row this team leaves unfinished
+  const int64_t nnz_begin = start_nnz[team], nnz_end = start_nnz[team + 1];
+
+  int64_t row = start_row[team];
+  RowEnds<I> ends(a.indptr, a.rows, row, tpr, mask);
+  int64_t row_end = ends.end_of(row);
+
+  float acc[VEC] = {};
+  const auto finish_row = [&] {
+    if (width > 0) {
+      float* out = c.data + row * c.ld + f;
+      float old[VEC] = {};
+      if (beta != 0.0f) {
+        if (width == VEC) {
+          load_vec<VEC>(out, old);
+        } else {
+          load_partial<VEC>(out, width, old);
+        }
+      }
+      float v[VEC];
+#pragma unroll
+      for (int i = 0; i < VEC; ++i) v[i] = beta == 0.0f ? alpha * acc[i] : alpha * acc[i] + beta * old[i];
+      if (width == VEC) {
+        store_vec<VEC>(out, v);
+      } else {
+        for (int i = 0; i < width; ++i) out[i] = v[i];
+      }
+    }
+#pragma unroll
+    for (int i = 0; i < VEC; ++i) acc[i] = 0.0f;
+    ++row;
+    row_end = ends.end_of(row);
+  };
+
+  for (int64_t e0 = nnz_begin; e0 < nnz_end; e0 += tpr) {
+    I col = 0;
+    float val = 0.0f;
+    if (e0 + lane < nnz_end) {
+      col = a.indices[e0 + lane];
+      val = load_f32(a.values[e0 + lane]);
+    }
+    const int batch = nnz_end - e0 < tpr ? int(nnz_end - e0) : tpr;
+    int k = 0;
+    if (full_tile) {
+      // Four gathers in flight, then the four products in path order (rows may end between them).
+      for (; k + 4 <= batch; k += 4) {
+        float x[4][VEC], v[4];
+#pragma unroll
+        for (int u = 0; u < 4; ++u) {
+          const int64_t j = int64_t(__shfl_sync(mask, col, k + u, tpr));
+          v[u] = __shfl_sync(mask, val, k + u, tpr);
+          load_vec<VEC>(b.data + j * b.ld + f, x[u]);
+        }
+#pragma unroll
+        for (int u = 0; u < 4; ++u) {
+          while (e0 + k + u >= row_end) finish_row();
+#pragma unroll
+          for (int i = 0; i < VEC; ++i) acc[i] += v[u] * x[u][i];
+        }
+      }
+    }
+    for (; k < batch; ++k) {
+      const int64_t j = int64_t(__shfl_sync(mask, col, k, tpr));
+      const float v = __shfl_sync(mask, val, k, tpr);
+      const V* brow = b.data + j * b.ld + f;
+      float x[VEC];
+      if (width == VEC) {
+        load_vec<VEC>(brow, x);
+      } else {
+        load_partial<VEC>(brow, width, x);
+      }
+      while (e0 + k >= row_end) finish_row();
+#pragma unroll
+      for (int i = 0; i < VEC; ++i) acc[i] += v * x[i];
+    }
+  }
+  while (row < last_row) finish_row();  // rows ending after this team's last nonzero (empty ones)
+  // The partial sum of last_row (zero when the team holds none of its nonzeros; the fix-up skips it).
+  if (width > 0 && last_row < a.rows) {
+    float* out = carry + team * carry_ld + f;
+    if (width == VEC) {
+      store_vec<VEC>(out, acc);
+    } else {
+      for (int i = 0; i < width; ++i) out[i] = acc[i];
+    }
+  }
+}
+
+// The row team t carries into, or -1 when it carries nothing (it ends the path, or holds none of
+// that row's nonzeros).
+template <class I>
+__device__ int64_t carried_row(const I* indptr, int64_t rows, const int64_t* start_row,
+                               const int64_t* start_nnz, int64_t t) {
+  const int64_t r = start_row[t + 1];
+  if (r >= rows) return -1;
+  const int64_t first = start_nnz[t] > int64_t(indptr[r]) ? start_nnz[t] : int64_t(indptr[r]);
+  return start_nnz[t + 1] > first ? r : -1;
+}
+
+// One block per team; the block of the first team carrying a row sums that row's carries (its
+// warps take every kFixupWarps-th team, then warp 0 adds the warps' sums in order) into C.
+template <class I>
+__global__ void __launch_bounds__(kFixupWarps* kWarp)
+    merge_path_fixup_kernel(const I* indptr, int64_t rows, int64_t teams, const int64_t* start_row,
+                            const int64_t* start_nnz, const float* carry, int64_t carry_ld,
+                            DenseView<float> c, float alpha) {
+  const int64_t first = blockIdx.x;
+  const int64_t r = carried_row(indptr, rows, start_row, start_nnz, first);
+  if (r < 0 || (first > 0 && carried_row(indptr, rows, start_row, start_nnz, first - 1) == r)) return;
+  // The teams carrying r are first..last-1: those whose unfinished row (start_row[t + 1]) is r.
+  int64_t lo = first + 1, hi = teams;  // smallest t in [first + 1, teams] with start_row[t + 1] > r
+  while (lo < hi) {
+    const int64_t mid = lo + (hi - lo) / 2;
+    if (start_row[mid + 1] > r) {
+      hi = mid;
+    } else {
+      lo = mid + 1;
+    }
+  }
+  const int64_t last = lo;
+  __shared__ float partial[kFixupWarps][kWarp];
+  const int warp = threadIdx.x / kWarp, lane = threadIdx.x % kWarp;
+  for (int64_t f0 = 0; f0 < c.cols; f0 += kWarp) {
+    const int64_t f = f0 + lane;
+    float sum = 0.0f;
+    if (f < c.cols) {
+      for (int64_t t = first + warp; t < last; t += kFixupWarps) sum += carry[t * carry_ld + f];
+    }
+    partial[warp][lane] = sum;
+    __syncthreads();
+    if (warp == 0 && f < c.cols) {
+      float total = 0.0f;
+#pragma unroll
+      for (int w = 0; w < kFixupWarps; ++w) total += partial[w][lane];
+      c.data[r * c.ld + f] += alpha * total;
+    }
+    __syncthreads();
+  }
+}
+
+size_t round_up(size_t n, size_t to) { return (n + to - 1) / to * to; }
+
+}  // namespace
+
+template <class V, class I>
+void spmm_csr_merge_path(Context& ctx, const CsrView<V, I>& a, DenseView<const V> b,
+                         DenseView<float> c, float alpha, float beta, int tpr, int vec, int64_t ipt) {
+  TSR_CHECK(tpr >= 1 && tpr <= kWarp && (tpr & (tpr - 1)) == 0, "spmm_csr_merge_path: tpr = ", tpr,
+            " must be a power of two in [1, 32]");
+  TSR_CHECK(ipt >= 1, "spmm_csr_merge_path: ipt = ", ipt, " must be positive");
+  if (vec > 1) {
+    const auto aligned = [&](const void* p, size_t bytes) { return reinterpret_cast<uintptr_t>(p) % bytes == 0; };
+    TSR_CHECK(b.ld % vec == 0 && c.ld % vec == 0 && aligned(b.data, vec * sizeof(V)) &&
+                  aligned(c.data, vec * sizeof(float)),
+              "spmm_csr_merge_path: vec=", vec, " needs B and C rows aligned to ", vec,
+              " elements (leading dimensions ", b.ld, ", ", c.ld, ")");
+  }
+  if (a.rows == 0 || c.cols == 0) return;
+  const int64_t path = a.rows + a.nnz;
+  const int64_t teams = (path + ipt - 1) / ipt;
+  const int64_t tile = int64_t(tpr) * vec;
+  const int64_t tiles = (c.cols + tile - 1) / tile;
+  TSR_CHECK(tiles <= 65535, "spmm_csr_merge_path: F = ", c.cols, " needs ", tiles,
+            " feature tiles of ", tile, "; at most 65535 (raise tpr or vec)");
+  // Workspace: team start coordinates (teams + 1 of each), then the carries, 16-byte aligned rows.
+  const int64_t carry_ld = int64_t(round_up(size_t(c.cols), 4));
+  const size_t coord_bytes = round_up(size_t(teams + 1) * sizeof(int64_t), 256);
+  const size_t bytes = 2 * coord_bytes + size_t(teams) * size_t(carry_ld) * sizeof(float);
+  auto* base = static_cast<unsigned char*>(ctx.workspace(bytes));
+  auto* start_row = reinterpret_cast<int64_t*>(base);
+  auto* start_nnz = reinterpret_cast<int64_t*>(base + coord_bytes);
+  auto* carry = reinterpret_cast<float*>(base + 2 * coord_bytes);
+  const auto stream = static_cast<cudaStream_t>(ctx.stream());
+
+  merge_path_partition_kernel<<<grid_for(teams + 1, 256), 256, 0, stream>>>(
+      a.indptr, a.rows, a.nnz, ipt, teams, start_row, start_nnz);
+  TSR_CUDA_CHECK_LAUNCH("spmm_csr_merge_path (partition)");
+  const dim3 grid(grid_for(teams, kThreads / tpr), unsigned(tiles));
+  switch (vec) {
+    case 1:
+      spmm_csr_merge_path_kernel<V, I, 1><<<grid, kThreads, 0, stream>>>(
+          a, b, c, alpha, beta, tpr, teams, start_row, start_nnz, carry, carry_ld);
+      break;
+    case 2:
+      spmm_csr_merge_path_kernel<V, I, 2><<<grid, kThreads, 0, stream>>>(
+          a, b, c, alpha, beta, tpr, teams, start_row, start_nnz, carry, carry_ld);
+      break;
+    case 4:
+      spmm_csr_merge_path_kernel<V, I, 4><<<grid, kThreads, 0, stream>>>(
+          a, b, c, alpha, beta, tpr, teams, start_row, start_nnz, carry, carry_ld);
+      break;
+    default: TSR_FAIL("spmm_csr_merge_path: vec = ", vec, " must be 1, 2 or 4");
+  }
+  TSR_CUDA_CHECK_LAUNCH("spmm_csr_merge_path");
+  merge_path_fixup_kernel<<<grid_for(teams, 1), kFixupWarps * kWarp, 0, stream>>>(
+      a.indptr, a.rows, teams, start_row, start_nnz, carry, carry_ld, c, alpha);
+  TSR_CUDA_CHECK_LAUNCH("spmm_csr_merge_path (carry fix-up)");
+}
+
+#define TSR_INSTANTIATE_SPMM_MERGE_PATH(V, I)                                             \
+  template void spmm_csr_merge_path(Context&, const CsrView<V, I>&, DenseView<const V>,   \
+                                    DenseView<float>, float, float, int, int, int64_t);
+TSR_FOR_EACH_COMPUTE_TYPE(TSR_INSTANTIATE_SPMM_MERGE_PATH)
+
+}  // namespace tessera::ops::cuda

@@ -1,0 +1,19 @@
+#!/usr/bin/env bash
+# On a machine with an NVIDIA GPU, after scripts/gpu_check.sh built build-gpu: the SpMM and SDDMM
+# harnesses against cuSPARSE. Arguments pass through to both (e.g. --quick, --only reddit-like,
+# --features 128). Results go to $OUT/results (the device tool brings $OUT back) or bench/results.
+# Usage: scripts/gpu_bench.sh [spmm|sddmm|both] [harness arguments...]
+set -euo pipefail
+cd "$(dirname "$0")/.."
+build=${BUILD:-build-gpu}
+which=${1:-both}; shift || true
+out=${OUT:+$OUT/results}
+out=${out:-bench/results}
+data=${TESSERA_DATA:-../shared/data}
+[ -d "$data/mtx" ] || data=.data  # the device copy carries the data under .data/
+export TESSERA_COMMIT=${TESSERA_COMMIT:-$(git rev-parse --short HEAD 2>/dev/null || echo unknown)}
+for h in spmm sddmm; do
+  [ "$which" = both ] || [ "$which" = "$h" ] || continue
+  echo "=== ${h}_gpu $*"
+  "$build/bench/${h}_gpu" --out "$out" --data "$data" "$@"
+done
