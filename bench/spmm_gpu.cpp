@@ -15,6 +15,7 @@
 #include "core/device.h"
 #include "core/timer.h"
 #include "ops/cusparse_plan.h"
+#include "ops/device_schedule.h"
 #include "ops/spmm/spmm.h"
 #include "schedule/schedule.h"
 
@@ -33,20 +34,21 @@ bool in_sweep(const schedule::Schedule& s) {
   return threads >= 128 && threads <= 512;
 }
 
-// Default schedule, then the sweep's winner, for one problem; `run` runs a schedule, `check`
-// throws when its output is wrong.
+// The default schedule (the op called without one, as a user would), then the sweep's winner, for
+// one problem; `run` runs a schedule (nullopt: the default), `check` throws when the output is
+// wrong. def names the schedule the default heuristic picked.
 struct Tuned {
   schedule::Schedule def, best;
   double default_ms = 0, best_ms = 0;
 };
-Tuned tune(Timer& timer, const schedule::Problem& problem, int reps, int sweep_reps,
-           const std::function<void(const schedule::Schedule&)>& run,
-           const std::function<void(const schedule::Schedule&)>& check) {
+using Runner = std::function<void(const std::optional<schedule::Schedule>&)>;
+Tuned tune(Timer& timer, const schedule::Problem& problem, const schedule::Schedule& def, int reps,
+           int sweep_reps, const Runner& run, const std::function<void(const schedule::Schedule&)>& check) {
   Tuned t;
-  t.def = schedule::default_schedule(problem);
-  run(t.def);
+  t.def = def;
+  run(std::nullopt);
   check(t.def);
-  t.default_ms = timer.median_ms([&] { run(t.def); }, reps);
+  t.default_ms = timer.median_ms([&] { run(std::nullopt); }, reps);
   t.best = t.def;
   double best_sweep = INFINITY;
   for (const schedule::Schedule& s : schedule::space(problem)) {
@@ -137,7 +139,11 @@ int main(int argc, char** argv) try {
         };
       };
       const schedule::Problem problem = schedule::describe(schedule::Op::spmm, da.view(), F, F, F);
-      const Tuned f32 = tune(timer, problem, reps, sweep_reps, [&](const schedule::Schedule& s) {
+      const auto default_of = [&](const auto& view) {
+        return ops::detail::choose_schedule(ctx, schedule::Op::spmm, view, F, F, F, std::nullopt);
+      };
+      const Tuned f32 = tune(timer, problem, default_of(da.view()), reps, sweep_reps,
+                             [&](const std::optional<schedule::Schedule>& s) {
         ops::SpmmOptions o;
         o.validate = false;
         o.schedule = s;
@@ -148,7 +154,8 @@ int main(int argc, char** argv) try {
       if (m.large) {
         const DenseMatrix<bf16> db16 = uniform_dense<bf16>(m.csr.cols, F, 7).to(MemorySpace::device);
         const schedule::Problem p16 = schedule::describe(schedule::Op::spmm, da16.view(), F, F, F);
-        b16 = tune(timer, p16, reps, sweep_reps, [&](const schedule::Schedule& s) {
+        b16 = tune(timer, p16, default_of(da16.view()), reps, sweep_reps,
+                   [&](const std::optional<schedule::Schedule>& s) {
           ops::SpmmOptions o;
           o.validate = false;
           o.schedule = s;

@@ -98,6 +98,16 @@ void Context::synchronize() {
 #endif
 }
 
+int64_t Context::row_length_hint(const void* indptr, int64_t rows, int64_t nnz) const {
+  const auto it = row_length_hints_.find({indptr, rows, nnz});
+  return it == row_length_hints_.end() ? -1 : it->second;
+}
+
+void Context::set_row_length_hint(const void* indptr, int64_t rows, int64_t nnz, int64_t max_row_length) {
+  if (row_length_hints_.size() >= 4096) row_length_hints_.clear();  // hints only: bounded, not LRU
+  row_length_hints_[{indptr, rows, nnz}] = max_row_length;
+}
+
 Context& Context::default_context() {
   static Context ctx(0);
   return ctx;

@@ -3,7 +3,10 @@
 #pragma once
 
 #include <cstddef>
+#include <cstdint>
+#include <map>
 #include <memory>
+#include <tuple>
 
 namespace tessera {
 
@@ -29,6 +32,13 @@ class Context {
   /// Waits for the work queued on stream().
   void synchronize();
 
+  /// A performance hint: the longest row of the CSR whose offsets array starts at `indptr` (with
+  /// the given rows and nnz), as recorded by set_row_length_hint; -1 when none is recorded. Ops
+  /// use it only to pick a default schedule, so a stale entry (arrays freed and the address
+  /// reused) can cost speed, never change a result.
+  int64_t row_length_hint(const void* indptr, int64_t rows, int64_t nnz) const;
+  void set_row_length_hint(const void* indptr, int64_t rows, int64_t nnz, int64_t max_row_length);
+
   /// The process-wide default context (device 0).
   static Context& default_context();
 
@@ -37,6 +47,7 @@ class Context {
   int device_ = 0;
   int cpu_threads_ = 0;
   std::unique_ptr<GpuState> gpu_;
+  std::map<std::tuple<const void*, int64_t, int64_t>, int64_t> row_length_hints_;
   GpuState& gpu();
 };
 

@@ -13,6 +13,10 @@ namespace tessera::ops::cuda {
 template <class V, class I>
 void validate_csr(Context& ctx, const CsrView<V, I>& a);
 
+/// The longest row of a device CSR (offsets assumed valid). Synchronises ctx.stream().
+template <class V, class I>
+int64_t max_row_length(Context& ctx, const CsrView<V, I>& a);
+
 /// CSR SpMM (schedule csr.row_split): tpr threads per row, rpb rows per block, vec features
 /// per thread. Throws when the knobs are out of range or vec > 1 meets unaligned rows.
 template <class V, class I>

@@ -27,6 +27,22 @@ __global__ void csr_first_violations(int64_t rows, int64_t cols, int64_t nnz, co
   }
 }
 
+// *longest = max over rows of indptr[r + 1] - indptr[r] (integer atomics: exact, order-free).
+template <class I>
+__global__ void csr_longest_row(int64_t rows, const I* indptr, unsigned long long* longest) {
+  const int64_t stride = int64_t(gridDim.x) * blockDim.x;
+  unsigned long long local = 0;
+  for (int64_t r = int64_t(blockIdx.x) * blockDim.x + threadIdx.x; r < rows; r += stride) {
+    const int64_t len = int64_t(indptr[r + 1]) - int64_t(indptr[r]);
+    local = len > int64_t(local) ? (unsigned long long)len : local;
+  }
+  for (int offset = 16; offset > 0; offset /= 2) {
+    const unsigned long long other = __shfl_xor_sync(0xffffffffu, local, offset);
+    local = other > local ? other : local;
+  }
+  if (threadIdx.x % 32 == 0 && local > 0) atomicMax(longest, local);
+}
+
 template <class T>
 T read_one(const T* device_ptr) {
   T value{};
@@ -70,8 +86,24 @@ void validate_csr(Context& ctx, const CsrView<V, I>& a) {
   }
 }
 
-#define TSR_INSTANTIATE_VALIDATE_CUDA(V, I) \
-  template void validate_csr(Context&, const CsrView<V, I>&);
+template <class V, class I>
+int64_t max_row_length(Context& ctx, const CsrView<V, I>& a) {
+  if (a.rows == 0 || a.nnz == 0) return 0;
+  auto* longest = static_cast<unsigned long long*>(ctx.workspace(sizeof(unsigned long long)));
+  cudaStream_t stream = static_cast<cudaStream_t>(ctx.stream());
+  TSR_CUDA_CHECK(cudaMemsetAsync(longest, 0, sizeof(unsigned long long), stream));
+  const unsigned blocks = unsigned(a.rows / 256 + 1 < 2048 ? a.rows / 256 + 1 : 2048);
+  csr_longest_row<<<blocks, 256, 0, stream>>>(a.rows, a.indptr, longest);
+  TSR_CUDA_CHECK_LAUNCH("csr_longest_row");
+  unsigned long long found = 0;
+  TSR_CUDA_CHECK(cudaMemcpyAsync(&found, longest, sizeof found, cudaMemcpyDeviceToHost, stream));
+  TSR_CUDA_CHECK(cudaStreamSynchronize(stream));
+  return int64_t(found);
+}
+
+#define TSR_INSTANTIATE_VALIDATE_CUDA(V, I)                    \
+  template void validate_csr(Context&, const CsrView<V, I>&); \
+  template int64_t max_row_length(Context&, const CsrView<V, I>&);
 TSR_FOR_EACH_COMPUTE_TYPE(TSR_INSTANTIATE_VALIDATE_CUDA)
 
 }  // namespace tessera::ops::cuda

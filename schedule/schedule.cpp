@@ -25,7 +25,7 @@ const std::vector<VariantSpec>& variants() {
        MemorySpace::device,
        {{"tpr", {4, 8, 16, 32}, 32, "threads per team"},
         {"vec", {1, 2, 4}, 1, "consecutive features per thread (vector loads of B)"},
-        {"ipt", {32, 64, 128, 256, 512, 1024, 2048}, 256,
+        {"ipt", {32, 64, 128, 256, 512, 1024, 2048, 4096, 8192}, 256,
          "merge-path items (row ends + nonzeros) per team"}},
        "rows + nnz split evenly over teams (merge path); rows shared by teams get their carries "
        "added by a second kernel in a fixed order; no atomics"},
@@ -146,7 +146,12 @@ Problem describe(Op op, const CsrView<V, I>& a, int64_t features, int64_t ld_b, 
   p.ld_b = ld_b;
   p.ld_c = ld_c;
   p.mean_row_length = a.rows > 0 ? double(a.nnz) / double(a.rows) : 0.0;
-  p.max_row_length = -1;  // unknown without a pass over the offsets (device arrays)
+  if (a.space == MemorySpace::host) {  // one pass over the offsets; device arrays stay unknown
+    p.max_row_length = 0;
+    for (int64_t r = 0; r < a.rows; ++r) {
+      p.max_row_length = std::max<int64_t>(p.max_row_length, int64_t(a.indptr[r + 1]) - int64_t(a.indptr[r]));
+    }
+  }
   return p;
 }
 
@@ -218,6 +223,11 @@ std::vector<Schedule> space(const Problem& p) {
 }
 
 namespace {
+
+// Threads a launch needs to fill the GPU once: an H100's 132 SMs x 2048 resident threads. The
+// heuristic sizes work units against it; being off by 2x on another GPU costs little.
+constexpr double kGpuThreads = 132.0 * 2048.0;
+
 // The widest vector load (4, 2, 1) that F and both leading dimensions allow.
 int64_t widest_vec(const Problem& p) {
   for (int64_t v : {4, 2}) {
@@ -225,6 +235,7 @@ int64_t widest_vec(const Problem& p) {
   }
   return 1;
 }
+
 // Threads to cover F with vec-wide loads, rounded up to a power of two in [lo, 32].
 int64_t lanes_for(const Problem& p, int64_t vec, int64_t lo) {
   const int64_t lanes = std::max<int64_t>(1, (p.features + vec - 1) / vec);
@@ -232,23 +243,56 @@ int64_t lanes_for(const Problem& p, int64_t vec, int64_t lo) {
   while (t < lanes && t < 32) t *= 2;
   return t;
 }
+
+// The power of two nearest to x (in log scale), clamped to [lo, hi].
+int64_t nearest_pow2(double x, int64_t lo, int64_t hi) {
+  int64_t v = lo;
+  while (v < hi && double(v) * 1.4142135 < x) v *= 2;
+  return v;
+}
+
+void check_default(const Schedule& s, const Problem& p) {
+  const Verdict v = can_implement(s, p);
+  TSR_CHECK(v.ok, "default schedule ", s.to_string(), " does not apply: ", v.reason);
+}
+
+Schedule default_sddmm(const Problem& p) {
+  // Teams of 4..8 lanes with vector loads (the sweep's winners on the H100 suite); runs of
+  // edges about one row long, shortened until the teams fill the GPU twice over.
+  const int64_t vec = widest_vec(p);
+  const int64_t tpe = std::min<int64_t>(8, lanes_for(p, vec * 4, 4));
+  const double fill = double(p.nnz) * double(tpe) / (2 * kGpuThreads);
+  const int64_t ept = nearest_pow2(std::min(std::max(p.mean_row_length, 1.0), fill), 4, 256);
+  return Schedule{Op::sddmm, "csr.edge_group", {{"tpe", tpe}, {"vec", vec}, {"ept", ept}}};
+}
+
+Schedule default_spmm(const Problem& p) {
+  int64_t vec = widest_vec(p);
+  // Rows no longer than max(64, 8 x the mean) keep a sub-warp per row busy without stragglers;
+  // longer ones (power-law hubs), or an unknown longest row, take the merge path.
+  const bool balanced_rows = p.max_row_length >= 0 &&
+                             double(p.max_row_length) <= std::max(64.0, 8.0 * p.mean_row_length);
+  if (balanced_rows) {
+    int64_t tpr = lanes_for(p, vec, 1);
+    // Few rows: narrower loads and more threads per row until the rows fill the GPU.
+    while (double(p.rows) * double(tpr) < kGpuThreads && vec > 1 && tpr < 32) vec /= 2, tpr *= 2;
+    const int64_t rpb = std::max<int64_t>(1, 256 / tpr);
+    return Schedule{Op::spmm, "csr.row_split", {{"tpr", tpr}, {"rpb", rpb}, {"vec", vec}}};
+  }
+  const int64_t tpr = lanes_for(p, vec, 4);
+  const int64_t tiles = (p.features + tpr * vec - 1) / (tpr * vec);
+  // About half a GPU of threads (the sweep's best on the R-MAT graphs): longer stretches of the
+  // path per team mean fewer carries.
+  const double path = double(p.rows + p.nnz);
+  const int64_t ipt = nearest_pow2(path * double(tpr * tiles) / (kGpuThreads / 2), 32, 8192);
+  return Schedule{Op::spmm, "csr.merge_path", {{"tpr", tpr}, {"vec", vec}, {"ipt", ipt}}};
+}
+
 }  // namespace
 
 Schedule default_schedule(const Problem& p) {
-  if (p.op == Op::sddmm) {
-    const int64_t vec = widest_vec(p);
-    Schedule s{Op::sddmm, "csr.edge_group", {{"tpe", lanes_for(p, vec, 4)}, {"vec", vec}, {"ept", 32}}};
-    TSR_CHECK(can_implement(s, p).ok, "default schedule ", s.to_string(), " does not apply: ",
-              can_implement(s, p).reason);
-    return s;
-  }
-  Schedule s = with_defaults(Op::spmm, "csr.row_split");
-  const int64_t vec = widest_vec(p);
-  const int64_t tpr = lanes_for(p, vec, 1);
-  const int64_t rpb = std::max<int64_t>(1, std::min<int64_t>(256, 256 / tpr));
-  s.knobs = {{"tpr", tpr}, {"rpb", rpb}, {"vec", vec}};
-  TSR_CHECK(can_implement(s, p).ok, "default schedule ", s.to_string(), " does not apply: ",
-            can_implement(s, p).reason);
+  const Schedule s = p.op == Op::sddmm ? default_sddmm(p) : default_spmm(p);
+  check_default(s, p);
   return s;
 }
 

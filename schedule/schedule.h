@@ -73,7 +73,7 @@ struct Problem {
   int64_t features = 0;          // F
   int64_t ld_b = 0, ld_c = 0;    // leading dimensions (elements) of the dense operands
   double mean_row_length = 0;    // nnz / rows
-  int64_t max_row_length = 0;
+  int64_t max_row_length = -1;  // -1: unknown (describe() leaves it so; ops measure device A once)
 };
 
 /// Builds a Problem from a CSR view and the dense operands' widths and leading dimensions.
@@ -92,8 +92,10 @@ Verdict can_implement(const Schedule& s, const Problem& p);
 /// Every schedule of the op's registered variants (all knob combinations) that applies to p.
 std::vector<Schedule> space(const Problem& p);
 
-/// The default schedule from cheap statistics (mean row length, F), without measuring:
-/// enough threads per row to cover F with vector loads, never more than the mean row needs.
+/// The default schedule from cheap statistics (F, rows, nnz, mean and longest row), without
+/// measuring. SpMM: csr.row_split when no row is much longer than the mean (a sub-warp per row,
+/// widened for small matrices), else csr.merge_path with teams sized to fill the GPU.
+/// SDDMM: csr.edge_group with small teams and runs of about one row.
 Schedule default_schedule(const Problem& p);
 
 }  // namespace tessera::schedule

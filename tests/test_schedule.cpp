@@ -76,15 +76,39 @@ TEST(Schedule, CanImplementGivesReasons) {
   for (const Schedule& s : space(p)) EXPECT_TRUE(can_implement(s, p).ok) << s.to_string();
 }
 
-TEST(Schedule, DefaultHeuristicFollowsFeatureWidth) {
-  EXPECT_EQ(default_schedule(device_problem(1, 1)).to_string(), "csr.row_split:tpr=1,rpb=256,vec=1");
-  EXPECT_EQ(default_schedule(device_problem(32, 32)).to_string(), "csr.row_split:tpr=8,rpb=32,vec=4");
-  EXPECT_EQ(default_schedule(device_problem(33, 33)).to_string(), "csr.row_split:tpr=32,rpb=8,vec=1");
-  EXPECT_EQ(default_schedule(device_problem(130, 130)).to_string(), "csr.row_split:tpr=32,rpb=8,vec=2");
-  EXPECT_EQ(default_schedule(device_problem(256, 256)).to_string(), "csr.row_split:tpr=32,rpb=8,vec=4");
+TEST(Schedule, DefaultHeuristicFollowsFeatureWidthAndRowLengths) {
+  // Balanced rows on a large matrix: a sub-warp covering F with the widest vector loads.
+  Problem big = device_problem(32, 32);
+  big.rows = 1 << 20;
+  big.nnz = 12 << 20;
+  big.max_row_length = 40;
+  EXPECT_EQ(default_schedule(big).to_string(), "csr.row_split:tpr=8,rpb=32,vec=4");
+  big.features = big.ld_b = big.ld_c = 33;
+  EXPECT_EQ(default_schedule(big).to_string(), "csr.row_split:tpr=32,rpb=8,vec=1");
+  big.features = big.ld_b = big.ld_c = 256;
+  EXPECT_EQ(default_schedule(big).to_string(), "csr.row_split:tpr=32,rpb=8,vec=4");
+  // A small matrix trades vector width for threads per row until the rows fill the GPU.
+  Problem small = device_problem(32, 32);
+  small.max_row_length = 20;
+  EXPECT_EQ(default_schedule(small).to_string(), "csr.row_split:tpr=32,rpb=8,vec=1");
+  // A hub row (or an unknown longest row) takes the merge path; teams grow with the path.
+  Problem skewed = big;
+  skewed.features = skewed.ld_b = skewed.ld_c = 32;
+  skewed.max_row_length = 100000;
+  const Schedule s = default_schedule(skewed);
+  EXPECT_EQ(s.variant, "csr.merge_path");
+  EXPECT_EQ(s.knob("tpr"), 8);
+  EXPECT_EQ(s.knob("vec"), 4);
+  Problem larger = skewed;
+  larger.nnz *= 16;
+  EXPECT_GT(default_schedule(larger).knob("ipt"), s.knob("ipt"));
+  EXPECT_EQ(default_schedule(device_problem(64, 64)).variant, "csr.merge_path");  // longest row unknown
   for (int64_t f : {1, 2, 3, 5, 17, 64, 257, 1000}) {
-    const Problem p = device_problem(f, f);
-    EXPECT_TRUE(can_implement(default_schedule(p), p).ok) << f;
+    for (int64_t longest : {-1, 10, 100000}) {
+      Problem p = device_problem(f, f);
+      p.max_row_length = longest;
+      EXPECT_TRUE(can_implement(default_schedule(p), p).ok) << f << " " << longest;
+    }
   }
 }
 
@@ -111,8 +135,13 @@ TEST(Schedule, MergePathAndSddmmVariants) {
   const std::vector<Schedule> all = space(sddmm);
   EXPECT_EQ(all.size(), 1u + 4u * 3u * 7u + 1u);  // row_split, every edge_group, cusparse
   for (const Schedule& s : all) EXPECT_EQ(parse(Op::sddmm, s.to_string()), s);
-  // The SDDMM default covers F with vector loads, at least 4 threads (one per edge in flight).
-  EXPECT_EQ(default_schedule(sddmm).to_string(), "csr.edge_group:tpe=16,vec=4,ept=32");
+  // The SDDMM default: teams of 4..8 lanes with vector loads, runs of edges about a row long
+  // (mean 12 here) unless that leaves the GPU short of teams.
+  EXPECT_EQ(default_schedule(sddmm).to_string(), "csr.edge_group:tpe=4,vec=4,ept=4");
+  Problem big_sddmm = sddmm;
+  big_sddmm.nnz = 50 << 20;
+  big_sddmm.features = big_sddmm.ld_b = big_sddmm.ld_c = 128;
+  EXPECT_EQ(default_schedule(big_sddmm).to_string(), "csr.edge_group:tpe=8,vec=4,ept=16");
   for (int64_t f : {1, 3, 33, 128, 257}) {
     Problem p = device_problem(f, f);
     p.op = Op::sddmm;

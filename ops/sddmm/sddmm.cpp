@@ -3,6 +3,7 @@
 #include "formats/validate.h"
 #include "ops/check.h"
 #include "ops/cpu/kernels.h"
+#include "ops/device_schedule.h"
 #if TESSERA_WITH_CUDA
 #include "ops/cuda_kernels.h"
 #endif
@@ -58,11 +59,8 @@ void sddmm(Context& ctx, const CsrView<V, I>& a, DenseView<const non_deduced_t<V
   TSR_CHECK(out != nullptr || a.nnz == 0, "sddmm: null output for ", a.nnz, " entries");
   if (a.space == MemorySpace::device) {
     check_index_capacity<I>(a.rows, a.cols, a.nnz, "sddmm: A");
-    const schedule::Problem problem = schedule::describe(schedule::Op::sddmm, a, x.cols, x.ld, y.ld);
-    const schedule::Schedule chosen = o.schedule ? *o.schedule : schedule::default_schedule(problem);
-    const schedule::Verdict verdict = schedule::can_implement(chosen, problem);
-    TSR_CHECK(verdict.ok, "sddmm: schedule ", chosen.to_string(), " cannot run this problem: ",
-              verdict.reason);
+    const schedule::Schedule chosen =
+        detail::choose_schedule(ctx, schedule::Op::sddmm, a, x.cols, x.ld, y.ld, o.schedule);
 #if TESSERA_WITH_CUDA
     if (o.validate) cuda::validate_csr(ctx, a);
     if (chosen.variant == "csr.edge_group") {

@@ -5,6 +5,7 @@
 #include "formats/validate.h"
 #include "ops/check.h"
 #include "ops/cpu/kernels.h"
+#include "ops/device_schedule.h"
 #if TESSERA_WITH_CUDA
 #include "ops/cuda_kernels.h"
 #endif
@@ -50,13 +51,8 @@ void spmm(Context& ctx, const CsrView<V, I>& a, DenseView<const non_deduced_t<V>
   const cpu::SpmmScalars s{o.alpha, o.beta, ctx.cpu_threads()};
   if (a.space == MemorySpace::device) {
     check_index_capacity<I>(a.rows, a.cols, a.nnz, "spmm: A");
-    const schedule::Problem problem =
-        schedule::describe(schedule::Op::spmm, a, c.cols, b.ld, c.ld);
     const schedule::Schedule chosen =
-        o.schedule ? *o.schedule : schedule::default_schedule(problem);
-    const schedule::Verdict verdict = schedule::can_implement(chosen, problem);
-    TSR_CHECK(verdict.ok, "spmm: schedule ", chosen.to_string(), " cannot run this problem: ",
-              verdict.reason);
+        detail::choose_schedule(ctx, schedule::Op::spmm, a, c.cols, b.ld, c.ld, o.schedule);
 #if TESSERA_WITH_CUDA
     if (o.validate) cuda::validate_csr(ctx, a);
     if (chosen.variant == "csr.cusparse") {

@@ -10,6 +10,8 @@
 // - The one row a team leaves unfinished receives the team's partial sum as a carry. The teams
 //   carrying one row are consecutive; a second kernel adds each row's carries (in a fixed order)
 //   after the main kernel has stored the row. No atomics: the same bits on every run.
+// - Each team finds its own stretch by two binary searches (its first and last diagonal, by two
+//   lanes at once) and records its start for the fix-up: two launches per product, not three.
 #include <cstdint>
 
 #include "core/cuda_check.h"
@@ -43,21 +45,11 @@ __device__ void path_search(const I* indptr, int64_t rows, int64_t nnz, int64_t 
   *consumed = diag - lo;
 }
 
-// Start coordinates of teams 0..teams (the last entry is the end of the path).
-template <class I>
-__global__ void merge_path_partition_kernel(const I* indptr, int64_t rows, int64_t nnz, int64_t ipt,
-                                            int64_t teams, int64_t* start_row, int64_t* start_nnz) {
-  const int64_t t = int64_t(blockIdx.x) * blockDim.x + threadIdx.x;
-  if (t > teams) return;
-  const int64_t diag = t * ipt < rows + nnz ? t * ipt : rows + nnz;
-  path_search(indptr, rows, nnz, diag, &start_row[t], &start_nnz[t]);
-}
-
 template <class V, class I, int VEC>
 __global__ void __launch_bounds__(kThreads)
     spmm_csr_merge_path_kernel(CsrView<V, I> a, DenseView<const V> b, DenseView<float> c, float alpha,
-                               float beta, int tpr, int64_t teams, const int64_t* start_row,
-                               const int64_t* start_nnz, float* carry, int64_t carry_ld) {
+                               float beta, int tpr, int64_t ipt, int64_t teams, int64_t* start_row,
+                               int64_t* start_nnz, float* carry, int64_t carry_ld) {
   const int lane = threadIdx.x % tpr;
   const int64_t team = int64_t(blockIdx.x) * (kThreads / tpr) + threadIdx.x / tpr;
   if (team >= teams) return;  // whole teams leave together
@@ -67,13 +59,22 @@ __global__ void __launch_bounds__(kThreads)
   const int64_t f = tile + int64_t(lane) * VEC;
   const int width = f >= F ? 0 : (F - f >= VEC ? VEC : int(F - f));  // features this thread owns
   const bool full_tile = tile + int64_t(tpr) * VEC <= F;             // same for the whole team
-  const int64_t last_row = start_row[team + 1];  // the row this team leaves unfinished
-  const int64_t nnz_begin = start_nnz[team], nnz_end = start_nnz[team + 1];
+  // Lane 0 finds where the team's stretch of the path starts, lane 1 where it ends.
+  const int64_t path = a.rows + a.nnz;
+  int64_t found_row = 0, found_nnz = 0;
+  if (lane < 2) {
+    const int64_t diag = (team + lane) * ipt < path ? (team + lane) * ipt : path;
+    path_search(a.indptr, a.rows, a.nnz, diag, &found_row, &found_nnz);
+  }
+  int64_t row = __shfl_sync(mask, static_cast<long long>(found_row), 0, tpr);
+  const int64_t nnz_begin = __shfl_sync(mask, static_cast<long long>(found_nnz), 0, tpr);
+  const int64_t last_row = __shfl_sync(mask, static_cast<long long>(found_row), 1, tpr);  // left unfinished
+  const int64_t nnz_end = __shfl_sync(mask, static_cast<long long>(found_nnz), 1, tpr);
+  if (blockIdx.y == 0 && lane == 0) start_row[team] = row, start_nnz[team] = nnz_begin;
+  if (blockIdx.y == 0 && lane == 1 && team == teams - 1) start_row[teams] = last_row, start_nnz[teams] = nnz_end;
 
-  int64_t row = start_row[team];
   RowEnds<I> ends(a.indptr, a.rows, row, tpr, mask);
   int64_t row_end = ends.end_of(row);
-
   float acc[VEC] = {};
   const auto finish_row = [&] {
     if (width > 0) {
@@ -166,44 +167,36 @@ __device__ int64_t carried_row(const I* indptr, int64_t rows, const int64_t* sta
   return start_nnz[t + 1] > first ? r : -1;
 }
 
-// One block per team; the block of the first team carrying a row sums that row's carries (its
-// warps take every kFixupWarps-th team, then warp 0 adds the warps' sums in order) into C.
+// One warp per team; the warp of the first team carrying a row adds that row's carries, in team
+// order, into C. Most rows cross one boundary, so a chain of one is found without a search.
 template <class I>
 __global__ void __launch_bounds__(kFixupWarps* kWarp)
     merge_path_fixup_kernel(const I* indptr, int64_t rows, int64_t teams, const int64_t* start_row,
                             const int64_t* start_nnz, const float* carry, int64_t carry_ld,
                             DenseView<float> c, float alpha) {
-  const int64_t first = blockIdx.x;
+  const int64_t first = int64_t(blockIdx.x) * kFixupWarps + threadIdx.x / kWarp;
+  if (first >= teams) return;
   const int64_t r = carried_row(indptr, rows, start_row, start_nnz, first);
   if (r < 0 || (first > 0 && carried_row(indptr, rows, start_row, start_nnz, first - 1) == r)) return;
   // The teams carrying r are first..last-1: those whose unfinished row (start_row[t + 1]) is r.
-  int64_t lo = first + 1, hi = teams;  // smallest t in [first + 1, teams] with start_row[t + 1] > r
-  while (lo < hi) {
-    const int64_t mid = lo + (hi - lo) / 2;
-    if (start_row[mid + 1] > r) {
-      hi = mid;
-    } else {
-      lo = mid + 1;
+  int64_t last = first + 1;
+  if (last < teams && start_row[last + 1] == r) {
+    int64_t lo = last + 1, hi = teams;  // smallest t in [lo, teams] with start_row[t + 1] > r
+    while (lo < hi) {
+      const int64_t mid = lo + (hi - lo) / 2;
+      if (start_row[mid + 1] > r) {
+        hi = mid;
+      } else {
+        lo = mid + 1;
+      }
     }
+    last = lo;
   }
-  const int64_t last = lo;
-  __shared__ float partial[kFixupWarps][kWarp];
-  const int warp = threadIdx.x / kWarp, lane = threadIdx.x % kWarp;
-  for (int64_t f0 = 0; f0 < c.cols; f0 += kWarp) {
-    const int64_t f = f0 + lane;
+  for (int64_t f = threadIdx.x % kWarp; f < c.cols; f += kWarp) {
     float sum = 0.0f;
-    if (f < c.cols) {
-      for (int64_t t = first + warp; t < last; t += kFixupWarps) sum += carry[t * carry_ld + f];
-    }
-    partial[warp][lane] = sum;
-    __syncthreads();
-    if (warp == 0 && f < c.cols) {
-      float total = 0.0f;
-#pragma unroll
-      for (int w = 0; w < kFixupWarps; ++w) total += partial[w][lane];
-      c.data[r * c.ld + f] += alpha * total;
-    }
-    __syncthreads();
+#pragma unroll 4
+    for (int64_t t = first; t < last; ++t) sum += carry[t * carry_ld + f];
+    c.data[r * c.ld + f] += alpha * sum;
   }
 }
 
@@ -214,8 +207,8 @@ size_t round_up(size_t n, size_t to) { return (n + to - 1) / to * to; }
 template <class V, class I>
 void spmm_csr_merge_path(Context& ctx, const CsrView<V, I>& a, DenseView<const V> b,
                          DenseView<float> c, float alpha, float beta, int tpr, int vec, int64_t ipt) {
-  TSR_CHECK(tpr >= 1 && tpr <= kWarp && (tpr & (tpr - 1)) == 0, "spmm_csr_merge_path: tpr = ", tpr,
-            " must be a power of two in [1, 32]");
+  TSR_CHECK(tpr >= 4 && tpr <= kWarp && (tpr & (tpr - 1)) == 0, "spmm_csr_merge_path: tpr = ", tpr,
+            " must be a power of two in [4, 32]");
   TSR_CHECK(ipt >= 1, "spmm_csr_merge_path: ipt = ", ipt, " must be positive");
   if (vec > 1) {
     const auto aligned = [&](const void* p, size_t bytes) { return reinterpret_cast<uintptr_t>(p) % bytes == 0; };
@@ -241,27 +234,24 @@ void spmm_csr_merge_path(Context& ctx, const CsrView<V, I>& a, DenseView<const V
   auto* carry = reinterpret_cast<float*>(base + 2 * coord_bytes);
   const auto stream = static_cast<cudaStream_t>(ctx.stream());
 
-  merge_path_partition_kernel<<<grid_for(teams + 1, 256), 256, 0, stream>>>(
-      a.indptr, a.rows, a.nnz, ipt, teams, start_row, start_nnz);
-  TSR_CUDA_CHECK_LAUNCH("spmm_csr_merge_path (partition)");
   const dim3 grid(grid_for(teams, kThreads / tpr), unsigned(tiles));
   switch (vec) {
     case 1:
       spmm_csr_merge_path_kernel<V, I, 1><<<grid, kThreads, 0, stream>>>(
-          a, b, c, alpha, beta, tpr, teams, start_row, start_nnz, carry, carry_ld);
+          a, b, c, alpha, beta, tpr, ipt, teams, start_row, start_nnz, carry, carry_ld);
       break;
     case 2:
       spmm_csr_merge_path_kernel<V, I, 2><<<grid, kThreads, 0, stream>>>(
-          a, b, c, alpha, beta, tpr, teams, start_row, start_nnz, carry, carry_ld);
+          a, b, c, alpha, beta, tpr, ipt, teams, start_row, start_nnz, carry, carry_ld);
       break;
     case 4:
       spmm_csr_merge_path_kernel<V, I, 4><<<grid, kThreads, 0, stream>>>(
-          a, b, c, alpha, beta, tpr, teams, start_row, start_nnz, carry, carry_ld);
+          a, b, c, alpha, beta, tpr, ipt, teams, start_row, start_nnz, carry, carry_ld);
       break;
     default: TSR_FAIL("spmm_csr_merge_path: vec = ", vec, " must be 1, 2 or 4");
   }
   TSR_CUDA_CHECK_LAUNCH("spmm_csr_merge_path");
-  merge_path_fixup_kernel<<<grid_for(teams, 1), kFixupWarps * kWarp, 0, stream>>>(
+  merge_path_fixup_kernel<<<grid_for(teams, kFixupWarps), kFixupWarps * kWarp, 0, stream>>>(
       a.indptr, a.rows, teams, start_row, start_nnz, carry, carry_ld, c, alpha);
   TSR_CUDA_CHECK_LAUNCH("spmm_csr_merge_path (carry fix-up)");
 }
