@@ -1,10 +1,11 @@
 // CSR SpMM on the GPU: spmm_csr_row_split. A group of tpr threads (a sub-warp) owns a row; each
 // thread owns VEC consecutive features, so one pass covers tpr * VEC features and B rows are
 // gathered with VEC-wide loads. The group loads tpr (col, val) pairs at a time and broadcasts
-// them by shuffle. No atomics: every output element is written by one thread, so results are
+// them by shuffle; feature tiles of tpr * VEC go to blockIdx.y. No atomics: every output element is written by one thread, so results are
 // deterministic. Shuffles run only in group-uniform control flow (every lane of the group takes
 // the same branch), as __shfl_sync requires of the lanes in its mask.
 #include <cstdint>
+#include <type_traits>
 
 #include "core/cuda_check.h"
 #include "core/error.h"
@@ -26,10 +27,12 @@ __global__ void spmm_csr_row_split_kernel(CsrView<V, I> a, DenseView<const V> b,
   const int64_t begin = a.indptr[row], end = a.indptr[row + 1];
   float* crow = c.data + row * c.ld;
   const int64_t F = c.cols;
-  for (int64_t f0 = 0; f0 < F; f0 += int64_t(tpr) * VEC) {
+  const int64_t tile = int64_t(tpr) * VEC;
+  // Feature tiles are spread over blockIdx.y (grid-stride when F needs more than the grid has).
+  for (int64_t f0 = int64_t(blockIdx.y) * tile; f0 < F; f0 += int64_t(gridDim.y) * tile) {
     const int64_t f = f0 + int64_t(lane) * VEC;
     const int width = f >= F ? 0 : (F - f >= VEC ? VEC : int(F - f));  // features this thread owns
-    const bool full_tile = f0 + int64_t(tpr) * VEC <= F;               // same for the whole group
+    const bool full_tile = f0 + tile <= F;                             // same for the whole group
     float acc[VEC] = {};
     for (int64_t e0 = begin; e0 < end; e0 += tpr) {
       I col = 0;
@@ -40,22 +43,27 @@ __global__ void spmm_csr_row_split_kernel(CsrView<V, I> a, DenseView<const V> b,
       }
       const int batch = end - e0 < tpr ? int(end - e0) : tpr;
       int k = 0;
-      if (full_tile) {
-        // Four entries at a time: four independent gathers in flight before the first use.
-        for (; k + 4 <= batch; k += 4) {
-          float x[4][VEC], v[4];
+      // U entries at a time: U independent gathers in flight before the first use.
+      const auto gather_batches = [&](auto in_flight) {
+        constexpr int U = decltype(in_flight)::value;
+        for (; k + U <= batch; k += U) {
+          float x[U][VEC], v[U];
 #pragma unroll
-          for (int u = 0; u < 4; ++u) {
+          for (int u = 0; u < U; ++u) {
             const int64_t j = int64_t(__shfl_sync(group_mask, col, k + u, tpr));
             v[u] = __shfl_sync(group_mask, val, k + u, tpr);
             load_vec<VEC>(b.data + j * b.ld + f, x[u]);
           }
 #pragma unroll
-          for (int u = 0; u < 4; ++u) {
+          for (int u = 0; u < U; ++u) {
 #pragma unroll
             for (int i = 0; i < VEC; ++i) acc[i] += v[u] * x[u][i];
           }
         }
+      };
+      if (full_tile) {
+        if constexpr (VEC < 4) gather_batches(std::integral_constant<int, 8>{});
+        gather_batches(std::integral_constant<int, 4>{});
       }
       for (; k < batch; ++k) {
         const int64_t j = int64_t(__shfl_sync(group_mask, col, k, tpr));
@@ -88,8 +96,9 @@ __global__ void spmm_csr_row_split_kernel(CsrView<V, I> a, DenseView<const V> b,
 template <int VEC, class V, class I>
 void launch(Context& ctx, const CsrView<V, I>& a, DenseView<const V> b, DenseView<float> c,
             float alpha, float beta, int tpr, int rpb) {
-  const unsigned blocks = grid_for(a.rows, rpb);
-  spmm_csr_row_split_kernel<V, I, VEC><<<blocks, tpr * rpb, 0, static_cast<cudaStream_t>(ctx.stream())>>>(
+  const int64_t tiles = (c.cols + int64_t(tpr) * VEC - 1) / (int64_t(tpr) * VEC);
+  const dim3 grid(grid_for(a.rows, rpb), unsigned(tiles < 65535 ? tiles : 65535));
+  spmm_csr_row_split_kernel<V, I, VEC><<<grid, tpr * rpb, 0, static_cast<cudaStream_t>(ctx.stream())>>>(
       a, b, c, alpha, beta, tpr);
   TSR_CUDA_CHECK_LAUNCH("spmm_csr_row_split");
 }

@@ -13,6 +13,7 @@
 // - Each team finds its own stretch by two binary searches (its first and last diagonal, by two
 //   lanes at once) and records its start for the fix-up: two launches per product, not three.
 #include <cstdint>
+#include <type_traits>
 
 #include "core/cuda_check.h"
 #include "core/error.h"
@@ -111,23 +112,28 @@ __global__ void __launch_bounds__(kThreads)
     }
     const int batch = nnz_end - e0 < tpr ? int(nnz_end - e0) : tpr;
     int k = 0;
-    if (full_tile) {
-      // Four gathers in flight, then the four products in path order (rows may end between them).
-      for (; k + 4 <= batch; k += 4) {
-        float x[4][VEC], v[4];
+    // U gathers in flight, then the U products in path order (rows may end between them).
+    const auto gather_batches = [&](auto in_flight) {
+      constexpr int U = decltype(in_flight)::value;
+      for (; k + U <= batch; k += U) {
+        float x[U][VEC], v[U];
 #pragma unroll
-        for (int u = 0; u < 4; ++u) {
+        for (int u = 0; u < U; ++u) {
           const int64_t j = int64_t(__shfl_sync(mask, col, k + u, tpr));
           v[u] = __shfl_sync(mask, val, k + u, tpr);
           load_vec<VEC>(b.data + j * b.ld + f, x[u]);
         }
 #pragma unroll
-        for (int u = 0; u < 4; ++u) {
+        for (int u = 0; u < U; ++u) {
           while (e0 + k + u >= row_end) finish_row();
 #pragma unroll
           for (int i = 0; i < VEC; ++i) acc[i] += v[u] * x[u][i];
         }
       }
+    };
+    if (full_tile) {
+      if constexpr (VEC < 4) gather_batches(std::integral_constant<int, 8>{});
+      gather_batches(std::integral_constant<int, 4>{});
     }
     for (; k < batch; ++k) {
       const int64_t j = int64_t(__shfl_sync(mask, col, k, tpr));
