@@ -12,6 +12,9 @@
 namespace tessera::ops::cuda {
 
 constexpr int kWarp = 32;
+/// Floats of B each thread of an SpMM gather loop keeps in flight: 32 / VEC row gathers are issued
+/// before the first is used (memory-level parallelism for latency-bound gathers).
+constexpr int kInFlightFloats = 32;
 
 __device__ __forceinline__ float load_f32(float v) { return v; }
 __device__ __forceinline__ float load_f32(bf16 v) { return __uint_as_float(uint32_t(v.bits) << 16); }

@@ -34,16 +34,24 @@ __global__ void spmm_csr_row_split_kernel(CsrView<V, I> a, DenseView<const V> b,
     const int width = f >= F ? 0 : (F - f >= VEC ? VEC : int(F - f));  // features this thread owns
     const bool full_tile = f0 + tile <= F;                             // same for the whole group
     float acc[VEC] = {};
+    // (col, val) of the next tpr entries are loaded one chunk ahead, off the critical path.
+    I next_col = 0;
+    float next_val = 0.0f;
+    if (begin + lane < end) {
+      next_col = a.indices[begin + lane];
+      next_val = load_f32(a.values[begin + lane]);
+    }
     for (int64_t e0 = begin; e0 < end; e0 += tpr) {
-      I col = 0;
-      float val = 0.0f;
-      if (e0 + lane < end) {
-        col = a.indices[e0 + lane];
-        val = load_f32(a.values[e0 + lane]);
+      const I col = next_col;
+      const float val = next_val;
+      if (e0 + tpr + lane < end) {
+        next_col = a.indices[e0 + tpr + lane];
+        next_val = load_f32(a.values[e0 + tpr + lane]);
       }
       const int batch = end - e0 < tpr ? int(end - e0) : tpr;
       int k = 0;
-      // U entries at a time: U independent gathers in flight before the first use.
+      // U entries at a time: U independent gathers in flight before the first use (U = 32 / VEC,
+      // then 4, then one by one for the rest of the batch).
       const auto gather_batches = [&](auto in_flight) {
         constexpr int U = decltype(in_flight)::value;
         for (; k + U <= batch; k += U) {
@@ -62,8 +70,8 @@ __global__ void spmm_csr_row_split_kernel(CsrView<V, I> a, DenseView<const V> b,
         }
       };
       if (full_tile) {
-        if constexpr (VEC < 4) gather_batches(std::integral_constant<int, 8>{});
-        gather_batches(std::integral_constant<int, 4>{});
+        gather_batches(std::integral_constant<int, kInFlightFloats / VEC>{});
+        if constexpr (kInFlightFloats / VEC > 4) gather_batches(std::integral_constant<int, 4>{});
       }
       for (; k < batch; ++k) {
         const int64_t j = int64_t(__shfl_sync(group_mask, col, k, tpr));

@@ -103,12 +103,19 @@ __global__ void __launch_bounds__(kThreads)
     row_end = ends.end_of(row);
   };
 
+  // (col, val) of the next tpr entries are loaded one chunk ahead, off the critical path.
+  I next_col = 0;
+  float next_val = 0.0f;
+  if (nnz_begin + lane < nnz_end) {
+    next_col = a.indices[nnz_begin + lane];
+    next_val = load_f32(a.values[nnz_begin + lane]);
+  }
   for (int64_t e0 = nnz_begin; e0 < nnz_end; e0 += tpr) {
-    I col = 0;
-    float val = 0.0f;
-    if (e0 + lane < nnz_end) {
-      col = a.indices[e0 + lane];
-      val = load_f32(a.values[e0 + lane]);
+    const I col = next_col;
+    const float val = next_val;
+    if (e0 + tpr + lane < nnz_end) {
+      next_col = a.indices[e0 + tpr + lane];
+      next_val = load_f32(a.values[e0 + tpr + lane]);
     }
     const int batch = nnz_end - e0 < tpr ? int(nnz_end - e0) : tpr;
     int k = 0;
@@ -132,8 +139,8 @@ __global__ void __launch_bounds__(kThreads)
       }
     };
     if (full_tile) {
-      if constexpr (VEC < 4) gather_batches(std::integral_constant<int, 8>{});
-      gather_batches(std::integral_constant<int, 4>{});
+      gather_batches(std::integral_constant<int, kInFlightFloats / VEC>{});
+      if constexpr (kInFlightFloats / VEC > 4) gather_batches(std::integral_constant<int, 4>{});
     }
     for (; k < batch; ++k) {
       const int64_t j = int64_t(__shfl_sync(mask, col, k, tpr));
