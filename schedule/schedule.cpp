@@ -184,8 +184,8 @@ Verdict can_implement(const Schedule& s, const Problem& p) {
   }
   if (s.op == Op::spmm && s.variant == "csr.row_split") {
     const int64_t threads = s.knob("tpr") * s.knob("rpb");
-    if (threads < 32 || threads > 1024) {
-      return no("tpr * rpb = " + std::to_string(threads) + " threads per block; needs 32..1024");
+    if (threads < 32 || threads > 512) {
+      return no("tpr * rpb = " + std::to_string(threads) + " threads per block; needs 32..512");
     }
   }
   if (s.op == Op::spmm && s.variant == "csr.merge_path") {

@@ -59,7 +59,7 @@ TEST(Schedule, ParseFillsDefaultsAndRejectsBadText) {
 TEST(Schedule, CanImplementGivesReasons) {
   const Problem p = device_problem(33, 33);
   EXPECT_THAT(can_implement(parse(Op::spmm, "csr.row_split:vec=4"), p).reason, HasSubstr("multiples of 4"));
-  EXPECT_THAT(can_implement(parse(Op::spmm, "csr.row_split:tpr=1,rpb=8"), p).reason, HasSubstr("needs 32..1024"));
+  EXPECT_THAT(can_implement(parse(Op::spmm, "csr.row_split:tpr=1,rpb=8"), p).reason, HasSubstr("needs 32..512"));
   EXPECT_TRUE(can_implement(parse(Op::spmm, "csr.row_split:tpr=4,rpb=8,vec=1"), p).ok);
   Problem host = p;
   host.space = MemorySpace::host;

@@ -16,8 +16,12 @@ namespace tessera::ops::cuda {
 
 namespace {
 
+// At most 512 threads a block, so the compiler may give each thread up to 128 registers (the
+// gathers in flight need them).
+constexpr int kRowSplitMaxThreads = 512;
+
 template <class V, class I, int VEC>
-__global__ void spmm_csr_row_split_kernel(CsrView<V, I> a, DenseView<const V> b, DenseView<float> c,
+__global__ void __launch_bounds__(kRowSplitMaxThreads) spmm_csr_row_split_kernel(CsrView<V, I> a, DenseView<const V> b, DenseView<float> c,
                                           float alpha, float beta, int tpr) {
   const int lane = threadIdx.x % tpr;  // position in the row's group
   const int rows_per_block = blockDim.x / tpr;
@@ -118,8 +122,8 @@ void spmm_csr_row_split(Context& ctx, const CsrView<V, I>& a, DenseView<const V>
                         DenseView<float> c, float alpha, float beta, int tpr, int rpb, int vec) {
   TSR_CHECK(tpr >= 1 && tpr <= kWarp && (tpr & (tpr - 1)) == 0, "spmm_csr_row_split: tpr = ", tpr,
             " must be a power of two in [1, 32]");
-  TSR_CHECK(tpr * rpb >= kWarp && tpr * rpb <= 1024, "spmm_csr_row_split: tpr * rpb = ", tpr * rpb,
-            " threads per block; needs 32..1024");
+  TSR_CHECK(tpr * rpb >= kWarp && tpr * rpb <= kRowSplitMaxThreads, "spmm_csr_row_split: tpr * rpb = ", tpr * rpb,
+            " threads per block; needs 32..", kRowSplitMaxThreads);
   if (vec > 1) {
     const auto aligned = [&](const void* p, size_t bytes) { return reinterpret_cast<uintptr_t>(p) % bytes == 0; };
     TSR_CHECK(b.ld % vec == 0 && c.ld % vec == 0 && aligned(b.data, vec * sizeof(V)) &&
