@@ -1,6 +1,7 @@
 #include "schedule/schedule.h"
 
 #include <algorithm>
+#include <cmath>
 #include <sstream>
 
 #include "core/error.h"
@@ -268,25 +269,24 @@ Schedule default_sddmm(const Problem& p) {
 
 Schedule default_spmm(const Problem& p) {
   int64_t vec = widest_vec(p);
-  // Rows no longer than max(128, 16 x the mean) keep a sub-warp per row busy without stragglers;
+  // Rows no longer than max(256, 16 x the mean) keep a sub-warp per row busy without stragglers;
   // longer ones (power-law hubs), or an unknown longest row, take the merge path.
   const bool balanced_rows = p.max_row_length >= 0 &&
-                             double(p.max_row_length) <= std::max(128.0, 16.0 * p.mean_row_length);
+                             double(p.max_row_length) <= std::max(256.0, 16.0 * p.mean_row_length);
   if (balanced_rows) {
     int64_t tpr = lanes_for(p, vec, 1);
-    // Few rows: narrower loads and more threads per row until the rows fill the GPU.
-    while (double(p.rows) * double(tpr) < kGpuThreads && vec > 1 && tpr < 32) vec /= 2, tpr *= 2;
+    // Few rows: narrower loads and more threads per row until the rows fill a quarter of the GPU.
+    while (double(p.rows) * double(tpr) < kGpuThreads / 4 && vec > 1 && tpr < 32) vec /= 2, tpr *= 2;
     const int64_t rpb = std::max<int64_t>(1, 256 / tpr);
     return Schedule{Op::spmm, "csr.row_split", {{"tpr", tpr}, {"rpb", rpb}, {"vec", vec}}};
   }
-  int64_t tpr = lanes_for(p, vec, 4);
-  // Narrow features: 2-wide loads over twice the lanes gather faster than 4-wide ones (H100 sweep).
-  while (vec > 2 && tpr < 32 && tpr * vec <= 64) vec /= 2, tpr *= 2;
+  const int64_t tpr = lanes_for(p, vec, 4);
   const int64_t tiles = (p.features + tpr * vec - 1) / (tpr * vec);
-  // About half a GPU of threads (the sweep's best on the R-MAT graphs): longer stretches of the
-  // path per team mean fewer carries.
+  // Items per team ~ sqrt(path) x lanes / 64: the sweep's winners on the H100 suite, from 128 at
+  // F = 32 on a 1M-item path to 4096 at F = 128 on a 77M-item one. Longer stretches mean fewer
+  // carries and searches, shorter ones more teams in flight.
   const double path = double(p.rows + p.nnz);
-  const int64_t ipt = nearest_pow2(path * double(tpr * tiles) / (kGpuThreads / 2), 32, 8192);
+  const int64_t ipt = nearest_pow2(std::sqrt(path) * double(tpr * tiles) / 64.0, 32, 8192);
   return Schedule{Op::spmm, "csr.merge_path", {{"tpr", tpr}, {"vec", vec}, {"ipt", ipt}}};
 }
 

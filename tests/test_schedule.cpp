@@ -97,8 +97,8 @@ TEST(Schedule, DefaultHeuristicFollowsFeatureWidthAndRowLengths) {
   skewed.max_row_length = 100000;
   const Schedule s = default_schedule(skewed);
   EXPECT_EQ(s.variant, "csr.merge_path");
-  EXPECT_EQ(s.knob("tpr"), 16);
-  EXPECT_EQ(s.knob("vec"), 2);
+  EXPECT_EQ(s.knob("tpr"), 8);
+  EXPECT_EQ(s.knob("vec"), 4);
   Problem larger = skewed;
   larger.nnz *= 16;
   EXPECT_GT(default_schedule(larger).knob("ipt"), s.knob("ipt"));

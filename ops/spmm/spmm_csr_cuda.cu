@@ -54,8 +54,8 @@ __global__ void __launch_bounds__(kRowSplitMaxThreads) spmm_csr_row_split_kernel
       }
       const int batch = end - e0 < tpr ? int(end - e0) : tpr;
       int k = 0;
-      // U entries at a time: U independent gathers in flight before the first use (U = 32 / VEC,
-      // then 4, then one by one for the rest of the batch).
+      // U entries at a time: U independent gathers in flight before the first use (U = 8, then 4,
+      // then one by one for the rest of the batch).
       const auto gather_batches = [&](auto in_flight) {
         constexpr int U = decltype(in_flight)::value;
         for (; k + U <= batch; k += U) {
@@ -74,8 +74,8 @@ __global__ void __launch_bounds__(kRowSplitMaxThreads) spmm_csr_row_split_kernel
         }
       };
       if (full_tile) {
-        gather_batches(std::integral_constant<int, kInFlightFloats / VEC>{});
-        if constexpr (kInFlightFloats / VEC > 4) gather_batches(std::integral_constant<int, 4>{});
+        gather_batches(std::integral_constant<int, kGathersInFlight>{});
+        gather_batches(std::integral_constant<int, 4>{});  // short batches (tpr = 4)
       }
       for (; k < batch; ++k) {
         const int64_t j = int64_t(__shfl_sync(group_mask, col, k, tpr));

@@ -139,8 +139,8 @@ __global__ void __launch_bounds__(kThreads)
       }
     };
     if (full_tile) {
-      gather_batches(std::integral_constant<int, kInFlightFloats / VEC>{});
-      if constexpr (kInFlightFloats / VEC > 4) gather_batches(std::integral_constant<int, 4>{});
+      gather_batches(std::integral_constant<int, kGathersInFlight>{});
+      gather_batches(std::integral_constant<int, 4>{});  // short batches (tpr = 4)
     }
     for (; k < batch; ++k) {
       const int64_t j = int64_t(__shfl_sync(mask, col, k, tpr));
