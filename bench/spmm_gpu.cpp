@@ -25,11 +25,10 @@ using json = nlohmann::ordered_json;
 
 namespace {
 
-// The schedules the sweep tries first: every merge-path schedule without column slices, and
-// row-split sub-warps of 4..32 threads in blocks of 128..512 threads. The winner, when it is a
-// merge path, is then tried with 2..16 slices.
+// The schedules the sweep tries: every merge-path schedule, and row-split sub-warps of 4..32
+// threads in blocks of 128..512 threads.
 bool in_sweep(const schedule::Schedule& s) {
-  if (s.variant == "csr.merge_path") return s.knob("slices") == 1;
+  if (s.variant == "csr.merge_path") return true;
   if (s.variant != "csr.row_split" || s.knob("tpr") < 4) return false;
   const int64_t threads = s.knob("tpr") * s.knob("rpb");
   return threads >= 128 && threads <= 512;
@@ -56,17 +55,6 @@ Tuned tune(Timer& timer, const schedule::Problem& problem, const schedule::Sched
     if (!in_sweep(s)) continue;
     const double ms = timer.median_ms([&] { run(s); }, sweep_reps, 1);
     if (ms < best_sweep) best_sweep = ms, t.best = s;
-  }
-  if (t.best.variant == "csr.merge_path") {
-    const schedule::Schedule unsliced = t.best;
-    for (int64_t slices : {2, 4, 8, 16}) {
-      schedule::Schedule s = unsliced;
-      for (auto& [name, value] : s.knobs) {
-        if (name == "slices") value = slices;
-      }
-      const double ms = timer.median_ms([&] { run(s); }, sweep_reps, 1);
-      if (ms < best_sweep) best_sweep = ms, t.best = s;
-    }
   }
   run(t.best);
   check(t.best);

@@ -25,12 +25,10 @@ void spmm_csr_row_split(Context& ctx, const CsrView<V, I>& a, DenseView<const V>
 
 /// CSR SpMM (schedule csr.merge_path): the rows + nnz items of the merge path split evenly, ipt
 /// items per team of tpr threads, vec features per thread; carries of rows shared by several
-/// teams added by a second kernel in a fixed order (deterministic). slices > 1 runs one pass per
-/// slice of B's rows (columns of A) so each slice stays in L2. Uses ctx.workspace().
+/// teams added by a second kernel in a fixed order (deterministic). Uses ctx.workspace().
 template <class V, class I>
 void spmm_csr_merge_path(Context& ctx, const CsrView<V, I>& a, DenseView<const V> b,
-                         DenseView<float> c, float alpha, float beta, int tpr, int vec, int64_t ipt,
-                         int64_t slices);
+                         DenseView<float> c, float alpha, float beta, int tpr, int vec, int64_t ipt);
 
 /// CSR SpMM through cuSPARSE's generic API (schedule csr.cusparse), alg 1..3 for
 /// CUSPARSE_SPMM_CSR_ALG1..3. f32 values; the workspace comes from ctx.

@@ -27,9 +27,7 @@ const std::vector<VariantSpec>& variants() {
        {{"tpr", {4, 8, 16, 32}, 32, "threads per team"},
         {"vec", {1, 2, 4}, 1, "consecutive features per thread (vector loads of B)"},
         {"ipt", {32, 64, 128, 256, 512, 1024, 2048, 4096, 8192}, 256,
-         "merge-path items (row ends + nonzeros) per team"},
-        {"slices", {1, 2, 4, 8, 16}, 1,
-         "passes over column slices of A, so each slice of B stays in L2"}},
+         "merge-path items (row ends + nonzeros) per team"}},
        "rows + nnz split evenly over teams (merge path); rows shared by teams get their carries "
        "added by a second kernel in a fixed order; no atomics"},
       {"csr.cusparse",
@@ -289,14 +287,7 @@ Schedule default_spmm(const Problem& p) {
   // carries and searches, shorter ones more teams in flight.
   const double path = double(p.rows + p.nnz);
   const int64_t ipt = nearest_pow2(std::sqrt(path) * double(tpr * tiles) / 64.0, 32, 8192);
-  // Column slices when B is several times the L2 share a slice may hold (24 MiB of the H100's
-  // 50) and rows are long enough that re-reading A's indices and C once per slice costs less
-  // than the B rows that would miss L2: about one slice per 10 nonzeros of the mean row.
-  const double b_bytes = double(p.cols) * double(p.features) * double(dtype_size(p.value));
-  const double wanted = b_bytes / double(24 << 20);
-  int64_t slices = 1;
-  if (wanted > 1.5 && wanted <= p.mean_row_length / 10.0) slices = nearest_pow2(wanted, 1, 16);
-  return Schedule{Op::spmm, "csr.merge_path", {{"tpr", tpr}, {"vec", vec}, {"ipt", ipt}, {"slices", slices}}};
+  return Schedule{Op::spmm, "csr.merge_path", {{"tpr", tpr}, {"vec", vec}, {"ipt", ipt}}};
 }
 
 }  // namespace

@@ -59,7 +59,7 @@ void spmm(Context& ctx, const CsrView<V, I>& a, DenseView<const non_deduced_t<V>
       cuda::spmm_csr_cusparse(ctx, a, b, c, o.alpha, o.beta, int(chosen.knob("alg")));
     } else if (chosen.variant == "csr.merge_path") {
       cuda::spmm_csr_merge_path(ctx, a, b, c, o.alpha, o.beta, int(chosen.knob("tpr")),
-                                int(chosen.knob("vec")), chosen.knob("ipt"), chosen.knob("slices"));
+                                int(chosen.knob("vec")), chosen.knob("ipt"));
     } else {
       cuda::spmm_csr_row_split(ctx, a, b, c, o.alpha, o.beta, int(chosen.knob("tpr")),
                                int(chosen.knob("rpb")), int(chosen.knob("vec")));

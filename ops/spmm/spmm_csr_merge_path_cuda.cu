@@ -12,11 +12,6 @@
 //   after the main kernel has stored the row. No atomics: the same bits on every run.
 // - Each team finds its own stretch by two binary searches (its first and last diagonal, by two
 //   lanes at once) and records its start for the fix-up: two launches per product, not three.
-// - Column slices (slices > 1): the product runs once per slice of B's rows, each pass gathering
-//   only the entries whose column falls in the slice, so the slice stays in L2 while the pass
-//   reads A's indices again and C is read and written again (the first pass applies beta, the
-//   others add). Worth it when B is a few times L2 and rows are long (Reddit-like graphs).
-#include <algorithm>
 #include <cstdint>
 #include <type_traits>
 
@@ -51,12 +46,11 @@ __device__ void path_search(const I* indptr, int64_t rows, int64_t nnz, int64_t 
   *consumed = diag - lo;
 }
 
-template <class V, class I, int VEC, bool SLICED>
+template <class V, class I, int VEC>
 __global__ void __launch_bounds__(kThreads)
     spmm_csr_merge_path_kernel(CsrView<V, I> a, DenseView<const V> b, DenseView<float> c, float alpha,
                                float beta, int tpr, int64_t ipt, int64_t teams, int64_t* start_row,
-                               int64_t* start_nnz, float* carry, int64_t carry_ld, int64_t col_lo,
-                               int64_t col_hi) {
+                               int64_t* start_nnz, float* carry, int64_t carry_ld) {
   const int lane = threadIdx.x % tpr;
   const int64_t team = int64_t(blockIdx.x) * (kThreads / tpr) + threadIdx.x / tpr;
   if (team >= teams) return;  // whole teams leave together
@@ -122,41 +116,6 @@ __global__ void __launch_bounds__(kThreads)
     if (e0 + tpr + lane < nnz_end) {
       next_col = a.indices[e0 + tpr + lane];
       next_val = load_f32(a.values[e0 + tpr + lane]);
-    }
-    if constexpr (SLICED) {
-      // Only entries with a column in [col_lo, col_hi): their positions in the chunk as team bits,
-      // taken kGathersInFlight at a time (the bits are the same in every lane of the team).
-      const bool in_slice = e0 + lane < nnz_end && int64_t(col) >= col_lo && int64_t(col) < col_hi;
-      const unsigned team_bits = tpr == kWarp ? ~0u : (1u << tpr) - 1u;
-      unsigned bits = (__ballot_sync(mask, in_slice) >> (threadIdx.x % kWarp / tpr * tpr)) & team_bits;
-      while (bits != 0) {
-        int pos[kGathersInFlight];
-        float x[kGathersInFlight][VEC], v[kGathersInFlight];
-        int n = 0;
-#pragma unroll
-        for (int u = 0; u < kGathersInFlight; ++u) {
-          const bool live = bits != 0;
-          pos[u] = live ? __ffs(int(bits)) - 1 : 0;
-          bits &= bits - 1u;
-          n += live;
-          const int64_t j = int64_t(__shfl_sync(mask, col, pos[u], tpr));
-          v[u] = __shfl_sync(mask, val, pos[u], tpr);
-          if (live && width == VEC) {
-            load_vec<VEC>(b.data + j * b.ld + f, x[u]);
-          } else {
-            load_partial<VEC>(b.data + j * b.ld + f, live ? width : 0, x[u]);
-          }
-        }
-#pragma unroll
-        for (int u = 0; u < kGathersInFlight; ++u) {
-          if (u < n) {
-            while (e0 + pos[u] >= row_end) finish_row();
-#pragma unroll
-            for (int i = 0; i < VEC; ++i) acc[i] += v[u] * x[u][i];
-          }
-        }
-      }
-      continue;
     }
     const int batch = nnz_end - e0 < tpr ? int(nnz_end - e0) : tpr;
     int k = 0;
@@ -260,12 +219,10 @@ size_t round_up(size_t n, size_t to) { return (n + to - 1) / to * to; }
 
 template <class V, class I>
 void spmm_csr_merge_path(Context& ctx, const CsrView<V, I>& a, DenseView<const V> b,
-                         DenseView<float> c, float alpha, float beta, int tpr, int vec, int64_t ipt,
-                         int64_t slices) {
+                         DenseView<float> c, float alpha, float beta, int tpr, int vec, int64_t ipt) {
   TSR_CHECK(tpr >= 4 && tpr <= kWarp && (tpr & (tpr - 1)) == 0, "spmm_csr_merge_path: tpr = ", tpr,
             " must be a power of two in [4, 32]");
   TSR_CHECK(ipt >= 1, "spmm_csr_merge_path: ipt = ", ipt, " must be positive");
-  TSR_CHECK(slices >= 1, "spmm_csr_merge_path: slices = ", slices, " must be positive");
   if (vec > 1) {
     const auto aligned = [&](const void* p, size_t bytes) { return reinterpret_cast<uintptr_t>(p) % bytes == 0; };
     TSR_CHECK(b.ld % vec == 0 && c.ld % vec == 0 && aligned(b.data, vec * sizeof(V)) &&
@@ -291,40 +248,30 @@ void spmm_csr_merge_path(Context& ctx, const CsrView<V, I>& a, DenseView<const V
   const auto stream = static_cast<cudaStream_t>(ctx.stream());
 
   const dim3 grid(grid_for(teams, kThreads / tpr), unsigned(tiles));
-  const int64_t slice_cols = (a.cols + slices - 1) / slices;
-  for (int64_t slice = 0; slice < slices; ++slice) {
-    // Every pass stores each row once (the first with beta, the others adding to the first's C)
-    // and then adds its carries, so the passes compose like one product.
-    const float pass_beta = slice == 0 ? beta : 1.0f;
-    const int64_t lo = std::min(a.cols, slice * slice_cols), hi = std::min(a.cols, lo + slice_cols);
-    const auto launch = [&](auto vec_tag, auto sliced_tag) {
-      spmm_csr_merge_path_kernel<V, I, decltype(vec_tag)::value, decltype(sliced_tag)::value>
-          <<<grid, kThreads, 0, stream>>>(a, b, c, alpha, pass_beta, tpr, ipt, teams, start_row,
-                                          start_nnz, carry, carry_ld, lo, hi);
-    };
-    const auto launch_vec = [&](auto sliced_tag) {
-      switch (vec) {
-        case 1: return launch(std::integral_constant<int, 1>{}, sliced_tag);
-        case 2: return launch(std::integral_constant<int, 2>{}, sliced_tag);
-        case 4: return launch(std::integral_constant<int, 4>{}, sliced_tag);
-        default: TSR_FAIL("spmm_csr_merge_path: vec = ", vec, " must be 1, 2 or 4");
-      }
-    };
-    if (slices > 1) {
-      launch_vec(std::true_type{});
-    } else {
-      launch_vec(std::false_type{});
-    }
-    TSR_CUDA_CHECK_LAUNCH("spmm_csr_merge_path");
-    merge_path_fixup_kernel<<<grid_for(teams, kFixupWarps), kFixupWarps * kWarp, 0, stream>>>(
-        a.indptr, a.rows, teams, start_row, start_nnz, carry, carry_ld, c, alpha);
-    TSR_CUDA_CHECK_LAUNCH("spmm_csr_merge_path (carry fix-up)");
+  switch (vec) {
+    case 1:
+      spmm_csr_merge_path_kernel<V, I, 1><<<grid, kThreads, 0, stream>>>(
+          a, b, c, alpha, beta, tpr, ipt, teams, start_row, start_nnz, carry, carry_ld);
+      break;
+    case 2:
+      spmm_csr_merge_path_kernel<V, I, 2><<<grid, kThreads, 0, stream>>>(
+          a, b, c, alpha, beta, tpr, ipt, teams, start_row, start_nnz, carry, carry_ld);
+      break;
+    case 4:
+      spmm_csr_merge_path_kernel<V, I, 4><<<grid, kThreads, 0, stream>>>(
+          a, b, c, alpha, beta, tpr, ipt, teams, start_row, start_nnz, carry, carry_ld);
+      break;
+    default: TSR_FAIL("spmm_csr_merge_path: vec = ", vec, " must be 1, 2 or 4");
   }
+  TSR_CUDA_CHECK_LAUNCH("spmm_csr_merge_path");
+  merge_path_fixup_kernel<<<grid_for(teams, kFixupWarps), kFixupWarps * kWarp, 0, stream>>>(
+      a.indptr, a.rows, teams, start_row, start_nnz, carry, carry_ld, c, alpha);
+  TSR_CUDA_CHECK_LAUNCH("spmm_csr_merge_path (carry fix-up)");
 }
 
 #define TSR_INSTANTIATE_SPMM_MERGE_PATH(V, I)                                             \
   template void spmm_csr_merge_path(Context&, const CsrView<V, I>&, DenseView<const V>,   \
-                                    DenseView<float>, float, float, int, int, int64_t, int64_t);
+                                    DenseView<float>, float, float, int, int, int64_t);
 TSR_FOR_EACH_COMPUTE_TYPE(TSR_INSTANTIATE_SPMM_MERGE_PATH)
 
 }  // namespace tessera::ops::cuda
