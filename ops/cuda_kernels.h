@@ -36,11 +36,11 @@ template <class V, class I>
 void spmm_csr_cusparse(Context& ctx, const CsrView<V, I>& a, DenseView<const V> b,
                        DenseView<float> c, float alpha, float beta, int alg);
 
-/// CSR SDDMM (schedule csr.row_split), one warp per row; each edge's dot product reduced
-/// across the warp.
+/// CSR SDDMM (schedule csr.row_split): a team of tpr threads per row, vec features per thread,
+/// four edges in flight, team shuffle reductions.
 template <class V, class I>
 void sddmm_csr_row_split(Context& ctx, const CsrView<V, I>& a, DenseView<const V> x,
-                         DenseView<const V> y, bool scale_by_a, float* out);
+                         DenseView<const V> y, bool scale_by_a, float* out, int tpr, int vec);
 
 /// CSR SDDMM (schedule csr.edge_group): the nonzeros split evenly, ept consecutive edges per
 /// team of tpe threads, vec features per thread, four edges in flight, team shuffle reductions.

@@ -40,8 +40,9 @@ const std::vector<VariantSpec>& variants() {
        Op::sddmm,
        Format::csr,
        MemorySpace::device,
-       {},
-       "a warp per row; each edge's dot product reduced across the warp"},
+       {{"tpr", {4, 8, 16, 32}, 32, "threads per row (a team; one edge's dot product at a time)"},
+        {"vec", {1, 2, 4}, 1, "consecutive features per thread (vector loads of X and Y)"}},
+       "a team per row, four edges in flight, team shuffle reductions"},
       {"csr.edge_group",
        Op::sddmm,
        Format::csr,
@@ -170,7 +171,7 @@ Verdict can_implement(const Schedule& s, const Problem& p) {
     return no(s.variant + " runs on the " + memory_space_name(spec.space) + ", the operands are in " +
               memory_space_name(p.space) + " memory");
   }
-  const bool vector_loads = s.op == Op::spmm ? s.variant != "csr.cusparse" : s.variant == "csr.edge_group";
+  const bool vector_loads = s.variant != "csr.cusparse";
   if (vector_loads) {
     const int64_t vec = s.knob("vec");
     if (vec > 1 && (p.ld_b % vec != 0 || p.ld_c % vec != 0)) {
@@ -257,11 +258,20 @@ void check_default(const Schedule& s, const Problem& p) {
   TSR_CHECK(v.ok, "default schedule ", s.to_string(), " does not apply: ", v.reason);
 }
 
+// No row much longer than the mean: a sub-warp per row keeps its threads busy without stragglers.
+// Longer ones (power-law hubs), or an unknown longest row, call for an nnz-balanced variant.
+bool balanced_rows(const Problem& p) {
+  return p.max_row_length >= 0 &&
+         double(p.max_row_length) <= std::max(256.0, 16.0 * p.mean_row_length);
+}
+
 Schedule default_sddmm(const Problem& p) {
-  // Teams of 4..8 lanes with vector loads (the sweep's winners on the H100 suite); runs of
-  // edges about one row long, shortened until the teams fill the GPU twice over.
+  // Teams of 4..8 lanes with vector loads (the sweep's winners on the H100 suite). Balanced rows:
+  // a team per row. Otherwise runs of edges about one row long, shortened until the teams fill
+  // the GPU twice over.
   const int64_t vec = widest_vec(p);
   const int64_t tpe = std::min<int64_t>(8, lanes_for(p, vec * 4, 4));
+  if (balanced_rows(p)) return Schedule{Op::sddmm, "csr.row_split", {{"tpr", tpe}, {"vec", vec}}};
   const double fill = double(p.nnz) * double(tpe) / (2 * kGpuThreads);
   const int64_t ept = nearest_pow2(std::min(std::max(p.mean_row_length, 1.0), fill), 4, 256);
   return Schedule{Op::sddmm, "csr.edge_group", {{"tpe", tpe}, {"vec", vec}, {"ept", ept}}};
@@ -269,11 +279,7 @@ Schedule default_sddmm(const Problem& p) {
 
 Schedule default_spmm(const Problem& p) {
   int64_t vec = widest_vec(p);
-  // Rows no longer than max(256, 16 x the mean) keep a sub-warp per row busy without stragglers;
-  // longer ones (power-law hubs), or an unknown longest row, take the merge path.
-  const bool balanced_rows = p.max_row_length >= 0 &&
-                             double(p.max_row_length) <= std::max(256.0, 16.0 * p.mean_row_length);
-  if (balanced_rows) {
+  if (balanced_rows(p)) {  // otherwise the merge path
     int64_t tpr = lanes_for(p, vec, 1);
     // Few rows: narrower loads and more threads per row until the rows fill a quarter of the GPU.
     while (double(p.rows) * double(tpr) < kGpuThreads / 4 && vec > 1 && tpr < 32) vec /= 2, tpr *= 2;

@@ -57,7 +57,8 @@ std::vector<schedule::Schedule> schedules_to_check(const schedule::Problem& p, b
           ? std::vector<const char*>{"csr.row_split:tpr=1,rpb=64,vec=1", "csr.row_split:tpr=4,rpb=16,vec=2",
                                      "csr.row_split:tpr=16,rpb=4,vec=4", "csr.merge_path:tpr=4,vec=2,ipt=32",
                                      "csr.merge_path:tpr=8,vec=4,ipt=64", "csr.merge_path:tpr=32,vec=1,ipt=2048"}
-          : std::vector<const char*>{"csr.row_split", "csr.edge_group:tpe=4,vec=1,ept=4",
+          : std::vector<const char*>{"csr.row_split:tpr=4,vec=1", "csr.row_split:tpr=32,vec=4",
+                                     "csr.edge_group:tpe=4,vec=1,ept=4",
                                      "csr.edge_group:tpe=8,vec=4,ept=256", "csr.edge_group:tpe=32,vec=2,ept=16"};
   for (const char* text : spread) {
     const schedule::Schedule s = schedule::parse(p.op, text);
@@ -218,7 +219,8 @@ TEST(GpuOps, MergePathSharesAHubRowAndSkipsEmptyRuns) {
     const DenseMatrix<float> x = random_dense<float>(csr.rows, F, 5);
     const DenseMatrix<float> dx = x.to(MemorySpace::device);
     const auto want_sddmm = reference::sddmm(csr, x, b, false);
-    for (const char* text : {"csr.edge_group:tpe=4,vec=1,ept=4", "csr.edge_group:tpe=32,vec=1,ept=256"}) {
+    for (const char* text : {"csr.edge_group:tpe=4,vec=1,ept=4", "csr.edge_group:tpe=32,vec=1,ept=256",
+                             "csr.row_split:tpr=8,vec=1"}) {
       ops::SddmmOptions options;
       options.schedule = schedule::parse(schedule::Op::sddmm, text);
       Buffer<float> out(size_t(csr.nnz()), MemorySpace::device);

@@ -46,7 +46,7 @@ TEST(Schedule, StringFormRoundTripsForEveryScheduleInTheSpace) {
 TEST(Schedule, ParseFillsDefaultsAndRejectsBadText) {
   EXPECT_EQ(parse(Op::spmm, "csr.row_split:vec=2").to_string(), "csr.row_split:tpr=32,rpb=8,vec=2");
   EXPECT_EQ(parse(Op::spmm, "csr.cusparse").knob("alg"), 2);
-  EXPECT_EQ(parse(Op::sddmm, "csr.row_split").to_string(), "csr.row_split");
+  EXPECT_EQ(parse(Op::sddmm, "csr.row_split").to_string(), "csr.row_split:tpr=32,vec=1");
   EXPECT_THAT(error_of([] { parse(Op::spmm, "csr.magic:x=1"); }), HasSubstr("unknown spmm variant 'csr.magic'"));
   EXPECT_THAT(error_of([] { parse(Op::spmm, "csr.row_split:zz=1"); }), HasSubstr("has no knob 'zz'"));
   EXPECT_THAT(error_of([] { parse(Op::spmm, "csr.row_split:tpr=3"); }), HasSubstr("tpr=3 is not allowed (1|2|4|8|16|32)"));
@@ -133,11 +133,15 @@ TEST(Schedule, MergePathAndSddmmVariants) {
   bf.value = DType::bf16;
   EXPECT_THAT(can_implement(parse(Op::sddmm, "csr.cusparse"), bf).reason, HasSubstr("f32"));
   const std::vector<Schedule> all = space(sddmm);
-  EXPECT_EQ(all.size(), 1u + 4u * 3u * 7u + 1u);  // row_split, every edge_group, cusparse
+  EXPECT_EQ(all.size(), 4u * 3u + 4u * 3u * 7u + 1u);  // every row_split, every edge_group, cusparse
   for (const Schedule& s : all) EXPECT_EQ(parse(Op::sddmm, s.to_string()), s);
-  // The SDDMM default: teams of 4..8 lanes with vector loads, runs of edges about a row long
-  // (mean 12 here) unless that leaves the GPU short of teams.
-  EXPECT_EQ(default_schedule(sddmm).to_string(), "csr.edge_group:tpe=4,vec=4,ept=4");
+  // The SDDMM default: teams of 4..8 lanes with vector loads; a team per row when rows are
+  // balanced, else runs of edges about a row long (mean 12 here) unless that leaves the GPU short
+  // of teams.
+  EXPECT_EQ(default_schedule(sddmm).to_string(), "csr.edge_group:tpe=4,vec=4,ept=4");  // longest unknown
+  Problem balanced = sddmm;
+  balanced.max_row_length = 30;
+  EXPECT_EQ(default_schedule(balanced).to_string(), "csr.row_split:tpr=4,vec=4");
   Problem big_sddmm = sddmm;
   big_sddmm.nnz = 50 << 20;
   big_sddmm.features = big_sddmm.ld_b = big_sddmm.ld_c = 128;

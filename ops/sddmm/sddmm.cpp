@@ -69,7 +69,8 @@ void sddmm(Context& ctx, const CsrView<V, I>& a, DenseView<const non_deduced_t<V
     } else if (chosen.variant == "csr.cusparse") {
       cuda::sddmm_csr_cusparse(ctx, a, x, y, o.scale_by_a, out);
     } else {
-      cuda::sddmm_csr_row_split(ctx, a, x, y, o.scale_by_a, out);
+      cuda::sddmm_csr_row_split(ctx, a, x, y, o.scale_by_a, out, int(chosen.knob("tpr")),
+                                int(chosen.knob("vec")));
     }
 #endif
     return;
