@@ -266,12 +266,15 @@ bool balanced_rows(const Problem& p) {
 }
 
 Schedule default_sddmm(const Problem& p) {
-  // Teams of 4..8 lanes with vector loads (the sweep's winners on the H100 suite). Balanced rows:
-  // a team per row. Otherwise runs of edges about one row long, shortened until the teams fill
-  // the GPU twice over.
+  // Teams of 4..8 lanes with vector loads (the sweep's winners on the H100 suite). Rows of at most
+  // 16 edges (road networks): a team per row. Otherwise a row is a chain of edges four at a time
+  // (one of 168 edges cost Cora 7x), so runs of edges about one row long, shortened until the
+  // teams fill the GPU twice over.
   const int64_t vec = widest_vec(p);
   const int64_t tpe = std::min<int64_t>(8, lanes_for(p, vec * 4, 4));
-  if (balanced_rows(p)) return Schedule{Op::sddmm, "csr.row_split", {{"tpr", tpe}, {"vec", vec}}};
+  if (p.max_row_length >= 0 && p.max_row_length <= 16) {
+    return Schedule{Op::sddmm, "csr.row_split", {{"tpr", tpe}, {"vec", vec}}};
+  }
   const double fill = double(p.nnz) * double(tpe) / (2 * kGpuThreads);
   const int64_t ept = nearest_pow2(std::min(std::max(p.mean_row_length, 1.0), fill), 4, 256);
   return Schedule{Op::sddmm, "csr.edge_group", {{"tpe", tpe}, {"vec", vec}, {"ept", ept}}};

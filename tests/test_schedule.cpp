@@ -139,9 +139,11 @@ TEST(Schedule, MergePathAndSddmmVariants) {
   // balanced, else runs of edges about a row long (mean 12 here) unless that leaves the GPU short
   // of teams.
   EXPECT_EQ(default_schedule(sddmm).to_string(), "csr.edge_group:tpe=4,vec=4,ept=4");  // longest unknown
-  Problem balanced = sddmm;
-  balanced.max_row_length = 30;
-  EXPECT_EQ(default_schedule(balanced).to_string(), "csr.row_split:tpr=4,vec=4");
+  Problem short_rows = sddmm;
+  short_rows.max_row_length = 16;
+  EXPECT_EQ(default_schedule(short_rows).to_string(), "csr.row_split:tpr=4,vec=4");
+  short_rows.max_row_length = 30;
+  EXPECT_EQ(default_schedule(short_rows).variant, "csr.edge_group");
   Problem big_sddmm = sddmm;
   big_sddmm.nnz = 50 << 20;
   big_sddmm.features = big_sddmm.ld_b = big_sddmm.ld_c = 128;
