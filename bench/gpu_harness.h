@@ -13,7 +13,10 @@
 #include <filesystem>
 #include <functional>
 #include <string>
+#include <utility>
 #include <vector>
+
+#include <nlohmann/json.hpp>
 
 #include "core/buffer.h"
 #include "core/context.h"
@@ -151,6 +154,14 @@ inline std::pair<double, double> geomean_and_min(const std::vector<double>& v) {
   double log_sum = 0, lowest = INFINITY;
   for (double s : v) log_sum += std::log(s), lowest = std::min(lowest, s);
   return {std::exp(log_sum / double(v.size())), lowest};
+}
+
+/// A sweep's timings as {schedule: ms} in the order tried: the data for refitting the default
+/// heuristic without another device run.
+inline nlohmann::ordered_json sweep_json(const std::vector<std::pair<std::string, double>>& sweep) {
+  nlohmann::ordered_json out = nlohmann::ordered_json::object();
+  for (const auto& [name, ms] : sweep) out[name] = ms;
+  return out;
 }
 
 /// The commit under test: $TESSERA_COMMIT (scripts set it; the device copy has no .git).

@@ -103,9 +103,11 @@ int main(int argc, char** argv) try {
       const double default_ms = timer.median_ms([&] { run(std::nullopt); }, reps);
       schedule::Schedule best = def;
       double best_sweep = INFINITY;
+      std::vector<std::pair<std::string, double>> sweep;
       for (const schedule::Schedule& s : schedule::space(problem)) {
         if (s.variant == "csr.cusparse") continue;
         const double ms = timer.median_ms([&] { run(s); }, sweep_reps, 1);
+        sweep.emplace_back(s.to_string(), ms);
         if (ms < best_sweep) best_sweep = ms, best = s;
       }
       run(best);
@@ -133,7 +135,8 @@ int main(int argc, char** argv) try {
                        {"floor_perfect_reuse_ms", floor_reuse_ms},
                        {"floor_no_reuse_ms", floor_noreuse_ms},
                        {"default_fraction_of_reuse_floor", floor_reuse_ms / default_ms},
-                       {"default_fraction_of_no_reuse_floor", floor_noreuse_ms / default_ms}});
+                       {"default_fraction_of_no_reuse_floor", floor_noreuse_ms / default_ms},
+                       {"sweep_ms", sweep_json(sweep)}});
       std::printf("| %s | %lld | %lld | `%s` | %.3f | `%s` | %.3f | %.3f | %.3f | %.2fx | %.2fx | %.2fx | %.0f%% |\n",
                   m.name.c_str(), (long long)m.csr.nnz(), (long long)F, def.to_string().c_str(),
                   default_ms, best.to_string().c_str(), best_ms, cusparse_ms, per_call_ms, speedup,

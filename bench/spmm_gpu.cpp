@@ -40,6 +40,7 @@ bool in_sweep(const schedule::Schedule& s) {
 struct Tuned {
   schedule::Schedule def, best;
   double default_ms = 0, best_ms = 0;
+  std::vector<std::pair<std::string, double>> sweep;  // every schedule tried, with its time
 };
 using Runner = std::function<void(const std::optional<schedule::Schedule>&)>;
 Tuned tune(Timer& timer, const schedule::Problem& problem, const schedule::Schedule& def, int reps,
@@ -54,6 +55,7 @@ Tuned tune(Timer& timer, const schedule::Problem& problem, const schedule::Sched
   for (const schedule::Schedule& s : schedule::space(problem)) {
     if (!in_sweep(s)) continue;
     const double ms = timer.median_ms([&] { run(s); }, sweep_reps, 1);
+    t.sweep.emplace_back(s.to_string(), ms);
     if (ms < best_sweep) best_sweep = ms, t.best = s;
   }
   run(t.best);
@@ -188,8 +190,10 @@ int main(int argc, char** argv) try {
         c["bf16"] = {{"default_schedule", b16.def.to_string()}, {"default_ms", b16.default_ms},
                      {"best_schedule", b16.best.to_string()}, {"best_ms", b16.best_ms},
                      {"speedup_default_vs_our_f32_default", f32.default_ms / b16.default_ms},
-                     {"speedup_best_vs_our_f32_best", f32.best_ms / b16.best_ms}};
+                     {"speedup_best_vs_our_f32_best", f32.best_ms / b16.best_ms},
+                     {"sweep_ms", sweep_json(b16.sweep)}};
       }
+      c["sweep_ms"] = sweep_json(f32.sweep);
       cases.push_back(c);
       std::printf("| %s | %lld | %lld | `%s` | %.3f | `%s` | %.3f | `%s` | %.3f | %.2fx | %.2fx | %.0f%% | %s | %s |\n",
                   m.name.c_str(), (long long)m.csr.nnz(), (long long)F, f32.def.to_string().c_str(),
