@@ -269,33 +269,44 @@ Schedule default_sddmm(const Problem& p) {
   // Teams of 4..8 lanes with vector loads (the sweep's winners on the H100 suite). Rows of at most
   // 16 edges (road networks): a team per row. Otherwise a row is a chain of edges four at a time
   // (one of 168 edges cost Cora 7x), so runs of edges about one row long, shortened until the
-  // teams fill the GPU twice over.
+  // teams just fill the GPU (filling it twice over cost bcsstk33 1.3x on the H200; GNN-sized
+  // graphs fill it many times over at a row's length either way).
   const int64_t vec = widest_vec(p);
   const int64_t tpe = std::min<int64_t>(8, lanes_for(p, vec * 4, 4));
   if (p.max_row_length >= 0 && p.max_row_length <= 16) {
     return Schedule{Op::sddmm, "csr.row_split", {{"tpr", tpe}, {"vec", vec}}};
   }
-  const double fill = double(p.nnz) * double(tpe) / (2 * kGpuThreads);
+  const double fill = double(p.nnz) * double(tpe) / kGpuThreads;
   const int64_t ept = nearest_pow2(std::min(std::max(p.mean_row_length, 1.0), fill), 4, 256);
   return Schedule{Op::sddmm, "csr.edge_group", {{"tpe", tpe}, {"vec", vec}, {"ept", ept}}};
 }
 
+// Rows this short on average (road networks: 2 per row) leave a team per row waiting on three
+// dependent loads for each couple of gathers; the merge path streams many rows per team.
+constexpr double kShortRows = 3.0;
+
 Schedule default_spmm(const Problem& p) {
   int64_t vec = widest_vec(p);
-  if (balanced_rows(p)) {  // otherwise the merge path
+  if (balanced_rows(p) && p.mean_row_length >= kShortRows) {  // otherwise the merge path
     int64_t tpr = lanes_for(p, vec, 1);
     // Few rows: narrower loads and more threads per row until the rows fill a quarter of the GPU.
     while (double(p.rows) * double(tpr) < kGpuThreads / 4 && vec > 1 && tpr < 32) vec /= 2, tpr *= 2;
-    const int64_t rpb = std::max<int64_t>(1, 256 / tpr);
+    // 128-thread blocks: the sweep's winners on every balanced matrix of the H200 suite (256 cost
+    // bcsstk33 1.2x); smaller blocks spread a small matrix over more SMs.
+    const int64_t rpb = std::max<int64_t>(1, 128 / tpr);
     return Schedule{Op::spmm, "csr.row_split", {{"tpr", tpr}, {"rpb", rpb}, {"vec", vec}}};
   }
-  const int64_t tpr = lanes_for(p, vec, 4);
+  int64_t tpr = lanes_for(p, vec, 4);
   const int64_t tiles = (p.features + tpr * vec - 1) / (tpr * vec);
   // Items per team ~ sqrt(path) x lanes / 64: the sweep's winners on the H100 suite, from 128 at
   // F = 32 on a 1M-item path to 4096 at F = 128 on a 77M-item one. Longer stretches mean fewer
   // carries and searches, shorter ones more teams in flight.
   const double path = double(p.rows + p.nnz);
   const int64_t ipt = nearest_pow2(std::sqrt(path) * double(tpr * tiles) / 64.0, 32, 8192);
+  // Teams too few to fill the GPU once (a path of ~1M items at F <= 64): narrower loads, more
+  // lanes per team (arxiv-like F = 32: 8 lanes x 4 took 1.5x longer than 32 x 1 on the H200).
+  // GNN-sized graphs have teams to spare and keep the widest loads.
+  while (path / double(ipt) * double(tpr) < kGpuThreads && vec > 1 && tpr < 32) vec /= 2, tpr *= 2;
   return Schedule{Op::spmm, "csr.merge_path", {{"tpr", tpr}, {"vec", vec}, {"ipt", ipt}}};
 }
 

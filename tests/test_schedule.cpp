@@ -82,17 +82,23 @@ TEST(Schedule, DefaultHeuristicFollowsFeatureWidthAndRowLengths) {
   big.rows = 1 << 20;
   big.nnz = 12 << 20;
   big.max_row_length = 40;
-  EXPECT_EQ(default_schedule(big).to_string(), "csr.row_split:tpr=8,rpb=32,vec=4");
+  EXPECT_EQ(default_schedule(big).to_string(), "csr.row_split:tpr=8,rpb=16,vec=4");  // 128-thread blocks
   big.features = big.ld_b = big.ld_c = 33;
-  EXPECT_EQ(default_schedule(big).to_string(), "csr.row_split:tpr=32,rpb=8,vec=1");
+  EXPECT_EQ(default_schedule(big).to_string(), "csr.row_split:tpr=32,rpb=4,vec=1");
   big.features = big.ld_b = big.ld_c = 256;
-  EXPECT_EQ(default_schedule(big).to_string(), "csr.row_split:tpr=32,rpb=8,vec=4");
+  EXPECT_EQ(default_schedule(big).to_string(), "csr.row_split:tpr=32,rpb=4,vec=4");
   // A small matrix trades vector width for threads per row until the rows fill the GPU.
   Problem small = device_problem(32, 32);
   small.max_row_length = 20;
-  EXPECT_EQ(default_schedule(small).to_string(), "csr.row_split:tpr=32,rpb=8,vec=1");
+  EXPECT_EQ(default_schedule(small).to_string(), "csr.row_split:tpr=32,rpb=4,vec=1");
+  // Balanced but very short rows (a road network, 2 per row) take the merge path.
+  Problem road = device_problem(128, 128);
+  road.rows = 114599, road.nnz = 239332, road.max_row_length = 6;
+  road.mean_row_length = double(road.nnz) / double(road.rows);
+  EXPECT_EQ(default_schedule(road).to_string(), "csr.merge_path:tpr=32,vec=4,ipt=256");
   // A hub row (or an unknown longest row) takes the merge path; teams grow with the path.
   Problem skewed = big;
+  skewed.nnz = 48 << 20;  // enough teams to fill the GPU with the widest loads
   skewed.features = skewed.ld_b = skewed.ld_c = 32;
   skewed.max_row_length = 100000;
   const Schedule s = default_schedule(skewed);
@@ -103,6 +109,24 @@ TEST(Schedule, DefaultHeuristicFollowsFeatureWidthAndRowLengths) {
   larger.nnz *= 16;
   EXPECT_GT(default_schedule(larger).knob("ipt"), s.knob("ipt"));
   EXPECT_EQ(default_schedule(device_problem(64, 64)).variant, "csr.merge_path");  // longest row unknown
+  // A path too short to fill the GPU with 8-lane teams trades vector width for lanes.
+  Problem arxiv = skewed;
+  arxiv.rows = 131072, arxiv.nnz = 878318;
+  arxiv.mean_row_length = double(arxiv.nnz) / double(arxiv.rows);
+  EXPECT_EQ(default_schedule(arxiv).to_string(), "csr.merge_path:tpr=32,vec=1,ipt=128");
+  // The GNN-sized graphs of the H200 benchmark keep the schedules it measured.
+  Problem reddit = skewed;
+  reddit.rows = 262144, reddit.nnz = 76389651;
+  reddit.mean_row_length = double(reddit.nnz) / double(reddit.rows);
+  EXPECT_EQ(default_schedule(reddit).to_string(), "csr.merge_path:tpr=8,vec=4,ipt=1024");
+  reddit.features = reddit.ld_b = reddit.ld_c = 128;
+  EXPECT_EQ(default_schedule(reddit).to_string(), "csr.merge_path:tpr=32,vec=4,ipt=4096");
+  Problem products = skewed;
+  products.rows = 2097152, products.nnz = 112406120;
+  products.mean_row_length = double(products.nnz) / double(products.rows);
+  EXPECT_EQ(default_schedule(products).to_string(), "csr.merge_path:tpr=8,vec=4,ipt=1024");
+  products.features = products.ld_b = products.ld_c = 64;
+  EXPECT_EQ(default_schedule(products).to_string(), "csr.merge_path:tpr=16,vec=4,ipt=2048");
   for (int64_t f : {1, 2, 3, 5, 17, 64, 257, 1000}) {
     for (int64_t longest : {-1, 10, 100000}) {
       Problem p = device_problem(f, f);
@@ -148,6 +172,12 @@ TEST(Schedule, MergePathAndSddmmVariants) {
   big_sddmm.nnz = 50 << 20;
   big_sddmm.features = big_sddmm.ld_b = big_sddmm.ld_c = 128;
   EXPECT_EQ(default_schedule(big_sddmm).to_string(), "csr.edge_group:tpe=8,vec=4,ept=16");
+  // bcsstk33 (68 per row): runs shortened to 8 edges so that the teams fill the GPU once.
+  Problem stiff = sddmm;
+  stiff.rows = 8738, stiff.nnz = 591904, stiff.max_row_length = 141;
+  stiff.mean_row_length = double(stiff.nnz) / double(stiff.rows);
+  stiff.features = stiff.ld_b = stiff.ld_c = 32;
+  EXPECT_EQ(default_schedule(stiff).to_string(), "csr.edge_group:tpe=4,vec=4,ept=8");
   for (int64_t f : {1, 3, 33, 128, 257}) {
     Problem p = device_problem(f, f);
     p.op = Op::sddmm;
