@@ -14,6 +14,7 @@ date) wins. Every case keeps the commit and date of the run that measured it; th
 import argparse
 import json
 import math
+import os
 import sys
 
 # The harness's suite order (bench/gpu_harness.h); other names sort after these.
@@ -95,7 +96,7 @@ def merge(op, paths):
     summary["complete"] = not summary["missing"]
     summary["timing"] = first.get("timing", "")
     summary["copy_gbps"] = first.get("copy_gbps")
-    summary["merged_from"] = [p for _, p, _ in runs]
+    summary["merged_from"] = [f'{os.path.basename(p)} ({doc["summary"]["commit"]}, {date})' for date, p, doc in runs]
     return {"summary": summary, "cases": ordered}
 
 
