@@ -38,6 +38,39 @@ struct DenseView {
   }
 };
 
+/// B row-major matrices of the same shape (k-means problems, attention heads): element (b, r, c)
+/// at data[b * batch_stride + r * ld + c]; batch_stride >= rows * ld unless the batch is 1.
+template <class T>
+struct BatchedDenseView {
+  int64_t batch = 0;
+  int64_t rows = 0;
+  int64_t cols = 0;
+  int64_t ld = 0;            // elements between row starts, >= cols
+  int64_t batch_stride = 0;  // elements between matrix starts
+  T* data = nullptr;         // [batch * batch_stride]
+  MemorySpace space = MemorySpace::host;
+
+  /// Matrix b of the batch.
+  DenseView<T> operator[](int64_t b) const { return {rows, cols, ld, data + b * batch_stride, space}; }
+  template <class U = T, class = std::enable_if_t<!std::is_const_v<U>>>
+  operator BatchedDenseView<const U>() const {
+    return {batch, rows, cols, ld, batch_stride, data, space};
+  }
+};
+
+/// A batch of one: the matrix itself.
+template <class T>
+BatchedDenseView<T> batch_of_one(const DenseView<T>& m) {
+  return {1, m.rows, m.cols, m.ld, m.rows * m.ld, m.data, m.space};
+}
+
+/// B contiguous rows x cols matrices starting at data.
+template <class T>
+BatchedDenseView<T> contiguous_batch(T* data, int64_t batch, int64_t rows, int64_t cols,
+                                     MemorySpace space = MemorySpace::host) {
+  return {batch, rows, cols, cols, rows * cols, data, space};
+}
+
 /// Throws unless v is a well-formed view (non-negative sizes, ld >= cols, data unless empty).
 template <class T>
 void validate_dense(const DenseView<T>& v, const char* what) {
@@ -45,6 +78,19 @@ void validate_dense(const DenseView<T>& v, const char* what) {
   TSR_CHECK(v.ld >= v.cols, what, ": leading dimension ", v.ld, " is smaller than cols ", v.cols);
   TSR_CHECK(v.data != nullptr || v.rows == 0 || v.cols == 0, what, ": null data for a ", v.rows,
             "x", v.cols, " matrix");
+}
+
+/// Throws unless v is a well-formed batch (non-negative sizes, ld >= cols, matrices that do not
+/// overlap, data unless empty).
+template <class T>
+void validate_batch(const BatchedDenseView<T>& v, const char* what) {
+  TSR_CHECK(v.batch >= 0 && v.rows >= 0 && v.cols >= 0, what, ": negative shape [", v.batch, ", ",
+            v.rows, ", ", v.cols, "]");
+  TSR_CHECK(v.ld >= v.cols, what, ": leading dimension ", v.ld, " is smaller than cols ", v.cols);
+  TSR_CHECK(v.batch <= 1 || v.batch_stride >= v.rows * v.ld, what, ": batch stride ", v.batch_stride,
+            " is smaller than a matrix (", v.rows, " x ", v.ld, "): the matrices overlap");
+  TSR_CHECK(v.data != nullptr || v.batch == 0 || v.rows == 0 || v.cols == 0, what,
+            ": null data for a [", v.batch, ", ", v.rows, ", ", v.cols, "] batch");
 }
 
 template <class T>

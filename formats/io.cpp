@@ -1024,6 +1024,44 @@ void write_npy(const std::string& path, const DenseView<const T>& m) {
   out.commit();
 }
 
+// ---------------------------------------------------------------------------------------------
+// .fvecs / .ivecs
+
+template <class T>
+DenseMatrix<T> read_vecs(const std::string& path) {
+  static_assert(sizeof(T) == 4, ".fvecs/.ivecs hold 4-byte values");
+  const char* who = std::is_same_v<T, float> ? "read_fvecs" : "read_ivecs";
+  const std::string bytes = read_whole_file(path, who);
+  int32_t dim = 0;
+  TSR_CHECK(bytes.size() >= 4, who, ": ", path, ": ", bytes.empty() ? "empty file" : "truncated first record",
+            " (", bytes.size(), " bytes)");
+  std::memcpy(&dim, bytes.data(), 4);
+  TSR_CHECK(dim > 0, who, ": ", path, ": record 0 (byte 0): dimension ", dim, " is not positive");
+  const size_t record = 4 + size_t(dim) * 4;
+  const size_t records = bytes.size() / record;
+  TSR_CHECK(bytes.size() % record == 0, who, ": ", path, ": record ", records, " (byte ", records * record,
+            ") is truncated: ", bytes.size() - records * record, " bytes of ", record);
+  DenseMatrix<T> out(int64_t(records), dim);
+  for (size_t r = 0; r < records; ++r) {
+    int32_t d = 0;
+    std::memcpy(&d, bytes.data() + r * record, 4);
+    TSR_CHECK(d == dim, who, ": ", path, ": record ", r, " (byte ", r * record, ") has dimension ", d,
+              " but record 0 has ", dim);
+    T* row = out.data() + r * size_t(dim);
+    std::memcpy(row, bytes.data() + r * record + 4, size_t(dim) * 4);
+    if constexpr (std::is_same_v<T, float>) {
+      for (int32_t j = 0; j < dim; ++j) {
+        TSR_CHECK(std::isfinite(row[j]), who, ": ", path, ": record ", r, " (byte ", r * record,
+                  ") value ", j, " is ", row[j]);
+      }
+    }
+  }
+  return out;
+}
+
+template DenseMatrix<float> read_vecs<float>(const std::string&);
+template DenseMatrix<int32_t> read_vecs<int32_t>(const std::string&);
+
 #define TSR_IO_INSTANTIATE(V, I)                                                        \
   template Coo<V, I> read_matrix_market<V, I>(const std::string&, MatrixMarketHeader*); \
   template void write_matrix_market<V, I>(const std::string&, const Csr<V, I>&);        \

@@ -47,4 +47,11 @@ DenseMatrix<T> read_npy(const std::string& path);
 template <class T>
 void write_npy(const std::string& path, const DenseView<const T>& m);
 
+/// Reads a .fvecs (T = float) or .ivecs (T = int32_t) file: records of a little-endian int32
+/// dimension d followed by d 4-byte values, every record the same d. Returns [records, d].
+/// @throw tessera::Error naming the path, the record and its byte offset for a truncated record,
+/// a dimension that is not positive or differs from the first record's, or (fvecs) NaN/Inf.
+template <class T>
+DenseMatrix<T> read_vecs(const std::string& path);
+
 }  // namespace tessera

@@ -1,0 +1,531 @@
+// ops::kmeans on the CPU: validation, initialisation, the Lloyd loop, the blocked assignment and
+// the sort-inverse update. Invariants: nothing throws inside an OpenMP region (inputs are
+// checked before); every reduction runs in a fixed order, so results do not depend on the
+// thread count.
+#include "ops/kmeans/kmeans.h"
+
+#include <omp.h>
+
+#include <algorithm>
+#include <cmath>
+#include <exception>
+#include <numeric>
+
+#include "core/error.h"
+#include "core/random.h"
+#include "ops/cpu/kernels.h"
+#include "ops/kmeans/kmeans_cpu.h"
+
+namespace tessera::ops {
+
+namespace kmeans_cpu {
+
+void argmin_block_portable(const float* xb, int64_t n, const CentroidTable& c, bool l2, int32_t* best,
+                           float* best_key) {
+  for (int64_t i = 0; i < n; ++i) {
+    const float* x = xb + i * c.dim;
+    float bk = INFINITY;
+    int32_t bi = 0;
+    for (int64_t j = 0; j < c.k; ++j) {
+      const float* cj = c.data + j * c.dim;
+      float part[8] = {};  // eight partial sums: a fixed order the compiler can vectorise
+      int64_t d = 0;
+      for (; d + 8 <= c.dim; d += 8) {
+        for (int u = 0; u < 8; ++u) part[u] += x[d + u] * cj[d + u];
+      }
+      for (; d < c.dim; ++d) part[d % 8] += x[d] * cj[d];
+      const float dot = ((part[0] + part[1]) + (part[2] + part[3])) + ((part[4] + part[5]) + (part[6] + part[7]));
+      const float key = l2 ? c.sq_norms[j] - 2.0f * dot : -dot;
+      if (key < bk) bk = key, bi = int32_t(j);
+    }
+    best[i] = bi;
+    best_key[i] = bk;
+  }
+}
+
+bool gemm_kernel_usable() {
+#ifdef TSR_KMEANS_GEMM_V3
+  return cpu::cpu_has_x86_64_v3();
+#else
+  return true;
+#endif
+}
+
+}  // namespace kmeans_cpu
+
+namespace {
+
+using kmeans_cpu::CentroidTable;
+using kmeans_cpu::kCentroidTile;
+using kmeans_cpu::kPointBlock;
+
+int thread_count(int requested) { return requested > 0 ? requested : omp_get_max_threads(); }
+
+// Row r of x as f32 into out[0, d), scaled by `scale` (1, or 1/||x|| for cosine).
+template <class V>
+void load_row(const DenseView<const V>& x, int64_t r, float scale, float* out) {
+  const V* row = x.row(r);
+  for (int64_t j = 0; j < x.cols; ++j) out[j] = to_float(row[j]) * scale;
+}
+
+// The centroids with their squared norms, contiguous.
+struct Centroids {
+  std::vector<float> data;      // [k, d]
+  std::vector<float> sq_norms;  // [k]
+  int64_t k = 0, d = 0;
+
+  void refresh_norms() {
+    sq_norms.assign(static_cast<size_t>(k), 0.0f);
+    for (int64_t j = 0; j < k; ++j) {
+      double s = 0;
+      for (int64_t t = 0; t < d; ++t) s += double(data[size_t(j * d + t)]) * data[size_t(j * d + t)];
+      sq_norms[size_t(j)] = float(s);
+    }
+  }
+  CentroidTable table() const { return {data.data(), sq_norms.data(), k, d}; }
+};
+
+// One problem of the batch: its points, and 1/||x|| per point under the cosine metric.
+template <class V>
+struct ProblemData {
+  DenseView<const V> x;
+  const float* inv_norms = nullptr;  // [n] (cosine), else null
+  float scale(int64_t r) const { return inv_norms ? inv_norms[r] : 1.0f; }
+};
+
+// Labels, distances and the inertia of one problem against c. Blocks of kPointBlock points are
+// loaded as f32 and matched against every centroid; block b's inertia lands in partial[b] and the
+// blocks are summed in order.
+template <class V>
+double assign_problem(const ProblemData<V>& p, const Centroids& c, KmeansMetric metric, int32_t* labels,
+                      float* distances, int threads) {
+  const int64_t n = p.x.rows, d = p.x.cols;
+  const int64_t blocks = (n + kPointBlock - 1) / kPointBlock;
+  std::vector<double> partial(static_cast<size_t>(blocks), 0.0);
+  const bool gemm = kmeans_cpu::gemm_kernel_usable();
+  const bool l2 = metric == KmeansMetric::l2;
+  const CentroidTable table = c.table();
+#pragma omp parallel num_threads(threads) if (threads > 1 && blocks > 1)
+  {
+    std::vector<float> xb(static_cast<size_t>(kPointBlock * d)), key(static_cast<size_t>(kPointBlock)), x_sq(static_cast<size_t>(kPointBlock));
+    std::vector<float> scratch(gemm ? size_t(kPointBlock * kCentroidTile) : 0);
+#pragma omp for schedule(dynamic, 1)
+    for (int64_t b = 0; b < blocks; ++b) {
+      const int64_t r0 = b * kPointBlock, m = std::min(kPointBlock, n - r0);
+      for (int64_t i = 0; i < m; ++i) {
+        float* row = xb.data() + i * d;
+        load_row(p.x, r0 + i, p.scale(r0 + i), row);
+        double s = 0;
+        for (int64_t t = 0; t < d; ++t) s += double(row[t]) * row[t];
+        x_sq[size_t(i)] = float(s);
+      }
+      if (gemm) {
+        kmeans_cpu::argmin_block_gemm(xb.data(), m, table, l2, labels + r0, key.data(), scratch.data());
+      } else {
+        kmeans_cpu::argmin_block_portable(xb.data(), m, table, l2, labels + r0, key.data());
+      }
+      double sum = 0;
+      for (int64_t i = 0; i < m; ++i) {
+        float dist = 0;
+        switch (metric) {
+          case KmeansMetric::l2: dist = std::max(0.0f, x_sq[size_t(i)] + key[size_t(i)]); break;
+          case KmeansMetric::cosine: dist = std::max(0.0f, 1.0f + key[size_t(i)]); break;
+          case KmeansMetric::inner_product: dist = key[size_t(i)]; break;
+        }
+        if (distances) distances[r0 + i] = dist;
+        sum += dist;
+      }
+      partial[size_t(b)] = sum;
+    }
+  }
+  return std::accumulate(partial.begin(), partial.end(), 0.0);
+}
+
+// Sort-inverse update: labels counting-sorted into per-cluster segments (points in ascending
+// order within each), each segment summed in double in that order. Empty clusters keep their
+// centroid or move to the farthest points, per the policy. counts: [k].
+template <class V>
+void update_problem(const ProblemData<V>& p, const int32_t* labels, const float* distances,
+                    KmeansMetric metric, EmptyClusters policy, Centroids& c, int64_t* counts, int threads) {
+  const int64_t n = p.x.rows, d = p.x.cols, k = c.k;
+  std::vector<int64_t> start(static_cast<size_t>(k) + 1, 0);
+  for (int64_t i = 0; i < n; ++i) ++start[size_t(labels[i]) + 1];
+  for (int64_t j = 0; j < k; ++j) counts[j] = start[size_t(j) + 1];
+  std::partial_sum(start.begin(), start.end(), start.begin());
+  std::vector<int64_t> order(static_cast<size_t>(n)), next(start.begin(), start.end() - 1);
+  for (int64_t i = 0; i < n; ++i) order[size_t(next[size_t(labels[i])]++)] = i;
+#pragma omp parallel num_threads(threads) if (threads > 1 && k > 1)
+  {
+    std::vector<double> acc(static_cast<size_t>(d));
+    std::vector<float> row(static_cast<size_t>(d));
+#pragma omp for schedule(dynamic, 4)
+    for (int64_t j = 0; j < k; ++j) {
+      const int64_t begin = start[size_t(j)], end = start[size_t(j) + 1];
+      if (begin == end) continue;  // empty: handled below
+      std::fill(acc.begin(), acc.end(), 0.0);
+      for (int64_t s = begin; s < end; ++s) {
+        const int64_t i = order[size_t(s)];
+        load_row(p.x, i, p.scale(i), row.data());
+        for (int64_t t = 0; t < d; ++t) acc[size_t(t)] += row[size_t(t)];
+      }
+      float* out = c.data.data() + j * d;
+      if (metric == KmeansMetric::cosine) {
+        double norm = 0;
+        for (int64_t t = 0; t < d; ++t) norm += acc[size_t(t)] * acc[size_t(t)];
+        norm = std::sqrt(norm);
+        if (norm > 0) {  // points that cancel out leave the centroid where it was
+          for (int64_t t = 0; t < d; ++t) out[t] = float(acc[size_t(t)] / norm);
+        }
+      } else {
+        const double inv = 1.0 / double(end - begin);
+        for (int64_t t = 0; t < d; ++t) out[t] = float(acc[size_t(t)] * inv);
+      }
+    }
+  }
+  if (policy == EmptyClusters::reseed_farthest) {
+    std::vector<int64_t> empty;
+    for (int64_t j = 0; j < k; ++j) {
+      if (counts[j] == 0) empty.push_back(j);
+    }
+    if (!empty.empty()) {
+      // The farthest points from their own centroids (ties: the lower index), one per empty cluster.
+      std::vector<int64_t> by_distance(static_cast<size_t>(n));
+      std::iota(by_distance.begin(), by_distance.end(), 0);
+      const size_t take = std::min(empty.size(), size_t(n));
+      std::partial_sort(by_distance.begin(), by_distance.begin() + take, by_distance.end(),
+                        [&](int64_t a, int64_t b) {
+                          return distances[a] != distances[b] ? distances[a] > distances[b] : a < b;
+                        });
+      for (size_t e = 0; e < take; ++e) {
+        load_row(p.x, by_distance[e], p.scale(by_distance[e]), c.data.data() + empty[e] * d);
+      }
+    }
+  }
+  c.refresh_norms();
+}
+
+// Seeds: k distinct points (random), or D^2 sampling (k-means++) on the points as assigned
+// (unit vectors for cosine). Deterministic for a seed.
+template <class V>
+void seed_problem(const ProblemData<V>& p, int64_t k, KmeansInit init, uint64_t seed, Centroids& c,
+                  int threads) {
+  const int64_t n = p.x.rows, d = p.x.cols;
+  Rng rng(seed);
+  std::vector<int64_t> chosen;
+  chosen.reserve(static_cast<size_t>(k));
+  if (init == KmeansInit::random) {
+    std::vector<int64_t> idx(static_cast<size_t>(n));
+    std::iota(idx.begin(), idx.end(), 0);
+    for (int64_t j = 0; j < k; ++j) {  // partial Fisher-Yates
+      std::swap(idx[size_t(j)], idx[size_t(j + int64_t(rng.below(uint64_t(n - j))))]);
+      chosen.push_back(idx[size_t(j)]);
+    }
+  } else {  // k-means++
+    std::vector<double> nearest(static_cast<size_t>(n), INFINITY);
+    std::vector<float> center(static_cast<size_t>(d));
+    std::vector<char> taken(static_cast<size_t>(n), 0);
+    int64_t next = int64_t(rng.below(uint64_t(n)));
+    for (int64_t j = 0; j < k; ++j) {
+      chosen.push_back(next);
+      taken[size_t(next)] = 1;
+      if (j + 1 == k) break;
+      load_row(p.x, next, p.scale(next), center.data());
+      const int64_t chunks = (n + 4095) / 4096;
+      std::vector<double> chunk_sum(static_cast<size_t>(chunks), 0.0);
+#pragma omp parallel num_threads(threads) if (threads > 1 && chunks > 1)
+      {
+        std::vector<float> row(static_cast<size_t>(d));
+#pragma omp for schedule(static)
+        for (int64_t ch = 0; ch < chunks; ++ch) {
+          double s = 0;
+          for (int64_t i = ch * 4096; i < std::min(n, (ch + 1) * 4096); ++i) {
+            load_row(p.x, i, p.scale(i), row.data());
+            double dist = 0;
+            for (int64_t t = 0; t < d; ++t) {
+              const double diff = double(row[size_t(t)]) - center[size_t(t)];
+              dist += diff * diff;
+            }
+            nearest[size_t(i)] = std::min(nearest[size_t(i)], dist);
+            s += taken[size_t(i)] ? 0.0 : nearest[size_t(i)];
+          }
+          chunk_sum[size_t(ch)] = s;
+        }
+      }
+      const double total = std::accumulate(chunk_sum.begin(), chunk_sum.end(), 0.0);
+      if (total > 0) {
+        double target = rng.uniform() * total;
+        next = -1;
+        for (int64_t i = 0; i < n; ++i) {
+          if (taken[size_t(i)] || nearest[size_t(i)] <= 0) continue;
+          next = i;
+          target -= nearest[size_t(i)];
+          if (target < 0) break;
+        }
+      } else {  // every remaining point sits on a centre: any untaken one
+        int64_t skip = int64_t(rng.below(uint64_t(n - j - 1)));
+        for (next = 0;; ++next) {
+          if (!taken[size_t(next)] && skip-- == 0) break;
+        }
+      }
+    }
+  }
+  c.k = k;
+  c.d = d;
+  c.data.assign(static_cast<size_t>(k * d), 0.0f);
+  for (int64_t j = 0; j < k; ++j) load_row(p.x, chosen[size_t(j)], p.scale(chosen[size_t(j)]), c.data.data() + j * d);
+  c.refresh_norms();
+}
+
+// Checks x and returns 1/||x|| per point for cosine (empty otherwise). Errors name the problem,
+// the row and the column.
+template <class V>
+std::vector<float> check_points(const BatchedDenseView<const V>& x, KmeansMetric metric, const char* what) {
+  validate_batch(x, what);
+  TSR_CHECK(x.space == MemorySpace::host, what,
+            ": device inputs are not supported yet; k-means runs on the CPU for now (copy X to the host)");
+  TSR_CHECK(x.rows <= int64_t(INT32_MAX), what, ": ", x.rows, " points per problem exceed the int32 labels (at most ",
+            INT32_MAX, ")");
+  const int64_t total = x.batch * x.rows;
+  int64_t first_bad = total;  // the smallest (problem, row) holding NaN or Inf
+#pragma omp parallel for reduction(min : first_bad) schedule(static)
+  for (int64_t r = 0; r < total; ++r) {
+    const V* row = x[r / std::max<int64_t>(x.rows, 1)].row(r % std::max<int64_t>(x.rows, 1));
+    for (int64_t j = 0; j < x.cols; ++j) {
+      if (!std::isfinite(to_float(row[j]))) {
+        first_bad = std::min(first_bad, r);
+        break;
+      }
+    }
+  }
+  if (first_bad < total) {
+    const int64_t b = first_bad / x.rows, i = first_bad % x.rows;
+    const V* row = x[b].row(i);
+    int64_t j = 0;
+    while (std::isfinite(to_float(row[j]))) ++j;
+    TSR_FAIL(what, ": X[", b, "][", i, "][", j, "] is ", to_float(row[j]), "; points must be finite");
+  }
+  std::vector<float> inv_norms;
+  if (metric == KmeansMetric::cosine) {
+    inv_norms.resize(static_cast<size_t>(total));
+#pragma omp parallel for schedule(static)
+    for (int64_t r = 0; r < total; ++r) {
+      const V* row = x[r / x.rows].row(r % x.rows);
+      double s = 0;
+      for (int64_t j = 0; j < x.cols; ++j) s += double(to_float(row[j])) * to_float(row[j]);
+      inv_norms[size_t(r)] = s > 0 ? float(1.0 / std::sqrt(s)) : 0.0f;
+    }
+    for (int64_t r = 0; r < total; ++r) {
+      TSR_CHECK(inv_norms[size_t(r)] > 0, what, ": X[", r / x.rows, "][", r % x.rows,
+                "] is the zero vector, which has no direction under the cosine metric");
+    }
+  }
+  return inv_norms;
+}
+
+// Centroids [B, k, d] given by the caller, checked, as problem b's table (unit length for cosine).
+Centroids given_centroids(const BatchedDenseView<const float>& g, int64_t b, KmeansMetric metric) {
+  Centroids c;
+  c.k = g.rows;
+  c.d = g.cols;
+  c.data.resize(static_cast<size_t>(c.k * c.d));
+  for (int64_t j = 0; j < c.k; ++j) {
+    const float* row = g[b].row(j);
+    double s = 0;
+    for (int64_t t = 0; t < c.d; ++t) {
+      TSR_CHECK(std::isfinite(row[t]), "kmeans: centroid [", b, "][", j, "][", t, "] is ", row[t],
+                "; centroids must be finite");
+      s += double(row[t]) * row[t];
+    }
+    const double scale = metric == KmeansMetric::cosine ? 1.0 / std::sqrt(s) : 1.0;
+    TSR_CHECK(metric != KmeansMetric::cosine || s > 0, "kmeans: centroid [", b, "][", j,
+              "] is the zero vector, which has no direction under the cosine metric");
+    for (int64_t t = 0; t < c.d; ++t) c.data[size_t(j * c.d + t)] = float(row[t] * scale);
+  }
+  c.refresh_norms();
+  return c;
+}
+
+void check_centroid_shape(const BatchedDenseView<const float>& g, int64_t batch, int64_t k, int64_t d,
+                          const char* what) {
+  validate_batch(g, what);
+  TSR_CHECK(g.space == MemorySpace::host, what, ": centroids must be in host memory");
+  TSR_CHECK(g.batch == batch && g.rows == k && g.cols == d, what, ": centroids are [", g.batch, ", ",
+            g.rows, ", ", g.cols, "] but the problem needs [", batch, ", ", k, ", ", d, "]");
+}
+
+// Problem b's seed: the caller's seed mixed with b, so problems draw independent streams.
+uint64_t problem_seed(uint64_t seed, int64_t b) { return seed ^ (uint64_t(b) * 0x9e3779b97f4a7c15ull); }
+
+// Runs fn(b, inner_threads) for every problem: across problems when there are enough of them
+// to keep the threads busy, else one problem at a time with all threads inside. The first
+// exception (a failed allocation) is rethrown after the region.
+template <class Fn>
+void for_each_problem(int64_t batch, int threads, Fn&& fn) {
+  if (batch >= threads && threads > 1) {
+    std::exception_ptr error;
+#pragma omp parallel for num_threads(threads) schedule(dynamic, 1)
+    for (int64_t b = 0; b < batch; ++b) {
+      try {
+        fn(b, 1);
+      } catch (...) {
+#pragma omp critical(tessera_kmeans_error)
+        if (!error) error = std::current_exception();
+      }
+    }
+    if (error) std::rethrow_exception(error);
+  } else {
+    for (int64_t b = 0; b < batch; ++b) fn(b, threads);
+  }
+}
+
+}  // namespace
+
+template <class V>
+KmeansResult kmeans(Context& ctx, BatchedDenseView<const V> x, int64_t k, const KmeansOptions& o) {
+  (void)ctx;
+  const std::vector<float> inv_norms = check_points(x, o.metric, "kmeans");
+  TSR_CHECK(k > 0, "kmeans: k = ", k, " must be positive");
+  TSR_CHECK(k <= x.rows, "kmeans: k = ", k, " exceeds the ", x.rows, " points of each problem");
+  TSR_CHECK(x.cols > 0, "kmeans: points have dimension 0");
+  TSR_CHECK(o.max_iterations >= 0, "kmeans: max_iterations = ", o.max_iterations, " is negative");
+  TSR_CHECK(o.tolerance >= 0 && std::isfinite(o.tolerance), "kmeans: tolerance = ", o.tolerance,
+            " must be finite and non-negative");
+  if (o.init == KmeansInit::given) {
+    check_centroid_shape(o.initial_centroids, x.batch, k, x.cols, "kmeans: initial_centroids");
+  }
+  const int64_t n = x.rows, d = x.cols;
+  KmeansResult r;
+  r.batch = x.batch;
+  r.k = k;
+  r.dim = d;
+  r.points = n;
+  r.centroids = Buffer<float>(static_cast<size_t>(x.batch * k * d));
+  r.labels = Buffer<int32_t>(static_cast<size_t>(x.batch * n));
+  r.counts = Buffer<int64_t>(static_cast<size_t>(x.batch * k));
+  r.inertia.assign(static_cast<size_t>(x.batch), 0.0);
+  r.inertia_history.assign(static_cast<size_t>(x.batch), {});
+  std::vector<int> iterations(static_cast<size_t>(x.batch), 0);
+  // Given centroids are checked here, outside the parallel region.
+  std::vector<Centroids> start;
+  if (o.init == KmeansInit::given) {
+    for (int64_t b = 0; b < x.batch; ++b) start.push_back(given_centroids(o.initial_centroids, b, o.metric));
+  }
+  for_each_problem(x.batch, thread_count(o.threads), [&](int64_t b, int threads) {
+    const ProblemData<V> p{x[b], inv_norms.empty() ? nullptr : inv_norms.data() + b * n};
+    Centroids c;
+    if (o.init == KmeansInit::given) {
+      c = std::move(start[size_t(b)]);
+    } else {
+      seed_problem(p, k, o.init, problem_seed(o.seed, b), c, threads);
+    }
+    int32_t* labels = r.labels.data() + b * n;
+    int64_t* counts = r.counts.data() + b * k;
+    std::vector<float> distances(static_cast<size_t>(n));
+    std::vector<int32_t> previous(static_cast<size_t>(n));
+    std::vector<double>& history = r.inertia_history[size_t(b)];
+    double inertia = assign_problem(p, c, o.metric, labels, distances.data(), threads);
+    history.push_back(inertia);
+    for (int it = 0; it < o.max_iterations; ++it) {
+      std::copy(labels, labels + n, previous.begin());
+      update_problem(p, labels, distances.data(), o.metric, o.empty_clusters, c, counts, threads);
+      const double before = inertia;
+      inertia = assign_problem(p, c, o.metric, labels, distances.data(), threads);
+      history.push_back(inertia);
+      iterations[size_t(b)] = it + 1;
+      const bool unchanged = std::equal(labels, labels + n, previous.begin());
+      if (unchanged || before - inertia <= o.tolerance * std::abs(before)) break;
+    }
+    std::fill(counts, counts + k, 0);
+    for (int64_t i = 0; i < n; ++i) ++counts[labels[i]];
+    std::copy(c.data.begin(), c.data.end(), r.centroids.data() + b * k * d);
+    r.inertia[size_t(b)] = inertia;
+  });
+  r.iterations = iterations.empty() ? 0 : *std::max_element(iterations.begin(), iterations.end());
+  return r;
+}
+
+template <class V>
+void kmeans_assign(Context& ctx, BatchedDenseView<const V> x, BatchedDenseView<const float> centroids,
+                   KmeansMetric metric, int32_t* labels, float* distances, int threads) {
+  (void)ctx;
+  const std::vector<float> inv_norms = check_points(x, metric, "kmeans_assign");
+  TSR_CHECK(centroids.rows > 0, "kmeans_assign: no centroids");
+  check_centroid_shape(centroids, x.batch, centroids.rows, x.cols, "kmeans_assign");
+  TSR_CHECK(labels != nullptr || x.batch * x.rows == 0, "kmeans_assign: labels is null");
+  std::vector<Centroids> tables;
+  for (int64_t b = 0; b < x.batch; ++b) tables.push_back(given_centroids(centroids, b, metric));
+  const int64_t n = x.rows;
+  for_each_problem(x.batch, thread_count(threads), [&](int64_t b, int inner) {
+    const ProblemData<V> p{x[b], inv_norms.empty() ? nullptr : inv_norms.data() + b * n};
+    assign_problem(p, tables[size_t(b)], metric, labels + b * n, distances ? distances + b * n : nullptr, inner);
+  });
+}
+
+template <class V>
+const KmeansResult& KMeans::fit(Context& ctx, BatchedDenseView<const V> x) {
+  KmeansOptions o = options_;
+  if (fitted_) {  // warm start from the held centroids
+    o.init = KmeansInit::given;
+    o.initial_centroids = result_.centroid_view();
+  }
+  KmeansResult next = kmeans(ctx, x, k_, o);
+  result_ = std::move(next);
+  fitted_ = true;
+  return result_;
+}
+
+template <class V>
+std::vector<int32_t> KMeans::predict(Context& ctx, BatchedDenseView<const V> x) const {
+  TSR_CHECK(fitted_, "KMeans::predict: fit first; there are no centroids yet");
+  std::vector<int32_t> labels(static_cast<size_t>(x.batch * x.rows));
+  kmeans_assign(ctx, x, result_.centroid_view(), options_.metric, labels.data(), nullptr, options_.threads);
+  return labels;
+}
+
+const KmeansResult& KMeans::result() const {
+  TSR_CHECK(fitted_, "KMeans::result: fit first; there are no centroids yet");
+  return result_;
+}
+
+const char* to_string(KmeansMetric m) {
+  switch (m) {
+    case KmeansMetric::l2: return "l2";
+    case KmeansMetric::cosine: return "cosine";
+    case KmeansMetric::inner_product: return "ip";
+  }
+  return "?";
+}
+
+const char* to_string(KmeansInit i) {
+  switch (i) {
+    case KmeansInit::random: return "random";
+    case KmeansInit::kmeans_plus_plus: return "kmeans++";
+    case KmeansInit::given: return "given";
+  }
+  return "?";
+}
+
+KmeansMetric parse_kmeans_metric(const std::string& text) {
+  if (text == "l2") return KmeansMetric::l2;
+  if (text == "cosine") return KmeansMetric::cosine;
+  if (text == "ip" || text == "inner_product") return KmeansMetric::inner_product;
+  TSR_FAIL("unknown k-means metric '", text, "' (l2, cosine, ip)");
+}
+
+KmeansInit parse_kmeans_init(const std::string& text) {
+  if (text == "random") return KmeansInit::random;
+  if (text == "kmeans++" || text == "kmeans_plus_plus") return KmeansInit::kmeans_plus_plus;
+  TSR_FAIL("unknown k-means init '", text, "' (random, kmeans++)");
+}
+
+#define TSR_INSTANTIATE_KMEANS(V)                                                                      \
+  template KmeansResult kmeans(Context&, BatchedDenseView<const V>, int64_t, const KmeansOptions&);    \
+  template void kmeans_assign(Context&, BatchedDenseView<const V>, BatchedDenseView<const float>,      \
+                              KmeansMetric, int32_t*, float*, int);                                    \
+  template const KmeansResult& KMeans::fit(Context&, BatchedDenseView<const V>);                       \
+  template std::vector<int32_t> KMeans::predict(Context&, BatchedDenseView<const V>) const;
+TSR_INSTANTIATE_KMEANS(float)
+TSR_INSTANTIATE_KMEANS(bf16)
+TSR_INSTANTIATE_KMEANS(f16)
+
+}  // namespace tessera::ops

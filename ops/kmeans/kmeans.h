@@ -1,0 +1,115 @@
+// K-means on batches of problems: X [B, N, D] -> centroids [B, K, D], labels [B, N], counts [B, K].
+// Lloyd iterations built from two stages:
+// - assignment: distances ||x||^2 - 2 x.c + ||c||^2 from blocks of points against tiles of
+//   centroids (a GEMM), a running argmin per point; no N x K matrix is kept. Ties go to the
+//   lower centroid index.
+// - sort-inverse update: labels are counting-sorted into contiguous per-cluster segments, and
+//   each segment is reduced in point order; no scattered atomics, so the result is the same bits
+//   on every run and thread count.
+// Host inputs run on the CPU (OpenMP; the GEMM is Eigen's, built for AVX2 + FMA where the CPU
+// has them). Device inputs are not supported yet: they throw a clear error.
+#pragma once
+
+#include <cstdint>
+#include <vector>
+
+#include "core/buffer.h"
+#include "core/context.h"
+#include "core/dense.h"
+
+namespace tessera::ops {
+
+enum class KmeansInit {
+  random,            ///< K distinct points, uniformly
+  kmeans_plus_plus,  ///< D^2 sampling (k-means++)
+  given,             ///< KmeansOptions::initial_centroids (a warm start)
+};
+
+enum class KmeansMetric {
+  l2,             ///< squared Euclidean distance; centroids are means
+  cosine,         ///< 1 - cos(x, c); points and centroids on the unit sphere (spherical k-means)
+  inner_product,  ///< -x.c (largest inner product wins); centroids are means
+};
+
+enum class EmptyClusters {
+  keep_centroid,    ///< an empty cluster keeps its centroid
+  reseed_farthest,  ///< an empty cluster moves to the point farthest from its own centroid
+};
+
+struct KmeansOptions {
+  int max_iterations = 50;  ///< centroid updates at most (0: assign to the initial centroids)
+  /// Stop when an iteration lowers the inertia by less than this fraction of it, or when no
+  /// label changes.
+  double tolerance = 1e-4;
+  KmeansInit init = KmeansInit::kmeans_plus_plus;
+  uint64_t seed = 0;  ///< problem b draws from seed and b
+  KmeansMetric metric = KmeansMetric::l2;
+  EmptyClusters empty_clusters = EmptyClusters::keep_centroid;
+  /// The CPU path is always deterministic (no atomics, fixed reduction order); the flag is
+  /// accepted so that callers can ask for it on every backend.
+  bool deterministic = true;
+  BatchedDenseView<const float> initial_centroids;  ///< [B, K, D] when init == given
+  int threads = 0;                                  ///< 0: OpenMP's default
+};
+
+struct KmeansResult {
+  int64_t batch = 0, k = 0, dim = 0, points = 0;
+  Buffer<float> centroids;  ///< [B, K, D], contiguous (cosine: unit length)
+  Buffer<int32_t> labels;   ///< [B, N]: the nearest centroid of the returned ones
+  Buffer<int64_t> counts;   ///< [B, K]: points per label
+  std::vector<double> inertia;  ///< [B]: sum over points of the metric's distance to their label
+  /// [B][t]: the inertia after assignment t (t = 0 is the initial centroids); for l2 and cosine
+  /// it never increases.
+  std::vector<std::vector<double>> inertia_history;
+  int iterations = 0;  ///< centroid updates done, the most over the batch
+
+  BatchedDenseView<const float> centroid_view() const {
+    return contiguous_batch<const float>(centroids.data(), batch, k, dim);
+  }
+};
+
+/// Clusters each of the B problems of x into k clusters.
+/// @throw tessera::Error for k <= 0, k > N, D = 0, NaN or Inf in x (naming the problem and row),
+///        a zero vector under the cosine metric, given centroids of the wrong shape or with NaN,
+///        N over 2^31 - 1, or device memory.
+template <class V>
+KmeansResult kmeans(Context& ctx, BatchedDenseView<const V> x, int64_t k, const KmeansOptions& options = {});
+
+/// Labels each point of x with its nearest centroid (the metric's distance; ties to the lower
+/// index). labels: [B, N]; distances: [B, N] or null.
+template <class V>
+void kmeans_assign(Context& ctx, BatchedDenseView<const V> x, BatchedDenseView<const float> centroids,
+                   KmeansMetric metric, int32_t* labels, float* distances = nullptr, int threads = 0);
+
+/// Holds the centroids between calls: fit, then predict; fitting again warm-starts from the
+/// held centroids (a few iterations per diffusion step, say).
+class KMeans {
+ public:
+  explicit KMeans(int64_t k, KmeansOptions options = {}) : k_(k), options_(std::move(options)) {}
+
+  /// Clusters x (from options.init the first time, from the held centroids after that).
+  template <class V>
+  const KmeansResult& fit(Context& ctx, BatchedDenseView<const V> x);
+  /// Labels of x's points against the held centroids ([B, N]).
+  template <class V>
+  std::vector<int32_t> predict(Context& ctx, BatchedDenseView<const V> x) const;
+
+  bool fitted() const { return fitted_; }
+  const KmeansResult& result() const;
+  KmeansOptions& options() { return options_; }
+
+ private:
+  int64_t k_;
+  KmeansOptions options_;
+  KmeansResult result_;
+  bool fitted_ = false;
+};
+
+const char* to_string(KmeansMetric m);
+const char* to_string(KmeansInit i);
+/// Parses "l2", "cosine", "ip"/"inner_product"; throws naming the text otherwise.
+KmeansMetric parse_kmeans_metric(const std::string& text);
+/// Parses "random", "kmeans++"/"kmeans_plus_plus"; throws naming the text otherwise.
+KmeansInit parse_kmeans_init(const std::string& text);
+
+}  // namespace tessera::ops

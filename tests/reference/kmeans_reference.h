@@ -1,0 +1,107 @@
+// Float64 k-means references: distances, the nearest centroid and the Lloyd update, computed
+// naively in double from the f32-rounded inputs. The oracle for ops::kmeans on every backend.
+#pragma once
+
+#include <cmath>
+#include <cstdint>
+#include <limits>
+#include <vector>
+
+#include "core/dense.h"
+#include "ops/kmeans/kmeans.h"
+
+namespace tessera::reference {
+
+/// Row r of x in double, scaled to unit length for cosine.
+template <class V>
+std::vector<double> point64(const DenseView<const V>& x, int64_t r, ops::KmeansMetric metric) {
+  std::vector<double> p(size_t(x.cols));
+  double norm = 0;
+  for (int64_t j = 0; j < x.cols; ++j) p[size_t(j)] = double(to_float(x(r, j))), norm += p[size_t(j)] * p[size_t(j)];
+  if (metric == ops::KmeansMetric::cosine) {
+    for (double& v : p) v /= std::sqrt(norm);
+  }
+  return p;
+}
+
+/// The metric's distance between a point and a centroid (both already scaled for cosine).
+inline double distance64(const std::vector<double>& p, const float* c, ops::KmeansMetric metric) {
+  double dot = 0, diff2 = 0;
+  for (size_t j = 0; j < p.size(); ++j) {
+    dot += p[j] * double(c[j]);
+    diff2 += (p[j] - double(c[j])) * (p[j] - double(c[j]));
+  }
+  switch (metric) {
+    case ops::KmeansMetric::l2: return diff2;
+    case ops::KmeansMetric::cosine: return 1.0 - dot;
+    case ops::KmeansMetric::inner_product: return -dot;
+  }
+  return 0;
+}
+
+/// Centroids [k, d] (row-major) normalised for cosine, as the library holds them.
+inline std::vector<float> prepared_centroids(const float* c, int64_t k, int64_t d, ops::KmeansMetric metric) {
+  std::vector<float> out(c, c + k * d);
+  if (metric != ops::KmeansMetric::cosine) return out;
+  for (int64_t j = 0; j < k; ++j) {
+    double norm = 0;
+    for (int64_t t = 0; t < d; ++t) norm += double(out[size_t(j * d + t)]) * out[size_t(j * d + t)];
+    for (int64_t t = 0; t < d; ++t) out[size_t(j * d + t)] = float(out[size_t(j * d + t)] / std::sqrt(norm));
+  }
+  return out;
+}
+
+/// For every point: distances to all k centroids (prepared), row-major [n, k].
+template <class V>
+std::vector<double> all_distances64(const DenseView<const V>& x, const std::vector<float>& c, int64_t k,
+                                    ops::KmeansMetric metric) {
+  std::vector<double> out(size_t(x.rows * k));
+  for (int64_t i = 0; i < x.rows; ++i) {
+    const std::vector<double> p = point64(x, i, metric);
+    for (int64_t j = 0; j < k; ++j) out[size_t(i * k + j)] = distance64(p, c.data() + j * x.cols, metric);
+  }
+  return out;
+}
+
+/// The nearest centroid per point (ties to the lower index).
+inline std::vector<int32_t> argmin64(const std::vector<double>& dist, int64_t n, int64_t k) {
+  std::vector<int32_t> labels(static_cast<size_t>(n));
+  for (int64_t i = 0; i < n; ++i) {
+    int32_t best = 0;
+    for (int64_t j = 1; j < k; ++j) {
+      if (dist[size_t(i * k + j)] < dist[size_t(i * k + best)]) best = int32_t(j);
+    }
+    labels[size_t(i)] = best;
+  }
+  return labels;
+}
+
+/// The Lloyd update in double: means (cosine: normalised sums) of each label's points; a cluster
+/// without points keeps old[j].
+template <class V>
+std::vector<double> update64(const DenseView<const V>& x, const std::vector<int32_t>& labels, int64_t k,
+                             const std::vector<float>& old, ops::KmeansMetric metric) {
+  const int64_t d = x.cols;
+  std::vector<double> sum(size_t(k * d), 0.0);
+  std::vector<int64_t> count(size_t(k), 0);
+  for (int64_t i = 0; i < x.rows; ++i) {
+    const std::vector<double> p = point64(x, i, metric);
+    ++count[size_t(labels[size_t(i)])];
+    for (int64_t t = 0; t < d; ++t) sum[size_t(labels[size_t(i)] * d + t)] += p[size_t(t)];
+  }
+  for (int64_t j = 0; j < k; ++j) {
+    double norm = 0;
+    for (int64_t t = 0; t < d; ++t) norm += sum[size_t(j * d + t)] * sum[size_t(j * d + t)];
+    for (int64_t t = 0; t < d; ++t) {
+      double& v = sum[size_t(j * d + t)];
+      if (count[size_t(j)] == 0) {
+        v = old[size_t(j * d + t)];
+      } else {
+        v = metric == ops::KmeansMetric::cosine ? v / std::sqrt(norm) : v / double(count[size_t(j)]);
+      }
+    }
+  }
+  return sum;
+}
+
+}  // namespace tessera::reference
