@@ -1,7 +1,8 @@
 # The README's two commands. Both install missing Debian packages (as root), configure and build.
 #   make demo   runs the main job (`tessera demo`) on a built-in default
 #   make test   runs every test (GPU tests skip themselves without a device)
-# Other targets: build, test-sanitize (CPU-only ASan+UBSan build, cpu-labelled tests), bench-cpu.
+# Other targets: build, test-sanitize (CPU-only ASan+UBSan build, cpu-labelled tests), bench-cpu
+# (SpMM vs Eigen, k-means vs FAISS).
 BUILD ?= build
 SAN_BUILD ?= build-sanitize
 JOBS ?= $(shell nproc)
@@ -38,6 +39,7 @@ test-sanitize: deps
 
 bench-cpu: deps
 	bash scripts/bench_cpu.sh
+	bash scripts/bench_kmeans_cpu.sh
 
 clean:
 	rm -rf $(BUILD) $(SAN_BUILD)

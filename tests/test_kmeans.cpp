@@ -313,6 +313,21 @@ TEST(Kmeans, KMeansObjectWarmStartsAndPredicts) {
   EXPECT_EQ(km.predict<float>(ctx, batch_of_one(x.view())), second.labels.to_vector());
 }
 
+TEST(Kmeans, StopsWhenConvergedUnlessTheIterationsAreFixed) {
+  Context ctx;
+  std::vector<int32_t> truth;
+  const DenseMatrix<float> x = blobs(500, 3, 4, 19, &truth);
+  KmeansOptions o;
+  o.max_iterations = 30;
+  const ops::KmeansResult early = ops::kmeans<float>(ctx, batch_of_one(x.view()), 4, o);
+  EXPECT_LT(early.iterations, 30);
+  o.fixed_iterations = true;
+  const ops::KmeansResult fixed = ops::kmeans<float>(ctx, batch_of_one(x.view()), 4, o);
+  EXPECT_EQ(fixed.iterations, 30);
+  EXPECT_EQ(fixed.inertia_history[0].size(), 31u);
+  EXPECT_EQ(fixed.labels.to_vector(), early.labels.to_vector());
+}
+
 TEST(Kmeans, EdgeShapes) {
   Context ctx;
   // k = n: every point its own cluster, inertia 0.

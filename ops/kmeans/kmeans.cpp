@@ -433,7 +433,7 @@ KmeansResult kmeans(Context& ctx, BatchedDenseView<const V> x, int64_t k, const 
       history.push_back(inertia);
       iterations[size_t(b)] = it + 1;
       const bool unchanged = std::equal(labels, labels + n, previous.begin());
-      if (unchanged || before - inertia <= o.tolerance * std::abs(before)) break;
+      if (!o.fixed_iterations && (unchanged || before - inertia <= o.tolerance * std::abs(before))) break;
     }
     std::fill(counts, counts + k, 0);
     for (int64_t i = 0; i < n; ++i) ++counts[labels[i]];

@@ -41,6 +41,9 @@ struct KmeansOptions {
   /// Stop when an iteration lowers the inertia by less than this fraction of it, or when no
   /// label changes.
   double tolerance = 1e-4;
+  /// Run exactly max_iterations updates, converged or not (the same work as a fixed-iteration
+  /// peer in a benchmark).
+  bool fixed_iterations = false;
   KmeansInit init = KmeansInit::kmeans_plus_plus;
   uint64_t seed = 0;  ///< problem b draws from seed and b
   KmeansMetric metric = KmeansMetric::l2;
