@@ -1,4 +1,4 @@
-// The `tessera` command line: info, convert, spmm, sddmm, demo. Every failure is one line on
+// The `tessera` command line: info, convert, spmm, sddmm, kmeans, demo. Every failure is one line on
 // stderr and a non-zero exit status; no exception escapes main.
 #include <CLI/CLI.hpp>
 
@@ -19,8 +19,10 @@
 #include "formats/io.h"
 #include "formats/stats.h"
 #include "ops/cpu/kernels.h"
+#include "ops/kmeans/kmeans.h"
 #include "ops/sddmm/sddmm.h"
 #include "ops/spmm/spmm.h"
+#include "tests/reference/kmeans_reference.h"
 #include "tests/reference/reference.h"
 
 namespace tessera::cli {
@@ -316,6 +318,86 @@ int cmd_demo(int scale, int64_t features) {
   return failures == 0 ? 0 : 2;
 }
 
+struct KmeansCliOptions {
+  std::string input, generate, dtype = "f32", init = "kmeans++", metric = "l2";
+  int64_t k = 0, batch = 1;
+  int iterations = 50, threads = 0;
+  double tolerance = 1e-4;
+  uint64_t seed = 0;
+  bool check = false;
+};
+
+// Labels equal the float64 reference's except near-ties (the two float64 distances within f32
+// rounding of each other); returns the number of points failing that.
+template <class V>
+int64_t kmeans_label_failures(const DenseView<const V>& x, const float* centroids, int64_t k,
+                              ops::KmeansMetric metric, const int32_t* labels, int64_t* near_ties) {
+  const std::vector<float> c = reference::prepared_centroids(centroids, k, x.cols, metric);
+  const std::vector<double> dist = reference::all_distances64(x, c, k, metric);
+  const std::vector<int32_t> want = reference::argmin64(dist, x.rows, k);
+  int64_t failures = 0;
+  for (int64_t i = 0; i < x.rows; ++i) {
+    if (labels[i] == want[size_t(i)]) continue;
+    const std::vector<double> p = reference::point64(x, i, metric);
+    double scale = 1;
+    for (int64_t t = 0; t < x.cols; ++t) {
+      const double cv = c[size_t(labels[i] * x.cols + t)];
+      scale += p[size_t(t)] * p[size_t(t)] + cv * cv;
+    }
+    const double gap = dist[size_t(i * k + labels[i])] - dist[size_t(i * k + want[size_t(i)])];
+    if (gap <= 4e-7 * double(x.cols) * scale) {
+      ++*near_ties;
+    } else {
+      ++failures;
+    }
+  }
+  return failures;
+}
+
+template <class V>
+int run_kmeans(const KmeansCliOptions& c) {
+  const DenseMatrix<float> points = load_points(c.input, c.generate);
+  TSR_CHECK(c.batch >= 1 && points.rows() % c.batch == 0, "--batch ", c.batch, " must divide the ",
+            points.rows(), " points into equal problems");
+  DenseMatrix<V> x(points.rows(), points.cols());
+  for (int64_t i = 0; i < points.rows() * points.cols(); ++i) x.data()[i] = from_float<V>(points.data()[i]);
+  const int64_t n = points.rows() / c.batch;
+  const BatchedDenseView<const V> batch = contiguous_batch<const V>(x.data(), c.batch, n, points.cols());
+  ops::KmeansOptions o;
+  o.max_iterations = c.iterations;
+  o.tolerance = c.tolerance;
+  o.init = ops::parse_kmeans_init(c.init);
+  o.metric = ops::parse_kmeans_metric(c.metric);
+  o.seed = c.seed;
+  o.threads = c.threads;
+  Context ctx;
+  WallTimer t;
+  const ops::KmeansResult r = ops::kmeans<V>(ctx, batch, c.k, o);
+  const double seconds = t.seconds();
+  double inertia = 0;
+  for (double v : r.inertia) inertia += v;
+  std::printf("kmeans  B=%lld N=%lld D=%lld K=%lld %s %s init=%s cpu  iterations %d  inertia %.6g  "
+              "%.1f ms (%.2f ms per iteration)\n",
+              (long long)c.batch, (long long)n, (long long)points.cols(), (long long)c.k, c.dtype.c_str(),
+              c.metric.c_str(), c.init.c_str(), r.iterations, inertia, seconds * 1e3,
+              seconds * 1e3 / std::max(1, r.iterations));
+  if (!c.check) return 0;
+  int64_t failures = 0, near_ties = 0, rising = 0;
+  for (int64_t b = 0; b < c.batch; ++b) {
+    failures += kmeans_label_failures(batch[b], r.centroids.data() + b * c.k * points.cols(), c.k, o.metric,
+                                      r.labels.data() + b * n, &near_ties);
+    const std::vector<double>& h = r.inertia_history[size_t(b)];
+    for (size_t i = 1; i < h.size() && o.metric != ops::KmeansMetric::inner_product; ++i) {
+      rising += h[i] > h[i - 1] * (1 + 1e-6);
+    }
+  }
+  const bool pass = failures == 0 && rising == 0;
+  std::printf("check: %s (labels vs the float64 reference: %lld differ beyond rounding, %lld near-ties; "
+              "inertia rose %lld times)\n",
+              pass ? "PASS" : "FAIL", (long long)failures, (long long)near_ties, (long long)rising);
+  return pass ? 0 : 2;
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -342,6 +424,22 @@ int main(int argc, char** argv) {
   add_matrix_options(sddmm, sddmm_m);
   add_run_options(sddmm, sddmm_r);
 
+  KmeansCliOptions km;
+  auto* kmeans = app.add_subcommand("kmeans", "cluster points (.fvecs/.npy or generated) with k-means; time and check");
+  kmeans->add_option("-i,--input", km.input, ".fvecs or .npy file of points (rows)");
+  kmeans->add_option("-g,--generate", km.generate, "blobs:n=,d=,centers=,spread=,seed= or uniform:n=,d=,seed=");
+  kmeans->add_option("-k,--clusters", km.k, "clusters per problem")->required();
+  kmeans->add_option("--batch", km.batch, "split the points into this many equal problems")->capture_default_str();
+  kmeans->add_option("--iterations", km.iterations, "centroid updates at most")->capture_default_str();
+  kmeans->add_option("--tolerance", km.tolerance, "stop when the inertia falls by less than this fraction")
+      ->capture_default_str();
+  kmeans->add_option("--init", km.init, "kmeans++ or random")->capture_default_str();
+  kmeans->add_option("--metric", km.metric, "l2, cosine or ip")->capture_default_str();
+  kmeans->add_option("--seed", km.seed, "random seed")->capture_default_str();
+  kmeans->add_option("--dtype", km.dtype, "f32, bf16 or f16 (points are rounded to it)")->capture_default_str();
+  kmeans->add_option("--threads", km.threads, "CPU threads (0: OpenMP default)");
+  kmeans->add_flag("--check", km.check, "labels against a float64 reference; inertia never rises");
+
   int demo_scale = 14;
   int64_t demo_features = 32;
   auto* demo = app.add_subcommand("demo", "the main job on a built-in R-MAT graph");
@@ -365,6 +463,12 @@ int main(int argc, char** argv) {
       return with_types<false>(sddmm_m.dtype, sddmm_m.itype, [&](auto v, auto i) {
         return run_sddmm<decltype(v), decltype(i)>(sddmm_m, sddmm_r);
       });
+    }
+    if (*kmeans) {
+      if (km.dtype == "f32") return run_kmeans<float>(km);
+      if (km.dtype == "bf16") return run_kmeans<bf16>(km);
+      if (km.dtype == "f16") return run_kmeans<f16>(km);
+      TSR_FAIL("unknown value type '", km.dtype, "' (f32, bf16 or f16)");
     }
     if (*demo) {
       TSR_CHECK(demo_scale >= 1 && demo_scale <= 24, "--scale must be in [1, 24] (got ", demo_scale, ")");

@@ -4,6 +4,7 @@
 #include <map>
 
 #include "core/error.h"
+#include "core/random.h"
 #include "formats/convert.h"
 #include "formats/generators.h"
 #include "formats/io.h"
@@ -121,6 +122,43 @@ Csr<V, I> load_matrix(const std::string& input, const std::string& generate) {
 
 std::string describe_source(const std::string& input, const std::string& generate) {
   return input.empty() ? generate : input;
+}
+
+DenseMatrix<float> load_points(const std::string& input, const std::string& generate) {
+  TSR_CHECK(input.empty() != generate.empty(), "give exactly one of --input and --generate");
+  if (!input.empty()) {
+    const auto ends_with = [&](const char* ext) {
+      const std::string e(ext);
+      return input.size() >= e.size() && input.compare(input.size() - e.size(), e.size(), e) == 0;
+    };
+    if (ends_with(".fvecs")) return read_vecs<float>(input);
+    if (ends_with(".npy")) return read_npy<float>(input);
+    TSR_FAIL(input, ": points are read from .fvecs or .npy files");
+  }
+  Spec s = parse_spec(generate);
+  const int64_t n = s.integer("n", 100000), d = s.integer("d", 128);
+  const uint64_t seed = uint64_t(s.integer("seed", 1));
+  TSR_CHECK(n >= 0 && d >= 0, "generator '", s.name, "': n and d must be non-negative");
+  Rng rng(seed);
+  DenseMatrix<float> x(n, d);
+  if (s.name == "blobs") {  // points around `centers` random centres in [-1, 1)^d
+    const int64_t centers = s.integer("centers", 100);
+    const double spread = s.number("spread", 0.1);
+    s.finish();
+    TSR_CHECK(centers >= 1, "generator 'blobs': centers must be positive");
+    std::vector<float> c(static_cast<size_t>(centers * d));
+    for (float& v : c) v = float(rng.uniform(-1, 1));
+    for (int64_t i = 0; i < n; ++i) {
+      const int64_t k = int64_t(rng.below(uint64_t(centers)));
+      for (int64_t t = 0; t < d; ++t) x(i, t) = c[size_t(k * d + t)] + float(rng.uniform(-spread, spread));
+    }
+  } else if (s.name == "uniform") {
+    s.finish();
+    for (int64_t i = 0; i < n * d; ++i) x.data()[i] = float(rng.uniform(-1, 1));
+  } else {
+    TSR_FAIL("unknown point generator '", s.name, "' (expected blobs or uniform)");
+  }
+  return x;
 }
 
 #define TSR_INSTANTIATE_LOAD(V, I) \

@@ -6,6 +6,7 @@
 
 #include <string>
 
+#include "core/dense.h"
 #include "formats/sparse.h"
 
 namespace tessera::cli {
@@ -13,6 +14,10 @@ namespace tessera::cli {
 /// Loads or generates a matrix as canonical-order CSR (file entries keep their row order).
 template <class V, class I>
 Csr<V, I> load_matrix(const std::string& input, const std::string& generate);
+
+/// Points for k-means: a .fvecs or .npy file, or a generator spec: "blobs:n=,d=,centers=,spread=,
+/// seed=" (points around random centres) or "uniform:n=,d=,seed=".
+DenseMatrix<float> load_points(const std::string& input, const std::string& generate);
 
 /// A one-line description of the source, for tables.
 std::string describe_source(const std::string& input, const std::string& generate);
