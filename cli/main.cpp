@@ -325,6 +325,7 @@ struct KmeansCliOptions {
   double tolerance = 1e-4;
   uint64_t seed = 0;
   bool check = false;
+  std::string output;  // prefix for <output>.centroids.npy [B*K, D] and <output>.labels.npy [B*N, 1]
 };
 
 // Labels equal the float64 reference's except near-ties (the two float64 distances within f32
@@ -381,6 +382,14 @@ int run_kmeans(const KmeansCliOptions& c) {
               (long long)c.batch, (long long)n, (long long)points.cols(), (long long)c.k, c.dtype.c_str(),
               c.metric.c_str(), c.init.c_str(), r.iterations, inertia, seconds * 1e3,
               seconds * 1e3 / std::max(1, r.iterations));
+  if (!c.output.empty()) {
+    const int64_t d = points.cols();
+    write_npy<float>(c.output + ".centroids.npy",
+                     DenseView<const float>{c.batch * c.k, d, d, r.centroids.data(), MemorySpace::host});
+    write_npy<int32_t>(c.output + ".labels.npy",
+                       DenseView<const int32_t>{c.batch * n, 1, 1, r.labels.data(), MemorySpace::host});
+    std::printf("wrote %s.centroids.npy and %s.labels.npy\n", c.output.c_str(), c.output.c_str());
+  }
   if (!c.check) return 0;
   int64_t failures = 0, near_ties = 0, rising = 0;
   for (int64_t b = 0; b < c.batch; ++b) {
@@ -439,6 +448,7 @@ int main(int argc, char** argv) {
   kmeans->add_option("--dtype", km.dtype, "f32, bf16 or f16 (points are rounded to it)")->capture_default_str();
   kmeans->add_option("--threads", km.threads, "CPU threads (0: OpenMP default)");
   kmeans->add_flag("--check", km.check, "labels against a float64 reference; inertia never rises");
+  kmeans->add_option("-o,--output", km.output, "write <prefix>.centroids.npy and <prefix>.labels.npy");
 
   int demo_scale = 14;
   int64_t demo_features = 32;
