@@ -2,6 +2,9 @@
 # On a machine with an NVIDIA GPU: Release build with CUDA on all cores, every test (cpu and gpu
 # labels), compute-sanitizer memcheck over the GPU tests, and a short summary at the end.
 # Usage: scripts/gpu_check.sh [build-dir]   (CUDA architecture: TESSERA_CUDA_ARCH, default 90)
+# Real data: ../shared/data beside the checkout, or on a machine without it a copy under .data/
+# (mtx/, cora/, ann/ngt_sift5k/ of shared/data; the device tool carries it), passed to the tests
+# as TESSERA_DATA.
 set -uo pipefail
 cd "$(dirname "$0")/.."
 build=${1:-build-gpu}
@@ -14,6 +17,10 @@ step() {  # step NAME COMMAND...: runs, records PASS/FAIL
   echo "=== $name"
   if "$@"; then summary+=("PASS  $name"); else summary+=("FAIL  $name"); fi
 }
+if [ -z "${TESSERA_DATA:-}" ] && [ ! -d ../shared/data/mtx ] && [ -d .data/mtx ]; then
+  export TESSERA_DATA="$PWD/.data"
+fi
+echo "real data: ${TESSERA_DATA:-../shared/data}"
 nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader || true
 gen=(); command -v ninja >/dev/null && gen=(-G Ninja)
 step configure cmake -S . -B "$build" "${gen[@]}" -DCMAKE_BUILD_TYPE=Release -DTESSERA_CUDA=ON \

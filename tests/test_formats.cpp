@@ -222,7 +222,7 @@ TEST(Convert, CanonicalizeSumsDuplicatesAndTransposeIsInvolution) {
 }
 
 TEST(RealMatrices, RoundTripEveryFormat) {
-  const std::filesystem::path dir = std::filesystem::path(TESSERA_SHARED_DATA) / "mtx";
+  const std::filesystem::path dir = std::filesystem::path(tessera::testing::shared_data_dir()) / "mtx";
   if (!std::filesystem::exists(dir)) GTEST_SKIP() << dir << " not present";
   int seen = 0;
   for (const char* name : {"add32", "bcsstk13", "ca-GrQc", "fidapex6", "luxembourg"}) {

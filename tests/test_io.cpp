@@ -20,6 +20,7 @@
 #include "core/error.h"
 #include "core/random.h"
 #include "formats/io.h"
+#include "tests/test_util.h"
 
 namespace tessera {
 namespace {
@@ -469,7 +470,7 @@ MtxFacts scan_mtx(const std::string& p) {
 }
 
 TEST(IoSharedData, SuiteSparseMatrices) {
-  const fs::path dir = fs::path(TESSERA_SHARED_DATA) / "mtx";
+  const fs::path dir = fs::path(tessera::testing::shared_data_dir()) / "mtx";
   if (!fs::is_directory(dir)) GTEST_SKIP() << dir << " is absent";
   // Expanded nnz from the data set's README (verified there with scipy.io.mmread).
   const std::map<std::string, int64_t> readme_nnz{{"add32", 23884},     {"bcsstk13", 83883},

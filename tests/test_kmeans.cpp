@@ -14,6 +14,7 @@
 #include "ops/kmeans/kmeans.h"
 #include "ops/kmeans/kmeans_cpu.h"
 #include "tests/reference/kmeans_reference.h"
+#include "tests/test_util.h"
 
 namespace tessera {
 namespace {
@@ -390,7 +391,7 @@ TEST(Kmeans, BadInputGetsClearErrors) {
 }
 
 TEST(Kmeans, SiftVectors) {
-  const std::string path = std::string(TESSERA_SHARED_DATA) + "/ann/ngt_sift5k/sift5k_base.fvecs";
+  const std::string path = tessera::testing::shared_data_dir() + "/ann/ngt_sift5k/sift5k_base.fvecs";
   if (!std::filesystem::exists(path)) GTEST_SKIP() << path << " is absent";
   const DenseMatrix<float> x = read_vecs<float>(path);
   ASSERT_EQ(x.rows(), 5000);

@@ -155,7 +155,7 @@ TEST(CpuOps, SpmmStridedViewsAndThreadCounts) {
 }
 
 TEST(CpuOps, RealMatricesAgainstReference) {
-  const std::filesystem::path dir = std::filesystem::path(TESSERA_SHARED_DATA) / "mtx";
+  const std::filesystem::path dir = std::filesystem::path(tessera::testing::shared_data_dir()) / "mtx";
   if (!std::filesystem::exists(dir / "ca-GrQc.mtx")) GTEST_SKIP() << "shared data not present";
   for (const char* name : {"ca-GrQc", "bcsstk13"}) {
     const Csr<float, int32_t> csr =

@@ -3,6 +3,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstdlib>
 #include <functional>
 #include <string>
 #include <vector>
@@ -59,6 +60,13 @@ DenseMatrix<T> random_dense(int64_t rows, int64_t cols, uint64_t seed) {
 }
 
 /// The what() of the tessera::Error that fn throws, or "(no error)".
+/// The shared data folder: $TESSERA_DATA when set (a GPU machine keeps its copy elsewhere), else
+/// the build's default beside the checkout. Tests that need it skip when it is absent.
+inline std::string shared_data_dir() {
+  const char* env = std::getenv("TESSERA_DATA");
+  return env && *env ? env : TESSERA_SHARED_DATA;
+}
+
 inline std::string error_of(const std::function<void()>& fn) {
   try {
     fn();
