@@ -98,18 +98,22 @@ int main(int argc, char** argv) try {
 
   std::vector<Case> cases;
   const std::string sift = data_dir + "/ann/ngt_sift5k/sift5k_base.fvecs";
-  if (std::filesystem::exists(sift)) cases.push_back({"sift5k", 1, 5000, 128, 64, 20, read_vecs<float>(sift)});
+  if (std::filesystem::exists(sift))
+    cases.push_back({"sift5k", 1, 5000, 128, 64, 20, read_vecs<float>(sift)});
   cases.push_back({"clustered-100k", 1, 100000, 128, 1024, 10, clustered(100000, 128, 2000, 1)});
   cases.push_back({"batched-32x16k", 32, 16384, 128, 100, 10, clustered(32 * 16384, 128, 500, 2)});
   if (!quick) {
     cases.push_back({"clustered-1M", 1, 1000000, 128, 1024, 3, clustered(1000000, 128, 4000, 3)});
-    cases.push_back({"clustered-200k-k4096", 1, 200000, 128, 4096, 3, clustered(200000, 128, 8000, 4)});
+    cases.push_back(
+        {"clustered-200k-k4096", 1, 200000, 128, 4096, 3, clustered(200000, 128, 8000, 4)});
   }
 
   Context ctx;
   json rows = json::array();
   std::vector<double> speedups;
-  std::printf("| case | B x N x D | K | iters | Tessera s/iter | GFLOP/s | FAISS s/iter | FAISS / Tessera | Tessera inertia | FAISS objective |\n");
+  std::printf(
+      "| case | B x N x D | K | iters | Tessera s/iter | GFLOP/s | FAISS s/iter | FAISS / Tessera "
+      "| Tessera inertia | FAISS objective |\n");
   std::printf("|---|---|---:|---:|---:|---:|---:|---:|---:|---:|\n");
   for (const Case& c : cases) {
     // Tessera: all B problems in one call.
@@ -119,7 +123,8 @@ int main(int argc, char** argv) try {
     o.fixed_iterations = true;
     o.threads = threads;
     o.seed = 1;
-    const BatchedDenseView<const float> x = contiguous_batch<const float>(c.x.data(), c.batch, c.n, c.d);
+    const BatchedDenseView<const float> x =
+        contiguous_batch<const float>(c.x.data(), c.batch, c.n, c.d);
     std::vector<double> ours, theirs;
     double our_inertia = 0, their_objective = 0;
     int our_iterations = 0;
@@ -155,15 +160,25 @@ int main(int argc, char** argv) try {
     const double flops = 2.0 * double(c.batch) * double(c.n) * double(c.k) * double(c.d);
     const double speedup = t_theirs / t_ours;
     speedups.push_back(speedup);
-    rows.push_back({{"case", c.name}, {"batch", c.batch}, {"n", c.n}, {"d", c.d}, {"k", c.k},
-                    {"iterations", c.iterations}, {"tessera_seconds_per_iteration", t_ours},
-                    {"faiss_seconds_per_iteration", t_theirs}, {"speedup_vs_faiss", speedup},
+    rows.push_back({{"case", c.name},
+                    {"batch", c.batch},
+                    {"n", c.n},
+                    {"d", c.d},
+                    {"k", c.k},
+                    {"iterations", c.iterations},
+                    {"tessera_seconds_per_iteration", t_ours},
+                    {"faiss_seconds_per_iteration", t_theirs},
+                    {"speedup_vs_faiss", speedup},
                     {"tessera_assignment_gflops", flops / t_ours * 1e-9},
-                    {"tessera_inertia", our_inertia}, {"faiss_objective", their_objective},
-                    {"tessera_runs_s", ours}, {"faiss_runs_s", theirs}});
-    std::printf("| %s | %lld x %lld x %lld | %lld | %d | %.4f | %.1f | %.4f | **%.2fx** | %.4g | %.4g |\n",
-                c.name.c_str(), (long long)c.batch, (long long)c.n, (long long)c.d, (long long)c.k,
-                c.iterations, t_ours, flops / t_ours * 1e-9, t_theirs, speedup, our_inertia, their_objective);
+                    {"tessera_inertia", our_inertia},
+                    {"faiss_objective", their_objective},
+                    {"tessera_runs_s", ours},
+                    {"faiss_runs_s", theirs}});
+    std::printf(
+        "| %s | %lld x %lld x %lld | %lld | %d | %.4f | %.1f | %.4f | **%.2fx** | %.4g | %.4g |\n",
+        c.name.c_str(), (long long)c.batch, (long long)c.n, (long long)c.d, (long long)c.k,
+        c.iterations, t_ours, flops / t_ours * 1e-9, t_theirs, speedup, our_inertia,
+        their_objective);
     std::fflush(stdout);
   }
   double log_sum = 0, lowest = INFINITY;
@@ -172,17 +187,20 @@ int main(int argc, char** argv) try {
   const char* commit = std::getenv("TESSERA_COMMIT");
   json doc;
   doc["summary"] = {{"device", "cpu: " + cpu_model() + " x" + std::to_string(threads) + " threads"},
-                    {"commit", commit ? commit : "unknown"}, {"date", utc_now()},
-                    {"geomean_speedup_vs_faiss", geomean}, {"min_speedup_vs_faiss", lowest},
-                    {"cases", speedups.size()}, {"faiss", "libfaiss-dev 1.7.3 (Debian 12), OpenBLAS (OpenMP)"},
+                    {"commit", commit ? commit : "unknown"},
+                    {"date", utc_now()},
+                    {"geomean_speedup_vs_faiss", geomean},
+                    {"min_speedup_vs_faiss", lowest},
+                    {"cases", speedups.size()},
+                    {"faiss", "libfaiss-dev 1.7.3 (Debian 12), OpenBLAS (OpenMP)"},
                     {"timing", "wall clock, median of runs, per iteration = total / iterations"},
                     {"quick", quick}};
   doc["cases"] = rows;
   std::filesystem::create_directories(out_dir);
   const std::string file = out_dir + (quick ? "/kmeans_cpu_quick.json" : "/kmeans_cpu.json");
   std::ofstream(file) << doc.dump(2) << "\n";
-  std::printf("\ngeomean FAISS/Tessera %.2fx, min %.2fx over %zu cases; wrote %s\n", geomean, lowest,
-              speedups.size(), file.c_str());
+  std::printf("\ngeomean FAISS/Tessera %.2fx, min %.2fx over %zu cases; wrote %s\n", geomean,
+              lowest, speedups.size(), file.c_str());
   return 0;
 } catch (const std::exception& e) {
   std::fprintf(stderr, "kmeans_cpu_vs_faiss: error: %s\n", e.what());

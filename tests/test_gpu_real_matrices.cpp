@@ -30,7 +30,8 @@ std::vector<RealMatrix> real_matrices() {
   for (const char* name : {"bcsstk13", "bcsstk33", "fidapex6", "add32", "luxembourg", "ca-GrQc"}) {
     const fs::path path = dir / "mtx" / (std::string(name) + ".mtx");
     if (fs::exists(path)) {
-      out.push_back({name, canonicalize(coo_to_csr(read_matrix_market<float, int32_t>(path.string())))});
+      out.push_back(
+          {name, canonicalize(coo_to_csr(read_matrix_market<float, int32_t>(path.string())))});
     }
   }
   const fs::path cora = dir / "cora" / "cora.cites";
@@ -38,7 +39,8 @@ std::vector<RealMatrix> real_matrices() {
     EdgeListOptions o;
     o.symmetrize = true;
     o.compact_ids = true;
-    out.push_back({"cora", canonicalize(coo_to_csr(read_edge_list<float, int32_t>(cora.string(), o)))});
+    out.push_back(
+        {"cora", canonicalize(coo_to_csr(read_edge_list<float, int32_t>(cora.string(), o)))});
   }
   return out;
 }
@@ -48,13 +50,17 @@ std::vector<schedule::Schedule> schedules_for(const schedule::Problem& p) {
   std::vector<schedule::Schedule> out{schedule::default_schedule(p)};
   const std::vector<const char*> spread =
       p.op == schedule::Op::spmm
-          ? std::vector<const char*>{"csr.row_split:tpr=1,rpb=64,vec=1", "csr.row_split:tpr=8,rpb=16,vec=4",
-                                     "csr.row_split:tpr=32,rpb=4,vec=2", "csr.merge_path:tpr=4,vec=1,ipt=32",
-                                     "csr.merge_path:tpr=16,vec=2,ipt=256", "csr.merge_path:tpr=32,vec=4,ipt=8192",
+          ? std::vector<const char*>{"csr.row_split:tpr=1,rpb=64,vec=1",
+                                     "csr.row_split:tpr=8,rpb=16,vec=4",
+                                     "csr.row_split:tpr=32,rpb=4,vec=2",
+                                     "csr.merge_path:tpr=4,vec=1,ipt=32",
+                                     "csr.merge_path:tpr=16,vec=2,ipt=256",
+                                     "csr.merge_path:tpr=32,vec=4,ipt=8192",
                                      "csr.cusparse:alg=2"}
-          : std::vector<const char*>{"csr.row_split:tpr=4,vec=4", "csr.row_split:tpr=32,vec=1",
-                                     "csr.edge_group:tpe=4,vec=2,ept=4", "csr.edge_group:tpe=8,vec=4,ept=64",
-                                     "csr.edge_group:tpe=32,vec=1,ept=256", "csr.cusparse"};
+          : std::vector<const char*>{
+                "csr.row_split:tpr=4,vec=4",           "csr.row_split:tpr=32,vec=1",
+                "csr.edge_group:tpe=4,vec=2,ept=4",    "csr.edge_group:tpe=8,vec=4,ept=64",
+                "csr.edge_group:tpe=32,vec=1,ept=256", "csr.cusparse"};
   for (const char* text : spread) {
     const schedule::Schedule s = schedule::parse(p.op, text);
     if (schedule::can_implement(s, p)) out.push_back(s);
@@ -65,7 +71,8 @@ std::vector<schedule::Schedule> schedules_for(const schedule::Problem& p) {
 TEST(GpuRealMatrices, SpmmAndSddmmMatchTheReference) {
   if (!device::available()) GTEST_SKIP() << "no CUDA device";
   const std::vector<RealMatrix> matrices = real_matrices();
-  if (matrices.empty()) GTEST_SKIP() << "shared data not present under " << tessera::testing::shared_data_dir();
+  if (matrices.empty())
+    GTEST_SKIP() << "shared data not present under " << tessera::testing::shared_data_dir();
   Context ctx;
   uint64_t seed = 900;
   for (const RealMatrix& m : matrices) {
@@ -82,21 +89,24 @@ TEST(GpuRealMatrices, SpmmAndSddmmMatchTheReference) {
         ops::spmm(ctx, da.view(), db.view(), dc.view(), o);
         ctx.synchronize();
         const DenseMatrix<float> got = dc.to(MemorySpace::host);
-        EXPECT_LT(reference::relative_error(got.data(), want), 1e-5) << m.name << " spmm F=" << F << " " << s.to_string();
+        EXPECT_LT(reference::relative_error(got.data(), want), 1e-5)
+            << m.name << " spmm F=" << F << " " << s.to_string();
       }
       const DenseMatrix<float> x = tessera::testing::random_dense<float>(m.csr.rows, F, ++seed);
       const DenseMatrix<float> dx = x.to(MemorySpace::device);
       const auto want_sddmm = reference::sddmm(m.csr, x, b, true);
       const schedule::Problem dp = schedule::describe(schedule::Op::sddmm, da.view(), F, F, F);
       for (const schedule::Schedule& s : schedules_for(dp)) {
-        Buffer<float> out(std::vector<float>(size_t(m.csr.nnz()), std::nanf("")), MemorySpace::device);
+        Buffer<float> out(std::vector<float>(size_t(m.csr.nnz()), std::nanf("")),
+                          MemorySpace::device);
         ops::SddmmOptions o;
         o.scale_by_a = true;
         o.schedule = s;
         ops::sddmm(ctx, da.view(), dx.view(), db.view(), out.data(), o);
         ctx.synchronize();
         const std::vector<float> got = out.to_vector();
-        EXPECT_LT(reference::relative_error(got.data(), want_sddmm), 1e-5) << m.name << " sddmm F=" << F << " " << s.to_string();
+        EXPECT_LT(reference::relative_error(got.data(), want_sddmm), 1e-5)
+            << m.name << " sddmm F=" << F << " " << s.to_string();
       }
     }
   }

@@ -34,8 +34,10 @@ std::string error_of(const std::function<void()>& fn) {
   return "(no error)";
 }
 
-// n points around k well-separated centres (spread 0.05, centres ~10 apart); truth[i] is the centre.
-DenseMatrix<float> blobs(int64_t n, int64_t d, int64_t k, uint64_t seed, std::vector<int32_t>* truth) {
+// n points around k well-separated centres (spread 0.05, centres ~10 apart); truth[i] is the
+// centre.
+DenseMatrix<float> blobs(int64_t n, int64_t d, int64_t k, uint64_t seed,
+                         std::vector<int32_t>* truth) {
   Rng rng(seed);
   std::vector<float> centres(size_t(k * d));
   for (float& c : centres) c = float(rng.uniform(-30, 30));
@@ -44,7 +46,8 @@ DenseMatrix<float> blobs(int64_t n, int64_t d, int64_t k, uint64_t seed, std::ve
   for (int64_t i = 0; i < n; ++i) {
     const int32_t c = int32_t(rng.below(uint64_t(k)));
     (*truth)[size_t(i)] = c;
-    for (int64_t t = 0; t < d; ++t) x(i, t) = centres[size_t(c * d + t)] + float(rng.uniform(-0.05, 0.05));
+    for (int64_t t = 0; t < d; ++t)
+      x(i, t) = centres[size_t(c * d + t)] + float(rng.uniform(-0.05, 0.05));
   }
   return x;
 }
@@ -65,9 +68,11 @@ int64_t expect_labels_match(const DenseView<const V>& x, const float* centroids,
     const std::vector<double> p = reference::point64(x, i, metric);
     double scale = 1;
     for (int64_t t = 0; t < x.cols; ++t) {
-      scale += p[size_t(t)] * p[size_t(t)] + double(c[size_t(labels[i] * x.cols + t)]) * c[size_t(labels[i] * x.cols + t)];
+      scale += p[size_t(t)] * p[size_t(t)] +
+               double(c[size_t(labels[i] * x.cols + t)]) * c[size_t(labels[i] * x.cols + t)];
     }
-    EXPECT_LE(dist[size_t(i * k + labels[i])] - dist[size_t(i * k + want[size_t(i)])], 4e-7 * double(x.cols) * scale)
+    EXPECT_LE(dist[size_t(i * k + labels[i])] - dist[size_t(i * k + want[size_t(i)])],
+              4e-7 * double(x.cols) * scale)
         << "point " << i << ": label " << labels[i] << " vs reference " << want[size_t(i)];
   }
   EXPECT_LE(differ, std::max<int64_t>(2, x.rows / 100));
@@ -77,7 +82,8 @@ int64_t expect_labels_match(const DenseView<const V>& x, const float* centroids,
 TEST(Kmeans, BlockKernelsMatchTheReferenceOnOddShapes) {
   for (int64_t d : {1, 3, 37, 128, 129}) {
     for (int64_t k : {1, 7, 300}) {  // 300: more than one centroid tile
-      const DenseMatrix<float> x = uniform_dense<float>(ops::kmeans_cpu::kPointBlock - 3, d, 100 + d);
+      const DenseMatrix<float> x =
+          uniform_dense<float>(ops::kmeans_cpu::kPointBlock - 3, d, 100 + d);
       const DenseMatrix<float> c = uniform_dense<float>(k, d, 200 + k);
       std::vector<float> norms(static_cast<size_t>(k));
       for (int64_t j = 0; j < k; ++j) {
@@ -89,10 +95,12 @@ TEST(Kmeans, BlockKernelsMatchTheReferenceOnOddShapes) {
       for (bool l2 : {true, false}) {
         std::vector<int32_t> a(size_t(x.rows())), b(size_t(x.rows()));
         std::vector<float> ka(size_t(x.rows())), kb(size_t(x.rows()));
-        std::vector<float> scratch(size_t(ops::kmeans_cpu::kPointBlock * ops::kmeans_cpu::kCentroidTile));
+        std::vector<float> scratch(
+            size_t(ops::kmeans_cpu::kPointBlock * ops::kmeans_cpu::kCentroidTile));
         ops::kmeans_cpu::argmin_block_portable(x.data(), x.rows(), table, l2, a.data(), ka.data());
         if (ops::kmeans_cpu::gemm_kernel_usable()) {
-          ops::kmeans_cpu::argmin_block_gemm(x.data(), x.rows(), table, l2, b.data(), kb.data(), scratch.data());
+          ops::kmeans_cpu::argmin_block_gemm(x.data(), x.rows(), table, l2, b.data(), kb.data(),
+                                             scratch.data());
         } else {
           b = a;
         }
@@ -117,18 +125,22 @@ TEST(Kmeans, TiesGoToTheLowerIndex) {
     norms[size_t(j)] = float(s);
   }
   DenseMatrix<float> x(4, d);
-  for (int64_t t = 0; t < d; ++t) x(0, t) = c(5, t), x(1, t) = c(2, t), x(2, t) = c(5, t) * 1.001f, x(3, t) = c(2, t);
+  for (int64_t t = 0; t < d; ++t)
+    x(0, t) = c(5, t), x(1, t) = c(2, t), x(2, t) = c(5, t) * 1.001f, x(3, t) = c(2, t);
   const ops::kmeans_cpu::CentroidTable table{c.data(), norms.data(), k, d};
-  std::vector<float> key(4), scratch(static_cast<size_t>(ops::kmeans_cpu::kPointBlock * ops::kmeans_cpu::kCentroidTile));
+  std::vector<float> key(4),
+      scratch(static_cast<size_t>(ops::kmeans_cpu::kPointBlock * ops::kmeans_cpu::kCentroidTile));
   for (bool l2 : {true, false}) {
     std::vector<int32_t> a(4), b(4);
     ops::kmeans_cpu::argmin_block_portable(x.data(), 4, table, l2, a.data(), key.data());
     b = a;
     if (ops::kmeans_cpu::gemm_kernel_usable()) {
-      ops::kmeans_cpu::argmin_block_gemm(x.data(), 4, table, l2, b.data(), key.data(), scratch.data());
+      ops::kmeans_cpu::argmin_block_gemm(x.data(), 4, table, l2, b.data(), key.data(),
+                                         scratch.data());
     }
     for (const auto& labels : {a, b}) {
-      for (int32_t l : labels) EXPECT_TRUE(l != 300 && l != 9) << "label " << l << (l2 ? " l2" : " ip");
+      for (int32_t l : labels)
+        EXPECT_TRUE(l != 300 && l != 9) << "label " << l << (l2 ? " l2" : " ip");
     }
   }
 }
@@ -138,12 +150,13 @@ TEST(Kmeans, AssignMatchesTheReferenceForEveryMetric) {
   const int64_t n = 1000, d = 37, k = 50;
   const DenseMatrix<float> x = uniform_dense<float>(n, d, 1);
   const DenseMatrix<float> c = uniform_dense<float>(k, d, 2);
-  for (KmeansMetric metric : {KmeansMetric::l2, KmeansMetric::cosine, KmeansMetric::inner_product}) {
+  for (KmeansMetric metric :
+       {KmeansMetric::l2, KmeansMetric::cosine, KmeansMetric::inner_product}) {
     SCOPED_TRACE(ops::to_string(metric));
     std::vector<int32_t> labels(static_cast<size_t>(n));
     std::vector<float> dist(static_cast<size_t>(n));
-    ops::kmeans_assign<float>(ctx, batch_of_one(x.view()), batch_of_one(c.view()), metric, labels.data(),
-                              dist.data());
+    ops::kmeans_assign<float>(ctx, batch_of_one(x.view()), batch_of_one(c.view()), metric,
+                              labels.data(), dist.data());
     expect_labels_match(x.view(), c.data(), k, metric, labels.data());
     const std::vector<float> pc = reference::prepared_centroids(c.data(), k, d, metric);
     for (int64_t i = 0; i < n; ++i) {
@@ -159,7 +172,8 @@ TEST(Kmeans, OneLloydStepMatchesTheReferenceUpdate) {
   const int64_t n = 3001, d = 19, k = 40;  // n not a multiple of the point block
   const DenseMatrix<float> x = uniform_dense<float>(n, d, 3);
   const DenseMatrix<float> c0 = uniform_dense<float>(k, d, 4);
-  for (KmeansMetric metric : {KmeansMetric::l2, KmeansMetric::cosine, KmeansMetric::inner_product}) {
+  for (KmeansMetric metric :
+       {KmeansMetric::l2, KmeansMetric::cosine, KmeansMetric::inner_product}) {
     SCOPED_TRACE(ops::to_string(metric));
     KmeansOptions o;
     o.init = KmeansInit::given;
@@ -174,7 +188,8 @@ TEST(Kmeans, OneLloydStepMatchesTheReferenceUpdate) {
     const std::vector<int32_t> labels0 = r0.labels.to_vector();
     const std::vector<double> want = reference::update64(
         x.view(), labels0, k, reference::prepared_centroids(c0.data(), k, d, metric), metric);
-    for (int64_t i = 0; i < k * d; ++i) EXPECT_NEAR(r1.centroids[size_t(i)], want[size_t(i)], 1e-5) << i;
+    for (int64_t i = 0; i < k * d; ++i)
+      EXPECT_NEAR(r1.centroids[size_t(i)], want[size_t(i)], 1e-5) << i;
     // The returned labels belong to the returned centroids, and counts to the labels.
     expect_labels_match(x.view(), r1.centroids.data(), k, metric, r1.labels.data());
     std::vector<int64_t> counts(size_t(k), 0);
@@ -213,11 +228,13 @@ TEST(Kmeans, RecoversSeparatedClustersAndInertiaNeverIncreases) {
     const ops::KmeansResult r = ops::kmeans<float>(ctx, batch_of_one(u.view()), 30, o);
     const std::vector<double>& h = r.inertia_history[0];
     EXPECT_GT(h.size(), 3u);
-    for (size_t t = 1; t < h.size(); ++t) EXPECT_LE(h[t], h[t - 1] * (1 + 1e-6)) << ops::to_string(metric) << " " << t;
+    for (size_t t = 1; t < h.size(); ++t)
+      EXPECT_LE(h[t], h[t - 1] * (1 + 1e-6)) << ops::to_string(metric) << " " << t;
     if (metric == KmeansMetric::cosine) {
       for (int64_t j = 0; j < 30; ++j) {
         double norm = 0;
-        for (int64_t t = 0; t < 12; ++t) norm += double(r.centroids[size_t(j * 12 + t)]) * r.centroids[size_t(j * 12 + t)];
+        for (int64_t t = 0; t < 12; ++t)
+          norm += double(r.centroids[size_t(j * 12 + t)]) * r.centroids[size_t(j * 12 + t)];
         EXPECT_NEAR(norm, 1.0, 1e-5);
       }
     }
@@ -248,8 +265,10 @@ TEST(Kmeans, SameBitsAcrossRunsThreadCountsAndBatching) {
   for (int64_t p = 0; p < b; ++p) {
     KmeansOptions single = o;
     single.initial_centroids = contiguous_batch<const float>(c0.data() + p * k * d, 1, k, d);
-    const ops::KmeansResult r = ops::kmeans<float>(ctx, contiguous_batch<const float>(x.data() + p * n * d, 1, n, d), k, single);
-    const std::vector<float> got(all.centroids.data() + p * k * d, all.centroids.data() + (p + 1) * k * d);
+    const ops::KmeansResult r = ops::kmeans<float>(
+        ctx, contiguous_batch<const float>(x.data() + p * n * d, 1, n, d), k, single);
+    const std::vector<float> got(all.centroids.data() + p * k * d,
+                                 all.centroids.data() + (p + 1) * k * d);
     EXPECT_EQ(got, r.centroids.to_vector()) << p;
     EXPECT_EQ(all.inertia[size_t(p)], r.inertia[0]) << p;
   }
@@ -306,10 +325,12 @@ TEST(Kmeans, KMeansObjectWarmStartsAndPredicts) {
   o.max_iterations = 2;
   o.tolerance = 0;
   ops::KMeans km(10, o);
-  EXPECT_THAT(error_of([&] { km.predict<float>(ctx, batch_of_one(x.view())); }), HasSubstr("fit first"));
+  EXPECT_THAT(error_of([&] { km.predict<float>(ctx, batch_of_one(x.view())); }),
+              HasSubstr("fit first"));
   const double first = km.fit<float>(ctx, batch_of_one(x.view())).inertia[0];
   const ops::KmeansResult& second = km.fit<float>(ctx, batch_of_one(x.view()));
-  EXPECT_DOUBLE_EQ(second.inertia_history[0][0], first) << "the second fit starts where the first ended";
+  EXPECT_DOUBLE_EQ(second.inertia_history[0][0], first)
+      << "the second fit starts where the first ended";
   EXPECT_LE(second.inertia[0], first);
   EXPECT_EQ(km.predict<float>(ctx, batch_of_one(x.view())), second.labels.to_vector());
 }
@@ -336,7 +357,8 @@ TEST(Kmeans, EdgeShapes) {
   const ops::KmeansResult r = ops::kmeans<float>(ctx, batch_of_one(x.view()), 17);
   EXPECT_NEAR(r.inertia[0], 0.0, 1e-5);
   // An empty batch.
-  const ops::KmeansResult none = ops::kmeans<float>(ctx, contiguous_batch<const float>(x.data(), 0, 17, 1), 3);
+  const ops::KmeansResult none =
+      ops::kmeans<float>(ctx, contiguous_batch<const float>(x.data(), 0, 17, 1), 3);
   EXPECT_EQ(none.labels.size(), 0u);
   EXPECT_EQ(none.iterations, 0);
   // Identical points: k-means++ still picks k distinct indices.
@@ -367,11 +389,14 @@ TEST(Kmeans, BadInputGetsClearErrors) {
   negative.max_iterations = -1;
   EXPECT_THAT(run(3, negative), HasSubstr("max_iterations = -1"));
   DenseMatrix<float> zero_d(5, 0);
-  EXPECT_THAT(error_of([&] { ops::kmeans<float>(ctx, batch_of_one(zero_d.view()), 2); }), HasSubstr("dimension 0"));
+  EXPECT_THAT(error_of([&] { ops::kmeans<float>(ctx, batch_of_one(zero_d.view()), 2); }),
+              HasSubstr("dimension 0"));
   // NaN / Inf in X, named by problem, row and column; nothing is written.
   DenseMatrix<float> xs = uniform_dense<float>(40, 4, 17);
   xs(33, 2) = INFINITY;  // problem 1, row 13 of a [2, 20, 4] batch
-  EXPECT_THAT(error_of([&] { ops::kmeans<float>(ctx, contiguous_batch<const float>(xs.data(), 2, 20, 4), 2); }),
+  EXPECT_THAT(error_of([&] {
+                ops::kmeans<float>(ctx, contiguous_batch<const float>(xs.data(), 2, 20, 4), 2);
+              }),
               HasSubstr("X[1][13][2] is inf"));
   KmeansOptions cosine;
   cosine.metric = KmeansMetric::cosine;
@@ -381,17 +406,19 @@ TEST(Kmeans, BadInputGetsClearErrors) {
   on_device.space = MemorySpace::device;
   EXPECT_THAT(error_of([&] { ops::kmeans<float>(ctx, batch_of_one(on_device), 2); }),
               HasSubstr("device inputs are not supported yet"));
-  EXPECT_THAT(error_of([] { ops::parse_kmeans_metric("manhattan"); }), HasSubstr("unknown k-means metric 'manhattan'"));
+  EXPECT_THAT(error_of([] { ops::parse_kmeans_metric("manhattan"); }),
+              HasSubstr("unknown k-means metric 'manhattan'"));
   std::vector<int32_t> labels(20);
   EXPECT_THAT(error_of([&] {
-                ops::kmeans_assign<float>(ctx, batch_of_one(x.view()), batch_of_one(wrong.view()), KmeansMetric::l2,
-                                          labels.data());
+                ops::kmeans_assign<float>(ctx, batch_of_one(x.view()), batch_of_one(wrong.view()),
+                                          KmeansMetric::l2, labels.data());
               }),
               HasSubstr("centroids are [1, 3, 5]"));
 }
 
 TEST(Kmeans, SiftVectors) {
-  const std::string path = tessera::testing::shared_data_dir() + "/ann/ngt_sift5k/sift5k_base.fvecs";
+  const std::string path =
+      tessera::testing::shared_data_dir() + "/ann/ngt_sift5k/sift5k_base.fvecs";
   if (!std::filesystem::exists(path)) GTEST_SKIP() << path << " is absent";
   const DenseMatrix<float> x = read_vecs<float>(path);
   ASSERT_EQ(x.rows(), 5000);
@@ -410,22 +437,32 @@ TEST(Kmeans, SiftVectors) {
 TEST(Kmeans, VecsFilesRejectTruncationAndMixedDimensions) {
   const std::filesystem::path dir = std::filesystem::temp_directory_path() / "tessera_vecs_test";
   std::filesystem::create_directories(dir);
-  const auto write = [&](const std::string& name, const std::vector<int32_t>& words, size_t drop_bytes = 0) {
+  const auto write = [&](const std::string& name, const std::vector<int32_t>& words,
+                         size_t drop_bytes = 0) {
     const std::string p = (dir / name).string();
     std::ofstream f(p, std::ios::binary);
-    f.write(reinterpret_cast<const char*>(words.data()), std::streamsize(words.size() * 4 - drop_bytes));
+    f.write(reinterpret_cast<const char*>(words.data()),
+            std::streamsize(words.size() * 4 - drop_bytes));
     return p;
   };
   const std::string good = write("good.ivecs", {2, 5, 6, 2, 7, 8});
   const DenseMatrix<int32_t> m = read_vecs<int32_t>(good);
   EXPECT_EQ(m.rows(), 2);
   EXPECT_EQ(m(1, 1), 8);
-  EXPECT_THAT(error_of([&] { read_vecs<int32_t>(write("cut.ivecs", {2, 5, 6, 2, 7, 8}, 3)); }),
+  EXPECT_THAT(error_of([&] {
+                read_vecs<int32_t>(write("cut.ivecs", {2, 5, 6, 2, 7, 8}, 3));
+              }),
               HasSubstr("record 1 (byte 12) is truncated"));
-  EXPECT_THAT(error_of([&] { read_vecs<int32_t>(write("mixed.ivecs", {2, 5, 6, 1, 7, 9})); }),
+  EXPECT_THAT(error_of([&] {
+                read_vecs<int32_t>(write("mixed.ivecs", {2, 5, 6, 1, 7, 9}));
+              }),
               HasSubstr("has dimension 1 but record 0 has 2"));
-  EXPECT_THAT(error_of([&] { read_vecs<int32_t>(write("zero.ivecs", {0, 1})); }), HasSubstr("dimension 0 is not positive"));
-  EXPECT_THAT(error_of([&] { read_vecs<float>((dir / "missing.fvecs").string()); }), HasSubstr("cannot open"));
+  EXPECT_THAT(error_of([&] {
+                read_vecs<int32_t>(write("zero.ivecs", {0, 1}));
+              }),
+              HasSubstr("dimension 0 is not positive"));
+  EXPECT_THAT(error_of([&] { read_vecs<float>((dir / "missing.fvecs").string()); }),
+              HasSubstr("cannot open"));
   std::filesystem::remove_all(dir);
 }
 

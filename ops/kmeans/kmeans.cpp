@@ -20,8 +20,8 @@ namespace tessera::ops {
 
 namespace kmeans_cpu {
 
-void argmin_block_portable(const float* xb, int64_t n, const CentroidTable& c, bool l2, int32_t* best,
-                           float* best_key) {
+void argmin_block_portable(const float* xb, int64_t n, const CentroidTable& c, bool l2,
+                           int32_t* best, float* best_key) {
   for (int64_t i = 0; i < n; ++i) {
     const float* x = xb + i * c.dim;
     float bk = INFINITY;
@@ -34,7 +34,8 @@ void argmin_block_portable(const float* xb, int64_t n, const CentroidTable& c, b
         for (int u = 0; u < 8; ++u) part[u] += x[d + u] * cj[d + u];
       }
       for (; d < c.dim; ++d) part[d % 8] += x[d] * cj[d];
-      const float dot = ((part[0] + part[1]) + (part[2] + part[3])) + ((part[4] + part[5]) + (part[6] + part[7]));
+      const float dot =
+          ((part[0] + part[1]) + (part[2] + part[3])) + ((part[4] + part[5]) + (part[6] + part[7]));
       const float key = l2 ? c.sq_norms[j] - 2.0f * dot : -dot;
       if (key < bk) bk = key, bi = int32_t(j);
     }
@@ -78,7 +79,8 @@ struct Centroids {
     sq_norms.assign(static_cast<size_t>(k), 0.0f);
     for (int64_t j = 0; j < k; ++j) {
       double s = 0;
-      for (int64_t t = 0; t < d; ++t) s += double(data[size_t(j * d + t)]) * data[size_t(j * d + t)];
+      for (int64_t t = 0; t < d; ++t)
+        s += double(data[size_t(j * d + t)]) * data[size_t(j * d + t)];
       sq_norms[size_t(j)] = float(s);
     }
   }
@@ -112,8 +114,8 @@ struct ProblemData {
 // loaded as f32 and matched against every centroid; block b's inertia lands in partial[b] and the
 // blocks are summed in order.
 template <class V>
-double assign_problem(const ProblemData<V>& p, const Centroids& c, KmeansMetric metric, int32_t* labels,
-                      float* distances, int threads) {
+double assign_problem(const ProblemData<V>& p, const Centroids& c, KmeansMetric metric,
+                      int32_t* labels, float* distances, int threads) {
   const int64_t n = p.x.rows, d = p.x.cols;
   const int64_t blocks = (n + kPointBlock - 1) / kPointBlock;
   std::vector<double> partial(static_cast<size_t>(blocks), 0.0);
@@ -122,7 +124,8 @@ double assign_problem(const ProblemData<V>& p, const Centroids& c, KmeansMetric 
   const CentroidTable table = c.table();
 #pragma omp parallel num_threads(threads) if (threads > 1 && blocks > 1)
   {
-    std::vector<float> xb(static_cast<size_t>(kPointBlock * d)), key(static_cast<size_t>(kPointBlock)), x_sq(static_cast<size_t>(kPointBlock));
+    std::vector<float> xb(static_cast<size_t>(kPointBlock * d)),
+        key(static_cast<size_t>(kPointBlock)), x_sq(static_cast<size_t>(kPointBlock));
     std::vector<float> scratch(gemm ? size_t(kPointBlock * kCentroidTile) : 0);
 #pragma omp for schedule(dynamic, 1)
     for (int64_t b = 0; b < blocks; ++b) {
@@ -135,7 +138,8 @@ double assign_problem(const ProblemData<V>& p, const Centroids& c, KmeansMetric 
         x_sq[size_t(i)] = float(s);
       }
       if (gemm) {
-        kmeans_cpu::argmin_block_gemm(xb.data(), m, table, l2, labels + r0, key.data(), scratch.data());
+        kmeans_cpu::argmin_block_gemm(xb.data(), m, table, l2, labels + r0, key.data(),
+                                      scratch.data());
       } else {
         kmeans_cpu::argmin_block_portable(xb.data(), m, table, l2, labels + r0, key.data());
       }
@@ -143,9 +147,15 @@ double assign_problem(const ProblemData<V>& p, const Centroids& c, KmeansMetric 
       for (int64_t i = 0; i < m; ++i) {
         float dist = 0;
         switch (metric) {
-          case KmeansMetric::l2: dist = std::max(0.0f, x_sq[size_t(i)] + key[size_t(i)]); break;
-          case KmeansMetric::cosine: dist = std::max(0.0f, 1.0f + key[size_t(i)]); break;
-          case KmeansMetric::inner_product: dist = key[size_t(i)]; break;
+          case KmeansMetric::l2:
+            dist = std::max(0.0f, x_sq[size_t(i)] + key[size_t(i)]);
+            break;
+          case KmeansMetric::cosine:
+            dist = std::max(0.0f, 1.0f + key[size_t(i)]);
+            break;
+          case KmeansMetric::inner_product:
+            dist = key[size_t(i)];
+            break;
         }
         if (distances) distances[r0 + i] = dist;
         sum += dist;
@@ -161,7 +171,8 @@ double assign_problem(const ProblemData<V>& p, const Centroids& c, KmeansMetric 
 // centroid or move to the farthest points, per the policy. counts: [k].
 template <class V>
 void update_problem(const ProblemData<V>& p, const int32_t* labels, const float* distances,
-                    KmeansMetric metric, EmptyClusters policy, Centroids& c, int64_t* counts, int threads) {
+                    KmeansMetric metric, EmptyClusters policy, Centroids& c, int64_t* counts,
+                    int threads) {
   const int64_t n = p.x.rows, d = p.x.cols, k = c.k;
   std::vector<int64_t> start(static_cast<size_t>(k) + 1, 0);
   for (int64_t i = 0; i < n; ++i) ++start[size_t(labels[i]) + 1];
@@ -203,7 +214,8 @@ void update_problem(const ProblemData<V>& p, const int32_t* labels, const float*
       if (counts[j] == 0) empty.push_back(j);
     }
     if (!empty.empty()) {
-      // The farthest points from their own centroids (ties: the lower index), one per empty cluster.
+      // The farthest points from their own centroids (ties: the lower index), one per empty
+      // cluster.
       std::vector<int64_t> by_distance(static_cast<size_t>(n));
       std::iota(by_distance.begin(), by_distance.end(), 0);
       const size_t take = std::min(empty.size(), size_t(n));
@@ -229,8 +241,9 @@ std::vector<int64_t> plus_plus_seeds(const ProblemData<V>& p, int64_t k, Rng& rn
   const int64_t n = p.x.rows, d = p.x.cols;
   constexpr int64_t kChunk = 4096;
   const int64_t chunks = (n + kChunk - 1) / kChunk;
-  std::vector<double> nearest(static_cast<size_t>(n), INFINITY);  // squared distance to the nearest seed
-  std::vector<int32_t> owner(static_cast<size_t>(n), -1);          // that seed
+  std::vector<double> nearest(static_cast<size_t>(n),
+                              INFINITY);                   // squared distance to the nearest seed
+  std::vector<int32_t> owner(static_cast<size_t>(n), -1);  // that seed
   std::vector<double> chunk_sum(static_cast<size_t>(chunks)), between(static_cast<size_t>(k));
   std::vector<float> seeds(static_cast<size_t>(k * d));
   std::vector<char> taken(static_cast<size_t>(n), 0);
@@ -314,19 +327,22 @@ void seed_problem(const ProblemData<V>& p, int64_t k, KmeansInit init, uint64_t 
   c.k = k;
   c.d = d;
   c.data.assign(static_cast<size_t>(k * d), 0.0f);
-  for (int64_t j = 0; j < k; ++j) load_row(p.x, chosen[size_t(j)], p.scale(chosen[size_t(j)]), c.data.data() + j * d);
+  for (int64_t j = 0; j < k; ++j)
+    load_row(p.x, chosen[size_t(j)], p.scale(chosen[size_t(j)]), c.data.data() + j * d);
   c.refresh_norms();
 }
 
 // Checks x and returns 1/||x|| per point for cosine (empty otherwise). Errors name the problem,
 // the row and the column.
 template <class V>
-std::vector<float> check_points(const BatchedDenseView<const V>& x, KmeansMetric metric, const char* what) {
+std::vector<float> check_points(const BatchedDenseView<const V>& x, KmeansMetric metric,
+                                const char* what) {
   validate_batch(x, what);
   TSR_CHECK(x.space == MemorySpace::host, what,
-            ": device inputs are not supported yet; k-means runs on the CPU for now (copy X to the host)");
-  TSR_CHECK(x.rows <= int64_t(INT32_MAX), what, ": ", x.rows, " points per problem exceed the int32 labels (at most ",
-            INT32_MAX, ")");
+            ": device inputs are not supported yet; k-means runs on the CPU for now (copy X to the "
+            "host)");
+  TSR_CHECK(x.rows <= int64_t(INT32_MAX), what, ": ", x.rows,
+            " points per problem exceed the int32 labels (at most ", INT32_MAX, ")");
   const int64_t total = x.batch * x.rows;
   int64_t first_bad = total;  // the smallest (problem, row) holding NaN or Inf
 #pragma omp parallel for reduction(min : first_bad) schedule(static)
@@ -344,7 +360,8 @@ std::vector<float> check_points(const BatchedDenseView<const V>& x, KmeansMetric
     const V* row = x[b].row(i);
     int64_t j = 0;
     while (std::isfinite(to_float(row[j]))) ++j;
-    TSR_FAIL(what, ": X[", b, "][", i, "][", j, "] is ", to_float(row[j]), "; points must be finite");
+    TSR_FAIL(what, ": X[", b, "][", i, "][", j, "] is ", to_float(row[j]),
+             "; points must be finite");
   }
   std::vector<float> inv_norms;
   if (metric == KmeansMetric::cosine) {
@@ -387,16 +404,18 @@ Centroids given_centroids(const BatchedDenseView<const float>& g, int64_t b, Kme
   return c;
 }
 
-void check_centroid_shape(const BatchedDenseView<const float>& g, int64_t batch, int64_t k, int64_t d,
-                          const char* what) {
+void check_centroid_shape(const BatchedDenseView<const float>& g, int64_t batch, int64_t k,
+                          int64_t d, const char* what) {
   validate_batch(g, what);
   TSR_CHECK(g.space == MemorySpace::host, what, ": centroids must be in host memory");
-  TSR_CHECK(g.batch == batch && g.rows == k && g.cols == d, what, ": centroids are [", g.batch, ", ",
-            g.rows, ", ", g.cols, "] but the problem needs [", batch, ", ", k, ", ", d, "]");
+  TSR_CHECK(g.batch == batch && g.rows == k && g.cols == d, what, ": centroids are [", g.batch,
+            ", ", g.rows, ", ", g.cols, "] but the problem needs [", batch, ", ", k, ", ", d, "]");
 }
 
 // Problem b's seed: the caller's seed mixed with b, so problems draw independent streams.
-uint64_t problem_seed(uint64_t seed, int64_t b) { return seed ^ (uint64_t(b) * 0x9e3779b97f4a7c15ull); }
+uint64_t problem_seed(uint64_t seed, int64_t b) {
+  return seed ^ (uint64_t(b) * 0x9e3779b97f4a7c15ull);
+}
 
 // Runs fn(b, inner_threads) for every problem: across problems when there are enough of them
 // to keep the threads busy, else one problem at a time with all threads inside. The first
@@ -450,7 +469,8 @@ KmeansResult kmeans(Context& ctx, BatchedDenseView<const V> x, int64_t k, const 
   // Given centroids are checked here, outside the parallel region.
   std::vector<Centroids> start;
   if (o.init == KmeansInit::given) {
-    for (int64_t b = 0; b < x.batch; ++b) start.push_back(given_centroids(o.initial_centroids, b, o.metric));
+    for (int64_t b = 0; b < x.batch; ++b)
+      start.push_back(given_centroids(o.initial_centroids, b, o.metric));
   }
   for_each_problem(x.batch, thread_count(o.threads), [&](int64_t b, int threads) {
     const ProblemData<V> p{x[b], inv_norms.empty() ? nullptr : inv_norms.data() + b * n};
@@ -475,7 +495,8 @@ KmeansResult kmeans(Context& ctx, BatchedDenseView<const V> x, int64_t k, const 
       history.push_back(inertia);
       iterations[size_t(b)] = it + 1;
       const bool unchanged = std::equal(labels, labels + n, previous.begin());
-      if (!o.fixed_iterations && (unchanged || before - inertia <= o.tolerance * std::abs(before))) break;
+      if (!o.fixed_iterations && (unchanged || before - inertia <= o.tolerance * std::abs(before)))
+        break;
     }
     std::fill(counts, counts + k, 0);
     for (int64_t i = 0; i < n; ++i) ++counts[labels[i]];
@@ -487,8 +508,9 @@ KmeansResult kmeans(Context& ctx, BatchedDenseView<const V> x, int64_t k, const 
 }
 
 template <class V>
-void kmeans_assign(Context& ctx, BatchedDenseView<const V> x, BatchedDenseView<const float> centroids,
-                   KmeansMetric metric, int32_t* labels, float* distances, int threads) {
+void kmeans_assign(Context& ctx, BatchedDenseView<const V> x,
+                   BatchedDenseView<const float> centroids, KmeansMetric metric, int32_t* labels,
+                   float* distances, int threads) {
   (void)ctx;
   const std::vector<float> inv_norms = check_points(x, metric, "kmeans_assign");
   TSR_CHECK(centroids.rows > 0, "kmeans_assign: no centroids");
@@ -499,7 +521,8 @@ void kmeans_assign(Context& ctx, BatchedDenseView<const V> x, BatchedDenseView<c
   const int64_t n = x.rows;
   for_each_problem(x.batch, thread_count(threads), [&](int64_t b, int inner) {
     const ProblemData<V> p{x[b], inv_norms.empty() ? nullptr : inv_norms.data() + b * n};
-    assign_problem(p, tables[size_t(b)], metric, labels + b * n, distances ? distances + b * n : nullptr, inner);
+    assign_problem(p, tables[size_t(b)], metric, labels + b * n,
+                   distances ? distances + b * n : nullptr, inner);
   });
 }
 
@@ -520,7 +543,8 @@ template <class V>
 std::vector<int32_t> KMeans::predict(Context& ctx, BatchedDenseView<const V> x) const {
   TSR_CHECK(fitted_, "KMeans::predict: fit first; there are no centroids yet");
   std::vector<int32_t> labels(static_cast<size_t>(x.batch * x.rows));
-  kmeans_assign(ctx, x, result_.centroid_view(), options_.metric, labels.data(), nullptr, options_.threads);
+  kmeans_assign(ctx, x, result_.centroid_view(), options_.metric, labels.data(), nullptr,
+                options_.threads);
   return labels;
 }
 
@@ -531,18 +555,24 @@ const KmeansResult& KMeans::result() const {
 
 const char* to_string(KmeansMetric m) {
   switch (m) {
-    case KmeansMetric::l2: return "l2";
-    case KmeansMetric::cosine: return "cosine";
-    case KmeansMetric::inner_product: return "ip";
+    case KmeansMetric::l2:
+      return "l2";
+    case KmeansMetric::cosine:
+      return "cosine";
+    case KmeansMetric::inner_product:
+      return "ip";
   }
   return "?";
 }
 
 const char* to_string(KmeansInit i) {
   switch (i) {
-    case KmeansInit::random: return "random";
-    case KmeansInit::kmeans_plus_plus: return "kmeans++";
-    case KmeansInit::given: return "given";
+    case KmeansInit::random:
+      return "random";
+    case KmeansInit::kmeans_plus_plus:
+      return "kmeans++";
+    case KmeansInit::given:
+      return "given";
   }
   return "?";
 }
@@ -560,11 +590,12 @@ KmeansInit parse_kmeans_init(const std::string& text) {
   TSR_FAIL("unknown k-means init '", text, "' (random, kmeans++)");
 }
 
-#define TSR_INSTANTIATE_KMEANS(V)                                                                      \
-  template KmeansResult kmeans(Context&, BatchedDenseView<const V>, int64_t, const KmeansOptions&);    \
-  template void kmeans_assign(Context&, BatchedDenseView<const V>, BatchedDenseView<const float>,      \
-                              KmeansMetric, int32_t*, float*, int);                                    \
-  template const KmeansResult& KMeans::fit(Context&, BatchedDenseView<const V>);                       \
+#define TSR_INSTANTIATE_KMEANS(V)                                                                 \
+  template KmeansResult kmeans(Context&, BatchedDenseView<const V>, int64_t,                      \
+                               const KmeansOptions&);                                             \
+  template void kmeans_assign(Context&, BatchedDenseView<const V>, BatchedDenseView<const float>, \
+                              KmeansMetric, int32_t*, float*, int);                               \
+  template const KmeansResult& KMeans::fit(Context&, BatchedDenseView<const V>);                  \
   template std::vector<int32_t> KMeans::predict(Context&, BatchedDenseView<const V>) const;
 TSR_INSTANTIATE_KMEANS(float)
 TSR_INSTANTIATE_KMEANS(bf16)

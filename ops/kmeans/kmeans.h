@@ -11,6 +11,8 @@
 #pragma once
 
 #include <cstdint>
+#include <string>
+#include <utility>
 #include <vector>
 
 #include "core/buffer.h"
@@ -57,9 +59,9 @@ struct KmeansOptions {
 
 struct KmeansResult {
   int64_t batch = 0, k = 0, dim = 0, points = 0;
-  Buffer<float> centroids;  ///< [B, K, D], contiguous (cosine: unit length)
-  Buffer<int32_t> labels;   ///< [B, N]: the nearest centroid of the returned ones
-  Buffer<int64_t> counts;   ///< [B, K]: points per label
+  Buffer<float> centroids;      ///< [B, K, D], contiguous (cosine: unit length)
+  Buffer<int32_t> labels;       ///< [B, N]: the nearest centroid of the returned ones
+  Buffer<int64_t> counts;       ///< [B, K]: points per label
   std::vector<double> inertia;  ///< [B]: sum over points of the metric's distance to their label
   /// [B][t]: the inertia after assignment t (t = 0 is the initial centroids); for l2 and cosine
   /// it never increases.
@@ -76,13 +78,15 @@ struct KmeansResult {
 ///        a zero vector under the cosine metric, given centroids of the wrong shape or with NaN,
 ///        N over 2^31 - 1, or device memory.
 template <class V>
-KmeansResult kmeans(Context& ctx, BatchedDenseView<const V> x, int64_t k, const KmeansOptions& options = {});
+KmeansResult kmeans(Context& ctx, BatchedDenseView<const V> x, int64_t k,
+                    const KmeansOptions& options = {});
 
 /// Labels each point of x with its nearest centroid (the metric's distance; ties to the lower
 /// index). labels: [B, N]; distances: [B, N] or null.
 template <class V>
-void kmeans_assign(Context& ctx, BatchedDenseView<const V> x, BatchedDenseView<const float> centroids,
-                   KmeansMetric metric, int32_t* labels, float* distances = nullptr, int threads = 0);
+void kmeans_assign(Context& ctx, BatchedDenseView<const V> x,
+                   BatchedDenseView<const float> centroids, KmeansMetric metric, int32_t* labels,
+                   float* distances = nullptr, int threads = 0);
 
 /// Holds the centroids between calls: fit, then predict; fitting again warm-starts from the
 /// held centroids (a few iterations per diffusion step, say).

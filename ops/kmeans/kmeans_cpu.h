@@ -16,13 +16,14 @@ struct CentroidTable {
   int64_t dim = 0;
 };
 
-/// Points a block holds at most; scratch for argmin_block_gemm is kPointBlock * kCentroidTile floats.
+/// Points a block holds at most; scratch for argmin_block_gemm is kPointBlock * kCentroidTile
+/// floats.
 constexpr int64_t kPointBlock = 256;
 constexpr int64_t kCentroidTile = 256;
 
 /// xb: [n, dim] contiguous, n <= kPointBlock. Writes best[i] (the argmin) and best_key[i].
-void argmin_block_portable(const float* xb, int64_t n, const CentroidTable& c, bool l2, int32_t* best,
-                           float* best_key);
+void argmin_block_portable(const float* xb, int64_t n, const CentroidTable& c, bool l2,
+                           int32_t* best, float* best_key);
 void argmin_block_gemm(const float* xb, int64_t n, const CentroidTable& c, bool l2, int32_t* best,
                        float* best_key, float* scratch);
 

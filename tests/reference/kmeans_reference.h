@@ -17,7 +17,8 @@ template <class V>
 std::vector<double> point64(const DenseView<const V>& x, int64_t r, ops::KmeansMetric metric) {
   std::vector<double> p(size_t(x.cols));
   double norm = 0;
-  for (int64_t j = 0; j < x.cols; ++j) p[size_t(j)] = double(to_float(x(r, j))), norm += p[size_t(j)] * p[size_t(j)];
+  for (int64_t j = 0; j < x.cols; ++j)
+    p[size_t(j)] = double(to_float(x(r, j))), norm += p[size_t(j)] * p[size_t(j)];
   if (metric == ops::KmeansMetric::cosine) {
     for (double& v : p) v /= std::sqrt(norm);
   }
@@ -32,33 +33,39 @@ inline double distance64(const std::vector<double>& p, const float* c, ops::Kmea
     diff2 += (p[j] - double(c[j])) * (p[j] - double(c[j]));
   }
   switch (metric) {
-    case ops::KmeansMetric::l2: return diff2;
-    case ops::KmeansMetric::cosine: return 1.0 - dot;
-    case ops::KmeansMetric::inner_product: return -dot;
+    case ops::KmeansMetric::l2:
+      return diff2;
+    case ops::KmeansMetric::cosine:
+      return 1.0 - dot;
+    case ops::KmeansMetric::inner_product:
+      return -dot;
   }
   return 0;
 }
 
 /// Centroids [k, d] (row-major) normalised for cosine, as the library holds them.
-inline std::vector<float> prepared_centroids(const float* c, int64_t k, int64_t d, ops::KmeansMetric metric) {
+inline std::vector<float> prepared_centroids(const float* c, int64_t k, int64_t d,
+                                             ops::KmeansMetric metric) {
   std::vector<float> out(c, c + k * d);
   if (metric != ops::KmeansMetric::cosine) return out;
   for (int64_t j = 0; j < k; ++j) {
     double norm = 0;
     for (int64_t t = 0; t < d; ++t) norm += double(out[size_t(j * d + t)]) * out[size_t(j * d + t)];
-    for (int64_t t = 0; t < d; ++t) out[size_t(j * d + t)] = float(out[size_t(j * d + t)] / std::sqrt(norm));
+    for (int64_t t = 0; t < d; ++t)
+      out[size_t(j * d + t)] = float(out[size_t(j * d + t)] / std::sqrt(norm));
   }
   return out;
 }
 
 /// For every point: distances to all k centroids (prepared), row-major [n, k].
 template <class V>
-std::vector<double> all_distances64(const DenseView<const V>& x, const std::vector<float>& c, int64_t k,
-                                    ops::KmeansMetric metric) {
+std::vector<double> all_distances64(const DenseView<const V>& x, const std::vector<float>& c,
+                                    int64_t k, ops::KmeansMetric metric) {
   std::vector<double> out(size_t(x.rows * k));
   for (int64_t i = 0; i < x.rows; ++i) {
     const std::vector<double> p = point64(x, i, metric);
-    for (int64_t j = 0; j < k; ++j) out[size_t(i * k + j)] = distance64(p, c.data() + j * x.cols, metric);
+    for (int64_t j = 0; j < k; ++j)
+      out[size_t(i * k + j)] = distance64(p, c.data() + j * x.cols, metric);
   }
   return out;
 }
@@ -79,8 +86,8 @@ inline std::vector<int32_t> argmin64(const std::vector<double>& dist, int64_t n,
 /// The Lloyd update in double: means (cosine: normalised sums) of each label's points; a cluster
 /// without points keeps old[j].
 template <class V>
-std::vector<double> update64(const DenseView<const V>& x, const std::vector<int32_t>& labels, int64_t k,
-                             const std::vector<float>& old, ops::KmeansMetric metric) {
+std::vector<double> update64(const DenseView<const V>& x, const std::vector<int32_t>& labels,
+                             int64_t k, const std::vector<float>& old, ops::KmeansMetric metric) {
   const int64_t d = x.cols;
   std::vector<double> sum(size_t(k * d), 0.0);
   std::vector<int64_t> count(size_t(k), 0);
@@ -97,7 +104,8 @@ std::vector<double> update64(const DenseView<const V>& x, const std::vector<int3
       if (count[size_t(j)] == 0) {
         v = old[size_t(j * d + t)];
       } else {
-        v = metric == ops::KmeansMetric::cosine ? v / std::sqrt(norm) : v / double(count[size_t(j)]);
+        v = metric == ops::KmeansMetric::cosine ? v / std::sqrt(norm)
+                                                : v / double(count[size_t(j)]);
       }
     }
   }
