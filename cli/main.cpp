@@ -40,7 +40,7 @@ struct RunOptions {
   int64_t features = 32;
   std::string device = "cpu";
   std::string schedule;
-  bool check = false;
+  bool check = false, deterministic = false;
   int repeat = 10, threads = 0;
 };
 
@@ -67,6 +67,8 @@ void add_run_options(CLI::App* app, RunOptions& r) {
   app->add_option("--schedule", r.schedule,
                   "device kernel, e.g. csr.merge_path:tpr=32,vec=4,ipt=256 or csr.cusparse:alg=2 "
                   "(spmm), csr.edge_group:tpe=8,vec=4,ept=32 (sddmm); default: the heuristic");
+  app->add_flag("--deterministic", r.deterministic,
+                "require the same bits on every run (rejects schedules that do not promise it)");
 }
 
 // Calls fn(V{}, I{}) for the value and index types named on the command line.
@@ -176,6 +178,7 @@ int run_spmm(const MatrixOptions& m, const RunOptions& r) {
                                      m.params());
   const DenseMatrix<V> bd = b.to(space);
   ops::SpmmOptions options;
+  options.deterministic = r.deterministic;
   if (!r.schedule.empty()) {
     options.schedule = schedule::parse(schedule::Op::spmm, r.schedule);
     TSR_CHECK(space == MemorySpace::device, "--schedule picks a device kernel; add --device cuda");
@@ -213,6 +216,7 @@ int run_sddmm(const MatrixOptions& m, const RunOptions& r) {
   const AnySparse<V, I> a = from_csr(space == MemorySpace::host ? csr : csr.to(space), format,
                                      m.params());
   ops::SddmmOptions options;
+  options.deterministic = r.deterministic;
   if (!r.schedule.empty()) {
     options.schedule = schedule::parse(schedule::Op::sddmm, r.schedule);
     TSR_CHECK(space == MemorySpace::device, "--schedule picks a device kernel; add --device cuda");

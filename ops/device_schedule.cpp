@@ -11,8 +11,10 @@ namespace tessera::ops::detail {
 template <class V, class I>
 schedule::Schedule choose_schedule(Context& ctx, schedule::Op op, const CsrView<V, I>& a,
                                    int64_t features, int64_t ld_b, int64_t ld_c,
-                                   const std::optional<schedule::Schedule>& requested) {
+                                   const std::optional<schedule::Schedule>& requested,
+                                   bool deterministic) {
   schedule::Problem problem = schedule::describe(op, a, features, ld_b, ld_c);
+  problem.deterministic = deterministic;
   if (!requested) {
     problem.max_row_length = ctx.row_length_hint(a.indptr, a.rows, a.nnz);
 #if TESSERA_WITH_CUDA
@@ -33,7 +35,8 @@ schedule::Schedule choose_schedule(Context& ctx, schedule::Op op, const CsrView<
 
 #define TSR_INSTANTIATE_CHOOSE_SCHEDULE(V, I)                                                        \
   template schedule::Schedule choose_schedule(Context&, schedule::Op, const CsrView<V, I>&, int64_t, \
-                                              int64_t, int64_t, const std::optional<schedule::Schedule>&);
+                                              int64_t, int64_t, const std::optional<schedule::Schedule>&, \
+                                              bool);
 TSR_FOR_EACH_COMPUTE_TYPE(TSR_INSTANTIATE_CHOOSE_SCHEDULE)
 
 }  // namespace tessera::ops::detail

@@ -11,10 +11,12 @@
 namespace tessera::ops::detail {
 
 /// @param ld_b, ld_c leading dimensions of the dense operands (B and C for SpMM, X and Y for SDDMM)
+/// @param deterministic admit only variants that give the same bits on every run
 /// @throw tessera::Error naming the op, the schedule and the reason when it cannot run the problem
 template <class V, class I>
 schedule::Schedule choose_schedule(Context& ctx, schedule::Op op, const CsrView<V, I>& a,
                                    int64_t features, int64_t ld_b, int64_t ld_c,
-                                   const std::optional<schedule::Schedule>& requested);
+                                   const std::optional<schedule::Schedule>& requested,
+                                   bool deterministic = false);
 
 }  // namespace tessera::ops::detail

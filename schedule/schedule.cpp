@@ -35,7 +35,8 @@ const std::vector<VariantSpec>& variants() {
        Format::csr,
        MemorySpace::device,
        {{"alg", {1, 2, 3}, 2, "cusparseSpMM CSR algorithm (CUSPARSE_SPMM_CSR_ALG1..3)"}},
-       "cuSPARSE's generic SpMM (the vendor peer)"},
+       "cuSPARSE's generic SpMM (the vendor peer)",
+       false},
       {"csr.row_split",
        Op::sddmm,
        Format::csr,
@@ -57,7 +58,8 @@ const std::vector<VariantSpec>& variants() {
        Format::csr,
        MemorySpace::device,
        {},
-       "cuSPARSE's cusparseSDDMM (the vendor peer)"},
+       "cuSPARSE's cusparseSDDMM (the vendor peer)",
+       false},
   };
   return kVariants;
 }
@@ -170,6 +172,10 @@ Verdict can_implement(const Schedule& s, const Problem& p) {
   if (spec.space != p.space) {
     return no(s.variant + " runs on the " + memory_space_name(spec.space) + ", the operands are in " +
               memory_space_name(p.space) + " memory");
+  }
+  if (p.deterministic && !spec.deterministic) {
+    return no(s.variant + " does not promise the same bits on every run; deterministic mode takes "
+              "Tessera's own kernels");
   }
   const bool vector_loads = s.variant != "csr.cusparse";
   if (vector_loads) {

@@ -34,6 +34,9 @@ struct VariantSpec {
   MemorySpace space = MemorySpace::device;
   std::vector<KnobSpec> knobs;
   std::string doc;
+  /// The same bits on every run for the same inputs (no floating-point atomics, a fixed reduction
+  /// order). Deterministic mode (Problem::deterministic) admits only such variants.
+  bool deterministic = true;
 };
 
 /// Every registered variant of every op.
@@ -74,6 +77,7 @@ struct Problem {
   int64_t ld_b = 0, ld_c = 0;    // leading dimensions (elements) of the dense operands
   double mean_row_length = 0;    // nnz / rows
   int64_t max_row_length = -1;  // -1: unknown (describe() leaves it so; ops measure device A once)
+  bool deterministic = false;   // the caller requires the same bits on every run
 };
 
 /// Builds a Problem from a CSR view and the dense operands' widths and leading dimensions.

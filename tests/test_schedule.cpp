@@ -136,6 +136,26 @@ TEST(Schedule, DefaultHeuristicFollowsFeatureWidthAndRowLengths) {
   }
 }
 
+TEST(Schedule, DeterministicModeAdmitsOnlyVariantsThatPromiseTheSameBits) {
+  for (Op op : {Op::spmm, Op::sddmm}) {
+    Problem p = device_problem(64, 64);
+    p.op = op;
+    p.max_row_length = 40;
+    const std::vector<Schedule> all = space(p);
+    p.deterministic = true;
+    const Verdict v = can_implement(with_defaults(op, "csr.cusparse"), p);
+    EXPECT_FALSE(v.ok);
+    EXPECT_THAT(v.reason, HasSubstr("does not promise the same bits on every run"));
+    const std::vector<Schedule> strict = space(p);
+    EXPECT_EQ(strict.size() + (op == Op::spmm ? 3u : 1u), all.size()) << "all but cuSPARSE remain";
+    for (const Schedule& s : strict) {
+      EXPECT_NE(s.variant, "csr.cusparse");
+      EXPECT_TRUE(find_variant(op, s.variant).deterministic);
+    }
+    EXPECT_TRUE(can_implement(default_schedule(p), p).ok);
+  }
+}
+
 TEST(Schedule, MergePathAndSddmmVariants) {
   EXPECT_EQ(parse(Op::spmm, "csr.merge_path:ipt=64").to_string(), "csr.merge_path:tpr=32,vec=1,ipt=64");
   EXPECT_THAT(error_of([] { parse(Op::spmm, "csr.merge_path:ipt=100"); }), HasSubstr("ipt=100 is not allowed"));

@@ -60,7 +60,8 @@ void sddmm(Context& ctx, const CsrView<V, I>& a, DenseView<const non_deduced_t<V
   if (a.space == MemorySpace::device) {
     check_index_capacity<I>(a.rows, a.cols, a.nnz, "sddmm: A");
     const schedule::Schedule chosen =
-        detail::choose_schedule(ctx, schedule::Op::sddmm, a, x.cols, x.ld, y.ld, o.schedule);
+        detail::choose_schedule(ctx, schedule::Op::sddmm, a, x.cols, x.ld, y.ld, o.schedule,
+                                o.deterministic);
 #if TESSERA_WITH_CUDA
     if (o.validate) cuda::validate_csr(ctx, a);
     if (chosen.variant == "csr.edge_group") {

@@ -18,6 +18,7 @@ struct SddmmOptions {
   /// Device kernel variant and knobs, as SpmmOptions::schedule (for SDDMM the Problem's ld_b and
   /// ld_c are the leading dimensions of X and Y).
   std::optional<schedule::Schedule> schedule;
+  bool deterministic = false;  // as SpmmOptions::deterministic
 };
 
 /// @brief out = (X Y^T) sampled on A's pattern, with A's format and structure.

@@ -52,7 +52,8 @@ void spmm(Context& ctx, const CsrView<V, I>& a, DenseView<const non_deduced_t<V>
   if (a.space == MemorySpace::device) {
     check_index_capacity<I>(a.rows, a.cols, a.nnz, "spmm: A");
     const schedule::Schedule chosen =
-        detail::choose_schedule(ctx, schedule::Op::spmm, a, c.cols, b.ld, c.ld, o.schedule);
+        detail::choose_schedule(ctx, schedule::Op::spmm, a, c.cols, b.ld, c.ld, o.schedule,
+                                o.deterministic);
 #if TESSERA_WITH_CUDA
     if (o.validate) cuda::validate_csr(ctx, a);
     if (chosen.variant == "csr.cusparse") {

@@ -24,6 +24,10 @@ struct SpmmOptions {
   /// A schedule that cannot implement the problem throws with the reason. The CPU path has one
   /// variant per format and ignores this.
   std::optional<schedule::Schedule> schedule;
+  /// Require the same bits on every run. Every Tessera kernel (CPU and GPU) already gives them:
+  /// no floating-point atomics, a fixed reduction order. This rejects the variants that do not
+  /// promise it (csr.cusparse) with a clear error.
+  bool deterministic = false;
 };
 
 /// @brief C = alpha * A * B + beta * C.
