@@ -97,9 +97,10 @@ Verdict can_implement(const Schedule& s, const Problem& p);
 std::vector<Schedule> space(const Problem& p);
 
 /// The default schedule from cheap statistics (F, rows, nnz, mean and longest row), without
-/// measuring. SpMM: csr.row_split when no row is much longer than the mean (a sub-warp per row,
-/// widened for small matrices), else csr.merge_path with teams sized to fill the GPU.
-/// SDDMM: csr.edge_group with small teams and runs of about one row.
+/// measuring. SpMM: csr.row_split when no row is much longer than the mean and rows average at
+/// least 3 nonzeros (a sub-warp per row, widened for small matrices), else csr.merge_path with
+/// teams sized to fill the GPU. SDDMM: csr.row_split for rows of at most 16 edges, else
+/// csr.edge_group with small teams and runs of about one row.
 Schedule default_schedule(const Problem& p);
 
 }  // namespace tessera::schedule
