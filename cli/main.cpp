@@ -1,13 +1,17 @@
-// The `tessera` command line: info, convert, spmm, sddmm, kmeans, demo. Every failure is one line on
+// The `tessera` command line: info, convert, spmm, sddmm, kmeans, bench, demo. Every failure is one line on
 // stderr and a non-zero exit status; no exception escapes main.
 #include <CLI/CLI.hpp>
 
 #include <algorithm>
+#include <cerrno>
 #include <cstdio>
+#include <cstring>
+#include <filesystem>
 #include <iostream>
 #include <vector>
 
 #include <omp.h>
+#include <unistd.h>
 
 #include "cli/matrix_source.h"
 #include "core/config.h"
@@ -254,6 +258,27 @@ int run_sddmm(const MatrixOptions& m, const RunOptions& r) {
 
 // The main job on a built-in default: an R-MAT graph through every format, SpMM and SDDMM on
 // each, checked against the float64 reference; the CUDA CSR kernels too when a GPU is present.
+// `tessera bench spmm|sddmm ARGS...`: runs the GPU harness beside this binary
+// (<build>/bench/<op>_gpu), passing ARGS through; its exit status becomes ours.
+int cmd_bench(const std::string& op, const std::vector<std::string>& args) {
+  TSR_CHECK(op == "spmm" || op == "sddmm", "bench: unknown benchmark '", op, "' (spmm or sddmm)");
+  TSR_CHECK(kCudaEnabled, "bench: this build of Tessera has no CUDA support; the GPU harnesses need it");
+  std::error_code ec;
+  const std::filesystem::path self = std::filesystem::read_symlink("/proc/self/exe", ec);
+  TSR_CHECK(!ec, "bench: cannot locate the tessera binary: ", ec.message());
+  const std::filesystem::path harness = self.parent_path().parent_path() / "bench" / (op + "_gpu");
+  TSR_CHECK(std::filesystem::exists(harness), "bench: ", harness.string(),
+            " is missing; configure with -DTESSERA_BUILD_BENCH=ON and build it");
+  std::vector<std::string> argv_strings{harness.string()};
+  argv_strings.insert(argv_strings.end(), args.begin(), args.end());
+  std::vector<char*> argv;
+  for (std::string& a : argv_strings) argv.push_back(a.data());
+  argv.push_back(nullptr);
+  std::fflush(stdout);
+  execv(argv[0], argv.data());
+  TSR_FAIL("bench: cannot run ", harness.string(), ": ", std::strerror(errno));
+}
+
 int cmd_demo(int scale, int64_t features) {
   using V = float;
   using I = int32_t;
@@ -454,6 +479,15 @@ int main(int argc, char** argv) {
   kmeans->add_flag("--check", km.check, "labels against a float64 reference; inertia never rises");
   kmeans->add_option("-o,--output", km.output, "write <prefix>.centroids.npy and <prefix>.labels.npy");
 
+  std::string bench_op;
+  std::vector<std::string> bench_args;
+  auto* bench = app.add_subcommand("bench", "GPU benchmark against cuSPARSE: runs bench/spmm_gpu or "
+                                            "bench/sddmm_gpu with the remaining arguments "
+                                            "(--quick, --only NAME,..., --features 32,128, --out DIR)");
+  bench->add_option("op", bench_op, "spmm or sddmm")->required();
+  bench->add_option("args", bench_args, "arguments for the harness");
+  bench->prefix_command();  // everything after the op goes to the harness untouched
+
   int demo_scale = 14;
   int64_t demo_features = 32;
   auto* demo = app.add_subcommand("demo", "the main job on a built-in R-MAT graph");
@@ -484,6 +518,7 @@ int main(int argc, char** argv) {
       if (km.dtype == "f16") return run_kmeans<f16>(km);
       TSR_FAIL("unknown value type '", km.dtype, "' (f32, bf16 or f16)");
     }
+    if (*bench) return cmd_bench(bench_op, bench_args);
     if (*demo) {
       TSR_CHECK(demo_scale >= 1 && demo_scale <= 24, "--scale must be in [1, 24] (got ", demo_scale, ")");
       TSR_CHECK(demo_features >= 1, "--features must be positive");
