@@ -357,39 +357,6 @@ struct KmeansCliOptions {
   std::string output;  // prefix for <output>.centroids.npy [B*K, D] and <output>.labels.npy [B*N, 1]
 };
 
-// Labels equal the float64 reference's except near-ties (the two float64 distances within f32
-// rounding of each other), on every stride-th point (the reference costs N x K x D in double).
-// Returns the number of points failing that; counts the points checked and the near-ties.
-template <class V>
-int64_t kmeans_label_failures(const DenseView<const V>& x, const float* centroids, int64_t k,
-                              ops::KmeansMetric metric, const int32_t* labels, int64_t stride,
-                              int64_t* checked, int64_t* near_ties) {
-  const std::vector<float> c = reference::prepared_centroids(centroids, k, x.cols, metric);
-  int64_t failures = 0;
-  std::vector<double> dist(static_cast<size_t>(k));
-  for (int64_t i = 0; i < x.rows; i += stride) {
-    ++*checked;
-    const std::vector<double> p = reference::point64(x, i, metric);
-    int64_t want = 0;
-    for (int64_t j = 0; j < k; ++j) {
-      dist[size_t(j)] = reference::distance64(p, c.data() + j * x.cols, metric);
-      if (dist[size_t(j)] < dist[size_t(want)]) want = j;
-    }
-    if (labels[i] == want) continue;
-    double scale = 1;
-    for (int64_t t = 0; t < x.cols; ++t) {
-      const double cv = c[size_t(labels[i] * x.cols + t)];
-      scale += p[size_t(t)] * p[size_t(t)] + cv * cv;
-    }
-    if (dist[size_t(labels[i])] - dist[size_t(want)] <= 4e-7 * double(x.cols) * scale) {
-      ++*near_ties;
-    } else {
-      ++failures;
-    }
-  }
-  return failures;
-}
-
 template <class V>
 int run_kmeans(const KmeansCliOptions& c) {
   const DenseMatrix<float> points = load_points(c.input, c.generate);
@@ -430,8 +397,10 @@ int run_kmeans(const KmeansCliOptions& c) {
   // At most ~2e9 reference multiply-adds a problem: every point of a small one, a stride of a big one.
   const int64_t stride = std::max<int64_t>(1, n * c.k * points.cols() / 2000000000);
   for (int64_t b = 0; b < c.batch; ++b) {
-    failures += kmeans_label_failures(batch[b], r.centroids.data() + b * c.k * points.cols(), c.k,
-                                      o.metric, r.labels.data() + b * n, stride, &checked, &near_ties);
+    const reference::LabelCheck lc =
+        reference::check_labels(batch[b], r.centroids.data() + b * c.k * points.cols(), c.k,
+                                o.metric, r.labels.data() + b * n, stride);
+    failures += lc.failures, near_ties += lc.near_ties, checked += lc.checked;
     const std::vector<double>& h = r.inertia_history[size_t(b)];
     for (size_t i = 1; i < h.size() && o.metric != ops::KmeansMetric::inner_product; ++i) {
       rising += h[i] > h[i - 1] * (1 + 1e-6);

@@ -57,24 +57,10 @@ DenseMatrix<float> blobs(int64_t n, int64_t d, int64_t k, uint64_t seed,
 template <class V>
 int64_t expect_labels_match(const DenseView<const V>& x, const float* centroids, int64_t k,
                             KmeansMetric metric, const int32_t* labels) {
-  const std::vector<float> c = reference::prepared_centroids(centroids, k, x.cols, metric);
-  const std::vector<double> dist = reference::all_distances64(x, c, k, metric);
-  const std::vector<int32_t> want = reference::argmin64(dist, x.rows, k);
-  int64_t differ = 0;
-  for (int64_t i = 0; i < x.rows; ++i) {
-    if (labels[i] == want[size_t(i)]) continue;
-    ++differ;
-    // f32 rounding of ||x||^2 - 2 x.c + ||c||^2 grows with the norms and the dimension.
-    const std::vector<double> p = reference::point64(x, i, metric);
-    double scale = 1;
-    for (int64_t t = 0; t < x.cols; ++t) {
-      scale += p[size_t(t)] * p[size_t(t)] +
-               double(c[size_t(labels[i] * x.cols + t)]) * c[size_t(labels[i] * x.cols + t)];
-    }
-    EXPECT_LE(dist[size_t(i * k + labels[i])] - dist[size_t(i * k + want[size_t(i)])],
-              4e-7 * double(x.cols) * scale)
-        << "point " << i << ": label " << labels[i] << " vs reference " << want[size_t(i)];
-  }
+  const reference::LabelCheck r = reference::check_labels(x, centroids, k, metric, labels);
+  EXPECT_EQ(r.failures, 0) << "first at point " << r.first_failure << " (label "
+                           << (r.first_failure >= 0 ? labels[r.first_failure] : -1) << ")";
+  const int64_t differ = r.near_ties + r.failures;
   EXPECT_LE(differ, std::max<int64_t>(2, x.rows / 100));
   return differ;
 }

@@ -19,6 +19,22 @@
 
 namespace tessera::ops {
 
+namespace {
+
+// a.b in f32 with eight partial sums: a fixed order (the same bits on every run) that the
+// compiler can vectorise.
+float dot_fixed_order(const float* a, const float* b, int64_t d) {
+  float part[8] = {};
+  int64_t t = 0;
+  for (; t + 8 <= d; t += 8) {
+    for (int u = 0; u < 8; ++u) part[u] += a[t + u] * b[t + u];
+  }
+  for (; t < d; ++t) part[t % 8] += a[t] * b[t];
+  return ((part[0] + part[1]) + (part[2] + part[3])) + ((part[4] + part[5]) + (part[6] + part[7]));
+}
+
+}  // namespace
+
 namespace kmeans_cpu {
 
 void argmin_block_portable(const float* xb, int64_t n, const CentroidTable& c, bool l2,
@@ -28,15 +44,7 @@ void argmin_block_portable(const float* xb, int64_t n, const CentroidTable& c, b
     float bk = INFINITY;
     int32_t bi = 0;
     for (int64_t j = 0; j < c.k; ++j) {
-      const float* cj = c.data + j * c.dim;
-      float part[8] = {};  // eight partial sums: a fixed order the compiler can vectorise
-      int64_t d = 0;
-      for (; d + 8 <= c.dim; d += 8) {
-        for (int u = 0; u < 8; ++u) part[u] += x[d + u] * cj[d + u];
-      }
-      for (; d < c.dim; ++d) part[d % 8] += x[d] * cj[d];
-      const float dot =
-          ((part[0] + part[1]) + (part[2] + part[3])) + ((part[4] + part[5]) + (part[6] + part[7]));
+      const float dot = dot_fixed_order(x, c.data + j * c.dim, c.dim);
       const float key = l2 ? c.sq_norms[j] - 2.0f * dot : -dot;
       if (key < bk) bk = key, bi = int32_t(j);
     }
@@ -103,17 +111,6 @@ float squared_distance(const float* a, const float* b, int64_t d) {
   return ((part[0] + part[1]) + (part[2] + part[3])) + ((part[4] + part[5]) + (part[6] + part[7]));
 }
 
-// ||a||^2 in f32 with eight partial sums, like squared_distance.
-float squared_norm(const float* a, int64_t d) {
-  float part[8] = {};
-  int64_t t = 0;
-  for (; t + 8 <= d; t += 8) {
-    for (int u = 0; u < 8; ++u) part[u] += a[t + u] * a[t + u];
-  }
-  for (; t < d; ++t) part[t % 8] += a[t] * a[t];
-  return ((part[0] + part[1]) + (part[2] + part[3])) + ((part[4] + part[5]) + (part[6] + part[7]));
-}
-
 // One problem of the batch: its points, and 1/||x|| per point under the cosine metric.
 template <class V>
 struct ProblemData {
@@ -155,7 +152,7 @@ double assign_problem(const ProblemData<V>& p, const Centroids& c, KmeansMetric 
       for (int64_t i = 0; i < m; ++i) {
         float* row = xb.data() + i * d;
         load_row(p.x, r0 + i, p.scale(r0 + i), row);
-        x_sq[size_t(i)] = squared_norm(row, d);
+        x_sq[size_t(i)] = dot_fixed_order(row, row, d);
       }
       if (gemm) {
         kmeans_cpu::argmin_block_gemm(xb.data(), m, table, l2, labels + r0, key.data(),
@@ -187,8 +184,8 @@ double assign_problem(const ProblemData<V>& p, const Centroids& c, KmeansMetric 
 }
 
 // Sort-inverse update: labels counting-sorted into per-cluster segments (points in ascending
-// order within each), each segment summed in double in that order. Empty clusters keep their
-// centroid or move to the farthest points, per the policy. counts: [k].
+// order within each), each segment summed in that order (runs of f32 partial sums into f64). Empty
+// clusters keep their centroid or move to the farthest points, per the policy. counts: [k].
 template <class V>
 void update_problem(const ProblemData<V>& p, const int32_t* labels, const float* distances,
                     KmeansMetric metric, EmptyClusters policy, Centroids& c, int64_t* counts,
@@ -261,9 +258,9 @@ void update_problem(const ProblemData<V>& p, const int32_t* labels, const float*
 // the nearest seed so far (on the points as assigned: unit vectors for cosine). Exact, but a pass
 // reads a point only when the new seed can be nearer than its current one: with a = the point's
 // nearest seed, d(x, new) >= d(new, a) - d(x, a), so d(new, a)^2 >= 4 d(x, a)^2 rules it out. Most
-// passes then touch 12 bytes a point instead of the whole row.
+// passes then touch 12 bytes a point instead of the whole row. Writes the seeds to seeds [k, d].
 template <class V>
-std::vector<int64_t> plus_plus_seeds(const ProblemData<V>& p, int64_t k, Rng& rng, int threads) {
+void plus_plus_seeds(const ProblemData<V>& p, int64_t k, Rng& rng, int threads, float* seeds) {
   const int64_t n = p.x.rows, d = p.x.cols;
   constexpr int64_t kChunk = 4096;
   const int64_t chunks = (n + kChunk - 1) / kChunk;
@@ -271,18 +268,15 @@ std::vector<int64_t> plus_plus_seeds(const ProblemData<V>& p, int64_t k, Rng& rn
                               INFINITY);                   // squared distance to the nearest seed
   std::vector<int32_t> owner(static_cast<size_t>(n), -1);  // that seed
   std::vector<double> chunk_sum(static_cast<size_t>(chunks)), between(static_cast<size_t>(k));
-  std::vector<float> seeds(static_cast<size_t>(k * d));
   std::vector<char> taken(static_cast<size_t>(n), 0);
-  std::vector<int64_t> chosen;
   int64_t next = int64_t(rng.below(uint64_t(n)));
   for (int64_t j = 0; j < k; ++j) {
-    chosen.push_back(next);
     taken[size_t(next)] = 1;
-    if (j + 1 == k) break;
-    float* seed = seeds.data() + j * d;
+    float* seed = seeds + j * d;
     load_row(p.x, next, p.scale(next), seed);
+    if (j + 1 == k) break;
     for (int64_t s = 0; s < j; ++s) {  // squared distances from the new seed to the older ones
-      between[size_t(s)] = squared_distance(seed, seeds.data() + s * d, d);
+      between[size_t(s)] = squared_distance(seed, seeds + s * d, d);
     }
 #pragma omp parallel num_threads(threads) if (threads > 1 && chunks > 1)
     {
@@ -327,7 +321,6 @@ std::vector<int64_t> plus_plus_seeds(const ProblemData<V>& p, int64_t k, Rng& rn
       }
     }
   }
-  return chosen;
 }
 
 // Seeds: k distinct points (random), or D^2 sampling (k-means++) on the points as assigned
@@ -337,23 +330,19 @@ void seed_problem(const ProblemData<V>& p, int64_t k, KmeansInit init, uint64_t 
                   int threads) {
   const int64_t n = p.x.rows, d = p.x.cols;
   Rng rng(seed);
-  std::vector<int64_t> chosen;
-  chosen.reserve(static_cast<size_t>(k));
+  c.k = k;
+  c.d = d;
+  c.data.resize(static_cast<size_t>(k * d));
   if (init == KmeansInit::random) {
     std::vector<int64_t> idx(static_cast<size_t>(n));
     std::iota(idx.begin(), idx.end(), 0);
     for (int64_t j = 0; j < k; ++j) {  // partial Fisher-Yates
       std::swap(idx[size_t(j)], idx[size_t(j + int64_t(rng.below(uint64_t(n - j))))]);
-      chosen.push_back(idx[size_t(j)]);
+      load_row(p.x, idx[size_t(j)], p.scale(idx[size_t(j)]), c.data.data() + j * d);
     }
   } else {
-    chosen = plus_plus_seeds(p, k, rng, threads);
+    plus_plus_seeds(p, k, rng, threads, c.data.data());
   }
-  c.k = k;
-  c.d = d;
-  c.data.assign(static_cast<size_t>(k * d), 0.0f);
-  for (int64_t j = 0; j < k; ++j)
-    load_row(p.x, chosen[size_t(j)], p.scale(chosen[size_t(j)]), c.data.data() + j * d);
   c.refresh_norms();
 }
 

@@ -57,30 +57,44 @@ inline std::vector<float> prepared_centroids(const float* c, int64_t k, int64_t 
   return out;
 }
 
-/// For every point: distances to all k centroids (prepared), row-major [n, k].
+/// How labels compare with the float64 nearest centroid (ties to the lower index).
+struct LabelCheck {
+  int64_t checked = 0;    // points compared
+  int64_t near_ties = 0;  // other label, but its distance ties the nearest within f32 rounding
+  int64_t failures = 0;   // other label, farther than rounding explains
+  int64_t first_failure = -1;
+};
+
+/// Compares labels [n] of x's points with the float64 nearest of `centroids` [k, d] (as given;
+/// normalised here for cosine), on every stride-th point. f32 rounding of
+/// ||x||^2 - 2 x.c + ||c||^2 grows with the norms and the dimension; the tie allowance follows.
 template <class V>
-std::vector<double> all_distances64(const DenseView<const V>& x, const std::vector<float>& c,
-                                    int64_t k, ops::KmeansMetric metric) {
-  std::vector<double> out(size_t(x.rows * k));
-  for (int64_t i = 0; i < x.rows; ++i) {
+LabelCheck check_labels(const DenseView<const V>& x, const float* centroids, int64_t k,
+                        ops::KmeansMetric metric, const int32_t* labels, int64_t stride = 1) {
+  const std::vector<float> c = prepared_centroids(centroids, k, x.cols, metric);
+  LabelCheck out;
+  std::vector<double> dist(static_cast<size_t>(k));
+  for (int64_t i = 0; i < x.rows; i += stride) {
+    ++out.checked;
     const std::vector<double> p = point64(x, i, metric);
-    for (int64_t j = 0; j < k; ++j)
-      out[size_t(i * k + j)] = distance64(p, c.data() + j * x.cols, metric);
+    int64_t want = 0;
+    for (int64_t j = 0; j < k; ++j) {
+      dist[size_t(j)] = distance64(p, c.data() + j * x.cols, metric);
+      if (dist[size_t(j)] < dist[size_t(want)]) want = j;
+    }
+    if (labels[i] == want) continue;
+    double scale = 1;
+    for (int64_t t = 0; t < x.cols; ++t) {
+      const double cv = c[size_t(labels[i] * x.cols + t)];
+      scale += p[size_t(t)] * p[size_t(t)] + cv * cv;
+    }
+    if (dist[size_t(labels[i])] - dist[size_t(want)] <= 4e-7 * double(x.cols) * scale) {
+      ++out.near_ties;
+    } else if (out.failures++ == 0) {
+      out.first_failure = i;
+    }
   }
   return out;
-}
-
-/// The nearest centroid per point (ties to the lower index).
-inline std::vector<int32_t> argmin64(const std::vector<double>& dist, int64_t n, int64_t k) {
-  std::vector<int32_t> labels(static_cast<size_t>(n));
-  for (int64_t i = 0; i < n; ++i) {
-    int32_t best = 0;
-    for (int64_t j = 1; j < k; ++j) {
-      if (dist[size_t(i * k + j)] < dist[size_t(i * k + best)]) best = int32_t(j);
-    }
-    labels[size_t(i)] = best;
-  }
-  return labels;
 }
 
 /// The Lloyd update in double: means (cosine: normalised sums) of each label's points; a cluster
