@@ -18,6 +18,7 @@
 
 #include <nlohmann/json.hpp>
 
+#include "bench/bench_common.h"
 #include "core/buffer.h"
 #include "core/context.h"
 #include "core/cuda_check.h"
@@ -148,33 +149,12 @@ inline double relative_error(const std::vector<float>& got, const std::vector<fl
   return std::sqrt(num) / std::max(std::sqrt(den), 1e-30);
 }
 
-/// Geometric mean and minimum of a list of speedups.
-inline std::pair<double, double> geomean_and_min(const std::vector<double>& v) {
-  if (v.empty()) return {0.0, 0.0};
-  double log_sum = 0, lowest = INFINITY;
-  for (double s : v) log_sum += std::log(s), lowest = std::min(lowest, s);
-  return {std::exp(log_sum / double(v.size())), lowest};
-}
-
 /// A sweep's timings as {schedule: ms} in the order tried: the data for refitting the default
 /// heuristic without another device run.
 inline nlohmann::ordered_json sweep_json(const std::vector<std::pair<std::string, double>>& sweep) {
   nlohmann::ordered_json out = nlohmann::ordered_json::object();
   for (const auto& [name, ms] : sweep) out[name] = ms;
   return out;
-}
-
-/// The commit under test: $TESSERA_COMMIT (scripts set it; the device copy has no .git).
-inline std::string git_commit() {
-  const char* env = std::getenv("TESSERA_COMMIT");
-  return env ? env : "unknown";
-}
-
-inline std::string utc_now() {
-  const std::time_t t = std::time(nullptr);
-  char buf[32];
-  std::strftime(buf, sizeof buf, "%Y-%m-%dT%H:%M:%SZ", std::gmtime(&t));
-  return buf;
 }
 
 }  // namespace tessera::bench

@@ -22,6 +22,7 @@
 #include <string>
 #include <vector>
 
+#include "bench/bench_common.h"
 #include "core/dense.h"
 #include "core/random.h"
 #include "formats/io.h"
@@ -75,12 +76,6 @@ std::string cpu_model() {
   return "unknown cpu";
 }
 
-std::string utc_now() {
-  const std::time_t t = std::time(nullptr);
-  char buf[32];
-  std::strftime(buf, sizeof buf, "%Y-%m-%dT%H:%M:%SZ", std::gmtime(&t));
-  return buf;
-}
 
 }  // namespace
 
@@ -181,14 +176,11 @@ int main(int argc, char** argv) try {
         their_objective);
     std::fflush(stdout);
   }
-  double log_sum = 0, lowest = INFINITY;
-  for (double s : speedups) log_sum += std::log(s), lowest = std::min(lowest, s);
-  const double geomean = std::exp(log_sum / double(speedups.size()));
-  const char* commit = std::getenv("TESSERA_COMMIT");
+  const auto [geomean, lowest] = bench::geomean_and_min(speedups);
   json doc;
   doc["summary"] = {{"device", "cpu: " + cpu_model() + " x" + std::to_string(threads) + " threads"},
-                    {"commit", commit ? commit : "unknown"},
-                    {"date", utc_now()},
+                    {"commit", bench::git_commit()},
+                    {"date", bench::utc_now()},
                     {"geomean_speedup_vs_faiss", geomean},
                     {"min_speedup_vs_faiss", lowest},
                     {"cases", speedups.size()},
