@@ -28,6 +28,14 @@ Problem device_problem(int64_t features, int64_t ld, DType value = DType::f32) {
   return p;
 }
 
+// p with another size: rows, nnz and the mean row length that follows from them.
+Problem resized(Problem p, int64_t rows, int64_t nnz) {
+  p.rows = rows;
+  p.nnz = nnz;
+  p.mean_row_length = double(nnz) / double(rows);
+  return p;
+}
+
 }  // namespace
 
 TEST(Schedule, StringFormRoundTripsForEveryScheduleInTheSpace) {
@@ -92,9 +100,8 @@ TEST(Schedule, DefaultHeuristicFollowsFeatureWidthAndRowLengths) {
   small.max_row_length = 20;
   EXPECT_EQ(default_schedule(small).to_string(), "csr.row_split:tpr=32,rpb=4,vec=1");
   // Balanced but very short rows (a road network, 2 per row) take the merge path.
-  Problem road = device_problem(128, 128);
-  road.rows = 114599, road.nnz = 239332, road.max_row_length = 6;
-  road.mean_row_length = double(road.nnz) / double(road.rows);
+  Problem road = resized(device_problem(128, 128), 114599, 239332);
+  road.max_row_length = 6;
   EXPECT_EQ(default_schedule(road).to_string(), "csr.merge_path:tpr=32,vec=4,ipt=256");
   // A hub row (or an unknown longest row) takes the merge path; teams grow with the path.
   Problem skewed = big;
@@ -110,20 +117,14 @@ TEST(Schedule, DefaultHeuristicFollowsFeatureWidthAndRowLengths) {
   EXPECT_GT(default_schedule(larger).knob("ipt"), s.knob("ipt"));
   EXPECT_EQ(default_schedule(device_problem(64, 64)).variant, "csr.merge_path");  // longest row unknown
   // A path too short to fill the GPU with 8-lane teams trades vector width for lanes.
-  Problem arxiv = skewed;
-  arxiv.rows = 131072, arxiv.nnz = 878318;
-  arxiv.mean_row_length = double(arxiv.nnz) / double(arxiv.rows);
+  const Problem arxiv = resized(skewed, 131072, 878318);
   EXPECT_EQ(default_schedule(arxiv).to_string(), "csr.merge_path:tpr=32,vec=1,ipt=128");
   // The GNN-sized graphs of the H200 benchmark keep the schedules it measured.
-  Problem reddit = skewed;
-  reddit.rows = 262144, reddit.nnz = 76389651;
-  reddit.mean_row_length = double(reddit.nnz) / double(reddit.rows);
+  Problem reddit = resized(skewed, 262144, 76389651);
   EXPECT_EQ(default_schedule(reddit).to_string(), "csr.merge_path:tpr=8,vec=4,ipt=1024");
   reddit.features = reddit.ld_b = reddit.ld_c = 128;
   EXPECT_EQ(default_schedule(reddit).to_string(), "csr.merge_path:tpr=32,vec=4,ipt=4096");
-  Problem products = skewed;
-  products.rows = 2097152, products.nnz = 112406120;
-  products.mean_row_length = double(products.nnz) / double(products.rows);
+  Problem products = resized(skewed, 2097152, 112406120);
   EXPECT_EQ(default_schedule(products).to_string(), "csr.merge_path:tpr=8,vec=4,ipt=1024");
   products.features = products.ld_b = products.ld_c = 64;
   EXPECT_EQ(default_schedule(products).to_string(), "csr.merge_path:tpr=16,vec=4,ipt=2048");
@@ -193,22 +194,18 @@ TEST(Schedule, MergePathAndSddmmVariants) {
   big_sddmm.features = big_sddmm.ld_b = big_sddmm.ld_c = 128;
   EXPECT_EQ(default_schedule(big_sddmm).to_string(), "csr.edge_group:tpe=8,vec=4,ept=16");
   // bcsstk33 (68 per row): runs shortened to 8 edges so that the teams fill the GPU once.
-  Problem stiff = sddmm;
-  stiff.rows = 8738, stiff.nnz = 591904, stiff.max_row_length = 141;
-  stiff.mean_row_length = double(stiff.nnz) / double(stiff.rows);
+  Problem stiff = resized(sddmm, 8738, 591904);
+  stiff.max_row_length = 141;
   stiff.features = stiff.ld_b = stiff.ld_c = 32;
   EXPECT_EQ(default_schedule(stiff).to_string(), "csr.edge_group:tpe=4,vec=4,ept=8");
   // The GNN-sized graphs of the H200 benchmark keep the schedules it measured: runs a row long.
-  Problem reddit = sddmm;
-  reddit.rows = 262144, reddit.nnz = 76389651, reddit.max_row_length = 100000;
-  reddit.mean_row_length = double(reddit.nnz) / double(reddit.rows);
+  Problem reddit = resized(sddmm, 262144, 76389651);
+  reddit.max_row_length = 100000;
   reddit.features = reddit.ld_b = reddit.ld_c = 32;
   EXPECT_EQ(default_schedule(reddit).to_string(), "csr.edge_group:tpe=4,vec=4,ept=256");
   reddit.features = reddit.ld_b = reddit.ld_c = 128;
   EXPECT_EQ(default_schedule(reddit).to_string(), "csr.edge_group:tpe=8,vec=4,ept=256");
-  Problem products = reddit;
-  products.rows = 2097152, products.nnz = 112406120;
-  products.mean_row_length = double(products.nnz) / double(products.rows);
+  const Problem products = resized(reddit, 2097152, 112406120);
   EXPECT_EQ(default_schedule(products).to_string(), "csr.edge_group:tpe=8,vec=4,ept=64");
   for (int64_t f : {1, 3, 33, 128, 257}) {
     Problem p = device_problem(f, f);
