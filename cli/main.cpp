@@ -348,7 +348,7 @@ int cmd_demo(int scale, int64_t features) {
 }
 
 struct KmeansCliOptions {
-  std::string input, generate, dtype = "f32", init = "kmeans++", metric = "l2";
+  std::string input, generate, dtype = "f32", init = "kmeans++", metric = "l2", device = "cpu";
   int64_t k = 0, batch = 1;
   int iterations = 50, threads = 0;
   double tolerance = 1e-4;
@@ -366,6 +366,8 @@ int run_kmeans(const KmeansCliOptions& c) {
   for (int64_t i = 0; i < points.rows() * points.cols(); ++i) x.data()[i] = from_float<V>(points.data()[i]);
   const int64_t n = points.rows() / c.batch;
   const BatchedDenseView<const V> batch = contiguous_batch<const V>(x.data(), c.batch, n, points.cols());
+  TSR_CHECK(c.device == "cpu" || c.device == "cuda", "--device must be cpu or cuda, not '", c.device, "'");
+  const bool gpu = c.device == "cuda";
   ops::KmeansOptions o;
   o.max_iterations = c.iterations;
   o.tolerance = c.tolerance;
@@ -374,15 +376,25 @@ int run_kmeans(const KmeansCliOptions& c) {
   o.seed = c.seed;
   o.threads = c.threads;
   Context ctx;
+  Buffer<V> on_device;
+  BatchedDenseView<const V> input = batch;
+  if (gpu) {  // the points go to the GPU first (not timed); the results come back after
+    on_device = x.buffer().to(MemorySpace::device);
+    input = contiguous_batch<const V>(on_device.data(), c.batch, n, points.cols(), MemorySpace::device);
+  }
   WallTimer t;
-  const ops::KmeansResult r = ops::kmeans<V>(ctx, batch, c.k, o);
+  ops::KmeansResult r = ops::kmeans<V>(ctx, input, c.k, o);
   const double seconds = t.seconds();
+  if (gpu) {
+    r.centroids = r.centroids.to(MemorySpace::host);
+    r.labels = r.labels.to(MemorySpace::host);
+  }
   double inertia = 0;
   for (double v : r.inertia) inertia += v;
-  std::printf("kmeans  B=%lld N=%lld D=%lld K=%lld %s %s init=%s cpu  iterations %d  inertia %.6g  "
+  std::printf("kmeans  B=%lld N=%lld D=%lld K=%lld %s %s init=%s %s  iterations %d  inertia %.6g  "
               "%.1f ms (%.2f ms per iteration)\n",
               (long long)c.batch, (long long)n, (long long)points.cols(), (long long)c.k, c.dtype.c_str(),
-              c.metric.c_str(), c.init.c_str(), r.iterations, inertia, seconds * 1e3,
+              c.metric.c_str(), c.init.c_str(), c.device.c_str(), r.iterations, inertia, seconds * 1e3,
               seconds * 1e3 / std::max(1, r.iterations));
   if (!c.output.empty()) {
     const int64_t d = points.cols();
@@ -394,16 +406,20 @@ int run_kmeans(const KmeansCliOptions& c) {
   }
   if (!c.check) return 0;
   int64_t failures = 0, near_ties = 0, rising = 0, checked = 0;
+  // The GPU computes distances on tensor cores: f32 as tf32, 16-bit centroids rounded to the
+  // input type. Ties and the inertia's monotonicity are judged at that rounding.
+  double rounding = 0;
+  if (gpu) rounding = std::is_same_v<V, bf16> ? 0x1p-7 : std::is_same_v<V, f16> ? 0x1p-10 : 0x1p-8;
   // At most ~2e9 reference multiply-adds a problem: every point of a small one, a stride of a big one.
   const int64_t stride = std::max<int64_t>(1, n * c.k * points.cols() / 2000000000);
   for (int64_t b = 0; b < c.batch; ++b) {
     const reference::LabelCheck lc =
         reference::check_labels(batch[b], r.centroids.data() + b * c.k * points.cols(), c.k,
-                                o.metric, r.labels.data() + b * n, stride);
+                                o.metric, r.labels.data() + b * n, stride, rounding);
     failures += lc.failures, near_ties += lc.near_ties, checked += lc.checked;
     const std::vector<double>& h = r.inertia_history[size_t(b)];
     for (size_t i = 1; i < h.size() && o.metric != ops::KmeansMetric::inner_product; ++i) {
-      rising += h[i] > h[i - 1] * (1 + 1e-6);
+      rising += h[i] > h[i - 1] * (1 + std::max(1e-6, 4 * rounding));
     }
   }
   const bool pass = failures == 0 && rising == 0;
@@ -454,6 +470,7 @@ int main(int argc, char** argv) {
   kmeans->add_option("--seed", km.seed, "random seed")->capture_default_str();
   kmeans->add_option("--dtype", km.dtype, "f32, bf16 or f16 (points are rounded to it)")->capture_default_str();
   kmeans->add_option("--threads", km.threads, "CPU threads (0: OpenMP default)");
+  kmeans->add_option("--device", km.device, "cpu or cuda")->capture_default_str();
   kmeans->add_flag("--check", km.check, "labels against a float64 reference; inertia never rises");
   kmeans->add_option("-o,--output", km.output, "write <prefix>.centroids.npy and <prefix>.labels.npy");
 

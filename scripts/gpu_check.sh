@@ -33,7 +33,7 @@ if command -v compute-sanitizer >/dev/null; then
     step "memcheck $(basename "$t")" compute-sanitizer --tool memcheck --error-exitcode 1 \
       --leak-check full "$t" --gtest_brief=1
     step "racecheck $(basename "$t")" compute-sanitizer --tool racecheck --error-exitcode 1 \
-      "$t" --gtest_brief=1 --gtest_filter='GpuOps/1.*:GpuOps.Deterministic*'
+      "$t" --gtest_brief=1 --gtest_filter='GpuOps/1.*:GpuOps.Deterministic*:GpuKmeans/1.One*:GpuKmeansOps.Ties*:GpuKmeansOps.Empty*'
   done
 else
   summary+=("SKIP  compute-sanitizer not found")
@@ -48,6 +48,10 @@ if [ -x "$build/cli/tessera" ]; then
     --features 64 --device cuda --check
   step "cli sddmm cusparse --check" "$build/cli/tessera" sddmm --generate rmat:scale=16 \
     --features 64 --device cuda --schedule csr.cusparse --check
+  step "cli kmeans --device cuda --check (f32)" "$build/cli/tessera" kmeans \
+    -g blobs:n=60000,d=37,centers=50 -k 50 --batch 3 --device cuda --check
+  step "cli kmeans --device cuda --check (bf16 cosine)" "$build/cli/tessera" kmeans \
+    -g uniform:n=20000,d=128 -k 300 --dtype bf16 --metric cosine --init random --device cuda --check
   step "cli demo" "$build/cli/tessera" demo
 fi
 echo; echo "=== gpu_check summary (commit ${TESSERA_COMMIT:-$(git rev-parse --short HEAD 2>/dev/null || echo unknown)})"

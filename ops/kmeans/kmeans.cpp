@@ -10,12 +10,17 @@
 #include <cmath>
 #include <exception>
 #include <numeric>
+#include <unordered_map>
 #include <type_traits>
 
+#include "core/config.h"
 #include "core/error.h"
 #include "core/random.h"
 #include "ops/cpu/kernels.h"
 #include "ops/kmeans/kmeans_cpu.h"
+#if TESSERA_WITH_CUDA
+#include "ops/kmeans/kmeans_cuda.h"
+#endif
 
 namespace tessera::ops {
 
@@ -323,6 +328,25 @@ void plus_plus_seeds(const ProblemData<V>& p, int64_t k, Rng& rng, int threads, 
   }
 }
 
+// k distinct point indices in [0, n): the first k draws of a Fisher-Yates shuffle, the
+// displaced entries kept in a map (O(k) memory; the same indices as shuffling an iota array).
+std::vector<int64_t> random_seed_rows(int64_t n, int64_t k, Rng& rng) {
+  std::unordered_map<int64_t, int64_t> moved;
+  auto at = [&](int64_t i) {
+    const auto it = moved.find(i);
+    return it == moved.end() ? i : it->second;
+  };
+  std::vector<int64_t> rows(static_cast<size_t>(k));
+  for (int64_t j = 0; j < k; ++j) {
+    const int64_t r = j + int64_t(rng.below(uint64_t(n - j)));
+    const int64_t vj = at(j), vr = at(r);
+    moved[j] = vr;
+    moved[r] = vj;
+    rows[size_t(j)] = vr;
+  }
+  return rows;
+}
+
 // Seeds: k distinct points (random), or D^2 sampling (k-means++) on the points as assigned
 // (unit vectors for cosine). Deterministic for a seed.
 template <class V>
@@ -334,12 +358,8 @@ void seed_problem(const ProblemData<V>& p, int64_t k, KmeansInit init, uint64_t 
   c.d = d;
   c.data.resize(static_cast<size_t>(k * d));
   if (init == KmeansInit::random) {
-    std::vector<int64_t> idx(static_cast<size_t>(n));
-    std::iota(idx.begin(), idx.end(), 0);
-    for (int64_t j = 0; j < k; ++j) {  // partial Fisher-Yates
-      std::swap(idx[size_t(j)], idx[size_t(j + int64_t(rng.below(uint64_t(n - j))))]);
-      load_row(p.x, idx[size_t(j)], p.scale(idx[size_t(j)]), c.data.data() + j * d);
-    }
+    const std::vector<int64_t> rows = random_seed_rows(n, k, rng);
+    for (int64_t j = 0; j < k; ++j) load_row(p.x, rows[size_t(j)], p.scale(rows[size_t(j)]), c.data.data() + j * d);
   } else {
     plus_plus_seeds(p, k, rng, threads, c.data.data());
   }
@@ -352,9 +372,7 @@ template <class V>
 std::vector<float> check_points(const BatchedDenseView<const V>& x, KmeansMetric metric,
                                 const char* what) {
   validate_batch(x, what);
-  TSR_CHECK(x.space == MemorySpace::host, what,
-            ": device inputs are not supported yet; k-means runs on the CPU for now (copy X to the "
-            "host)");
+  TSR_CHECK(x.space == MemorySpace::host, what, ": internal: a device batch reached the CPU path");
   TSR_CHECK(x.rows <= int64_t(INT32_MAX), what, ": ", x.rows,
             " points per problem exceed the int32 labels (at most ", INT32_MAX, ")");
   const int64_t total = x.batch * x.rows;
@@ -421,7 +439,6 @@ Centroids given_centroids(const BatchedDenseView<const float>& g, int64_t b, Kme
 void check_centroid_shape(const BatchedDenseView<const float>& g, int64_t batch, int64_t k,
                           int64_t d, const char* what) {
   validate_batch(g, what);
-  TSR_CHECK(g.space == MemorySpace::host, what, ": centroids must be in host memory");
   TSR_CHECK(g.batch == batch && g.rows == k && g.cols == d, what, ": centroids are [", g.batch,
             ", ", g.rows, ", ", g.cols, "] but the problem needs [", batch, ", ", k, ", ", d, "]");
 }
@@ -429,6 +446,28 @@ void check_centroid_shape(const BatchedDenseView<const float>& g, int64_t batch,
 // Problem b's seed: the caller's seed mixed with b, so problems draw independent streams.
 uint64_t problem_seed(uint64_t seed, int64_t b) {
   return seed ^ (uint64_t(b) * 0x9e3779b97f4a7c15ull);
+}
+
+// A batch anywhere as a host view: itself, or a copy of its span in storage.
+template <class T>
+BatchedDenseView<const T> on_host(const BatchedDenseView<const T>& v, Buffer<T>& storage) {
+  if (v.space == MemorySpace::host || v.batch * v.rows * v.cols == 0) return v;
+  const int64_t span = (v.batch - 1) * v.batch_stride + (v.rows - 1) * v.ld + v.cols;
+  storage = Buffer<T>(static_cast<size_t>(span));
+  device::copy(storage.data(), MemorySpace::host, v.data, MemorySpace::device,
+               sizeof(T) * static_cast<size_t>(span));
+  return {v.batch, v.rows, v.cols, v.ld, v.batch_stride, storage.data(), MemorySpace::host};
+}
+
+// The option and shape checks every backend makes.
+template <class V>
+void check_options(const BatchedDenseView<const V>& x, int64_t k, const KmeansOptions& o) {
+  TSR_CHECK(k > 0, "kmeans: k = ", k, " must be positive");
+  TSR_CHECK(k <= x.rows, "kmeans: k = ", k, " exceeds the ", x.rows, " points of each problem");
+  TSR_CHECK(x.cols > 0, "kmeans: points have dimension 0");
+  TSR_CHECK(o.max_iterations >= 0, "kmeans: max_iterations = ", o.max_iterations, " is negative");
+  TSR_CHECK(o.tolerance >= 0 && std::isfinite(o.tolerance), "kmeans: tolerance = ", o.tolerance,
+            " must be finite and non-negative");
 }
 
 // Runs fn(b, inner_threads) for every problem: across problems when there are enough of them
@@ -455,16 +494,59 @@ void for_each_problem(int64_t batch, int threads, Fn&& fn) {
 
 }  // namespace
 
+namespace {
+
+// The GPU fit: options and initial centroids prepared here, the iterations in kmeans_cuda.cu.
+// Random seeds are the same points the CPU path picks for the same seed; k-means++ runs on a host
+// copy of X (the GPU's k-means|| is not built yet).
+template <class V>
+KmeansResult kmeans_on_device(Context& ctx, BatchedDenseView<const V> x, int64_t k,
+                              const KmeansOptions& o) {
+  validate_batch(x, "kmeans");
+  check_options(x, k, o);
+#if TESSERA_WITH_CUDA
+  const int64_t batch = x.batch, n = x.rows, d = x.cols;
+  kmeans_cuda::InitialCentroids init;
+  std::vector<int64_t> rows;
+  std::vector<float> seeds;
+  if (o.init == KmeansInit::given) {
+    check_centroid_shape(o.initial_centroids, batch, k, d, "kmeans: initial_centroids");
+    init.given = o.initial_centroids;
+  } else if (o.init == KmeansInit::random) {
+    for (int64_t b = 0; b < batch; ++b) {
+      Rng rng(problem_seed(o.seed, b));
+      const std::vector<int64_t> r = random_seed_rows(n, k, rng);
+      rows.insert(rows.end(), r.begin(), r.end());
+    }
+    init.rows = rows.data();
+  } else {
+    kmeans_cuda::check_points(ctx, x, o.metric, "kmeans");
+    Buffer<V> storage;
+    const BatchedDenseView<const V> hx = on_host(x, storage);
+    const std::vector<float> inv_norms = check_points(hx, o.metric, "kmeans");
+    seeds.resize(static_cast<size_t>(batch * k * d));
+    for (int64_t b = 0; b < batch; ++b) {
+      const ProblemData<V> p{hx[b], inv_norms.empty() ? nullptr : inv_norms.data() + b * n};
+      Centroids c;
+      seed_problem(p, k, o.init, problem_seed(o.seed, b), c, thread_count(o.threads));
+      std::copy(c.data.begin(), c.data.end(), seeds.begin() + b * k * d);
+    }
+    init.given = contiguous_batch<const float>(seeds.data(), batch, k, d);
+  }
+  return kmeans_cuda::fit(ctx, x, k, o, init);
+#else
+  (void)ctx;
+  TSR_FAIL("kmeans: X is in device memory, but this build has no CUDA");
+#endif
+}
+
+}  // namespace
+
 template <class V>
 KmeansResult kmeans(Context& ctx, BatchedDenseView<const V> x, int64_t k, const KmeansOptions& o) {
-  (void)ctx;
+  if (x.space == MemorySpace::device) return kmeans_on_device(ctx, x, k, o);
   const std::vector<float> inv_norms = check_points(x, o.metric, "kmeans");
-  TSR_CHECK(k > 0, "kmeans: k = ", k, " must be positive");
-  TSR_CHECK(k <= x.rows, "kmeans: k = ", k, " exceeds the ", x.rows, " points of each problem");
-  TSR_CHECK(x.cols > 0, "kmeans: points have dimension 0");
-  TSR_CHECK(o.max_iterations >= 0, "kmeans: max_iterations = ", o.max_iterations, " is negative");
-  TSR_CHECK(o.tolerance >= 0 && std::isfinite(o.tolerance), "kmeans: tolerance = ", o.tolerance,
-            " must be finite and non-negative");
+  check_options(x, k, o);
   if (o.init == KmeansInit::given) {
     check_centroid_shape(o.initial_centroids, x.batch, k, x.cols, "kmeans: initial_centroids");
   }
@@ -525,13 +607,26 @@ template <class V>
 void kmeans_assign(Context& ctx, BatchedDenseView<const V> x,
                    BatchedDenseView<const float> centroids, KmeansMetric metric, int32_t* labels,
                    float* distances, int threads) {
-  (void)ctx;
+  if (x.space == MemorySpace::device) {
+    validate_batch(x, "kmeans_assign");
+    TSR_CHECK(centroids.rows > 0, "kmeans_assign: no centroids");
+    TSR_CHECK(labels != nullptr || x.batch * x.rows == 0, "kmeans_assign: labels is null");
+#if TESSERA_WITH_CUDA
+    check_centroid_shape(centroids, x.batch, centroids.rows, x.cols, "kmeans_assign");
+    kmeans_cuda::assign(ctx, x, centroids, metric, labels, distances);
+    return;
+#else
+    TSR_FAIL("kmeans_assign: X is in device memory, but this build has no CUDA");
+#endif
+  }
   const std::vector<float> inv_norms = check_points(x, metric, "kmeans_assign");
   TSR_CHECK(centroids.rows > 0, "kmeans_assign: no centroids");
   check_centroid_shape(centroids, x.batch, centroids.rows, x.cols, "kmeans_assign");
   TSR_CHECK(labels != nullptr || x.batch * x.rows == 0, "kmeans_assign: labels is null");
+  Buffer<float> storage;
+  const BatchedDenseView<const float> host_centroids = on_host(centroids, storage);
   std::vector<Centroids> tables;
-  for (int64_t b = 0; b < x.batch; ++b) tables.push_back(given_centroids(centroids, b, metric));
+  for (int64_t b = 0; b < x.batch; ++b) tables.push_back(given_centroids(host_centroids, b, metric));
   const int64_t n = x.rows;
   for_each_problem(x.batch, thread_count(threads), [&](int64_t b, int inner) {
     const ProblemData<V> p{x[b], inv_norms.empty() ? nullptr : inv_norms.data() + b * n};
@@ -556,6 +651,12 @@ const KmeansResult& KMeans::fit(Context& ctx, BatchedDenseView<const V> x) {
 template <class V>
 std::vector<int32_t> KMeans::predict(Context& ctx, BatchedDenseView<const V> x) const {
   TSR_CHECK(fitted_, "KMeans::predict: fit first; there are no centroids yet");
+  if (x.space == MemorySpace::device) {
+    Buffer<int32_t> labels(static_cast<size_t>(x.batch * x.rows), MemorySpace::device);
+    kmeans_assign(ctx, x, result_.centroid_view(), options_.metric, labels.data(), nullptr,
+                  options_.threads);
+    return labels.to_vector();
+  }
   std::vector<int32_t> labels(static_cast<size_t>(x.batch * x.rows));
   kmeans_assign(ctx, x, result_.centroid_view(), options_.metric, labels.data(), nullptr,
                 options_.threads);
@@ -565,6 +666,15 @@ std::vector<int32_t> KMeans::predict(Context& ctx, BatchedDenseView<const V> x) 
 const KmeansResult& KMeans::result() const {
   TSR_CHECK(fitted_, "KMeans::result: fit first; there are no centroids yet");
   return result_;
+}
+
+template <class V>
+int64_t kmeans_max_device_dimension() {
+#if TESSERA_WITH_CUDA
+  return kmeans_cuda::max_dimension<V>();
+#else
+  return 0;
+#endif
 }
 
 const char* to_string(KmeansMetric m) {
@@ -610,7 +720,8 @@ KmeansInit parse_kmeans_init(const std::string& text) {
   template void kmeans_assign(Context&, BatchedDenseView<const V>, BatchedDenseView<const float>, \
                               KmeansMetric, int32_t*, float*, int);                               \
   template const KmeansResult& KMeans::fit(Context&, BatchedDenseView<const V>);                  \
-  template std::vector<int32_t> KMeans::predict(Context&, BatchedDenseView<const V>) const;
+  template std::vector<int32_t> KMeans::predict(Context&, BatchedDenseView<const V>) const;      \
+  template int64_t kmeans_max_device_dimension<V>();
 TSR_INSTANTIATE_KMEANS(float)
 TSR_INSTANTIATE_KMEANS(bf16)
 TSR_INSTANTIATE_KMEANS(f16)

@@ -7,7 +7,10 @@
 //   each segment is reduced in point order; no scattered atomics, so the result is the same bits
 //   on every run and thread count.
 // Host inputs run on the CPU (OpenMP; the GEMM is Eigen's, built for AVX2 + FMA where the CPU
-// has them). Device inputs are not supported yet: they throw a clear error.
+// has them). Device inputs run on the GPU (kmeans_cuda.cu): the assignment on tensor cores
+// (bf16/f16 as given, f32 as tf32), the update by a CUB radix sort and ordered segment sums, the
+// iterations captured in a CUDA graph with convergence tested on the device. Both are
+// deterministic: no floating-point atomics.
 #pragma once
 
 #include <cstdint>
@@ -50,13 +53,17 @@ struct KmeansOptions {
   uint64_t seed = 0;  ///< problem b draws from seed and b
   KmeansMetric metric = KmeansMetric::l2;
   EmptyClusters empty_clusters = EmptyClusters::keep_centroid;
-  /// The CPU path is always deterministic (no atomics, fixed reduction order); the flag is
-  /// accepted so that callers can ask for it on every backend.
+  /// Both paths are always deterministic (no floating-point atomics, fixed reduction orders);
+  /// the flag is accepted so that callers can ask for it on every backend.
   bool deterministic = true;
-  BatchedDenseView<const float> initial_centroids;  ///< [B, K, D] when init == given
+  BatchedDenseView<const float> initial_centroids;  ///< [B, K, D] when init == given (host or device)
   int threads = 0;                                  ///< 0: OpenMP's default
+  /// GPU only: time each iteration's update and assignment with CUDA events (iterations then run
+  /// one by one instead of as a replayed CUDA graph) into KmeansResult::*_seconds.
+  bool profile_stages = false;
 };
 
+/// Centroids, labels and counts live where X lives (host or device); the rest on the host.
 struct KmeansResult {
   int64_t batch = 0, k = 0, dim = 0, points = 0;
   Buffer<float> centroids;      ///< [B, K, D], contiguous (cosine: unit length)
@@ -67,9 +74,12 @@ struct KmeansResult {
   /// it never increases.
   std::vector<std::vector<double>> inertia_history;
   int iterations = 0;  ///< centroid updates done, the most over the batch
+  /// With KmeansOptions::profile_stages on the GPU: the median seconds per iteration of the
+  /// assignment (with the convergence test) and of the update (sort, sums, centroid table).
+  double assign_seconds = 0, update_seconds = 0;
 
   BatchedDenseView<const float> centroid_view() const {
-    return contiguous_batch<const float>(centroids.data(), batch, k, dim);
+    return contiguous_batch<const float>(centroids.data(), batch, k, dim, centroids.space());
   }
 };
 
@@ -82,7 +92,8 @@ KmeansResult kmeans(Context& ctx, BatchedDenseView<const V> x, int64_t k,
                     const KmeansOptions& options = {});
 
 /// Labels each point of x with its nearest centroid (the metric's distance; ties to the lower
-/// index). labels: [B, N]; distances: [B, N] or null.
+/// index). labels: [B, N]; distances: [B, N] or null; both in x's memory space. Centroids may be
+/// on the host or the device.
 template <class V>
 void kmeans_assign(Context& ctx, BatchedDenseView<const V> x,
                    BatchedDenseView<const float> centroids, KmeansMetric metric, int32_t* labels,
@@ -111,6 +122,11 @@ class KMeans {
   KmeansResult result_;
   bool fitted_ = false;
 };
+
+/// The largest point dimension the GPU path takes for value type V on the current device (its
+/// tile of points lives in shared memory); 0 in a build without CUDA.
+template <class V>
+int64_t kmeans_max_device_dimension();
 
 const char* to_string(KmeansMetric m);
 const char* to_string(KmeansInit i);

@@ -68,9 +68,12 @@ struct LabelCheck {
 /// Compares labels [n] of x's points with the float64 nearest of `centroids` [k, d] (as given;
 /// normalised here for cosine), on every stride-th point. f32 rounding of
 /// ||x||^2 - 2 x.c + ||c||^2 grows with the norms and the dimension; the tie allowance follows.
+/// `rounding` replaces the f32 allowance (4e-7 * D) when positive: the relative error of a
+/// distance computed in a coarser type (tensor-core inputs), times the same norm scale.
 template <class V>
 LabelCheck check_labels(const DenseView<const V>& x, const float* centroids, int64_t k,
-                        ops::KmeansMetric metric, const int32_t* labels, int64_t stride = 1) {
+                        ops::KmeansMetric metric, const int32_t* labels, int64_t stride = 1,
+                        double rounding = 0) {
   const std::vector<float> c = prepared_centroids(centroids, k, x.cols, metric);
   LabelCheck out;
   std::vector<double> dist(static_cast<size_t>(k));
@@ -83,12 +86,17 @@ LabelCheck check_labels(const DenseView<const V>& x, const float* centroids, int
       if (dist[size_t(j)] < dist[size_t(want)]) want = j;
     }
     if (labels[i] == want) continue;
+    if (labels[i] < 0 || labels[i] >= k) {  // not a centroid at all
+      if (out.failures++ == 0) out.first_failure = i;
+      continue;
+    }
     double scale = 1;
     for (int64_t t = 0; t < x.cols; ++t) {
       const double cv = c[size_t(labels[i] * x.cols + t)];
       scale += p[size_t(t)] * p[size_t(t)] + cv * cv;
     }
-    if (dist[size_t(labels[i])] - dist[size_t(want)] <= 4e-7 * double(x.cols) * scale) {
+    const double allowance = rounding > 0 ? rounding : 4e-7 * double(x.cols);
+    if (dist[size_t(labels[i])] - dist[size_t(want)] <= allowance * scale) {
       ++out.near_ties;
     } else if (out.failures++ == 0) {
       out.first_failure = i;

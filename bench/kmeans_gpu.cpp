@@ -1,0 +1,203 @@
+// GPU k-means benchmark, Tessera's side: the shapes (batched, large, SVG2-like
+// warm-started steps) timed with CUDA events; bench/kmeans_gpu_peers.py times flash-kmeans and a
+// PyTorch Lloyd iteration on the same shapes and scripts/merge_kmeans.py joins the two into
+// bench/results/<device>/kmeans.json. Per case:
+//   step     seconds per Lloyd iteration: (T(1 + m iterations) - T(1 iteration)) / m, each T the
+//            median of whole fixed-iteration calls from the same centroids
+//   run      seconds per call of `iters` fixed iterations (the SVG2 cases: 2, warm-started)
+//   stages   the assignment's and the update's median seconds per iteration (profiled run), the
+//            assignment's share of the tensor-core peak (useful 2BNKD flops) and the update's
+//            share of the measured copy bandwidth (reading X once, labels, writing centroids)
+// Data: standard normal points (a counter-based generator, the same distribution the peers draw
+// with torch.randn), initial centroids K distinct random points of each problem.
+#include <cuda_runtime_api.h>
+
+#include <CLI/CLI.hpp>
+#include <cmath>
+#include <cstdio>
+#include <fstream>
+#include <nlohmann/json.hpp>
+#include <string>
+#include <vector>
+
+#include "bench/gpu_harness.h"
+#include "core/device.h"
+#include "ops/kmeans/kmeans.h"
+
+namespace {
+
+using namespace tessera;
+using ops::KmeansInit;
+using ops::KmeansOptions;
+
+struct Case {
+  std::string name;
+  int64_t batch, n, k, d;
+  std::string dtype;  // fp32, bf16, fp16 (the peers' names)
+  int iters;          // per run
+  bool svg2;          // warm-started 2-iteration step
+};
+
+const std::vector<Case> kFullCases = {
+    {"b32_n131072_k1000_d128_fp16", 32, 131072, 1000, 128, "fp16", 5, false},
+    {"b32_n16384_k100_d128_fp16", 32, 16384, 100, 128, "fp16", 5, false},
+    {"b1_n1048576_k1024_d128_fp32", 1, 1048576, 1024, 128, "fp32", 5, false},
+    {"b1_n1048576_k1024_d128_bf16", 1, 1048576, 1024, 128, "bf16", 5, false},
+    {"b1_n1048576_k8192_d128_fp16", 1, 1048576, 8192, 128, "fp16", 5, false},
+    {"b1_n8388608_k1024_d128_fp16", 1, 8388608, 1024, 128, "fp16", 5, false},
+    {"svg2_b40_n75600_k300_d128_bf16", 40, 75600, 300, 128, "bf16", 2, true},
+    {"svg2_b40_n75600_k1000_d128_bf16", 40, 75600, 1000, 128, "bf16", 2, true},
+};
+const std::vector<Case> kQuickCases = {
+    {"quick_b4_n4096_k64_d64_fp32", 4, 4096, 64, 64, "fp32", 5, false},
+    {"quick_b1_n16384_k128_d128_fp16", 1, 16384, 128, 128, "fp16", 5, false},
+    {"quick_b2_n8192_k100_d128_bf16", 2, 8192, 100, 128, "bf16", 5, false},
+    {"quick_svg2_b4_n3000_k30_d128_bf16", 4, 3000, 30, 128, "bf16", 2, true},
+};
+
+// Standard normal value number i of a stream (splitmix64 + Box-Muller): any thread, any order.
+float normal_at(uint64_t seed, uint64_t i) {
+  auto mix = [](uint64_t z) {
+    z += 0x9e3779b97f4a7c15ull;
+    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
+    z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
+    return z ^ (z >> 31);
+  };
+  const uint64_t a = mix(seed * 0x632be59bd9b4e019ull + 2 * i), b = mix(seed + 2 * i + 1);
+  const double u1 = (double(a >> 11) + 0.5) * 0x1.0p-53, u2 = double(b >> 11) * 0x1.0p-53;
+  return float(std::sqrt(-2.0 * std::log(u1)) * std::cos(6.283185307179586 * u2));
+}
+
+// Dense tensor-core peak (FLOP/s) of the device for the dtype: H100/H200 SXM figures from
+// NVIDIA's data sheet (bf16/fp16 989.4 TFLOPS, tf32 494.7); 0 when the device is not one of them.
+double tensor_core_peak(const std::string& device, const std::string& dtype) {
+  if (device.find("H100") == std::string::npos && device.find("H200") == std::string::npos) return 0;
+  return (dtype == "fp32" ? 494.7 : 989.4) * 1e12;
+}
+
+template <class V>
+nlohmann::ordered_json run_case(Context& ctx, bench::Timer& timer, const Case& c, int reps,
+                                int step_extra, double copy_gbps, const std::string& device) {
+  const int64_t total = c.batch * c.n * c.d;
+  std::vector<V> host(static_cast<size_t>(total));
+#pragma omp parallel for schedule(static)
+  for (int64_t i = 0; i < total; ++i) host[size_t(i)] = from_float<V>(normal_at(7, uint64_t(i)));
+  const Buffer<V> x_dev(host, MemorySpace::device);
+  std::vector<V>().swap(host);
+  const auto x = contiguous_batch<const V>(x_dev.data(), c.batch, c.n, c.d, MemorySpace::device);
+
+  KmeansOptions o;
+  o.init = KmeansInit::random;
+  o.seed = 1;
+  o.max_iterations = 0;
+  std::vector<float> c0 = ops::kmeans(ctx, x, c.k, o).centroids.to_vector();
+  o.init = KmeansInit::given;
+  o.fixed_iterations = true;
+  if (c.svg2) {  // the previous diffusion step's centroids: three untimed iterations
+    o.initial_centroids = contiguous_batch<const float>(c0.data(), c.batch, c.k, c.d);
+    o.max_iterations = 3;
+    c0 = ops::kmeans(ctx, x, c.k, o).centroids.to_vector();
+  }
+  // On the device, as the peers hold theirs (and as a warm start from KMeans keeps them).
+  const Buffer<float> c0_dev(c0, MemorySpace::device);
+  o.initial_centroids =
+      contiguous_batch<const float>(c0_dev.data(), c.batch, c.k, c.d, MemorySpace::device);
+  auto fit_ms = [&](int iters) {
+    o.max_iterations = iters;
+    return timer.median_ms([&] { ops::kmeans(ctx, x, c.k, o); }, reps, 1);
+  };
+  const double t1 = fit_ms(1), tm = fit_ms(1 + step_extra), run = fit_ms(c.iters);
+  o.max_iterations = c.iters;
+  o.profile_stages = true;
+  const ops::KmeansResult prof = ops::kmeans(ctx, x, c.k, o);
+  o.profile_stages = false;
+  double inertia = 0;
+  for (double v : prof.inertia) inertia += v;
+
+  const double step_s = (tm - t1) * 1e-3 / step_extra;
+  const double flops = 2.0 * double(c.batch) * c.n * c.k * c.d;
+  const double update_bytes = double(c.batch) * c.n * (c.d * sizeof(V) + 4) +
+                              double(c.batch) * c.k * c.d * 4;
+  const double peak = tensor_core_peak(device, c.dtype);
+  nlohmann::ordered_json j;
+  j["name"] = c.name;
+  j["shape"] = {{"B", c.batch}, {"N", c.n}, {"K", c.k}, {"D", c.d}};
+  j["dtype"] = c.dtype;
+  j["iters_per_run"] = c.iters;
+  j["warm_start"] = c.svg2;
+  j["step_s"] = step_s;
+  j["run_s"] = run * 1e-3;
+  j["run_s_per_iter"] = run * 1e-3 / c.iters;
+  j["one_iteration_call_s"] = t1 * 1e-3;
+  j["assign_s"] = prof.assign_seconds;
+  j["update_s"] = prof.update_seconds;
+  j["assign_tflops"] = flops / prof.assign_seconds * 1e-12;
+  j["assign_fraction_of_tensor_core_peak"] = peak > 0 ? flops / prof.assign_seconds / peak : 0.0;
+  j["update_gbps"] = update_bytes / prof.update_seconds * 1e-9;
+  j["update_fraction_of_copy_bandwidth"] = update_bytes / prof.update_seconds * 1e-9 / copy_gbps;
+  j["inertia_per_point"] = inertia / double(c.batch * c.n);
+  std::printf("%-34s step %8.3f ms  run(%d) %8.3f ms  assign %7.3f ms (%5.1f TFLOP/s, %4.1f%% peak)  "
+              "update %7.3f ms (%4.0f GB/s)\n",
+              c.name.c_str(), step_s * 1e3, c.iters, run, prof.assign_seconds * 1e3,
+              flops / prof.assign_seconds * 1e-12,
+              100 * (peak > 0 ? flops / prof.assign_seconds / peak : 0.0),
+              prof.update_seconds * 1e3, update_bytes / prof.update_seconds * 1e-9);
+  std::fflush(stdout);
+  return j;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  CLI::App app{"GPU k-means benchmark (Tessera's side; peers: bench/kmeans_gpu_peers.py)"};
+  bool quick = false;
+  std::vector<std::string> only;
+  std::string out = "bench/results/kmeans_ours.json";
+  int reps = 10, step_extra = 10;
+  app.add_flag("--quick", quick, "small shapes only (a smoke run)");
+  app.add_option("--only", only, "case names to run")->delimiter(',');
+  app.add_option("--out", out, "output JSON file");
+  app.add_option("--reps", reps, "timed calls per measurement (median)");
+  app.add_option("--step-extra", step_extra, "extra iterations m in the step difference");
+  CLI11_PARSE(app, argc, argv);
+  try {
+    if (!device::available()) {
+      std::fprintf(stderr, "kmeans_gpu: no CUDA device\n");
+      return 1;
+    }
+    Context ctx;
+    bench::Timer timer(ctx);
+    const std::string device_name = device::name();
+    const double copy_gbps = timer.copy_gbps(size_t(1) << 30);
+    nlohmann::ordered_json doc;
+    doc["summary"] = {{"device", device_name},
+                      {"commit", bench::git_commit()},
+                      {"date", bench::utc_now()},
+                      {"copy_gbps", copy_gbps},
+                      {"reps", reps},
+                      {"step_extra_iterations", step_extra}};
+    doc["cases"] = nlohmann::ordered_json::array();
+    for (const Case& c : quick ? kQuickCases : kFullCases) {
+      if (!only.empty() && std::find(only.begin(), only.end(), c.name) == only.end()) continue;
+      try {
+        if (c.dtype == "fp32") {
+          doc["cases"].push_back(run_case<float>(ctx, timer, c, reps, step_extra, copy_gbps, device_name));
+        } else if (c.dtype == "bf16") {
+          doc["cases"].push_back(run_case<bf16>(ctx, timer, c, reps, step_extra, copy_gbps, device_name));
+        } else {
+          doc["cases"].push_back(run_case<f16>(ctx, timer, c, reps, step_extra, copy_gbps, device_name));
+        }
+      } catch (const std::exception& e) {
+        std::fprintf(stderr, "%s: %s\n", c.name.c_str(), e.what());
+        doc["cases"].push_back({{"name", c.name}, {"status", "error"}, {"error", e.what()}});
+      }
+      std::ofstream(out) << doc.dump(2) << "\n";
+    }
+    std::ofstream(out) << doc.dump(2) << "\n";
+    std::printf("wrote %s\n", out.c_str());
+  } catch (const std::exception& e) {
+    std::fprintf(stderr, "kmeans_gpu: %s\n", e.what());
+    return 1;
+  }
+  return 0;
+}

@@ -1,0 +1,1213 @@
+// ops::kmeans on the GPU. Stages of one Lloyd iteration, each one launch over the whole batch:
+//   assign      fused tensor-core distances + running argmin (no N x K buffer), per-tile
+//               inertia and changed-label counts
+//   sort        CUB radix sort of the keys b * K + label (stable: points stay in index order)
+//   bounds      segment offsets by binary search, chunks of kChunk points per cluster, scan
+//   sum_chunks  a warp sums one chunk's rows in point order into a partial (f32)
+//   finalize    a warp per cluster sums its partials in order (f64), divides, writes the centroid
+//   reseed      (policy reseed_farthest) empty clusters take the farthest points
+//   table       centroids rounded to the tensor-core type, with their squared norms
+//   converge    per-problem inertia in a fixed order; a converged problem's `active` flag drops
+//               and every later kernel skips it
+// No floating-point atomics anywhere: every run gives the same bits. One iteration never waits
+// for the host, so it is captured once into a CUDA graph and replayed.
+#include "ops/kmeans/kmeans_cuda.h"
+
+#include <cuda_bf16.h>
+#include <cuda_fp16.h>
+#include <cuda_runtime.h>
+
+#include <algorithm>
+#include <climits>
+#include <cmath>
+#include <cub/device/device_radix_sort.cuh>
+#include <cub/device/device_scan.cuh>
+#include <limits>
+#include <vector>
+
+#include "core/cuda_check.h"
+#include "core/error.h"
+#include "ops/cuda_common.cuh"
+
+namespace tessera::ops::kmeans_cuda {
+
+namespace {
+
+using cuda::kWarp;
+using cuda::load_f32;
+
+// ---- tiles of the fused assignment ---------------------------------------------------------
+
+constexpr int kBM = 128;  // points per block (resident in shared memory for the whole block)
+constexpr int kBN = 128;  // centroids per streamed tile
+constexpr int kStages = 3;
+constexpr int kAssignThreads = 256;  // 8 warps: 4 along points x 2 along centroids, 32 x 64 each
+constexpr int kChunk = 128;          // points per partial sum of the update
+constexpr int kCheckEvery = 4;       // iterations between host looks at the convergence flag
+
+// Per input type: the tensor-core element (16-bit inputs as they are; f32 rounded to tf32), the
+// k-chunk of a pipeline stage and the row padding that keeps ldmatrix/LDS conflict-free.
+template <class V>
+struct Tile;
+template <>
+struct Tile<bf16> {
+  using Elem = uint16_t;
+  static constexpr int kBk = 64, kPad = 8;
+};
+template <>
+struct Tile<f16> {
+  using Elem = uint16_t;
+  static constexpr int kBk = 64, kPad = 8;
+};
+template <>
+struct Tile<float> {
+  using Elem = float;
+  static constexpr int kBk = 32, kPad = 4;
+};
+
+__device__ __forceinline__ uint32_t smem_address(const void* p) {
+  return static_cast<uint32_t>(__cvta_generic_to_shared(p));
+}
+__device__ __forceinline__ void cp_async16(void* smem, const void* gmem) {
+  asm volatile("cp.async.cg.shared.global [%0], [%1], 16;\n" ::"r"(smem_address(smem)), "l"(gmem));
+}
+__device__ __forceinline__ void cp_async_commit() { asm volatile("cp.async.commit_group;\n" ::); }
+template <int N>
+__device__ __forceinline__ void cp_async_wait() {
+  asm volatile("cp.async.wait_group %0;\n" ::"n"(N));
+}
+__device__ __forceinline__ void ldmatrix_x4(uint32_t (&r)[4], const void* p) {
+  asm volatile("ldmatrix.sync.aligned.m8n8.x4.shared.b16 {%0,%1,%2,%3}, [%4];\n"
+               : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3])
+               : "r"(smem_address(p)));
+}
+__device__ __forceinline__ float round_tf32(float v) {
+  uint32_t r;
+  asm("cvt.rna.tf32.f32 %0, %1;\n" : "=r"(r) : "f"(v));
+  return __uint_as_float(r);
+}
+
+template <class V>
+__device__ __forceinline__ void mma(float (&c)[4], const uint32_t (&a)[4], uint32_t b0, uint32_t b1) {
+  if constexpr (std::is_same_v<V, bf16>) {
+    asm volatile(
+        "mma.sync.aligned.m16n8k16.row.col.f32.bf16.bf16.f32 {%0,%1,%2,%3}, {%4,%5,%6,%7}, "
+        "{%8,%9}, {%0,%1,%2,%3};\n"
+        : "+f"(c[0]), "+f"(c[1]), "+f"(c[2]), "+f"(c[3])
+        : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b0), "r"(b1));
+  } else if constexpr (std::is_same_v<V, f16>) {
+    asm volatile(
+        "mma.sync.aligned.m16n8k16.row.col.f32.f16.f16.f32 {%0,%1,%2,%3}, {%4,%5,%6,%7}, "
+        "{%8,%9}, {%0,%1,%2,%3};\n"
+        : "+f"(c[0]), "+f"(c[1]), "+f"(c[2]), "+f"(c[3])
+        : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b0), "r"(b1));
+  } else {
+    asm volatile(
+        "mma.sync.aligned.m16n8k8.row.col.f32.tf32.tf32.f32 {%0,%1,%2,%3}, {%4,%5,%6,%7}, "
+        "{%8,%9}, {%0,%1,%2,%3};\n"
+        : "+f"(c[0]), "+f"(c[1]), "+f"(c[2]), "+f"(c[3])
+        : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b0), "r"(b1));
+  }
+}
+
+// A value as the tensor-core element, and that element back as f32.
+template <class V>
+__device__ __forceinline__ typename Tile<V>::Elem to_elem(float v) {
+  if constexpr (std::is_same_v<V, bf16>) {
+    return __bfloat16_as_ushort(__float2bfloat16_rn(v));
+  } else if constexpr (std::is_same_v<V, f16>) {
+    return __half_as_ushort(__float2half_rn(v));
+  } else {
+    return round_tf32(v);
+  }
+}
+template <class V>
+__device__ __forceinline__ float elem_f32(typename Tile<V>::Elem e) {
+  if constexpr (std::is_same_v<V, bf16>) {
+    return __uint_as_float(uint32_t(e) << 16);
+  } else if constexpr (std::is_same_v<V, f16>) {
+    return __half2float(__ushort_as_half(e));
+  } else {
+    return e;
+  }
+}
+// An input element as the tensor-core element (exact for 16-bit inputs).
+template <class V>
+__device__ __forceinline__ typename Tile<V>::Elem input_elem(V v) {
+  if constexpr (std::is_same_v<V, float>) {
+    return round_tf32(v);
+  } else {
+    return v.bits;
+  }
+}
+
+enum MetricCode : int { kL2 = 0, kCosine = 1, kInnerProduct = 2 };
+
+struct AssignArgs {
+  int64_t n = 0, ld = 0, batch_stride = 0;
+  int d = 0, k = 0, k_pad = 0, d_pad = 0, tiles = 0, batch = 0;
+  bool vector_loads = false;  // 16-byte loads of X rows (aligned, D and ld multiples)
+  int metric = kL2;
+  const float* x_norms = nullptr;  // [B * n]: ||x||^2 (l2), 1/||x|| (cosine), unused (ip)
+  const void* table = nullptr;     // Elem [B][k_pad][d_pad]
+  const float* c_half = nullptr;   // [B][k_pad]: ||c||^2 / 2 (l2) or 0; +inf on padding
+  const int* active = nullptr;     // [B] or null (every problem)
+  int32_t* labels = nullptr;       // [B * n]; read first when tile_changed is set
+  float* distances = nullptr;      // [B * n] or null
+  int32_t* sort_keys = nullptr;    // [B * n]: b * k + label, or null
+  double* tile_inertia = nullptr;  // [B * tiles] or null
+  int* tile_changed = nullptr;     // [B * tiles] or null
+};
+
+// One k-chunk of the 128 x 128 tile: X_s rows against the centroid rows of Cb.
+template <class V>
+__device__ __forceinline__ void mma_chunk(const typename Tile<V>::Elem* X_s, int xs, int k0,
+                                          const typename Tile<V>::Elem* Cb, int wm, int wn,
+                                          int lane, float (&acc)[2][8][4]) {
+  using T = Tile<V>;
+  constexpr int cs = T::kBk + T::kPad;
+  if constexpr (std::is_same_v<V, float>) {
+    const int g = lane / 4, t = lane % 4;
+#pragma unroll
+    for (int ks = 0; ks < T::kBk / 8; ++ks) {
+      uint32_t af[2][4];
+#pragma unroll
+      for (int mt = 0; mt < 2; ++mt) {
+        const float* p = X_s + (wm * 32 + mt * 16 + g) * xs + k0 + ks * 8 + t;
+        af[mt][0] = __float_as_uint(p[0]);
+        af[mt][1] = __float_as_uint(p[8 * xs]);
+        af[mt][2] = __float_as_uint(p[4]);
+        af[mt][3] = __float_as_uint(p[8 * xs + 4]);
+      }
+#pragma unroll
+      for (int nt = 0; nt < 8; ++nt) {
+        const float* p = Cb + (wn * 64 + nt * 8 + g) * cs + ks * 8 + t;
+        const uint32_t b0 = __float_as_uint(p[0]), b1 = __float_as_uint(p[4]);
+#pragma unroll
+        for (int mt = 0; mt < 2; ++mt) mma<V>(acc[mt][nt], af[mt], b0, b1);
+      }
+    }
+  } else {
+#pragma unroll
+    for (int ks = 0; ks < T::kBk / 16; ++ks) {
+      uint32_t af[2][4];
+#pragma unroll
+      for (int mt = 0; mt < 2; ++mt) {
+        ldmatrix_x4(af[mt], X_s + (wm * 32 + mt * 16 + lane % 16) * xs + k0 + ks * 16 +
+                                (lane / 16) * 8);
+      }
+#pragma unroll
+      for (int np = 0; np < 4; ++np) {
+        uint32_t bf[4];
+        ldmatrix_x4(bf, Cb + (wn * 64 + np * 16 + lane % 8 + (lane / 16) * 8) * cs + ks * 16 +
+                            ((lane / 8) % 2) * 8);
+#pragma unroll
+        for (int mt = 0; mt < 2; ++mt) {
+          mma<V>(acc[mt][2 * np], af[mt], bf[0], bf[1]);
+          mma<V>(acc[mt][2 * np + 1], af[mt], bf[2], bf[3]);
+        }
+      }
+    }
+  }
+}
+
+// (score, index) a is better than b: larger score, ties to the lower index.
+__device__ __forceinline__ bool better(float av, int ai, float bv, int bi) {
+  return av > bv || (av == bv && ai < bi);
+}
+
+__device__ __forceinline__ double warp_sum_f64(double v) {
+#pragma unroll
+  for (int off = kWarp / 2; off > 0; off /= 2) v += __shfl_xor_sync(0xffffffffu, v, off);
+  return v;
+}
+__device__ __forceinline__ int warp_sum_i32(int v) {
+#pragma unroll
+  for (int off = kWarp / 2; off > 0; off /= 2) v += __shfl_xor_sync(0xffffffffu, v, off);
+  return v;
+}
+
+// Block (b, tile): kBM points of problem b against all its centroids. The point tile is loaded
+// once (converted, zero-padded to d_pad); centroid tiles stream through a kStages-deep cp.async
+// pipeline of (centroid tile, k-chunk) stages. The score of centroid c is x.c - h(c) with
+// h = ||c||^2 / 2 (l2) or 0: the accumulators start at -h, so the tensor cores add the dot
+// products onto it, and the nearest centroid is the largest score (l2 distance = ||x||^2 -
+// 2 score). Each thread keeps the best (score, index) of its four rows; padded centroids score
+// -inf, so they never win; ties go to the lower index.
+// Two blocks per SM (<= 128 registers a thread): 16 warps to hide the pipeline's latency.
+template <class V>
+__global__ void __launch_bounds__(kAssignThreads, 2)
+    assign_kernel(const V* __restrict__ x, const AssignArgs a) {
+  using T = Tile<V>;
+  using E = typename T::Elem;
+  constexpr int cs = T::kBk + T::kPad;
+  const int b = int(blockIdx.x / unsigned(a.tiles));
+  const int tile = int(blockIdx.x % unsigned(a.tiles));
+  if (a.active && !a.active[b]) return;
+  extern __shared__ __align__(16) unsigned char smem[];
+  const int xs = a.d_pad + T::kPad;
+  E* X_s = reinterpret_cast<E*>(smem);
+  E* C_s = X_s + kBM * xs;  // [kStages][kBN][cs]
+  const E* table = static_cast<const E*>(a.table) + int64_t(b) * a.k_pad * a.d_pad;
+  const int nk = a.d_pad / T::kBk;
+  const int total = (a.k_pad / kBN) * nk;
+
+  auto load_stage = [&](int s) {
+    const int j = s / nk, kc = s % nk;
+    E* dst = C_s + (s % kStages) * kBN * cs;
+    const E* src = table + int64_t(j) * kBN * a.d_pad + kc * T::kBk;
+    constexpr int kPerChunk = 16 / sizeof(E);
+    constexpr int kChunksPerRow = T::kBk / kPerChunk;
+    for (int c = threadIdx.x; c < kBN * kChunksPerRow; c += kAssignThreads) {
+      const int r = c / kChunksPerRow, q = c % kChunksPerRow;
+      cp_async16(dst + r * cs + q * kPerChunk, src + int64_t(r) * a.d_pad + q * kPerChunk);
+    }
+  };
+#pragma unroll
+  for (int s = 0; s < kStages - 1; ++s) {
+    if (s < total) load_stage(s);
+    cp_async_commit();
+  }
+
+  // The point tile, converted and zero-padded (overlaps the first centroid stages in flight).
+  const int64_t row0 = int64_t(tile) * kBM;
+  const int rows = a.n - row0 < kBM ? int(a.n - row0) : kBM;
+  const V* xb = x + int64_t(b) * a.batch_stride + row0 * a.ld;
+  if (a.vector_loads) {
+    constexpr int kV = 16 / sizeof(V);
+    const int per_row = a.d_pad / kV;
+    for (int c = threadIdx.x; c < kBM * per_row; c += kAssignThreads) {
+      const int r = c / per_row, col = (c % per_row) * kV;
+      uint4 w = make_uint4(0, 0, 0, 0);
+      if (r < rows && col < a.d) w = *reinterpret_cast<const uint4*>(xb + int64_t(r) * a.ld + col);
+      if constexpr (std::is_same_v<V, float>) {
+        w.x = __float_as_uint(round_tf32(__uint_as_float(w.x)));
+        w.y = __float_as_uint(round_tf32(__uint_as_float(w.y)));
+        w.z = __float_as_uint(round_tf32(__uint_as_float(w.z)));
+        w.w = __float_as_uint(round_tf32(__uint_as_float(w.w)));
+      }
+      *reinterpret_cast<uint4*>(X_s + r * xs + col) = w;
+    }
+  } else {
+    for (int c = threadIdx.x; c < kBM * a.d_pad; c += kAssignThreads) {
+      const int r = c / a.d_pad, col = c % a.d_pad;
+      X_s[r * xs + col] =
+          (r < rows && col < a.d) ? input_elem<V>(xb[int64_t(r) * a.ld + col]) : E(0);
+    }
+  }
+
+  const int warp = threadIdx.x / kWarp, lane = threadIdx.x % kWarp;
+  const int wm = warp % 4, wn = warp / 4;
+  const float* c_half = a.c_half + int64_t(b) * a.k_pad;
+  const int n_ctiles = a.k_pad / kBN;
+  float acc[2][8][4];
+  float best[2][2];
+  int best_i[2][2];
+  // Accumulators of tile j start at -h of their columns.
+  auto start_tile = [&](int j) {
+#pragma unroll
+    for (int nt = 0; nt < 8; ++nt) {
+      const int col = j * kBN + wn * 64 + nt * 8 + 2 * (lane % 4);
+      const float h0 = -__ldg(c_half + col), h1 = -__ldg(c_half + col + 1);
+#pragma unroll
+      for (int mt = 0; mt < 2; ++mt) {
+        acc[mt][nt][0] = h0, acc[mt][nt][1] = h1, acc[mt][nt][2] = h0, acc[mt][nt][3] = h1;
+      }
+    }
+  };
+#pragma unroll
+  for (int mt = 0; mt < 2; ++mt) {
+#pragma unroll
+    for (int h = 0; h < 2; ++h) best[mt][h] = -INFINITY, best_i[mt][h] = INT_MAX;
+  }
+  start_tile(0);
+
+  for (int s = 0; s < total; ++s) {
+    cp_async_wait<kStages - 2>();
+    __syncthreads();  // stage s landed for everyone; stage s - 1's buffer is free
+    if (s + kStages - 1 < total) load_stage(s + kStages - 1);
+    cp_async_commit();
+    const int kc = s % nk;
+    mma_chunk<V>(X_s, xs, kc * T::kBk, C_s + (s % kStages) * kBN * cs, wm, wn, lane, acc);
+    if (kc == nk - 1) {  // tile j done: fold into the running argmax, columns in rising order
+      const int j = s / nk;
+#pragma unroll
+      for (int nt = 0; nt < 8; ++nt) {
+        const int col = j * kBN + wn * 64 + nt * 8 + 2 * (lane % 4);
+#pragma unroll
+        for (int mt = 0; mt < 2; ++mt) {
+#pragma unroll
+          for (int h = 0; h < 2; ++h) {
+            const float v0 = acc[mt][nt][2 * h], v1 = acc[mt][nt][2 * h + 1];
+            if (v0 > best[mt][h]) best[mt][h] = v0, best_i[mt][h] = col;
+            if (v1 > best[mt][h]) best[mt][h] = v1, best_i[mt][h] = col + 1;
+          }
+        }
+      }
+      if (j + 1 < n_ctiles) start_tile(j + 1);
+    }
+  }
+  cp_async_wait<0>();
+
+  // The four lanes of a quad hold the same rows: combine, then the two warps along centroids.
+#pragma unroll
+  for (int mt = 0; mt < 2; ++mt) {
+#pragma unroll
+    for (int h = 0; h < 2; ++h) {
+#pragma unroll
+      for (int off = 1; off <= 2; off *= 2) {
+        const float ov = __shfl_xor_sync(0xffffffffu, best[mt][h], off);
+        const int oi = __shfl_xor_sync(0xffffffffu, best_i[mt][h], off);
+        if (better(ov, oi, best[mt][h], best_i[mt][h])) best[mt][h] = ov, best_i[mt][h] = oi;
+      }
+    }
+  }
+  __syncthreads();  // the pipeline buffers are reused below
+  float* red_v = reinterpret_cast<float*>(C_s);  // [2][kBM]
+  int* red_i = reinterpret_cast<int*>(red_v + 2 * kBM);
+  __shared__ double warp_inertia[kBM / kWarp];
+  __shared__ int warp_changed[kBM / kWarp];
+  if (lane % 4 == 0) {
+#pragma unroll
+    for (int mt = 0; mt < 2; ++mt) {
+#pragma unroll
+      for (int h = 0; h < 2; ++h) {
+        const int r = wm * 32 + mt * 16 + h * 8 + lane / 4;
+        red_v[wn * kBM + r] = best[mt][h];
+        red_i[wn * kBM + r] = best_i[mt][h];
+      }
+    }
+  }
+  __syncthreads();
+  if (threadIdx.x < kBM) {
+    const int r = threadIdx.x;
+    float score = red_v[r];
+    int label = red_i[r];
+    if (better(red_v[kBM + r], red_i[kBM + r], score, label)) {
+      score = red_v[kBM + r], label = red_i[kBM + r];
+    }
+    double dist = 0;
+    int changed = 0;
+    if (r < rows) {
+      const int64_t g = int64_t(b) * a.n + row0 + r;
+      float d;
+      if (a.metric == kL2) {
+        d = fmaxf(0.0f, a.x_norms[g] - 2.0f * score);
+      } else if (a.metric == kCosine) {
+        d = fmaxf(0.0f, 1.0f - score * a.x_norms[g]);
+      } else {
+        d = -score;
+      }
+      dist = d;
+      if (a.tile_changed) changed = a.labels[g] != label;
+      a.labels[g] = label;
+      if (a.distances) a.distances[g] = d;
+      if (a.sort_keys) a.sort_keys[g] = b * a.k + label;
+    }
+    dist = warp_sum_f64(dist);
+    changed = warp_sum_i32(changed);
+    if (lane == 0) warp_inertia[warp] = dist, warp_changed[warp] = changed;
+  }
+  __syncthreads();
+  if (threadIdx.x == 0 && a.tile_inertia) {
+    double s = 0;
+    int c = 0;
+    for (int w = 0; w < kBM / kWarp; ++w) s += warp_inertia[w], c += warp_changed[w];
+    a.tile_inertia[blockIdx.x] = s;
+    a.tile_changed[blockIdx.x] = c;
+  }
+}
+
+// ---- points: norms and checks --------------------------------------------------------------
+
+// A warp per point: ||x||^2 (l2) or 1/||x|| (cosine) into out; the first non-finite element
+// (flat index (b * n + i) * d + col) and, for cosine, the first zero vector, by atomicMin.
+template <class V>
+__global__ void point_norms_kernel(const V* __restrict__ x, int64_t batch, int64_t n, int d,
+                                   int64_t ld, int64_t batch_stride, int metric, float* out,
+                                   unsigned long long* first_bad, unsigned long long* first_zero) {
+  const int64_t g = (int64_t(blockIdx.x) * blockDim.x + threadIdx.x) / kWarp;
+  const int lane = threadIdx.x % kWarp;
+  if (g >= batch * n) return;
+  const V* row = x + (g / n) * batch_stride + (g % n) * ld;
+  double s = 0;
+  int bad = d;
+  for (int col = lane; col < d; col += kWarp) {
+    const float v = load_f32(row[col]);
+    if (!isfinite(v)) bad = min(bad, col);
+    s += double(v) * v;
+  }
+  s = warp_sum_f64(s);
+#pragma unroll
+  for (int off = kWarp / 2; off > 0; off /= 2) bad = min(bad, __shfl_xor_sync(0xffffffffu, bad, off));
+  if (lane != 0) return;
+  if (bad < d) atomicMin(first_bad, static_cast<unsigned long long>(g) * d + bad);
+  if (metric == kCosine) {
+    if (s <= 0) atomicMin(first_zero, static_cast<unsigned long long>(g));
+    if (out) out[g] = s > 0 ? float(1.0 / sqrt(s)) : 0.0f;
+  } else if (out) {
+    out[g] = float(s);
+  }
+}
+
+// ---- centroids -----------------------------------------------------------------------------
+
+// A warp per padded centroid row (b, j): the f32 centroid rounded to the tensor-core type and
+// zero-padded, and its score offset h (l2: ||rounded c||^2 / 2, else 0; padding: +inf).
+template <class V>
+__global__ void table_kernel(const float* __restrict__ centroids, int batch, int k, int d,
+                             int k_pad, int d_pad, bool l2, const int* active,
+                             typename Tile<V>::Elem* table, float* c_half) {
+  const int64_t w = (int64_t(blockIdx.x) * blockDim.x + threadIdx.x) / kWarp;
+  const int lane = threadIdx.x % kWarp;
+  if (w >= int64_t(batch) * k_pad) return;
+  const int b = int(w / k_pad), j = int(w % k_pad);
+  if (active && !active[b]) return;
+  const float* src = centroids + (int64_t(b) * k + j) * d;
+  auto* dst = table + w * d_pad;
+  double s = 0;
+  for (int col = lane; col < d_pad; col += kWarp) {
+    const auto e = to_elem<V>(j < k && col < d ? src[col] : 0.0f);
+    dst[col] = e;
+    const float r = elem_f32<V>(e);
+    s += double(r) * r;
+  }
+  s = warp_sum_f64(s);
+  if (lane == 0) c_half[w] = j >= k ? INFINITY : (l2 ? float(0.5 * s) : 0.0f);
+}
+
+// A warp per seed (b, j): centroid row j of problem b = point rows[b * k + j] (cosine: scaled
+// to unit length).
+template <class V>
+__global__ void gather_kernel(const V* __restrict__ x, int batch, int64_t n, int k, int d,
+                              int64_t ld, int64_t batch_stride, const int64_t* rows,
+                              const float* inv_norms, float* centroids) {
+  const int64_t w = (int64_t(blockIdx.x) * blockDim.x + threadIdx.x) / kWarp;
+  const int lane = threadIdx.x % kWarp;
+  if (w >= int64_t(batch) * k) return;
+  const int64_t b = w / k, i = rows[w];
+  const V* src = x + b * batch_stride + i * ld;
+  const float scale = inv_norms ? inv_norms[b * n + i] : 1.0f;
+  for (int col = lane; col < d; col += kWarp) centroids[w * d + col] = load_f32(src[col]) * scale;
+}
+
+// ---- sort-inverse update -------------------------------------------------------------------
+
+// Thread c in [0, B*k]: offsets[c] = first sorted position with key >= c, and the number of
+// kChunk-point chunks cluster c splits into (0 for c = B*k).
+__global__ void bounds_kernel(const int32_t* __restrict__ sorted_keys, int64_t total, int clusters,
+                              int32_t* offsets, int32_t* chunk_counts) {
+  const int c = blockIdx.x * blockDim.x + threadIdx.x;
+  if (c > clusters) return;
+  auto lower = [&](int key) {
+    int64_t lo = 0, hi = total;
+    while (lo < hi) {
+      const int64_t mid = (lo + hi) / 2;
+      if (sorted_keys[mid] < key) lo = mid + 1; else hi = mid;
+    }
+    return int32_t(lo);
+  };
+  const int32_t begin = lower(c);
+  offsets[c] = begin;
+  chunk_counts[c] = c < clusters ? (lower(c + 1) - begin + kChunk - 1) / kChunk : 0;
+}
+
+// A warp per chunk q: the rows of its cluster's points at sorted positions [p0, p1), summed in
+// order in f32 (cosine: unit vectors) into partial[q][0, d). Lane l holds columns
+// 4l .. 4l + 3 of each 128-column block (one vector load per row when vec4).
+template <class V>
+__global__ void sum_chunks_kernel(const V* __restrict__ x, int n, int d, int k, int clusters,
+                                  int64_t ld, int64_t batch_stride, bool vec4,
+                                  const int32_t* __restrict__ order,
+                                  const int32_t* __restrict__ offsets,
+                                  const int32_t* __restrict__ chunk_offsets, const float* inv_norms,
+                                  const int* active, int64_t max_chunks, float* partial) {
+  const int64_t q = (int64_t(blockIdx.x) * blockDim.x + threadIdx.x) / kWarp;
+  const int lane = threadIdx.x % kWarp;
+  if (q >= max_chunks || q >= chunk_offsets[clusters]) return;
+  int lo = 0, hi = clusters;  // the last cluster c with chunk_offsets[c] <= q
+  while (hi - lo > 1) {
+    const int mid = (lo + hi) / 2;
+    if (chunk_offsets[mid] <= q) lo = mid; else hi = mid;
+  }
+  const int c = lo;
+  if (active && !active[c / k]) return;
+  const int p0 = offsets[c] + int(q - chunk_offsets[c]) * kChunk;
+  const int p1 = min(offsets[c + 1], p0 + kChunk);
+  for (int col0 = 0; col0 < d; col0 += 4 * kWarp) {
+    const int col = col0 + 4 * lane;
+    float acc[4] = {0, 0, 0, 0};
+#pragma unroll 4
+    for (int p = p0; p < p1; ++p) {
+      const unsigned g = unsigned(order[p]);
+      const V* row = x + int64_t(g / unsigned(n)) * batch_stride + int64_t(g % unsigned(n)) * ld;
+      const float scale = inv_norms ? inv_norms[g] : 1.0f;
+      float v[4] = {0, 0, 0, 0};
+      if (vec4 && col < d) {
+        cuda::load_vec<4>(row + col, v);
+      } else {
+#pragma unroll
+        for (int e = 0; e < 4; ++e) v[e] = col + e < d ? load_f32(row[col + e]) : 0.0f;
+      }
+#pragma unroll
+      for (int e = 0; e < 4; ++e) acc[e] += v[e] * scale;
+    }
+#pragma unroll
+    for (int e = 0; e < 4; ++e) {
+      if (col + e < d) partial[q * d + col + e] = acc[e];
+    }
+  }
+}
+
+// A warp per cluster c = (b, j): its partials summed in order in f64, the mean (cosine: the
+// normalised sum; a zero sum keeps the centroid) into centroids; counts[c]. Empty clusters keep
+// their centroid here.
+__global__ void finalize_kernel(const float* __restrict__ partial, const int32_t* offsets,
+                                const int32_t* chunk_offsets, int clusters, int k, int d,
+                                bool cosine, const int* active, float* centroids, int32_t* counts) {
+  const int64_t c = (int64_t(blockIdx.x) * blockDim.x + threadIdx.x) / kWarp;
+  const int lane = threadIdx.x % kWarp;
+  if (c >= clusters || (active && !active[c / k])) return;
+  const int32_t count = offsets[c + 1] - offsets[c];
+  if (lane == 0) counts[c] = count;
+  if (count == 0) return;
+  const int32_t q0 = chunk_offsets[c], q1 = chunk_offsets[c + 1];
+  double scale = 1.0 / count;
+  if (cosine) {
+    double s = 0;
+    for (int col = lane; col < d; col += kWarp) {
+      double acc = 0;
+      for (int32_t q = q0; q < q1; ++q) acc += partial[int64_t(q) * d + col];
+      s += acc * acc;
+    }
+    s = warp_sum_f64(s);
+    if (s <= 0) return;  // points that cancel out leave the centroid where it was
+    scale = 1.0 / sqrt(s);
+  }
+  for (int col = lane; col < d; col += kWarp) {
+    double acc = 0;
+    for (int32_t q = q0; q < q1; ++q) acc += partial[int64_t(q) * d + col];
+    centroids[c * d + col] = float(acc * scale);
+  }
+}
+
+// A block per problem (policy reseed_farthest): the e-th empty cluster (in index order) takes the
+// e-th farthest point from its own centroid (distance descending, ties to the lower index).
+template <class V>
+__global__ void reseed_kernel(const V* __restrict__ x, int64_t n, int k, int d, int64_t ld,
+                              int64_t batch_stride, const float* __restrict__ distances,
+                              const int32_t* counts, const float* inv_norms, const int* active,
+                              float* centroids) {
+  const int b = blockIdx.x;
+  if (active && !active[b]) return;
+  __shared__ float best_d[kWarp];
+  __shared__ int64_t best_i[kWarp];
+  __shared__ int empties;
+  if (threadIdx.x == 0) empties = 0;
+  __syncthreads();
+  for (int j = threadIdx.x; j < k; j += blockDim.x) {
+    if (counts[int64_t(b) * k + j] == 0) atomicAdd(&empties, 1);
+  }
+  __syncthreads();
+  if (empties == 0) return;
+  const float* dist = distances + int64_t(b) * n;
+  float prev_d = INFINITY;
+  int64_t prev_i = -1;
+  const int lane = threadIdx.x % kWarp, warp = threadIdx.x / kWarp;
+  for (int j = 0; j < k; ++j) {
+    if (counts[int64_t(b) * k + j] != 0) continue;
+    // The largest (distance, -index) strictly after (prev_d, prev_i) in that order.
+    float md = -INFINITY;
+    int64_t mi = -1;
+    for (int64_t i = threadIdx.x; i < n; i += blockDim.x) {
+      const float v = dist[i];
+      const bool after = v < prev_d || (v == prev_d && i > prev_i);
+      if (after && (mi < 0 || v > md)) md = v, mi = i;  // i rises: a tie keeps the lower index
+    }
+#pragma unroll
+    for (int off = kWarp / 2; off > 0; off /= 2) {
+      const float od = __shfl_xor_sync(0xffffffffu, md, off);
+      const int64_t oi = __shfl_xor_sync(0xffffffffu, mi, off);
+      if (oi >= 0 && (mi < 0 || od > md || (od == md && oi < mi))) md = od, mi = oi;
+    }
+    if (lane == 0) best_d[warp] = md, best_i[warp] = mi;
+    __syncthreads();
+    if (threadIdx.x == 0) {
+      for (int w = 1; w < int(blockDim.x) / kWarp; ++w) {
+        const int64_t oi = best_i[w];
+        const float od = best_d[w];
+        if (oi >= 0 && (best_i[0] < 0 || od > best_d[0] || (od == best_d[0] && oi < best_i[0])))
+          best_d[0] = od, best_i[0] = oi;
+      }
+    }
+    __syncthreads();
+    const int64_t pick = best_i[0];
+    prev_d = best_d[0];
+    prev_i = pick;
+    __syncthreads();  // everyone has read best_*[0] before the next round writes it
+    if (pick < 0) break;
+    const V* src = x + int64_t(b) * batch_stride + pick * ld;
+    const float scale = inv_norms ? inv_norms[int64_t(b) * n + pick] : 1.0f;
+    for (int col = threadIdx.x; col < d; col += blockDim.x)
+      centroids[(int64_t(b) * k + j) * d + col] = load_f32(src[col]) * scale;
+  }
+}
+
+// A warp per active problem: the inertia (tile sums in a fixed order), the history entry and the
+// convergence test of iteration *iteration (0: the initial assignment); any_active set while a
+// problem goes on.
+__global__ void converge_kernel(const double* __restrict__ tile_inertia,
+                                const int* __restrict__ tile_changed, int batch, int tiles,
+                                const int* iteration, double tolerance, bool fixed, int* active,
+                                double* last_inertia, double* history, int* iterations,
+                                int* any_active) {
+  const int b = (blockIdx.x * blockDim.x + threadIdx.x) / kWarp;
+  const int lane = threadIdx.x % kWarp;
+  if (b >= batch || !active[b]) return;
+  double s = 0;
+  int changed = 0;
+  for (int t = lane; t < tiles; t += kWarp) {
+    s += tile_inertia[int64_t(b) * tiles + t];
+    changed += tile_changed[int64_t(b) * tiles + t];
+  }
+  s = warp_sum_f64(s);
+  changed = warp_sum_i32(changed);
+  if (lane != 0) return;
+  const int it = *iteration;
+  history[int64_t(it) * batch + b] = s;
+  if (it > 0) {
+    iterations[b] = it;
+    const double before = last_inertia[b];
+    if (!fixed && (changed == 0 || before - s <= tolerance * fabs(before))) active[b] = 0;
+  }
+  last_inertia[b] = s;
+  if (active[b]) *any_active = 1;
+}
+
+__global__ void advance_kernel(int* iteration) { ++*iteration; }
+
+__global__ void count_labels_kernel(const int32_t* __restrict__ labels, int64_t total, int64_t n,
+                                    int k, int32_t* counts) {
+  const int64_t g = int64_t(blockIdx.x) * blockDim.x + threadIdx.x;
+  if (g < total) atomicAdd(&counts[(g / n) * k + labels[g]], 1);  // integers: exact
+}
+
+__global__ void widen_kernel(const int32_t* in, int64_t total, int64_t* out) {
+  const int64_t g = int64_t(blockIdx.x) * blockDim.x + threadIdx.x;
+  if (g < total) out[g] = in[g];
+}
+
+// A warp per centroid row of c [rows, d] (given by the caller): the first non-finite element
+// (flat index) and, for cosine, the first zero row by atomicMin; cosine rows scaled to unit length.
+__global__ void check_centroids_kernel(float* c, int64_t rows, int d, bool cosine,
+                                       unsigned long long* first_bad,
+                                       unsigned long long* first_zero) {
+  const int64_t w = (int64_t(blockIdx.x) * blockDim.x + threadIdx.x) / kWarp;
+  const int lane = threadIdx.x % kWarp;
+  if (w >= rows) return;
+  float* row = c + w * d;
+  double s = 0;
+  int bad = d;
+  for (int col = lane; col < d; col += kWarp) {
+    if (!isfinite(row[col])) bad = min(bad, col);
+    s += double(row[col]) * row[col];
+  }
+  s = warp_sum_f64(s);
+#pragma unroll
+  for (int off = kWarp / 2; off > 0; off /= 2) bad = min(bad, __shfl_xor_sync(0xffffffffu, bad, off));
+  if (bad < d) {
+    if (lane == 0) atomicMin(first_bad, static_cast<unsigned long long>(w) * d + bad);
+    return;
+  }
+  if (!cosine) return;
+  if (s <= 0) {
+    if (lane == 0) atomicMin(first_zero, static_cast<unsigned long long>(w));
+    return;
+  }
+  const double scale = 1.0 / sqrt(s);
+  for (int col = lane; col < d; col += kWarp) row[col] = float(row[col] * scale);
+}
+
+__global__ void iota_kernel(int32_t* out, int64_t total) {
+  const int64_t g = int64_t(blockIdx.x) * blockDim.x + threadIdx.x;
+  if (g < total) out[g] = int32_t(g);
+}
+
+// ---- host side -----------------------------------------------------------------------------
+
+constexpr int kThreads = 256;
+unsigned blocks_for(int64_t items, int per_block = kThreads) {
+  return unsigned(std::max<int64_t>(1, (items + per_block - 1) / per_block));
+}
+unsigned warp_blocks(int64_t warps) { return blocks_for(warps * kWarp); }
+
+int64_t round_up(int64_t v, int64_t m) { return (v + m - 1) / m * m; }
+
+template <class V>
+size_t assign_smem_bytes(int d_pad) {
+  using T = Tile<V>;
+  return sizeof(typename T::Elem) *
+         (size_t(kBM) * (d_pad + T::kPad) + size_t(kStages) * kBN * (T::kBk + T::kPad));
+}
+
+int max_smem_optin() {
+  int dev = 0, bytes = 0;
+  TSR_CUDA_CHECK(cudaGetDevice(&dev));
+  TSR_CUDA_CHECK(cudaDeviceGetAttribute(&bytes, cudaDevAttrMaxSharedMemoryPerBlockOptin, dev));
+  return bytes;
+}
+
+MetricCode metric_code(KmeansMetric m) {
+  switch (m) {
+    case KmeansMetric::l2:
+      return kL2;
+    case KmeansMetric::cosine:
+      return kCosine;
+    case KmeansMetric::inner_product:
+      return kInnerProduct;
+  }
+  return kL2;
+}
+
+// Scratch carved from one ctx.workspace() block (reused across calls, so a fit allocates only
+// its results). A first pass with no base sizes it; every piece is 256-byte aligned.
+class Arena {
+ public:
+  explicit Arena(void* base = nullptr) : base_(static_cast<char*>(base)) {}
+  template <class T>
+  T* take(int64_t n) {
+    const size_t at = used_;
+    used_ += (sizeof(T) * size_t(std::max<int64_t>(n, 1)) + 255) / 256 * 256;
+    return base_ ? reinterpret_cast<T*>(base_ + at) : nullptr;
+  }
+  size_t used() const { return used_; }
+
+ private:
+  char* base_;
+  size_t used_ = 0;
+};
+
+// Runs layout(arena) twice: to size the workspace, then to hand out its pieces.
+template <class Layout>
+void carve_workspace(Context& ctx, Layout&& layout) {
+  Arena sizing;
+  layout(sizing);
+  Arena arena(ctx.workspace(sizing.used()));
+  layout(arena);
+}
+
+// Copies centroids [B, k, d] given anywhere (any ld and batch stride) into dst, contiguous.
+void copy_centroids(const BatchedDenseView<const float>& g, float* dst, cudaStream_t stream) {
+  const size_t row = sizeof(float) * size_t(g.cols);
+  if (g.batch_stride == g.rows * g.ld) {  // one pitched copy of all B * k rows
+    TSR_CUDA_CHECK(cudaMemcpy2DAsync(dst, row, g.data, sizeof(float) * size_t(g.ld), row,
+                                     size_t(g.batch * g.rows), cudaMemcpyDefault, stream));
+    return;
+  }
+  for (int64_t b = 0; b < g.batch; ++b) {
+    TSR_CUDA_CHECK(cudaMemcpy2DAsync(dst + b * g.rows * g.cols, row, g.data + b * g.batch_stride,
+                                     sizeof(float) * size_t(g.ld), row, size_t(g.rows),
+                                     cudaMemcpyDefault, stream));
+  }
+}
+
+// A batch's shapes and the tables every stage reads: the point norms and the centroid table.
+template <class V>
+struct DeviceProblem {
+  using Elem = typename Tile<V>::Elem;
+  BatchedDenseView<const V> x;
+  int64_t k = 0, k_pad = 0, d_pad = 0, tiles = 0;
+  MetricCode metric = kL2;
+  float* x_norms = nullptr;              // [B * n] (l2, cosine)
+  Elem* table = nullptr;                 // [B, k_pad, d_pad]
+  float* c_half = nullptr;               // [B, k_pad]
+  unsigned long long* flags = nullptr;   // [4]: first bad point element, zero point, bad
+                                         // centroid element, zero centroid
+
+  DeviceProblem(BatchedDenseView<const V> points, int64_t clusters, KmeansMetric m,
+                const char* what)
+      : x(points), k(clusters), metric(metric_code(m)) {
+    TSR_CHECK(x.batch * x.rows <= int64_t(INT32_MAX), what, ": B * N = ", x.batch * x.rows,
+              " points exceed the GPU path's int32 point indices");
+    TSR_CHECK(x.batch * k <= int64_t(INT32_MAX) / 2, what, ": B * K = ", x.batch * k,
+              " clusters exceed the GPU path's int32 cluster keys");
+    TSR_CHECK(x.cols <= max_dimension<V>(), what, ": D = ", x.cols, " exceeds ",
+              max_dimension<V>(),
+              ", the most the GPU assignment kernel holds in shared memory for this type");
+    k_pad = round_up(k, kBN);
+    d_pad = round_up(x.cols, Tile<V>::kBk);
+    tiles = (x.rows + kBM - 1) / kBM;
+    // Outside any stream capture: the kernel's shared memory above the default 48 KiB.
+    TSR_CUDA_CHECK(cudaFuncSetAttribute(assign_kernel<V>,
+                                        cudaFuncAttributeMaxDynamicSharedMemorySize,
+                                        int(assign_smem_bytes<V>(int(d_pad)))));
+  }
+
+  void carve(Arena& a) {
+    x_norms = a.take<float>(x.batch * x.rows);
+    table = a.take<Elem>(x.batch * k_pad * d_pad);
+    c_half = a.take<float>(x.batch * k_pad);
+    flags = a.take<unsigned long long>(4);
+  }
+
+  // Point norms and, when centroids is set (the caller's [B, k, d]), their check and cosine
+  // scaling; one synchronisation, then errors naming the first offender.
+  void norms_and_checks(cudaStream_t stream, const char* what, float* centroids) {
+    TSR_CUDA_CHECK(cudaMemsetAsync(flags, 0xff, 4 * sizeof(unsigned long long), stream));
+    const int64_t total = x.batch * x.rows;
+    if (total > 0) {
+      point_norms_kernel<V><<<warp_blocks(total), kThreads, 0, stream>>>(
+          x.data, x.batch, x.rows, int(x.cols), x.ld, x.batch_stride, metric, x_norms, flags,
+          flags + 1);
+      TSR_CUDA_CHECK_LAUNCH("kmeans point norms");
+    }
+    if (centroids) {
+      check_centroids_kernel<<<warp_blocks(x.batch * k), kThreads, 0, stream>>>(
+          centroids, x.batch * k, int(x.cols), metric == kCosine, flags + 2, flags + 3);
+      TSR_CUDA_CHECK_LAUNCH("kmeans check centroids");
+    }
+    unsigned long long host[4];
+    TSR_CUDA_CHECK(cudaMemcpyAsync(host, flags, sizeof(host), cudaMemcpyDeviceToHost, stream));
+    TSR_CUDA_CHECK(cudaStreamSynchronize(stream));
+    const int64_t n = x.rows, d = x.cols;
+    if (host[0] != ~0ull) {
+      const int64_t g = int64_t(host[0] / d);
+      TSR_FAIL(what, ": X[", g / n, "][", g % n, "][", int64_t(host[0] % d),
+               "] is NaN or Inf; points must be finite");
+    }
+    TSR_CHECK(host[1] == ~0ull, what, ": X[", int64_t(host[1]) / n, "][", int64_t(host[1]) % n,
+              "] is the zero vector, which has no direction under the cosine metric");
+    if (host[2] != ~0ull) {
+      const int64_t row = int64_t(host[2] / d);
+      TSR_FAIL(what, ": centroid [", row / k, "][", row % k, "][", int64_t(host[2] % d),
+               "] is NaN or Inf; centroids must be finite");
+    }
+    TSR_CHECK(host[3] == ~0ull, what, ": centroid [", int64_t(host[3]) / k, "][",
+              int64_t(host[3]) % k,
+              "] is the zero vector, which has no direction under the cosine metric");
+  }
+
+  const float* inv_norms_or_null() const { return metric == kCosine ? x_norms : nullptr; }
+
+  void build_table(cudaStream_t stream, const float* centroids, const int* active) {
+    table_kernel<V><<<warp_blocks(x.batch * k_pad), kThreads, 0, stream>>>(
+        centroids, int(x.batch), int(k), int(x.cols), int(k_pad), int(d_pad), metric == kL2,
+        active, table, c_half);
+    TSR_CUDA_CHECK_LAUNCH("kmeans centroid table");
+  }
+
+  AssignArgs assign_args() const {
+    AssignArgs a;
+    a.n = x.rows;
+    a.ld = x.ld;
+    a.batch_stride = x.batch_stride;
+    a.d = int(x.cols);
+    a.k = int(k);
+    a.k_pad = int(k_pad);
+    a.d_pad = int(d_pad);
+    a.tiles = int(tiles);
+    a.batch = int(x.batch);
+    constexpr int kV = 16 / sizeof(V);
+    a.vector_loads = x.cols % kV == 0 && x.ld % kV == 0 && x.batch_stride % kV == 0 &&
+                     reinterpret_cast<uintptr_t>(x.data) % 16 == 0;
+    a.metric = metric;
+    a.x_norms = x_norms;
+    a.table = table;
+    a.c_half = c_half;
+    return a;
+  }
+
+  void launch_assign(cudaStream_t stream, const AssignArgs& a) const {
+    const int64_t blocks = x.batch * tiles;
+    TSR_CHECK(blocks <= int64_t(INT32_MAX), "kmeans: ", blocks, " point tiles exceed a launch");
+    assign_kernel<V><<<unsigned(blocks), kAssignThreads, assign_smem_bytes<V>(int(d_pad)),
+                       stream>>>(x.data, a);
+    TSR_CUDA_CHECK_LAUNCH("kmeans assign");
+  }
+};
+
+// Fits of at most this many iterations launch their stages directly; longer ones capture one
+// iteration into a CUDA graph and replay it (the capture costs more than a few launches).
+constexpr int kGraphFromIterations = 4;
+
+}  // namespace
+
+template <class V>
+int64_t max_dimension() {
+  const int limit = max_smem_optin() - 1024;  // the kernel's static shared memory
+  int64_t d = 0;
+  while (assign_smem_bytes<V>(int(d + Tile<V>::kBk)) <= size_t(limit)) d += Tile<V>::kBk;
+  return d;
+}
+
+template <class V>
+void check_points(Context& ctx, BatchedDenseView<const V> x, KmeansMetric metric, const char* what) {
+  DeviceProblem<V> p(x, 1, metric, what);
+  carve_workspace(ctx, [&](Arena& a) { p.carve(a); });
+  p.norms_and_checks(static_cast<cudaStream_t>(ctx.stream()), what, nullptr);
+}
+
+template <class V>
+void assign(Context& ctx, BatchedDenseView<const V> x, BatchedDenseView<const float> centroids,
+            KmeansMetric metric, int32_t* labels, float* distances) {
+  if (x.batch * x.rows == 0) return;
+  const auto stream = static_cast<cudaStream_t>(ctx.stream());
+  const int64_t k = centroids.rows;
+  DeviceProblem<V> p(x, k, metric, "kmeans_assign");
+  float* c = nullptr;
+  carve_workspace(ctx, [&](Arena& a) {
+    p.carve(a);
+    c = a.take<float>(x.batch * k * x.cols);
+  });
+  copy_centroids(centroids, c, stream);
+  p.norms_and_checks(stream, "kmeans_assign", c);
+  p.build_table(stream, c, nullptr);
+  AssignArgs a = p.assign_args();
+  a.labels = labels;
+  a.distances = distances;
+  p.launch_assign(stream, a);
+  TSR_CUDA_CHECK(cudaStreamSynchronize(stream));
+}
+
+template <class V>
+KmeansResult fit(Context& ctx, BatchedDenseView<const V> x, int64_t k, const KmeansOptions& o,
+                 const InitialCentroids& init) {
+  const auto stream = static_cast<cudaStream_t>(ctx.stream());
+  const int64_t batch = x.batch, n = x.rows, d = x.cols, total = batch * n;
+  const int clusters = int(batch * k);
+  KmeansResult r;
+  r.batch = batch;
+  r.k = k;
+  r.dim = d;
+  r.points = n;
+  r.inertia.assign(size_t(batch), 0.0);
+  r.inertia_history.assign(size_t(batch), {});
+  if (batch == 0) return r;
+
+  DeviceProblem<V> p(x, k, o.metric, "kmeans");
+  // The results own their memory; everything else lives in the context's workspace.
+  r.labels = Buffer<int32_t>(size_t(total), MemorySpace::device);
+  r.centroids = Buffer<float>(size_t(clusters * d), MemorySpace::device);
+  r.counts = Buffer<int64_t>(size_t(clusters), MemorySpace::device);
+  int32_t* labels = r.labels.data();
+  float* centroids = r.centroids.data();
+  const int64_t max_chunks = (total + kChunk - 1) / kChunk + clusters;
+  // 4-wide row loads in the update (8 or 16 bytes): D, ld and the batch stride multiples of 4.
+  const bool vec4 = d % 4 == 0 && x.ld % 4 == 0 && x.batch_stride % 4 == 0 &&
+                    reinterpret_cast<uintptr_t>(x.data) % (4 * sizeof(V)) == 0;
+  int key_bits = 1;
+  while ((int64_t(1) << key_bits) < clusters) ++key_bits;
+  size_t sort_bytes = 0, scan_bytes = 0;
+  TSR_CUDA_CHECK(cub::DeviceRadixSort::SortPairs(nullptr, sort_bytes, (int32_t*)nullptr,
+                                                 (int32_t*)nullptr, (int32_t*)nullptr,
+                                                 (int32_t*)nullptr, int(total), 0, key_bits,
+                                                 stream));
+  TSR_CUDA_CHECK(cub::DeviceScan::ExclusiveSum(nullptr, scan_bytes, (int32_t*)nullptr,
+                                               (int32_t*)nullptr, clusters + 1, stream));
+  const size_t temp_bytes = std::max(sort_bytes, scan_bytes);
+  float *distances, *partial;
+  int32_t *keys, *sorted_keys, *points, *order, *offsets, *chunk_counts, *chunk_offsets, *counts32;
+  double *tile_inertia, *last_inertia, *history;
+  int *tile_changed, *active, *iterations, *scalars;
+  int64_t* seed_rows;
+  void* temp;
+  carve_workspace(ctx, [&](Arena& a) {
+    p.carve(a);
+    distances = a.take<float>(total);
+    keys = a.take<int32_t>(total);
+    sorted_keys = a.take<int32_t>(total);
+    points = a.take<int32_t>(total);
+    order = a.take<int32_t>(total);
+    offsets = a.take<int32_t>(clusters + 1);
+    chunk_counts = a.take<int32_t>(clusters + 1);
+    chunk_offsets = a.take<int32_t>(clusters + 1);
+    counts32 = a.take<int32_t>(clusters);
+    partial = a.take<float>(max_chunks * d);
+    tile_inertia = a.take<double>(batch * p.tiles);
+    tile_changed = a.take<int>(batch * p.tiles);
+    active = a.take<int>(batch);
+    iterations = a.take<int>(batch);
+    last_inertia = a.take<double>(batch);
+    history = a.take<double>((int64_t(o.max_iterations) + 1) * batch);
+    scalars = a.take<int>(2);  // [0]: iteration, [1]: any problem still active
+    seed_rows = a.take<int64_t>(init.rows ? clusters : 0);
+    temp = a.take<unsigned char>(int64_t(temp_bytes));
+  });
+  int* iteration = scalars;
+  int* any_active = scalars + 1;
+
+  // Initial centroids, checks, norms, the first table.
+  if (init.rows) {
+    TSR_CUDA_CHECK(cudaMemcpyAsync(seed_rows, init.rows, sizeof(int64_t) * size_t(clusters),
+                                   cudaMemcpyHostToDevice, stream));
+    p.norms_and_checks(stream, "kmeans", nullptr);  // the gather below scales by the norms
+    gather_kernel<V><<<warp_blocks(clusters), kThreads, 0, stream>>>(
+        x.data, int(batch), n, int(k), int(d), x.ld, x.batch_stride, seed_rows,
+        p.inv_norms_or_null(), centroids);
+    TSR_CUDA_CHECK_LAUNCH("kmeans gather seeds");
+  } else {
+    copy_centroids(init.given, centroids, stream);
+    p.norms_and_checks(stream, "kmeans: initial_centroids", centroids);
+  }
+  p.build_table(stream, centroids, nullptr);
+  TSR_CUDA_CHECK(cudaMemsetAsync(active, 0xff, sizeof(int) * size_t(batch), stream));  // -1: on
+  TSR_CUDA_CHECK(cudaMemsetAsync(iterations, 0, sizeof(int) * size_t(batch), stream));
+  TSR_CUDA_CHECK(cudaMemsetAsync(scalars, 0, 2 * sizeof(int), stream));
+  TSR_CUDA_CHECK(cudaMemsetAsync(labels, 0xff, sizeof(int32_t) * size_t(total), stream));
+  iota_kernel<<<blocks_for(total), kThreads, 0, stream>>>(points, total);
+  TSR_CUDA_CHECK_LAUNCH("kmeans iota");
+
+  AssignArgs a = p.assign_args();
+  a.active = active;
+  a.labels = labels;
+  a.distances = distances;
+  a.sort_keys = keys;
+  a.tile_inertia = tile_inertia;
+  a.tile_changed = tile_changed;
+  auto assign_and_converge = [&]() {
+    p.launch_assign(stream, a);
+    TSR_CUDA_CHECK(cudaMemsetAsync(any_active, 0, sizeof(int), stream));
+    converge_kernel<<<warp_blocks(batch), kThreads, 0, stream>>>(
+        tile_inertia, tile_changed, int(batch), int(p.tiles), iteration, o.tolerance,
+        o.fixed_iterations, active, last_inertia, history, iterations, any_active);
+    TSR_CUDA_CHECK_LAUNCH("kmeans converge");
+    advance_kernel<<<1, 1, 0, stream>>>(iteration);
+    TSR_CUDA_CHECK_LAUNCH("kmeans advance");
+  };
+  auto update = [&]() {
+    size_t bytes = temp_bytes;
+    TSR_CUDA_CHECK(cub::DeviceRadixSort::SortPairs(temp, bytes, keys, sorted_keys, points, order,
+                                                   int(total), 0, key_bits, stream));
+    bounds_kernel<<<blocks_for(clusters + 1), kThreads, 0, stream>>>(
+        sorted_keys, total, clusters, offsets, chunk_counts);
+    TSR_CUDA_CHECK_LAUNCH("kmeans bounds");
+    bytes = temp_bytes;
+    TSR_CUDA_CHECK(cub::DeviceScan::ExclusiveSum(temp, bytes, chunk_counts, chunk_offsets,
+                                                 clusters + 1, stream));
+    sum_chunks_kernel<V><<<warp_blocks(max_chunks), kThreads, 0, stream>>>(
+        x.data, int(n), int(d), int(k), clusters, x.ld, x.batch_stride, vec4, order, offsets,
+        chunk_offsets, p.inv_norms_or_null(), active, max_chunks, partial);
+    TSR_CUDA_CHECK_LAUNCH("kmeans sum chunks");
+    finalize_kernel<<<warp_blocks(clusters), kThreads, 0, stream>>>(
+        partial, offsets, chunk_offsets, clusters, int(k), int(d), p.metric == kCosine, active,
+        centroids, counts32);
+    TSR_CUDA_CHECK_LAUNCH("kmeans finalize");
+    if (o.empty_clusters == EmptyClusters::reseed_farthest) {
+      reseed_kernel<V><<<unsigned(batch), kThreads, 0, stream>>>(
+          x.data, n, int(k), int(d), x.ld, x.batch_stride, distances, counts32,
+          p.inv_norms_or_null(), active, centroids);
+      TSR_CUDA_CHECK_LAUNCH("kmeans reseed");
+    }
+    p.build_table(stream, centroids, active);
+  };
+  // Every kCheckEvery iterations the host looks at any_active and stops when all converged.
+  auto all_converged = [&](int launched) {
+    if (o.fixed_iterations || launched % kCheckEvery != 0 || launched >= o.max_iterations) {
+      return false;
+    }
+    int host_active = 0;
+    TSR_CUDA_CHECK(cudaMemcpyAsync(&host_active, any_active, sizeof(int), cudaMemcpyDeviceToHost,
+                                   stream));
+    TSR_CUDA_CHECK(cudaStreamSynchronize(stream));
+    return host_active == 0;
+  };
+
+  assign_and_converge();  // iteration 0: the initial centroids
+  int launched = 0;
+  if (o.max_iterations > 0 && o.profile_stages) {  // one by one, with events between the stages
+    std::vector<cudaEvent_t> events(3 * size_t(o.max_iterations));
+    for (cudaEvent_t& e : events) TSR_CUDA_CHECK(cudaEventCreate(&e));
+    for (; launched < o.max_iterations; ++launched) {
+      TSR_CUDA_CHECK(cudaEventRecord(events[3 * launched], stream));
+      update();
+      TSR_CUDA_CHECK(cudaEventRecord(events[3 * launched + 1], stream));
+      assign_and_converge();
+      TSR_CUDA_CHECK(cudaEventRecord(events[3 * launched + 2], stream));
+    }
+    TSR_CUDA_CHECK(cudaStreamSynchronize(stream));
+    std::vector<double> update_s, assign_s;
+    for (int it = 0; it < launched; ++it) {
+      float ms = 0;
+      TSR_CUDA_CHECK(cudaEventElapsedTime(&ms, events[3 * it], events[3 * it + 1]));
+      update_s.push_back(ms * 1e-3);
+      TSR_CUDA_CHECK(cudaEventElapsedTime(&ms, events[3 * it + 1], events[3 * it + 2]));
+      assign_s.push_back(ms * 1e-3);
+    }
+    for (cudaEvent_t e : events) cudaEventDestroy(e);
+    auto median = [](std::vector<double> v) {
+      std::sort(v.begin(), v.end());
+      return v[v.size() / 2];
+    };
+    r.update_seconds = median(update_s);
+    r.assign_seconds = median(assign_s);
+  } else if (o.max_iterations > 0 && o.max_iterations < kGraphFromIterations) {
+    while (launched < o.max_iterations) {
+      update();
+      assign_and_converge();
+      ++launched;
+    }
+  } else if (o.max_iterations > 0) {
+    // One iteration, captured once and replayed: no host work or synchronisation inside.
+    cudaGraph_t graph = nullptr;
+    cudaGraphExec_t exec = nullptr;
+    TSR_CUDA_CHECK(cudaStreamBeginCapture(stream, cudaStreamCaptureModeThreadLocal));
+    try {
+      update();
+      assign_and_converge();
+    } catch (...) {
+      cudaStreamEndCapture(stream, &graph);
+      if (graph) cudaGraphDestroy(graph);
+      throw;
+    }
+    TSR_CUDA_CHECK(cudaStreamEndCapture(stream, &graph));
+    const cudaError_t inst = cudaGraphInstantiate(&exec, graph, 0);
+    cudaGraphDestroy(graph);
+    TSR_CUDA_CHECK(inst);
+    try {
+      while (launched < o.max_iterations) {
+        TSR_CUDA_CHECK(cudaGraphLaunch(exec, stream));
+        if (all_converged(++launched)) break;
+      }
+    } catch (...) {
+      cudaGraphExecDestroy(exec);
+      throw;
+    }
+    cudaGraphExecDestroy(exec);
+  }
+
+  // Results: counts of the final labels, per-problem history.
+  TSR_CUDA_CHECK(cudaMemsetAsync(counts32, 0, sizeof(int32_t) * size_t(clusters), stream));
+  count_labels_kernel<<<blocks_for(total), kThreads, 0, stream>>>(labels, total, n, int(k),
+                                                                  counts32);
+  TSR_CUDA_CHECK_LAUNCH("kmeans count labels");
+  widen_kernel<<<blocks_for(clusters), kThreads, 0, stream>>>(counts32, clusters,
+                                                              r.counts.data());
+  TSR_CUDA_CHECK_LAUNCH("kmeans widen counts");
+  std::vector<int> iters(static_cast<size_t>(batch));
+  std::vector<double> hist(static_cast<size_t>((int64_t(o.max_iterations) + 1) * batch));
+  TSR_CUDA_CHECK(cudaMemcpyAsync(iters.data(), iterations, sizeof(int) * iters.size(),
+                                 cudaMemcpyDeviceToHost, stream));
+  TSR_CUDA_CHECK(cudaMemcpyAsync(hist.data(), history, sizeof(double) * hist.size(),
+                                 cudaMemcpyDeviceToHost, stream));
+  TSR_CUDA_CHECK(cudaStreamSynchronize(stream));
+  for (int64_t b = 0; b < batch; ++b) {
+    auto& h = r.inertia_history[size_t(b)];
+    for (int t = 0; t <= iters[size_t(b)]; ++t) h.push_back(hist[size_t(t * batch + b)]);
+    r.inertia[size_t(b)] = h.back();
+    r.iterations = std::max(r.iterations, iters[size_t(b)]);
+  }
+  return r;
+}
+
+#define TSR_INSTANTIATE_KMEANS_CUDA(V)                                                          \
+  template KmeansResult fit(Context&, BatchedDenseView<const V>, int64_t, const KmeansOptions&, \
+                            const InitialCentroids&);                                           \
+  template void assign(Context&, BatchedDenseView<const V>, BatchedDenseView<const float>,      \
+                       KmeansMetric, int32_t*, float*);                                         \
+  template void check_points(Context&, BatchedDenseView<const V>, KmeansMetric, const char*);   \
+  template int64_t max_dimension<V>();
+TSR_INSTANTIATE_KMEANS_CUDA(float)
+TSR_INSTANTIATE_KMEANS_CUDA(bf16)
+TSR_INSTANTIATE_KMEANS_CUDA(f16)
+
+}  // namespace tessera::ops::kmeans_cuda

@@ -1,0 +1,43 @@
+// The GPU path of ops::kmeans (defined in kmeans_cuda.cu, built only with CUDA). kmeans.cpp
+// checks the options and prepares the initial centroids on the host; everything per iteration
+// runs on the device, batched over all problems, without host synchronisation.
+#pragma once
+
+#include <cstdint>
+
+#include "ops/kmeans/kmeans.h"
+
+namespace tessera::ops::kmeans_cuda {
+
+/// The starting centroids of a device fit: rows when set, else given.
+struct InitialCentroids {
+  const int64_t* rows = nullptr;         ///< host [B * K]: point indices whose rows are the seeds
+  BatchedDenseView<const float> given;   ///< [B, K, D], host or device, shape already checked;
+                                         ///< checked for NaN (and scaled for cosine) on the device
+};
+
+/// Lloyd iterations on the device; x is a device view. Labels, centroids and counts of the
+/// result are device buffers; inertia and history are on the host. Scratch memory comes from
+/// ctx.workspace(), so repeated fits allocate only their results.
+template <class V>
+KmeansResult fit(Context& ctx, BatchedDenseView<const V> x, int64_t k, const KmeansOptions& o,
+                 const InitialCentroids& init);
+
+/// Labels (and distances, unless null) of x's points against centroids [B, K, D] (host or
+/// device, shape already checked; NaN checked and cosine scaling done here). labels and
+/// distances are device pointers [B, N].
+template <class V>
+void assign(Context& ctx, BatchedDenseView<const V> x, BatchedDenseView<const float> centroids,
+            KmeansMetric metric, int32_t* labels, float* distances);
+
+/// Checks a device batch for NaN/Inf (and, for cosine, zero vectors) on the device; throws naming
+/// the first offending problem, row and column.
+template <class V>
+void check_points(Context& ctx, BatchedDenseView<const V> x, KmeansMetric metric, const char* what);
+
+/// The largest D the fused assignment kernel takes for this value type on this device (its tile
+/// of points lives in shared memory).
+template <class V>
+int64_t max_dimension();
+
+}  // namespace tessera::ops::kmeans_cuda

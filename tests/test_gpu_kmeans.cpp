@@ -1,0 +1,424 @@
+// ops::kmeans on the GPU against the float64 reference: the fused assignment on odd shapes and
+// strided views for every value type and metric, one Lloyd step against the float64 update, the
+// loop's guarantees (inertia never increases beyond the tensor-core rounding, same bits on every
+// run, a batch equals its problems run alone), empty-cluster policies, ties across centroid
+// tiles, the KMeans object, bad input and real SIFT data. Skips without a device.
+#include <gmock/gmock.h>
+#include <gtest/gtest.h>
+
+#include <algorithm>
+#include <filesystem>
+#include <numeric>
+
+#include "core/device.h"
+#include "core/random.h"
+#include "formats/io.h"
+#include "ops/kmeans/kmeans.h"
+#include "tests/reference/kmeans_reference.h"
+#include "tests/test_util.h"
+
+namespace tessera {
+namespace {
+
+using ops::EmptyClusters;
+using ops::KmeansInit;
+using ops::KmeansMetric;
+using ops::KmeansOptions;
+using ::testing::HasSubstr;
+
+#define REQUIRE_DEVICE() \
+  if (!device::available()) GTEST_SKIP() << "no CUDA device"
+
+std::string error_of(const std::function<void()>& fn) {
+  try {
+    fn();
+  } catch (const Error& e) {
+    return e.what();
+  }
+  return "(no error)";
+}
+
+// Relative error of a distance computed on tensor cores: tf32 rounds both operands (2^-11
+// each), bf16/f16 round the centroid (2^-9 / 2^-12); a difference of two distances doubles it.
+template <class V>
+double tensor_core_rounding() {
+  if constexpr (std::is_same_v<V, bf16>) return 0x1p-7;
+  if constexpr (std::is_same_v<V, f16>) return 0x1p-10;
+  return 0x1p-8;
+}
+
+// B problems of n points in d dimensions, row stride ld >= d, values uniform in [-1, 1) (or
+// around `centres` well-separated blobs when centres > 0), on the host and on the device.
+template <class V>
+struct Points {
+  int64_t batch, n, d, ld;
+  Buffer<V> host, dev;
+
+  Points(int64_t b, int64_t rows, int64_t cols, int64_t stride, uint64_t seed, int centres = 0)
+      : batch(b), n(rows), d(cols), ld(stride) {
+    Rng rng(seed);
+    std::vector<float> c(size_t(std::max(centres, 1) * cols));
+    for (float& v : c) v = float(rng.uniform(-10, 10));
+    host = Buffer<V>(size_t(std::max<int64_t>(b * n * ld, 1)), from_float<V>(0.0));
+    for (int64_t p = 0; p < b; ++p) {
+      for (int64_t i = 0; i < n; ++i) {
+        const int64_t which = centres > 0 ? int64_t(rng.below(uint64_t(centres))) : 0;
+        for (int64_t t = 0; t < d; ++t) {
+          const double v = centres > 0 ? c[size_t(which * d + t)] + rng.uniform(-0.5, 0.5)
+                                       : rng.uniform(-1, 1);
+          host.data()[(p * n + i) * ld + t] = from_float<V>(v);
+        }
+      }
+    }
+    dev = host.to(MemorySpace::device);
+  }
+  BatchedDenseView<const V> on(MemorySpace space) const {
+    return {batch, n, d, ld, n * ld, (space == MemorySpace::host ? host : dev).data(), space};
+  }
+  DenseView<const V> problem(int64_t b) const { return on(MemorySpace::host)[b]; }
+};
+
+template <class V>
+void expect_labels(const DenseView<const V>& x, const float* centroids, int64_t k,
+                   KmeansMetric metric, const int32_t* labels, const std::string& what) {
+  const reference::LabelCheck r = reference::check_labels(x, centroids, k, metric, labels, 1,
+                                                          tensor_core_rounding<V>());
+  EXPECT_EQ(r.failures, 0) << what << ": first at point " << r.first_failure << " (label "
+                           << (r.first_failure >= 0 ? labels[r.first_failure] : -1) << ")";
+}
+
+std::vector<float> random_centroids(int64_t b, int64_t k, int64_t d, uint64_t seed) {
+  Rng rng(seed);
+  std::vector<float> c(size_t(b * k * d));
+  for (float& v : c) v = float(rng.uniform(-1, 1));
+  return c;
+}
+
+template <class V>
+class GpuKmeans : public ::testing::Test {};
+using ValueTypes = ::testing::Types<float, bf16, f16>;
+TYPED_TEST_SUITE(GpuKmeans, ValueTypes);
+
+TYPED_TEST(GpuKmeans, AssignmentMatchesTheReferenceOnOddShapes) {
+  using V = TypeParam;
+  REQUIRE_DEVICE();
+  Context ctx;
+  struct Shape {
+    int64_t b, n, d, ld, k;
+  };
+  // Partial point tiles, D not a multiple of 8 (scalar loads), ld > d, several centroid tiles.
+  for (const Shape s : {Shape{1, 1, 1, 1, 1}, Shape{2, 129, 3, 3, 5}, Shape{1, 300, 37, 40, 130},
+                        Shape{3, 257, 128, 128, 300}, Shape{1, 200, 129, 131, 7},
+                        Shape{2, 1000, 64, 72, 1000}}) {
+    const Points<V> x(s.b, s.n, s.d, s.ld, 1000 + s.n + s.d);
+    const std::vector<float> c = random_centroids(s.b, s.k, s.d, 7 + s.k);
+    for (KmeansMetric metric :
+         {KmeansMetric::l2, KmeansMetric::cosine, KmeansMetric::inner_product}) {
+      Buffer<int32_t> labels(size_t(s.b * s.n), MemorySpace::device);
+      Buffer<float> dist(size_t(s.b * s.n), MemorySpace::device);
+      ops::kmeans_assign(ctx, x.on(MemorySpace::device),
+                         contiguous_batch<const float>(c.data(), s.b, s.k, s.d), metric,
+                         labels.data(), dist.data());
+      const std::vector<int32_t> got = labels.to_vector();
+      const std::vector<float> got_dist = dist.to_vector();
+      for (int64_t b = 0; b < s.b; ++b) {
+        const std::string what = std::string(ops::to_string(metric)) + " b=" + std::to_string(b) +
+                                 " n=" + std::to_string(s.n) + " d=" + std::to_string(s.d) +
+                                 " k=" + std::to_string(s.k);
+        const float* cb = c.data() + b * s.k * s.d;
+        expect_labels(x.problem(b), cb, s.k, metric, got.data() + b * s.n, what);
+        // The reported distance is the metric's distance to the reported label.
+        const std::vector<float> prepared =
+            reference::prepared_centroids(cb, s.k, s.d, metric);
+        for (int64_t i = 0; i < s.n; ++i) {
+          const std::vector<double> p = reference::point64(x.problem(b), i, metric);
+          const int32_t l = got[size_t(b * s.n + i)];
+          ASSERT_TRUE(l >= 0 && l < s.k) << what;
+          const double want = reference::distance64(p, prepared.data() + l * s.d, metric);
+          double scale = 1;
+          for (int64_t t = 0; t < s.d; ++t)
+            scale += p[size_t(t)] * p[size_t(t)] +
+                     double(prepared[size_t(l * s.d + t)]) * prepared[size_t(l * s.d + t)];
+          ASSERT_NEAR(got_dist[size_t(b * s.n + i)], want,
+                      tensor_core_rounding<V>() * scale + 1e-6 * s.d)
+              << what << " point " << i;
+        }
+      }
+    }
+  }
+}
+
+TYPED_TEST(GpuKmeans, OneLloydStepMatchesTheFloat64Update) {
+  using V = TypeParam;
+  REQUIRE_DEVICE();
+  Context ctx;
+  const int64_t b = 2, n = 3000, d = 45, k = 140;  // clusters of ~20: several per chunk boundary
+  const Points<V> x(b, n, d, d, 31);
+  const std::vector<float> c0 = random_centroids(b, k, d, 32);
+  for (KmeansMetric metric : {KmeansMetric::l2, KmeansMetric::cosine, KmeansMetric::inner_product}) {
+    Buffer<int32_t> l0(size_t(b * n), MemorySpace::device);
+    ops::kmeans_assign(ctx, x.on(MemorySpace::device),
+                       contiguous_batch<const float>(c0.data(), b, k, d), metric, l0.data());
+    KmeansOptions o;
+    o.init = KmeansInit::given;
+    o.initial_centroids = contiguous_batch<const float>(c0.data(), b, k, d);
+    o.max_iterations = 1;
+    o.fixed_iterations = true;
+    o.metric = metric;
+    const ops::KmeansResult r = ops::kmeans(ctx, x.on(MemorySpace::device), k, o);
+    ASSERT_EQ(r.iterations, 1);
+    EXPECT_EQ(r.centroids.space(), MemorySpace::device);
+    const std::vector<int32_t> labels0 = l0.to_vector(), labels1 = r.labels.to_vector();
+    const std::vector<float> c1 = r.centroids.to_vector();
+    const std::vector<int64_t> counts = r.counts.to_vector();
+    for (int64_t p = 0; p < b; ++p) {
+      const std::vector<int32_t> lp(labels0.begin() + p * n, labels0.begin() + (p + 1) * n);
+      const std::vector<float> old =
+          reference::prepared_centroids(c0.data() + p * k * d, k, d, metric);
+      const std::vector<double> want = reference::update64(x.problem(p), lp, k, old, metric);
+      for (int64_t e = 0; e < k * d; ++e) {
+        ASSERT_NEAR(c1[size_t(p * k * d + e)], want[size_t(e)], 2e-5 * (1 + std::abs(want[size_t(e)])))
+            << ops::to_string(metric) << " problem " << p << " centroid " << e / d;
+      }
+      expect_labels(x.problem(p), c1.data() + p * k * d, k, metric, labels1.data() + p * n,
+                    "after one step");
+      std::vector<int64_t> hist(size_t(k), 0);
+      for (int64_t i = 0; i < n; ++i) ++hist[size_t(labels1[size_t(p * n + i)])];
+      EXPECT_EQ(std::vector<int64_t>(counts.begin() + p * k, counts.begin() + (p + 1) * k), hist);
+      ASSERT_EQ(r.inertia_history[size_t(p)].size(), 2u);
+      EXPECT_EQ(r.inertia[size_t(p)], r.inertia_history[size_t(p)][1]);
+    }
+  }
+}
+
+TYPED_TEST(GpuKmeans, FitConvergesWithTheSameBitsEveryRun) {
+  using V = TypeParam;
+  REQUIRE_DEVICE();
+  Context ctx;
+  const int64_t b = 3, n = 5000, d = 32, k = 20;
+  const Points<V> x(b, n, d, d, 77, /*centres=*/20);
+  for (KmeansMetric metric : {KmeansMetric::l2, KmeansMetric::cosine}) {
+    KmeansOptions o;
+    o.init = KmeansInit::random;
+    o.seed = 5;
+    o.max_iterations = 40;
+    o.metric = metric;
+    const ops::KmeansResult r1 = ops::kmeans(ctx, x.on(MemorySpace::device), k, o);
+    const ops::KmeansResult r2 = ops::kmeans(ctx, x.on(MemorySpace::device), k, o);
+    EXPECT_EQ(r1.centroids.to_vector(), r2.centroids.to_vector()) << "same bits every run";
+    EXPECT_EQ(r1.labels.to_vector(), r2.labels.to_vector());
+    EXPECT_EQ(r1.inertia, r2.inertia);
+    EXPECT_LT(r1.iterations, o.max_iterations) << "converges on blobs";
+    const std::vector<float> c = r1.centroids.to_vector();
+    const std::vector<int32_t> labels = r1.labels.to_vector();
+    for (int64_t p = 0; p < b; ++p) {
+      const auto& h = r1.inertia_history[size_t(p)];
+      for (size_t t = 1; t < h.size(); ++t) {
+        EXPECT_LE(h[t], h[t - 1] * (1 + 4 * tensor_core_rounding<V>()) + 1e-9)
+            << ops::to_string(metric) << " problem " << p << " iteration " << t;
+      }
+      expect_labels(x.problem(p), c.data() + p * k * d, k, metric, labels.data() + p * n,
+                    "fit");
+    }
+  }
+}
+
+TYPED_TEST(GpuKmeans, BatchEqualsProblemsAlone) {
+  using V = TypeParam;
+  REQUIRE_DEVICE();
+  Context ctx;
+  const int64_t b = 4, n = 2000, d = 24, k = 50;
+  const Points<V> x(b, n, d, d, 90, 12);
+  const std::vector<float> c0 = random_centroids(b, k, d, 91);
+  KmeansOptions o;
+  o.init = KmeansInit::given;
+  o.initial_centroids = contiguous_batch<const float>(c0.data(), b, k, d);
+  o.max_iterations = 6;
+  const ops::KmeansResult all = ops::kmeans(ctx, x.on(MemorySpace::device), k, o);
+  const std::vector<float> call = all.centroids.to_vector();
+  const std::vector<int32_t> lall = all.labels.to_vector();
+  for (int64_t p = 0; p < b; ++p) {
+    BatchedDenseView<const V> one = x.on(MemorySpace::device);
+    one.batch = 1;
+    one.data += p * n * x.ld;
+    KmeansOptions op = o;
+    op.initial_centroids = contiguous_batch<const float>(c0.data() + p * k * d, 1, k, d);
+    const ops::KmeansResult r = ops::kmeans(ctx, one, k, op);
+    const std::vector<float> c = r.centroids.to_vector();
+    EXPECT_TRUE(std::equal(c.begin(), c.end(), call.begin() + p * k * d)) << "problem " << p;
+    const std::vector<int32_t> l = r.labels.to_vector();
+    EXPECT_TRUE(std::equal(l.begin(), l.end(), lall.begin() + p * n)) << "problem " << p;
+    EXPECT_EQ(r.inertia_history[0], all.inertia_history[size_t(p)]) << "problem " << p;
+  }
+}
+
+TEST(GpuKmeansOps, MatchesTheCpuPathFromTheSameRandomSeeds) {
+  REQUIRE_DEVICE();
+  Context ctx;
+  const Points<float> x(2, 4000, 16, 16, 55, 10);
+  KmeansOptions o;
+  o.init = KmeansInit::random;
+  o.seed = 11;
+  o.max_iterations = 0;  // the initial centroids: the same random points on both paths
+  const ops::KmeansResult gpu = ops::kmeans(ctx, x.on(MemorySpace::device), 10, o);
+  const ops::KmeansResult cpu = ops::kmeans(ctx, x.on(MemorySpace::host), 10, o);
+  EXPECT_EQ(gpu.centroids.to_vector(), cpu.centroids.to_vector());
+  o.max_iterations = 30;
+  const ops::KmeansResult g = ops::kmeans(ctx, x.on(MemorySpace::device), 10, o);
+  const ops::KmeansResult c = ops::kmeans(ctx, x.on(MemorySpace::host), 10, o);
+  // The same seeds on blobs: both paths reach (nearly) the same partition and inertia; tf32
+  // rounding may move a point that sits between two clusters.
+  const std::vector<int32_t> gl = g.labels.to_vector(), cl = c.labels.to_vector();
+  int64_t same = 0;
+  for (size_t i = 0; i < gl.size(); ++i) same += gl[i] == cl[i];
+  EXPECT_GE(double(same), 0.99 * double(gl.size()));
+  for (size_t p = 0; p < 2; ++p) EXPECT_NEAR(g.inertia[p], c.inertia[p], 1e-3 * c.inertia[p]);
+}
+
+TEST(GpuKmeansOps, TiesAcrossCentroidTilesGoToTheLowerIndex) {
+  REQUIRE_DEVICE();
+  Context ctx;
+  const int64_t n = 300, d = 16, k = 300;
+  std::vector<float> c = random_centroids(1, k, d, 3);
+  // Centroid 260 (third tile) copies centroid 5, centroid 140 (second tile) copies 70.
+  std::copy(c.begin() + 5 * d, c.begin() + 6 * d, c.begin() + 260 * d);
+  std::copy(c.begin() + 70 * d, c.begin() + 71 * d, c.begin() + 140 * d);
+  Buffer<float> xs(size_t(n * d));
+  for (int64_t i = 0; i < n; ++i) {
+    const int64_t src = i % 2 ? 260 : 140;
+    std::copy(c.begin() + src * d, c.begin() + (src + 1) * d, xs.data() + i * d);
+  }
+  const Buffer<float> xd = xs.to(MemorySpace::device);
+  for (KmeansMetric metric : {KmeansMetric::l2, KmeansMetric::cosine, KmeansMetric::inner_product}) {
+    Buffer<int32_t> labels(size_t(n), MemorySpace::device);
+    ops::kmeans_assign(ctx, contiguous_batch<const float>(xd.data(), 1, n, d, MemorySpace::device),
+                       contiguous_batch<const float>(c.data(), 1, k, d), metric, labels.data());
+    const std::vector<int32_t> got = labels.to_vector();
+    if (metric == KmeansMetric::inner_product) {  // the largest dot need not be the copy itself
+      for (int64_t i = 0; i < n; ++i) EXPECT_NE(got[size_t(i)], i % 2 ? 260 : 140);
+      continue;
+    }
+    for (int64_t i = 0; i < n; ++i) ASSERT_EQ(got[size_t(i)], i % 2 ? 5 : 70) << "point " << i;
+  }
+}
+
+TEST(GpuKmeansOps, EmptyClustersKeepOrTakeTheFarthestPoints) {
+  REQUIRE_DEVICE();
+  Context ctx;
+  const int64_t n = 1000, d = 8, k = 6;
+  const Points<float> x(1, n, d, d, 12);
+  std::vector<float> c0 = random_centroids(1, k, d, 13);
+  for (int64_t t = 0; t < d; ++t) c0[size_t(2 * d + t)] = 50, c0[size_t(4 * d + t)] = -60;
+  KmeansOptions o;
+  o.init = KmeansInit::given;
+  o.initial_centroids = contiguous_batch<const float>(c0.data(), 1, k, d);
+  o.max_iterations = 1;
+  o.fixed_iterations = true;
+  const ops::KmeansResult keep = ops::kmeans(ctx, x.on(MemorySpace::device), k, o);
+  const std::vector<float> kc = keep.centroids.to_vector();
+  for (int64_t t = 0; t < d; ++t) {
+    EXPECT_EQ(kc[size_t(2 * d + t)], 50.0f);
+    EXPECT_EQ(kc[size_t(4 * d + t)], -60.0f);
+  }
+  // Reseed: clusters 2 and 4 take the farthest and second-farthest points of iteration 0.
+  Buffer<float> dist(size_t(n), MemorySpace::device);
+  Buffer<int32_t> l0(size_t(n), MemorySpace::device);
+  ops::kmeans_assign(ctx, x.on(MemorySpace::device), contiguous_batch<const float>(c0.data(), 1, k, d),
+                     KmeansMetric::l2, l0.data(), dist.data());
+  const std::vector<float> dv = dist.to_vector();
+  std::vector<int64_t> by(static_cast<size_t>(n));
+  std::iota(by.begin(), by.end(), 0);
+  std::stable_sort(by.begin(), by.end(), [&](int64_t a, int64_t b) { return dv[size_t(a)] > dv[size_t(b)]; });
+  o.empty_clusters = EmptyClusters::reseed_farthest;
+  const ops::KmeansResult re = ops::kmeans(ctx, x.on(MemorySpace::device), k, o);
+  const std::vector<float> rc = re.centroids.to_vector();
+  for (int64_t t = 0; t < d; ++t) {
+    EXPECT_EQ(rc[size_t(2 * d + t)], x.host.data()[by[0] * d + t]);
+    EXPECT_EQ(rc[size_t(4 * d + t)], x.host.data()[by[1] * d + t]);
+  }
+}
+
+TEST(GpuKmeansOps, KMeansObjectWarmStartsAndPredictsOnTheDevice) {
+  REQUIRE_DEVICE();
+  Context ctx;
+  const Points<bf16> x(2, 3000, 40, 40, 21, 8);
+  KmeansOptions o;
+  o.init = KmeansInit::random;
+  o.max_iterations = 3;
+  ops::KMeans km(8, o);
+  const ops::KmeansResult& first = km.fit(ctx, x.on(MemorySpace::device));
+  const std::vector<double> after_first = first.inertia;
+  const ops::KmeansResult& second = km.fit(ctx, x.on(MemorySpace::device));
+  for (size_t p = 0; p < 2; ++p) {
+    EXPECT_LE(second.inertia_history[p][0], after_first[p] * (1 + 1e-2)) << "warm start";
+  }
+  const std::vector<int32_t> predicted = km.predict(ctx, x.on(MemorySpace::device));
+  EXPECT_EQ(predicted, km.result().labels.to_vector());
+  EXPECT_EQ(km.predict(ctx, x.on(MemorySpace::host)).size(), predicted.size());
+}
+
+TEST(GpuKmeansOps, BadInputGetsClearErrors) {
+  REQUIRE_DEVICE();
+  Context ctx;
+  Points<float> x(2, 50, 7, 7, 1);
+  x.host.data()[(1 * 50 + 13) * 7 + 4] = NAN;
+  const Buffer<float> bad = x.host.to(MemorySpace::device);
+  const BatchedDenseView<const float> bv{2, 50, 7, 7, 350, bad.data(), MemorySpace::device};
+  KmeansOptions o;
+  o.init = KmeansInit::random;
+  EXPECT_THAT(error_of([&] { ops::kmeans(ctx, bv, 3, o); }), HasSubstr("X[1][13][4]"));
+  const Points<float> good(1, 50, 7, 7, 2);
+  EXPECT_THAT(error_of([&] { ops::kmeans(ctx, good.on(MemorySpace::device), 51, o); }),
+              HasSubstr("exceeds the 50 points"));
+  EXPECT_THAT(error_of([&] { ops::kmeans(ctx, good.on(MemorySpace::device), 0, o); }),
+              HasSubstr("must be positive"));
+  Buffer<float> zero(size_t(50 * 7), 0.0f);
+  for (size_t i = 7; i < zero.size(); ++i) zero.data()[i] = 1.0f;
+  const Buffer<float> zd = zero.to(MemorySpace::device);
+  o.metric = KmeansMetric::cosine;
+  EXPECT_THAT(error_of([&] {
+                ops::kmeans(ctx, contiguous_batch<const float>(zd.data(), 1, 50, 7, MemorySpace::device), 3, o);
+              }),
+              HasSubstr("X[0][0] is the zero vector"));
+  o.metric = KmeansMetric::l2;
+  o.init = KmeansInit::given;
+  const std::vector<float> c(size_t(4 * 7), 0.5f);
+  o.initial_centroids = contiguous_batch<const float>(c.data(), 1, 4, 7);
+  EXPECT_THAT(error_of([&] { ops::kmeans(ctx, good.on(MemorySpace::device), 3, o); }),
+              HasSubstr("centroids are [1, 4, 7] but the problem needs [1, 3, 7]"));
+  std::vector<float> nan_c(size_t(3 * 7), 0.25f);
+  nan_c[size_t(1 * 7 + 2)] = NAN;
+  o.initial_centroids = contiguous_batch<const float>(nan_c.data(), 1, 3, 7);
+  EXPECT_THAT(error_of([&] { ops::kmeans(ctx, good.on(MemorySpace::device), 3, o); }),
+              HasSubstr("centroid [0][1][2] is NaN or Inf"));
+  const int64_t too_wide = ops::kmeans_max_device_dimension<float>() + 1;
+  const Points<float> wide(1, 4, too_wide, too_wide, 3);
+  o.init = KmeansInit::random;
+  EXPECT_THAT(error_of([&] { ops::kmeans(ctx, wide.on(MemorySpace::device), 2, o); }),
+              HasSubstr("exceeds"));
+}
+
+TEST(GpuKmeansOps, RealSiftVectors) {
+  REQUIRE_DEVICE();
+  namespace fs = std::filesystem;
+  const fs::path path = fs::path(testing::shared_data_dir()) / "ann" / "ngt_sift5k" / "base.fvecs";
+  if (!fs::exists(path)) GTEST_SKIP() << path << " is absent";
+  const DenseMatrix<float> sift = read_vecs<float>(path.string());
+  Context ctx;
+  const Buffer<float> dev = sift.buffer().to(MemorySpace::device);
+  const auto x = contiguous_batch<const float>(dev.data(), 1, sift.rows(), sift.cols(), MemorySpace::device);
+  KmeansOptions o;
+  o.init = KmeansInit::kmeans_plus_plus;
+  o.max_iterations = 20;
+  const ops::KmeansResult r = ops::kmeans(ctx, x, 64, o);
+  const std::vector<float> c = r.centroids.to_vector();
+  const std::vector<int32_t> labels = r.labels.to_vector();
+  expect_labels(DenseView<const float>{sift.rows(), sift.cols(), sift.cols(), sift.data()}, c.data(), 64,
+                KmeansMetric::l2, labels.data(), "sift");
+  const auto& h = r.inertia_history[0];
+  for (size_t t = 1; t < h.size(); ++t) EXPECT_LE(h[t], h[t - 1] * (1 + 1e-3));
+  EXPECT_LT(h.back(), 0.8 * h.front());
+}
+
+}  // namespace
+}  // namespace tessera
