@@ -23,6 +23,8 @@ class Buffer {
  public:
   static constexpr size_t kHostAlignment = 64;
 
+  using value_type = T;
+
   Buffer() = default;
   /// Allocates n uninitialised elements in space.
   explicit Buffer(size_t n, MemorySpace space = MemorySpace::host) : size_(n), space_(space) {

@@ -29,6 +29,20 @@ using ::testing::HasSubstr;
 #define REQUIRE_DEVICE() \
   if (!device::available()) GTEST_SKIP() << "no CUDA device"
 
+// Selects the assignment kernel for its lifetime: nullptr for the default (the wgmma kernel on
+// sm_90a builds), "wgmma256" / "wgmma128" for its block sizes, "mma_sync" for the portable one
+// (the only one in other builds).
+class AssignKernel {
+ public:
+  explicit AssignKernel(const char* choice) {
+    if (choice) setenv("TESSERA_KMEANS_KERNEL", choice, 1); else unsetenv("TESSERA_KMEANS_KERNEL");
+  }
+  ~AssignKernel() { unsetenv("TESSERA_KMEANS_KERNEL"); }
+  AssignKernel(const AssignKernel&) = delete;
+  AssignKernel& operator=(const AssignKernel&) = delete;
+};
+const char* const kAssignKernels[] = {nullptr, "wgmma256", "wgmma128", "mma_sync"};
+
 std::string error_of(const std::function<void()>& fn) {
   try {
     fn();
@@ -107,9 +121,11 @@ TYPED_TEST(GpuKmeans, AssignmentMatchesTheReferenceOnOddShapes) {
     int64_t b, n, d, ld, k;
   };
   // Partial point tiles, D not a multiple of 8 (scalar loads), ld > d, several centroid tiles.
+  for (const char* kernel : kAssignKernels) {
+  const AssignKernel choice(kernel);
   for (const Shape s : {Shape{1, 1, 1, 1, 1}, Shape{2, 129, 3, 3, 5}, Shape{1, 300, 37, 40, 130},
                         Shape{3, 257, 128, 128, 300}, Shape{1, 200, 129, 131, 7},
-                        Shape{2, 1000, 64, 72, 1000}}) {
+                        Shape{2, 1000, 64, 72, 1000}, Shape{1, 130, 256, 256, 129}}) {
     const Points<V> x(s.b, s.n, s.d, s.ld, 1000 + s.n + s.d);
     const std::vector<float> c = random_centroids(s.b, s.k, s.d, 7 + s.k);
     for (KmeansMetric metric :
@@ -122,7 +138,8 @@ TYPED_TEST(GpuKmeans, AssignmentMatchesTheReferenceOnOddShapes) {
       const std::vector<int32_t> got = labels.to_vector();
       const std::vector<float> got_dist = dist.to_vector();
       for (int64_t b = 0; b < s.b; ++b) {
-        const std::string what = std::string(ops::to_string(metric)) + " b=" + std::to_string(b) +
+        const std::string what = std::string(kernel ? kernel : "default") + " " +
+                                 ops::to_string(metric) + " b=" + std::to_string(b) +
                                  " n=" + std::to_string(s.n) + " d=" + std::to_string(s.d) +
                                  " k=" + std::to_string(s.k);
         const float* cb = c.data() + b * s.k * s.d;
@@ -145,6 +162,7 @@ TYPED_TEST(GpuKmeans, AssignmentMatchesTheReferenceOnOddShapes) {
         }
       }
     }
+  }
   }
 }
 
@@ -252,6 +270,31 @@ TYPED_TEST(GpuKmeans, BatchEqualsProblemsAlone) {
   }
 }
 
+TEST(GpuKmeansOps, WithoutTheFinalAssignmentTheLabelsAreThoseOfTheLastUpdate) {
+  REQUIRE_DEVICE();
+  Context ctx;
+  const Points<bf16> x(3, 3000, 24, 24, 41);
+  const std::vector<float> c0 = random_centroids(3, 40, 24, 42);
+  KmeansOptions o;
+  o.init = KmeansInit::given;
+  o.initial_centroids = contiguous_batch<const float>(c0.data(), 3, 40, 24);
+  o.fixed_iterations = true;
+  for (int iters : {1, 2, 5}) {  // direct launches and the replayed graph
+    o.max_iterations = iters - 1;
+    const ops::KmeansResult before = ops::kmeans(ctx, x.on(MemorySpace::device), 40, o);
+    o.max_iterations = iters;
+    const ops::KmeansResult full = ops::kmeans(ctx, x.on(MemorySpace::device), 40, o);
+    o.final_assignment = false;
+    const ops::KmeansResult last = ops::kmeans(ctx, x.on(MemorySpace::device), 40, o);
+    o.final_assignment = true;
+    EXPECT_EQ(last.iterations, iters);
+    EXPECT_EQ(last.labels.to_vector(), before.labels.to_vector()) << iters;
+    EXPECT_EQ(last.counts.to_vector(), before.counts.to_vector()) << iters;
+    EXPECT_EQ(last.centroids.to_vector(), full.centroids.to_vector()) << iters;
+    EXPECT_EQ(last.inertia_history, before.inertia_history) << iters;
+  }
+}
+
 TEST(GpuKmeansOps, MatchesTheCpuPathFromTheSameRandomSeeds) {
   REQUIRE_DEVICE();
   Context ctx;
@@ -289,6 +332,8 @@ TEST(GpuKmeansOps, TiesAcrossCentroidTilesGoToTheLowerIndex) {
     std::copy(c.begin() + src * d, c.begin() + (src + 1) * d, xs.data() + i * d);
   }
   const Buffer<float> xd = xs.to(MemorySpace::device);
+  for (const char* kernel : kAssignKernels) {
+  const AssignKernel choice(kernel);
   for (KmeansMetric metric : {KmeansMetric::l2, KmeansMetric::cosine, KmeansMetric::inner_product}) {
     Buffer<int32_t> labels(size_t(n), MemorySpace::device);
     ops::kmeans_assign(ctx, contiguous_batch<const float>(xd.data(), 1, n, d, MemorySpace::device),
@@ -299,6 +344,7 @@ TEST(GpuKmeansOps, TiesAcrossCentroidTilesGoToTheLowerIndex) {
       continue;
     }
     for (int64_t i = 0; i < n; ++i) ASSERT_EQ(got[size_t(i)], i % 2 ? 5 : 70) << "point " << i;
+  }
   }
 }
 
@@ -401,7 +447,7 @@ TEST(GpuKmeansOps, BadInputGetsClearErrors) {
 TEST(GpuKmeansOps, RealSiftVectors) {
   REQUIRE_DEVICE();
   namespace fs = std::filesystem;
-  const fs::path path = fs::path(testing::shared_data_dir()) / "ann" / "ngt_sift5k" / "base.fvecs";
+  const fs::path path = fs::path(testing::shared_data_dir()) / "ann" / "ngt_sift5k" / "sift5k_base.fvecs";
   if (!fs::exists(path)) GTEST_SKIP() << path << " is absent";
   const DenseMatrix<float> sift = read_vecs<float>(path.string());
   Context ctx;

@@ -355,6 +355,30 @@ TEST(Kmeans, EdgeShapes) {
   for (int32_t l : s.labels.to_vector()) EXPECT_EQ(l, 0) << "equal centroids: the lowest index";
 }
 
+TEST(Kmeans, WithoutTheFinalAssignmentTheLabelsAreThoseOfTheLastUpdate) {
+  Context ctx;
+  const DenseMatrix<float> x = uniform_dense<float>(2 * 700, 9, 61);
+  const auto batch = contiguous_batch<const float>(x.data(), 2, 700, 9);
+  KmeansOptions o;
+  o.init = KmeansInit::random;
+  o.seed = 3;
+  o.fixed_iterations = true;
+  for (int iters : {1, 4}) {
+    o.max_iterations = iters - 1;
+    const ops::KmeansResult before = ops::kmeans(ctx, batch, 12, o);
+    o.max_iterations = iters;
+    const ops::KmeansResult full = ops::kmeans(ctx, batch, 12, o);
+    o.final_assignment = false;
+    const ops::KmeansResult last = ops::kmeans(ctx, batch, 12, o);
+    o.final_assignment = true;
+    EXPECT_EQ(last.iterations, iters);
+    EXPECT_EQ(last.labels.to_vector(), before.labels.to_vector());
+    EXPECT_EQ(last.counts.to_vector(), before.counts.to_vector());
+    EXPECT_EQ(last.centroids.to_vector(), full.centroids.to_vector());
+    EXPECT_EQ(last.inertia_history, before.inertia_history);
+  }
+}
+
 TEST(Kmeans, BadInputGetsClearErrors) {
   Context ctx;
   DenseMatrix<float> x = uniform_dense<float>(20, 4, 14);

@@ -500,8 +500,8 @@ namespace {
 // Random seeds are the same points the CPU path picks for the same seed; k-means++ runs on a host
 // copy of X (the GPU's k-means|| is not built yet).
 template <class V>
-KmeansResult kmeans_on_device(Context& ctx, BatchedDenseView<const V> x, int64_t k,
-                              const KmeansOptions& o) {
+void kmeans_on_device(Context& ctx, BatchedDenseView<const V> x, int64_t k, const KmeansOptions& o,
+                      KmeansResult& out) {
   validate_batch(x, "kmeans");
   check_options(x, k, o);
 #if TESSERA_WITH_CUDA
@@ -533,9 +533,10 @@ KmeansResult kmeans_on_device(Context& ctx, BatchedDenseView<const V> x, int64_t
     }
     init.given = contiguous_batch<const float>(seeds.data(), batch, k, d);
   }
-  return kmeans_cuda::fit(ctx, x, k, o, init);
+  kmeans_cuda::fit(ctx, x, k, o, init, out);
 #else
   (void)ctx;
+  (void)out;
   TSR_FAIL("kmeans: X is in device memory, but this build has no CUDA");
 #endif
 }
@@ -544,7 +545,11 @@ KmeansResult kmeans_on_device(Context& ctx, BatchedDenseView<const V> x, int64_t
 
 template <class V>
 KmeansResult kmeans(Context& ctx, BatchedDenseView<const V> x, int64_t k, const KmeansOptions& o) {
-  if (x.space == MemorySpace::device) return kmeans_on_device(ctx, x, k, o);
+  if (x.space == MemorySpace::device) {
+    KmeansResult r;
+    kmeans_on_device(ctx, x, k, o, r);
+    return r;
+  }
   const std::vector<float> inv_norms = check_points(x, o.metric, "kmeans");
   check_options(x, k, o);
   if (o.init == KmeansInit::given) {
@@ -586,6 +591,10 @@ KmeansResult kmeans(Context& ctx, BatchedDenseView<const V> x, int64_t k, const 
     for (int it = 0; it < o.max_iterations; ++it) {
       std::copy(labels, labels + n, previous.begin());
       update_problem(p, labels, distances.data(), o.metric, o.empty_clusters, c, counts, threads);
+      if (!o.final_assignment && it + 1 == o.max_iterations) {  // labels stay the previous ones
+        iterations[size_t(b)] = it + 1;
+        break;
+      }
       const double before = inertia;
       inertia = assign_problem(p, c, o.metric, labels, distances.data(), threads);
       history.push_back(inertia);
@@ -601,6 +610,16 @@ KmeansResult kmeans(Context& ctx, BatchedDenseView<const V> x, int64_t k, const 
   });
   r.iterations = iterations.empty() ? 0 : *std::max_element(iterations.begin(), iterations.end());
   return r;
+}
+
+template <class V>
+void kmeans(Context& ctx, BatchedDenseView<const V> x, int64_t k, const KmeansOptions& o,
+            KmeansResult& result) {
+  if (x.space == MemorySpace::device) {
+    kmeans_on_device(ctx, x, k, o, result);
+  } else {
+    result = kmeans(ctx, x, k, o);
+  }
 }
 
 template <class V>
@@ -642,8 +661,7 @@ const KmeansResult& KMeans::fit(Context& ctx, BatchedDenseView<const V> x) {
     o.init = KmeansInit::given;
     o.initial_centroids = result_.centroid_view();
   }
-  KmeansResult next = kmeans(ctx, x, k_, o);
-  result_ = std::move(next);
+  kmeans(ctx, x, k_, o, result_);  // on the GPU, into the held buffers
   fitted_ = true;
   return result_;
 }
@@ -717,6 +735,8 @@ KmeansInit parse_kmeans_init(const std::string& text) {
 #define TSR_INSTANTIATE_KMEANS(V)                                                                 \
   template KmeansResult kmeans(Context&, BatchedDenseView<const V>, int64_t,                      \
                                const KmeansOptions&);                                             \
+  template void kmeans(Context&, BatchedDenseView<const V>, int64_t, const KmeansOptions&,         \
+                       KmeansResult&);                                                            \
   template void kmeans_assign(Context&, BatchedDenseView<const V>, BatchedDenseView<const float>, \
                               KmeansMetric, int32_t*, float*, int);                               \
   template const KmeansResult& KMeans::fit(Context&, BatchedDenseView<const V>);                  \

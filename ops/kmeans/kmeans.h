@@ -49,6 +49,11 @@ struct KmeansOptions {
   /// Run exactly max_iterations updates, converged or not (the same work as a fixed-iteration
   /// peer in a benchmark).
   bool fixed_iterations = false;
+  /// Assign the points once more after the last update, so that labels, counts and inertia
+  /// belong to the returned centroids (the default). false: the fit ends with the update of its
+  /// last iteration and the labels are those that update used, the same work as peers that
+  /// return their last labels (flash-kmeans): max_iterations assignments instead of one more.
+  bool final_assignment = true;
   KmeansInit init = KmeansInit::kmeans_plus_plus;
   uint64_t seed = 0;  ///< problem b draws from seed and b
   KmeansMetric metric = KmeansMetric::l2;
@@ -71,7 +76,7 @@ struct KmeansResult {
   Buffer<int64_t> counts;       ///< [B, K]: points per label
   std::vector<double> inertia;  ///< [B]: sum over points of the metric's distance to their label
   /// [B][t]: the inertia after assignment t (t = 0 is the initial centroids); for l2 and cosine
-  /// it never increases.
+  /// it never increases. iterations + 1 entries (iterations without final_assignment).
   std::vector<std::vector<double>> inertia_history;
   int iterations = 0;  ///< centroid updates done, the most over the batch
   /// With KmeansOptions::profile_stages on the GPU: the median seconds per iteration of the
@@ -90,6 +95,13 @@ struct KmeansResult {
 template <class V>
 KmeansResult kmeans(Context& ctx, BatchedDenseView<const V> x, int64_t k,
                     const KmeansOptions& options = {});
+
+/// As above, into result: on the GPU its device buffers are reused when their sizes fit, so a
+/// loop of fits (a warm start per diffusion step) allocates nothing. On the CPU, a plain
+/// assignment. result may hold the initial centroids (options.initial_centroids viewing them).
+template <class V>
+void kmeans(Context& ctx, BatchedDenseView<const V> x, int64_t k, const KmeansOptions& options,
+            KmeansResult& result);
 
 /// Labels each point of x with its nearest centroid (the metric's distance; ties to the lower
 /// index). labels: [B, N]; distances: [B, N] or null; both in x's memory space. Centroids may be

@@ -22,7 +22,9 @@
 #include <cmath>
 #include <cub/device/device_radix_sort.cuh>
 #include <cub/device/device_scan.cuh>
+#include <cstdlib>
 #include <limits>
+#include <string>
 #include <vector>
 
 #include "core/cuda_check.h"
@@ -227,6 +229,85 @@ __device__ __forceinline__ int warp_sum_i32(int v) {
   return v;
 }
 
+// The end of an assignment block, all threads: row r < rows of the tile has the winning
+// (score, label) in score_s[r], label_s[r]. Writes labels, distances and sort keys, and the tile's
+// inertia and changed-label count (fixed-order sums).
+template <int BM>
+__device__ __forceinline__ void store_block_results(const AssignArgs& a, int b, int64_t row0,
+                                                    int rows, const float* score_s,
+                                                    const int* label_s) {
+  static_assert(BM <= kAssignThreads, "a thread per row");
+  __shared__ double warp_inertia[BM / kWarp];
+  __shared__ int warp_changed[BM / kWarp];
+  const int lane = threadIdx.x % kWarp, warp = threadIdx.x / kWarp;
+  __syncthreads();  // score_s / label_s complete
+  if (threadIdx.x < BM) {
+    const int r = threadIdx.x;
+    const float score = score_s[r];
+    const int label = label_s[r];
+    double dist = 0;
+    int changed = 0;
+    if (r < rows) {
+      const int64_t g = int64_t(b) * a.n + row0 + r;
+      float d;
+      if (a.metric == kL2) {
+        d = fmaxf(0.0f, a.x_norms[g] - 2.0f * score);
+      } else if (a.metric == kCosine) {
+        d = fmaxf(0.0f, 1.0f - score * a.x_norms[g]);
+      } else {
+        d = -score;
+      }
+      dist = d;
+      if (a.tile_changed) changed = a.labels[g] != label;
+      a.labels[g] = label;
+      if (a.distances) a.distances[g] = d;
+      if (a.sort_keys) a.sort_keys[g] = b * a.k + label;
+    }
+    dist = warp_sum_f64(dist);
+    changed = warp_sum_i32(changed);
+    if (lane == 0) warp_inertia[warp] = dist, warp_changed[warp] = changed;
+  }
+  __syncthreads();
+  if (threadIdx.x == 0 && a.tile_inertia) {
+    double s = 0;
+    int c = 0;
+    for (int w = 0; w < BM / kWarp; ++w) s += warp_inertia[w], c += warp_changed[w];
+    a.tile_inertia[blockIdx.x] = s;
+    a.tile_changed[blockIdx.x] = c;
+  }
+}
+
+// The point tile of block (b, tile) as tensor-core elements, zero-padded to d_pad columns, through
+// store(r, col, 16-byte word) (vector path: kV-element chunks) or store_elem(r, col, element).
+template <class V, int BM, class Store16, class StoreElem>
+__device__ __forceinline__ void load_point_tile(const V* __restrict__ x, const AssignArgs& a,
+                                                int b, int64_t row0, int rows, Store16&& store16,
+                                                StoreElem&& store_elem) {
+  using E = typename Tile<V>::Elem;
+  const V* xb = x + int64_t(b) * a.batch_stride + row0 * a.ld;
+  if (a.vector_loads) {
+    constexpr int kV = 16 / sizeof(V);
+    const int per_row = a.d_pad / kV;
+    for (int c = threadIdx.x; c < BM * per_row; c += kAssignThreads) {
+      const int r = c / per_row, col = (c % per_row) * kV;
+      uint4 w = make_uint4(0, 0, 0, 0);
+      if (r < rows && col < a.d) w = *reinterpret_cast<const uint4*>(xb + int64_t(r) * a.ld + col);
+      if constexpr (std::is_same_v<V, float>) {
+        w.x = __float_as_uint(round_tf32(__uint_as_float(w.x)));
+        w.y = __float_as_uint(round_tf32(__uint_as_float(w.y)));
+        w.z = __float_as_uint(round_tf32(__uint_as_float(w.z)));
+        w.w = __float_as_uint(round_tf32(__uint_as_float(w.w)));
+      }
+      store16(r, col, w);
+    }
+  } else {
+    for (int c = threadIdx.x; c < BM * a.d_pad; c += kAssignThreads) {
+      const int r = c / a.d_pad, col = c % a.d_pad;
+      store_elem(r, col, (r < rows && col < a.d) ? input_elem<V>(xb[int64_t(r) * a.ld + col]) : E(0));
+    }
+  }
+}
+
 // Block (b, tile): kBM points of problem b against all its centroids. The point tile is loaded
 // once (converted, zero-padded to d_pad); centroid tiles stream through a kStages-deep cp.async
 // pipeline of (centroid tile, k-chunk) stages. The score of centroid c is x.c - h(c) with
@@ -272,29 +353,10 @@ __global__ void __launch_bounds__(kAssignThreads, 2)
   // The point tile, converted and zero-padded (overlaps the first centroid stages in flight).
   const int64_t row0 = int64_t(tile) * kBM;
   const int rows = a.n - row0 < kBM ? int(a.n - row0) : kBM;
-  const V* xb = x + int64_t(b) * a.batch_stride + row0 * a.ld;
-  if (a.vector_loads) {
-    constexpr int kV = 16 / sizeof(V);
-    const int per_row = a.d_pad / kV;
-    for (int c = threadIdx.x; c < kBM * per_row; c += kAssignThreads) {
-      const int r = c / per_row, col = (c % per_row) * kV;
-      uint4 w = make_uint4(0, 0, 0, 0);
-      if (r < rows && col < a.d) w = *reinterpret_cast<const uint4*>(xb + int64_t(r) * a.ld + col);
-      if constexpr (std::is_same_v<V, float>) {
-        w.x = __float_as_uint(round_tf32(__uint_as_float(w.x)));
-        w.y = __float_as_uint(round_tf32(__uint_as_float(w.y)));
-        w.z = __float_as_uint(round_tf32(__uint_as_float(w.z)));
-        w.w = __float_as_uint(round_tf32(__uint_as_float(w.w)));
-      }
-      *reinterpret_cast<uint4*>(X_s + r * xs + col) = w;
-    }
-  } else {
-    for (int c = threadIdx.x; c < kBM * a.d_pad; c += kAssignThreads) {
-      const int r = c / a.d_pad, col = c % a.d_pad;
-      X_s[r * xs + col] =
-          (r < rows && col < a.d) ? input_elem<V>(xb[int64_t(r) * a.ld + col]) : E(0);
-    }
-  }
+  load_point_tile<V, kBM>(
+      x, a, b, row0, rows,
+      [&](int r, int col, uint4 w) { *reinterpret_cast<uint4*>(X_s + r * xs + col) = w; },
+      [&](int r, int col, E e) { X_s[r * xs + col] = e; });
 
   const int warp = threadIdx.x / kWarp, lane = threadIdx.x % kWarp;
   const int wm = warp % 4, wn = warp / 4;
@@ -365,8 +427,6 @@ __global__ void __launch_bounds__(kAssignThreads, 2)
   __syncthreads();  // the pipeline buffers are reused below
   float* red_v = reinterpret_cast<float*>(C_s);  // [2][kBM]
   int* red_i = reinterpret_cast<int*>(red_v + 2 * kBM);
-  __shared__ double warp_inertia[kBM / kWarp];
-  __shared__ int warp_changed[kBM / kWarp];
   if (lane % 4 == 0) {
 #pragma unroll
     for (int mt = 0; mt < 2; ++mt) {
@@ -379,43 +439,218 @@ __global__ void __launch_bounds__(kAssignThreads, 2)
     }
   }
   __syncthreads();
-  if (threadIdx.x < kBM) {
+  if (threadIdx.x < kBM) {  // the two warps along centroids: row r's winner into red_*[r]
     const int r = threadIdx.x;
-    float score = red_v[r];
-    int label = red_i[r];
-    if (better(red_v[kBM + r], red_i[kBM + r], score, label)) {
-      score = red_v[kBM + r], label = red_i[kBM + r];
+    if (better(red_v[kBM + r], red_i[kBM + r], red_v[r], red_i[r])) {
+      red_v[r] = red_v[kBM + r], red_i[r] = red_i[kBM + r];
     }
-    double dist = 0;
-    int changed = 0;
-    if (r < rows) {
-      const int64_t g = int64_t(b) * a.n + row0 + r;
-      float d;
-      if (a.metric == kL2) {
-        d = fmaxf(0.0f, a.x_norms[g] - 2.0f * score);
-      } else if (a.metric == kCosine) {
-        d = fmaxf(0.0f, 1.0f - score * a.x_norms[g]);
-      } else {
-        d = -score;
+  }
+  store_block_results<kBM>(a, b, row0, rows, red_v, red_i);
+}
+
+// ---- the Hopper assignment kernel (wgmma, sm_90a) -------------------------------------------
+// The same blocks, tiles and pipeline as assign_kernel, with warpgroup MMAs reading both operands
+// straight from shared memory: each of the two warpgroups multiplies its 64 points by the whole
+// 128-centroid tile (m64n128), so the tensor cores no longer take issue slots from the argmax.
+// Shared-memory tiles use the 128-byte swizzle: a row's 128-byte column block holds eight
+// 16-byte chunks, chunk q of row r stored at q ^ (r % 8), in 1024-byte-aligned blocks of rows.
+
+constexpr int kStageBytes = kBN * 128;  // one 128-byte column block of a centroid tile (16 KiB)
+
+#if defined(__CUDA_ARCH_FEAT_SM90_ALL)
+__device__ __forceinline__ uint32_t swizzled(int r, int byte) {  // within a column block
+  return uint32_t(r * 128 + ((((byte >> 4) ^ r) & 7) << 4) + (byte & 15));
+}
+__device__ __forceinline__ uint64_t smem_descriptor(uint32_t address) {
+  return uint64_t((address & 0x3FFFF) >> 4)     // start address
+         | uint64_t(16 >> 4) << 16              // leading byte offset (unused with swizzle)
+         | uint64_t(1024 >> 4) << 32            // stride byte offset: 8 rows of 128 bytes
+         | uint64_t(1) << 62;                   // 128-byte swizzle
+}
+__device__ __forceinline__ void wgmma_fence() { asm volatile("wgmma.fence.sync.aligned;\n" ::: "memory"); }
+__device__ __forceinline__ void wgmma_commit() {
+  asm volatile("wgmma.commit_group.sync.aligned;\n" ::: "memory");
+}
+__device__ __forceinline__ void wgmma_wait_all() {
+  asm volatile("wgmma.wait_group.sync.aligned 0;\n" ::: "memory");
+}
+__device__ __forceinline__ void fence_async_shared() {
+  asm volatile("fence.proxy.async.shared::cta;\n" ::: "memory");
+}
+// d[64] += A (64 x k, descriptor da) * B (k x 128, descriptor db); k = 16 (16-bit) or 8 (tf32).
+template <class V>
+__device__ __forceinline__ void wgmma_m64n128(float (&d)[64], uint64_t da, uint64_t db) {
+  if constexpr (std::is_same_v<V, bf16>) {
+    asm volatile("{\n.reg .pred p;\nsetp.ne.b32 p, %66, 0;\nwgmma.mma_async.sync.aligned.m64n128k16.f32.bf16.bf16 {%0, %1, %2, %3, %4, %5, %6, %7, %8, %9, %10, %11, %12, %13, %14, %15, %16, %17, %18, %19, %20, %21, %22, %23, %24, %25, %26, %27, %28, %29, %30, %31, %32, %33, %34, %35, %36, %37, %38, %39, %40, %41, %42, %43, %44, %45, %46, %47, %48, %49, %50, %51, %52, %53, %54, %55, %56, %57, %58, %59, %60, %61, %62, %63}, %64, %65, p, 1, 1, 0, 0;\n}\n"
+                 : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3]), "+f"(d[4]), "+f"(d[5]), "+f"(d[6]), "+f"(d[7]), "+f"(d[8]), "+f"(d[9]), "+f"(d[10]), "+f"(d[11]), "+f"(d[12]), "+f"(d[13]), "+f"(d[14]), "+f"(d[15]), "+f"(d[16]), "+f"(d[17]), "+f"(d[18]), "+f"(d[19]), "+f"(d[20]), "+f"(d[21]), "+f"(d[22]), "+f"(d[23]), "+f"(d[24]), "+f"(d[25]), "+f"(d[26]), "+f"(d[27]), "+f"(d[28]), "+f"(d[29]), "+f"(d[30]), "+f"(d[31]), "+f"(d[32]), "+f"(d[33]), "+f"(d[34]), "+f"(d[35]), "+f"(d[36]), "+f"(d[37]), "+f"(d[38]), "+f"(d[39]), "+f"(d[40]), "+f"(d[41]), "+f"(d[42]), "+f"(d[43]), "+f"(d[44]), "+f"(d[45]), "+f"(d[46]), "+f"(d[47]), "+f"(d[48]), "+f"(d[49]), "+f"(d[50]), "+f"(d[51]), "+f"(d[52]), "+f"(d[53]), "+f"(d[54]), "+f"(d[55]), "+f"(d[56]), "+f"(d[57]), "+f"(d[58]), "+f"(d[59]), "+f"(d[60]), "+f"(d[61]), "+f"(d[62]), "+f"(d[63])
+                 : "l"(da), "l"(db), "r"(1));
+  } else if constexpr (std::is_same_v<V, f16>) {
+    asm volatile("{\n.reg .pred p;\nsetp.ne.b32 p, %66, 0;\nwgmma.mma_async.sync.aligned.m64n128k16.f32.f16.f16 {%0, %1, %2, %3, %4, %5, %6, %7, %8, %9, %10, %11, %12, %13, %14, %15, %16, %17, %18, %19, %20, %21, %22, %23, %24, %25, %26, %27, %28, %29, %30, %31, %32, %33, %34, %35, %36, %37, %38, %39, %40, %41, %42, %43, %44, %45, %46, %47, %48, %49, %50, %51, %52, %53, %54, %55, %56, %57, %58, %59, %60, %61, %62, %63}, %64, %65, p, 1, 1, 0, 0;\n}\n"
+                 : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3]), "+f"(d[4]), "+f"(d[5]), "+f"(d[6]), "+f"(d[7]), "+f"(d[8]), "+f"(d[9]), "+f"(d[10]), "+f"(d[11]), "+f"(d[12]), "+f"(d[13]), "+f"(d[14]), "+f"(d[15]), "+f"(d[16]), "+f"(d[17]), "+f"(d[18]), "+f"(d[19]), "+f"(d[20]), "+f"(d[21]), "+f"(d[22]), "+f"(d[23]), "+f"(d[24]), "+f"(d[25]), "+f"(d[26]), "+f"(d[27]), "+f"(d[28]), "+f"(d[29]), "+f"(d[30]), "+f"(d[31]), "+f"(d[32]), "+f"(d[33]), "+f"(d[34]), "+f"(d[35]), "+f"(d[36]), "+f"(d[37]), "+f"(d[38]), "+f"(d[39]), "+f"(d[40]), "+f"(d[41]), "+f"(d[42]), "+f"(d[43]), "+f"(d[44]), "+f"(d[45]), "+f"(d[46]), "+f"(d[47]), "+f"(d[48]), "+f"(d[49]), "+f"(d[50]), "+f"(d[51]), "+f"(d[52]), "+f"(d[53]), "+f"(d[54]), "+f"(d[55]), "+f"(d[56]), "+f"(d[57]), "+f"(d[58]), "+f"(d[59]), "+f"(d[60]), "+f"(d[61]), "+f"(d[62]), "+f"(d[63])
+                 : "l"(da), "l"(db), "r"(1));
+  } else {
+    asm volatile("{\n.reg .pred p;\nsetp.ne.b32 p, %66, 0;\nwgmma.mma_async.sync.aligned.m64n128k8.f32.tf32.tf32 {%0, %1, %2, %3, %4, %5, %6, %7, %8, %9, %10, %11, %12, %13, %14, %15, %16, %17, %18, %19, %20, %21, %22, %23, %24, %25, %26, %27, %28, %29, %30, %31, %32, %33, %34, %35, %36, %37, %38, %39, %40, %41, %42, %43, %44, %45, %46, %47, %48, %49, %50, %51, %52, %53, %54, %55, %56, %57, %58, %59, %60, %61, %62, %63}, %64, %65, p, 1, 1;\n}\n"
+                 : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3]), "+f"(d[4]), "+f"(d[5]), "+f"(d[6]), "+f"(d[7]), "+f"(d[8]), "+f"(d[9]), "+f"(d[10]), "+f"(d[11]), "+f"(d[12]), "+f"(d[13]), "+f"(d[14]), "+f"(d[15]), "+f"(d[16]), "+f"(d[17]), "+f"(d[18]), "+f"(d[19]), "+f"(d[20]), "+f"(d[21]), "+f"(d[22]), "+f"(d[23]), "+f"(d[24]), "+f"(d[25]), "+f"(d[26]), "+f"(d[27]), "+f"(d[28]), "+f"(d[29]), "+f"(d[30]), "+f"(d[31]), "+f"(d[32]), "+f"(d[33]), "+f"(d[34]), "+f"(d[35]), "+f"(d[36]), "+f"(d[37]), "+f"(d[38]), "+f"(d[39]), "+f"(d[40]), "+f"(d[41]), "+f"(d[42]), "+f"(d[43]), "+f"(d[44]), "+f"(d[45]), "+f"(d[46]), "+f"(d[47]), "+f"(d[48]), "+f"(d[49]), "+f"(d[50]), "+f"(d[51]), "+f"(d[52]), "+f"(d[53]), "+f"(d[54]), "+f"(d[55]), "+f"(d[56]), "+f"(d[57]), "+f"(d[58]), "+f"(d[59]), "+f"(d[60]), "+f"(d[61]), "+f"(d[62]), "+f"(d[63])
+                 : "l"(da), "l"(db), "r"(1));
+  }
+}
+#endif
+
+// True when this build holds the sm_90a kernel and the device runs it.
+__global__ void wgmma_probe_kernel(int* out) {
+#if defined(__CUDA_ARCH_FEAT_SM90_ALL)
+  *out = 1;
+#else
+  *out = 0;
+#endif
+}
+
+// MT m64 sub-tiles per warpgroup: BM = 128 MT points per block. MT = 2 halves the centroid
+// traffic from L2 per multiply-add (one block per SM: 128 accumulators a thread).
+template <class V, int MT>
+__global__ void __launch_bounds__(kAssignThreads, MT == 1 ? 2 : 1)
+    assign_wgmma_kernel(const V* __restrict__ x, const AssignArgs a) {
+#if defined(__CUDA_ARCH_FEAT_SM90_ALL)
+  using E = typename Tile<V>::Elem;
+  constexpr int BM = 128 * MT;
+  constexpr int kBlockBytes = BM * 128;  // one 128-byte column block of the point tile
+  constexpr int kStepBytes = 32;  // one k-step: 16 x 16-bit or 8 x tf32
+  const int b = int(blockIdx.x / unsigned(a.tiles));
+  const int tile = int(blockIdx.x % unsigned(a.tiles));
+  if (a.active && !a.active[b]) return;
+  extern __shared__ __align__(16) unsigned char smem_raw[];
+  // 1024-byte alignment for the swizzle (the launch adds 1 KiB of slack).
+  unsigned char* smem = smem_raw + ((1024 - (smem_address(smem_raw) & 1023)) & 1023);
+  const int nk = a.d_pad / Tile<V>::kBk;  // column blocks
+  unsigned char* X_s = smem;                         // [nk][kBlockBytes]
+  unsigned char* C_s = smem + nk * kBlockBytes;      // [kStages][kStageBytes]
+  const E* table = static_cast<const E*>(a.table) + int64_t(b) * a.k_pad * a.d_pad;
+  const int n_ctiles = a.k_pad / kBN;
+  const int total = n_ctiles * nk;
+
+  auto load_stage = [&](int s) {
+    const int j = s / nk, kc = s % nk;
+    unsigned char* dst = C_s + (s % kStages) * kStageBytes;
+    const E* src = table + int64_t(j) * kBN * a.d_pad + kc * Tile<V>::kBk;
+    for (int c = threadIdx.x; c < kBN * 8; c += kAssignThreads) {
+      const int r = c / 8, q = c % 8;
+      cp_async16(dst + swizzled(r, q * 16), src + int64_t(r) * a.d_pad + q * (16 / sizeof(E)));
+    }
+  };
+#pragma unroll
+  for (int s = 0; s < kStages - 1; ++s) {
+    if (s < total) load_stage(s);
+    cp_async_commit();
+  }
+  const int64_t row0 = int64_t(tile) * BM;
+  const int rows = a.n - row0 < BM ? int(a.n - row0) : BM;
+  constexpr int kPerBlock = Tile<V>::kBk;
+  load_point_tile<V, BM>(
+      x, a, b, row0, rows,
+      [&](int r, int col, uint4 w) {
+        *reinterpret_cast<uint4*>(X_s + (col / kPerBlock) * kBlockBytes +
+                                  swizzled(r, (col % kPerBlock) * int(sizeof(E)))) = w;
+      },
+      [&](int r, int col, E e) {
+        *reinterpret_cast<E*>(X_s + (col / kPerBlock) * kBlockBytes +
+                              swizzled(r, (col % kPerBlock) * int(sizeof(E)))) = e;
+      });
+
+  const int warp = threadIdx.x / kWarp, lane = threadIdx.x % kWarp;
+  const int wg = warp / 4;  // warpgroup: rows 64 MT wg .. 64 MT (wg + 1) - 1 of the tile
+  const float* c_half = a.c_half + int64_t(b) * a.k_pad;
+  float d[MT][64];
+  float best[MT][2];
+  int best_i[MT][2];
+#pragma unroll
+  for (int m = 0; m < MT; ++m) {
+    best[m][0] = best[m][1] = -INFINITY;
+    best_i[m][0] = best_i[m][1] = INT_MAX;
+  }
+  auto start_tile = [&](int j) {  // accumulators of tile j start at -h of their columns
+#pragma unroll
+    for (int i = 0; i < 16; ++i) {
+      const int col = j * kBN + 8 * i + 2 * (lane % 4);
+      const float h0 = -__ldg(c_half + col), h1 = -__ldg(c_half + col + 1);
+#pragma unroll
+      for (int m = 0; m < MT; ++m) {
+        d[m][4 * i] = h0, d[m][4 * i + 1] = h1, d[m][4 * i + 2] = h0, d[m][4 * i + 3] = h1;
       }
-      dist = d;
-      if (a.tile_changed) changed = a.labels[g] != label;
-      a.labels[g] = label;
-      if (a.distances) a.distances[g] = d;
-      if (a.sort_keys) a.sort_keys[g] = b * a.k + label;
     }
-    dist = warp_sum_f64(dist);
-    changed = warp_sum_i32(changed);
-    if (lane == 0) warp_inertia[warp] = dist, warp_changed[warp] = changed;
+  };
+  start_tile(0);
+  const uint32_t x_base = smem_address(X_s) + wg * MT * 64 * 128;
+  const uint32_t c_base = smem_address(C_s);
+
+  for (int s = 0; s < total; ++s) {
+    cp_async_wait<kStages - 2>();
+    fence_async_shared();  // cp.async and st.shared writes, visible to the tensor cores
+    __syncthreads();       // stage s landed for everyone; stage s - 1's buffer is free
+    if (s + kStages - 1 < total) load_stage(s + kStages - 1);
+    cp_async_commit();
+    const int kc = s % nk;
+    const uint32_t a_addr = x_base + kc * kBlockBytes;
+    const uint32_t b_addr = c_base + (s % kStages) * kStageBytes;
+    wgmma_fence();
+#pragma unroll
+    for (int ks = 0; ks < 128 / kStepBytes; ++ks) {
+      const uint64_t db = smem_descriptor(b_addr + ks * kStepBytes);
+#pragma unroll
+      for (int m = 0; m < MT; ++m) {
+        wgmma_m64n128<V>(d[m], smem_descriptor(a_addr + m * 64 * 128 + ks * kStepBytes), db);
+      }
+    }
+    wgmma_commit();
+    wgmma_wait_all();
+    if (kc == nk - 1) {  // tile j done: fold into the running argmax, columns in rising order
+      const int j = s / nk;
+#pragma unroll
+      for (int i = 0; i < 16; ++i) {
+        const int col = j * kBN + 8 * i + 2 * (lane % 4);
+#pragma unroll
+        for (int m = 0; m < MT; ++m) {
+#pragma unroll
+          for (int h = 0; h < 2; ++h) {
+            const float v0 = d[m][4 * i + 2 * h], v1 = d[m][4 * i + 2 * h + 1];
+            if (v0 > best[m][h]) best[m][h] = v0, best_i[m][h] = col;
+            if (v1 > best[m][h]) best[m][h] = v1, best_i[m][h] = col + 1;
+          }
+        }
+      }
+      if (j + 1 < n_ctiles) start_tile(j + 1);
+    }
   }
-  __syncthreads();
-  if (threadIdx.x == 0 && a.tile_inertia) {
-    double s = 0;
-    int c = 0;
-    for (int w = 0; w < kBM / kWarp; ++w) s += warp_inertia[w], c += warp_changed[w];
-    a.tile_inertia[blockIdx.x] = s;
-    a.tile_changed[blockIdx.x] = c;
+  cp_async_wait<0>();
+#pragma unroll
+  for (int m = 0; m < MT; ++m) {
+#pragma unroll
+    for (int h = 0; h < 2; ++h) {  // the four lanes of a quad hold the same rows
+#pragma unroll
+      for (int off = 1; off <= 2; off *= 2) {
+        const float ov = __shfl_xor_sync(0xffffffffu, best[m][h], off);
+        const int oi = __shfl_xor_sync(0xffffffffu, best_i[m][h], off);
+        if (better(ov, oi, best[m][h], best_i[m][h])) best[m][h] = ov, best_i[m][h] = oi;
+      }
+    }
   }
+  __syncthreads();  // the pipeline buffers are reused below
+  float* score_s = reinterpret_cast<float*>(C_s);
+  int* label_s = reinterpret_cast<int*>(score_s + BM);
+  if (lane % 4 == 0) {
+#pragma unroll
+    for (int m = 0; m < MT; ++m) {
+#pragma unroll
+      for (int h = 0; h < 2; ++h) {
+        const int r = wg * MT * 64 + m * 64 + (warp % 4) * 16 + h * 8 + lane / 4;
+        score_s[r] = best[m][h];
+        label_s[r] = best_i[m][h];
+      }
+    }
+  }
+  store_block_results<BM>(a, b, row0, rows, score_s, label_s);
+#else
+  __trap();  // launched only where wgmma_probe_kernel said the sm_90a code is here
+#endif
 }
 
 // ---- points: norms and checks --------------------------------------------------------------
@@ -750,6 +985,30 @@ size_t assign_smem_bytes(int d_pad) {
          (size_t(kBM) * (d_pad + T::kPad) + size_t(kStages) * kBN * (T::kBk + T::kPad));
 }
 
+template <class V>
+size_t wgmma_smem_bytes(int d_pad, int mt) {
+  return size_t(d_pad / Tile<V>::kBk) * (128 * mt) * 128 + size_t(kStages) * kStageBytes +
+         1024;  // + alignment slack
+}
+
+// Whether assignments run on the wgmma kernel: the build holds sm_90a code and the device runs
+// it (probed once), unless TESSERA_KMEANS_KERNEL=mma_sync asks for the portable kernel
+// (=wgmma128 / =wgmma256 pin the wgmma kernel's block size; tests use all three).
+bool use_wgmma() {
+  static const bool available = [] {
+    int* flag = nullptr;
+    int host = 0;
+    if (cudaMalloc(&flag, sizeof(int)) != cudaSuccess) return false;
+    wgmma_probe_kernel<<<1, 1>>>(flag);
+    const bool ok = cudaMemcpy(&host, flag, sizeof(int), cudaMemcpyDeviceToHost) == cudaSuccess;
+    cudaFree(flag);
+    cudaGetLastError();  // a build without sm_90a code for this device: no kernel image, false
+    return ok && host == 1;
+  }();
+  const char* force = std::getenv("TESSERA_KMEANS_KERNEL");
+  return available && !(force && std::string(force) == "mma_sync");
+}
+
 int max_smem_optin() {
   int dev = 0, bytes = 0;
   TSR_CUDA_CHECK(cudaGetDevice(&dev));
@@ -818,6 +1077,8 @@ struct DeviceProblem {
   BatchedDenseView<const V> x;
   int64_t k = 0, k_pad = 0, d_pad = 0, tiles = 0;
   MetricCode metric = kL2;
+  int wgmma_mt = 0;                      // assign_wgmma_kernel<V, wgmma_mt>, or 0: assign_kernel
+  int points_per_block = kBM;
   float* x_norms = nullptr;              // [B * n] (l2, cosine)
   Elem* table = nullptr;                 // [B, k_pad, d_pad]
   float* c_half = nullptr;               // [B, k_pad]
@@ -836,11 +1097,44 @@ struct DeviceProblem {
               ", the most the GPU assignment kernel holds in shared memory for this type");
     k_pad = round_up(k, kBN);
     d_pad = round_up(x.cols, Tile<V>::kBk);
-    tiles = (x.rows + kBM - 1) / kBM;
+    // The wgmma kernel with 256-point blocks when the tile fits and there are enough blocks
+    // to fill the GPU (one per SM), else with 128-point blocks, else the mma.sync kernel.
+    if (use_wgmma()) {
+      const size_t limit = size_t(max_smem_optin());
+      int sms = 0, dev = 0;
+      TSR_CUDA_CHECK(cudaGetDevice(&dev));
+      TSR_CUDA_CHECK(cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, dev));
+      const int64_t big_blocks = x.batch * ((x.rows + 255) / 256);
+      if (wgmma_smem_bytes<V>(int(d_pad), 2) <= limit && big_blocks >= 2 * sms) {
+        wgmma_mt = 2;
+      } else if (wgmma_smem_bytes<V>(int(d_pad), 1) <= limit) {
+        wgmma_mt = 1;
+      }
+    }
+    if (const char* force = std::getenv("TESSERA_KMEANS_KERNEL")) {  // tests pin one kernel
+      const std::string f = force;
+      if (f == "wgmma128" && wgmma_mt == 2) wgmma_mt = 1;
+      if (f == "wgmma256" && wgmma_mt == 1 &&
+          wgmma_smem_bytes<V>(int(d_pad), 2) <= size_t(max_smem_optin())) {
+        wgmma_mt = 2;
+      }
+    }
+    points_per_block = wgmma_mt == 2 ? 256 : kBM;
+    tiles = (x.rows + points_per_block - 1) / points_per_block;
     // Outside any stream capture: the kernel's shared memory above the default 48 KiB.
-    TSR_CUDA_CHECK(cudaFuncSetAttribute(assign_kernel<V>,
-                                        cudaFuncAttributeMaxDynamicSharedMemorySize,
-                                        int(assign_smem_bytes<V>(int(d_pad)))));
+    if (wgmma_mt == 2) {
+      TSR_CUDA_CHECK(cudaFuncSetAttribute(assign_wgmma_kernel<V, 2>,
+                                          cudaFuncAttributeMaxDynamicSharedMemorySize,
+                                          int(wgmma_smem_bytes<V>(int(d_pad), 2))));
+    } else if (wgmma_mt == 1) {
+      TSR_CUDA_CHECK(cudaFuncSetAttribute(assign_wgmma_kernel<V, 1>,
+                                          cudaFuncAttributeMaxDynamicSharedMemorySize,
+                                          int(wgmma_smem_bytes<V>(int(d_pad), 1))));
+    } else {
+      TSR_CUDA_CHECK(cudaFuncSetAttribute(assign_kernel<V>,
+                                          cudaFuncAttributeMaxDynamicSharedMemorySize,
+                                          int(assign_smem_bytes<V>(int(d_pad)))));
+    }
   }
 
   void carve(Arena& a) {
@@ -920,8 +1214,16 @@ struct DeviceProblem {
   void launch_assign(cudaStream_t stream, const AssignArgs& a) const {
     const int64_t blocks = x.batch * tiles;
     TSR_CHECK(blocks <= int64_t(INT32_MAX), "kmeans: ", blocks, " point tiles exceed a launch");
-    assign_kernel<V><<<unsigned(blocks), kAssignThreads, assign_smem_bytes<V>(int(d_pad)),
-                       stream>>>(x.data, a);
+    if (wgmma_mt == 2) {
+      assign_wgmma_kernel<V, 2><<<unsigned(blocks), kAssignThreads,
+                                  wgmma_smem_bytes<V>(int(d_pad), 2), stream>>>(x.data, a);
+    } else if (wgmma_mt == 1) {
+      assign_wgmma_kernel<V, 1><<<unsigned(blocks), kAssignThreads,
+                                  wgmma_smem_bytes<V>(int(d_pad), 1), stream>>>(x.data, a);
+    } else {
+      assign_kernel<V><<<unsigned(blocks), kAssignThreads, assign_smem_bytes<V>(int(d_pad)),
+                         stream>>>(x.data, a);
+    }
     TSR_CUDA_CHECK_LAUNCH("kmeans assign");
   }
 };
@@ -970,27 +1272,20 @@ void assign(Context& ctx, BatchedDenseView<const V> x, BatchedDenseView<const fl
 }
 
 template <class V>
-KmeansResult fit(Context& ctx, BatchedDenseView<const V> x, int64_t k, const KmeansOptions& o,
-                 const InitialCentroids& init) {
+void fit(Context& ctx, BatchedDenseView<const V> x, int64_t k, const KmeansOptions& o,
+         const InitialCentroids& init, KmeansResult& r) {
   const auto stream = static_cast<cudaStream_t>(ctx.stream());
   const int64_t batch = x.batch, n = x.rows, d = x.cols, total = batch * n;
   const int clusters = int(batch * k);
-  KmeansResult r;
-  r.batch = batch;
-  r.k = k;
-  r.dim = d;
-  r.points = n;
-  r.inertia.assign(size_t(batch), 0.0);
-  r.inertia_history.assign(size_t(batch), {});
-  if (batch == 0) return r;
+  if (batch == 0) {
+    r = KmeansResult{};
+    r.k = k;
+    r.dim = d;
+    r.points = n;
+    return;
+  }
 
   DeviceProblem<V> p(x, k, o.metric, "kmeans");
-  // The results own their memory; everything else lives in the context's workspace.
-  r.labels = Buffer<int32_t>(size_t(total), MemorySpace::device);
-  r.centroids = Buffer<float>(size_t(clusters * d), MemorySpace::device);
-  r.counts = Buffer<int64_t>(size_t(clusters), MemorySpace::device);
-  int32_t* labels = r.labels.data();
-  float* centroids = r.centroids.data();
   const int64_t max_chunks = (total + kChunk - 1) / kChunk + clusters;
   // 4-wide row loads in the update (8 or 16 bytes): D, ld and the batch stride multiples of 4.
   const bool vec4 = d % 4 == 0 && x.ld % 4 == 0 && x.batch_stride % 4 == 0 &&
@@ -1005,7 +1300,7 @@ KmeansResult fit(Context& ctx, BatchedDenseView<const V> x, int64_t k, const Kme
   TSR_CUDA_CHECK(cub::DeviceScan::ExclusiveSum(nullptr, scan_bytes, (int32_t*)nullptr,
                                                (int32_t*)nullptr, clusters + 1, stream));
   const size_t temp_bytes = std::max(sort_bytes, scan_bytes);
-  float *distances, *partial;
+  float *distances, *partial, *start;
   int32_t *keys, *sorted_keys, *points, *order, *offsets, *chunk_counts, *chunk_offsets, *counts32;
   double *tile_inertia, *last_inertia, *history;
   int *tile_changed, *active, *iterations, *scalars;
@@ -1031,24 +1326,49 @@ KmeansResult fit(Context& ctx, BatchedDenseView<const V> x, int64_t k, const Kme
     history = a.take<double>((int64_t(o.max_iterations) + 1) * batch);
     scalars = a.take<int>(2);  // [0]: iteration, [1]: any problem still active
     seed_rows = a.take<int64_t>(init.rows ? clusters : 0);
+    start = a.take<float>(int64_t(clusters) * d);  // the initial centroids, checked
     temp = a.take<unsigned char>(int64_t(temp_bytes));
   });
   int* iteration = scalars;
   int* any_active = scalars + 1;
 
-  // Initial centroids, checks, norms, the first table.
+  // Initial centroids, checks, norms: all before r is touched, so a failed fit leaves it as it
+  // was (it may hold the warm start's centroids).
   if (init.rows) {
     TSR_CUDA_CHECK(cudaMemcpyAsync(seed_rows, init.rows, sizeof(int64_t) * size_t(clusters),
                                    cudaMemcpyHostToDevice, stream));
     p.norms_and_checks(stream, "kmeans", nullptr);  // the gather below scales by the norms
     gather_kernel<V><<<warp_blocks(clusters), kThreads, 0, stream>>>(
         x.data, int(batch), n, int(k), int(d), x.ld, x.batch_stride, seed_rows,
-        p.inv_norms_or_null(), centroids);
+        p.inv_norms_or_null(), start);
     TSR_CUDA_CHECK_LAUNCH("kmeans gather seeds");
   } else {
-    copy_centroids(init.given, centroids, stream);
-    p.norms_and_checks(stream, "kmeans: initial_centroids", centroids);
+    copy_centroids(init.given, start, stream);
+    p.norms_and_checks(stream, "kmeans: initial_centroids", start);
   }
+  // The results own their memory (a previous result's, when the size fits: repeated fits
+  // allocate nothing); everything else lives in the context's workspace.
+  auto reuse = [](auto& buffer, int64_t size) {
+    using T = typename std::decay_t<decltype(buffer)>::value_type;
+    if (buffer.space() != MemorySpace::device || int64_t(buffer.size()) != size) {
+      buffer = Buffer<T>(size_t(size), MemorySpace::device);
+    }
+  };
+  reuse(r.labels, total);
+  reuse(r.centroids, int64_t(clusters) * d);
+  reuse(r.counts, clusters);
+  r.batch = batch;
+  r.k = k;
+  r.dim = d;
+  r.points = n;
+  r.inertia.assign(size_t(batch), 0.0);
+  r.inertia_history.assign(size_t(batch), {});
+  r.iterations = 0;
+  r.assign_seconds = r.update_seconds = 0;
+  int32_t* labels = r.labels.data();
+  float* centroids = r.centroids.data();
+  TSR_CUDA_CHECK(cudaMemcpyAsync(centroids, start, sizeof(float) * size_t(clusters) * size_t(d),
+                                 cudaMemcpyDeviceToDevice, stream));
   p.build_table(stream, centroids, nullptr);
   TSR_CUDA_CHECK(cudaMemsetAsync(active, 0xff, sizeof(int) * size_t(batch), stream));  // -1: on
   TSR_CUDA_CHECK(cudaMemsetAsync(iterations, 0, sizeof(int) * size_t(batch), stream));
@@ -1100,9 +1420,12 @@ KmeansResult fit(Context& ctx, BatchedDenseView<const V> x, int64_t k, const Kme
     }
     p.build_table(stream, centroids, active);
   };
+  // Iterations of update + assignment; without the final assignment the last one is an update
+  // alone (below).
+  const int full_iterations = o.final_assignment ? o.max_iterations : o.max_iterations - 1;
   // Every kCheckEvery iterations the host looks at any_active and stops when all converged.
   auto all_converged = [&](int launched) {
-    if (o.fixed_iterations || launched % kCheckEvery != 0 || launched >= o.max_iterations) {
+    if (o.fixed_iterations || launched % kCheckEvery != 0 || launched >= full_iterations) {
       return false;
     }
     int host_active = 0;
@@ -1114,10 +1437,10 @@ KmeansResult fit(Context& ctx, BatchedDenseView<const V> x, int64_t k, const Kme
 
   assign_and_converge();  // iteration 0: the initial centroids
   int launched = 0;
-  if (o.max_iterations > 0 && o.profile_stages) {  // one by one, with events between the stages
-    std::vector<cudaEvent_t> events(3 * size_t(o.max_iterations));
+  if (full_iterations > 0 && o.profile_stages) {  // one by one, with events between the stages
+    std::vector<cudaEvent_t> events(3 * size_t(full_iterations));
     for (cudaEvent_t& e : events) TSR_CUDA_CHECK(cudaEventCreate(&e));
-    for (; launched < o.max_iterations; ++launched) {
+    for (; launched < full_iterations; ++launched) {
       TSR_CUDA_CHECK(cudaEventRecord(events[3 * launched], stream));
       update();
       TSR_CUDA_CHECK(cudaEventRecord(events[3 * launched + 1], stream));
@@ -1140,13 +1463,13 @@ KmeansResult fit(Context& ctx, BatchedDenseView<const V> x, int64_t k, const Kme
     };
     r.update_seconds = median(update_s);
     r.assign_seconds = median(assign_s);
-  } else if (o.max_iterations > 0 && o.max_iterations < kGraphFromIterations) {
-    while (launched < o.max_iterations) {
+  } else if (full_iterations > 0 && full_iterations < kGraphFromIterations) {
+    while (launched < full_iterations) {
       update();
       assign_and_converge();
       ++launched;
     }
-  } else if (o.max_iterations > 0) {
+  } else if (full_iterations > 0) {
     // One iteration, captured once and replayed: no host work or synchronisation inside.
     cudaGraph_t graph = nullptr;
     cudaGraphExec_t exec = nullptr;
@@ -1164,7 +1487,7 @@ KmeansResult fit(Context& ctx, BatchedDenseView<const V> x, int64_t k, const Kme
     cudaGraphDestroy(graph);
     TSR_CUDA_CHECK(inst);
     try {
-      while (launched < o.max_iterations) {
+      while (launched < full_iterations) {
         TSR_CUDA_CHECK(cudaGraphLaunch(exec, stream));
         if (all_converged(++launched)) break;
       }
@@ -1173,6 +1496,14 @@ KmeansResult fit(Context& ctx, BatchedDenseView<const V> x, int64_t k, const Kme
       throw;
     }
     cudaGraphExecDestroy(exec);
+  }
+
+  std::vector<int> still_active;
+  if (!o.final_assignment && o.max_iterations > 0) {  // the last update, for problems going on
+    update();
+    still_active.resize(static_cast<size_t>(batch));
+    TSR_CUDA_CHECK(cudaMemcpyAsync(still_active.data(), active, sizeof(int) * size_t(batch),
+                                   cudaMemcpyDeviceToHost, stream));
   }
 
   // Results: counts of the final labels, per-problem history.
@@ -1194,14 +1525,16 @@ KmeansResult fit(Context& ctx, BatchedDenseView<const V> x, int64_t k, const Kme
     auto& h = r.inertia_history[size_t(b)];
     for (int t = 0; t <= iters[size_t(b)]; ++t) h.push_back(hist[size_t(t * batch + b)]);
     r.inertia[size_t(b)] = h.back();
-    r.iterations = std::max(r.iterations, iters[size_t(b)]);
+    // Without the final assignment a problem still going on had one more update.
+    const int updates = still_active.empty() || !still_active[size_t(b)] ? iters[size_t(b)]
+                                                                         : o.max_iterations;
+    r.iterations = std::max(r.iterations, updates);
   }
-  return r;
 }
 
 #define TSR_INSTANTIATE_KMEANS_CUDA(V)                                                          \
-  template KmeansResult fit(Context&, BatchedDenseView<const V>, int64_t, const KmeansOptions&, \
-                            const InitialCentroids&);                                           \
+  template void fit(Context&, BatchedDenseView<const V>, int64_t, const KmeansOptions&,         \
+                    const InitialCentroids&, KmeansResult&);                                    \
   template void assign(Context&, BatchedDenseView<const V>, BatchedDenseView<const float>,      \
                        KmeansMetric, int32_t*, float*);                                         \
   template void check_points(Context&, BatchedDenseView<const V>, KmeansMetric, const char*);   \

@@ -16,12 +16,12 @@ struct InitialCentroids {
                                          ///< checked for NaN (and scaled for cosine) on the device
 };
 
-/// Lloyd iterations on the device; x is a device view. Labels, centroids and counts of the
-/// result are device buffers; inertia and history are on the host. Scratch memory comes from
-/// ctx.workspace(), so repeated fits allocate only their results.
+/// Lloyd iterations on the device; x is a device view. Writes r: labels, centroids and counts
+/// as device buffers (r's own reused when their size fits), inertia and history on the host.
+/// Scratch memory comes from ctx.workspace(), so repeated fits allocate nothing.
 template <class V>
-KmeansResult fit(Context& ctx, BatchedDenseView<const V> x, int64_t k, const KmeansOptions& o,
-                 const InitialCentroids& init);
+void fit(Context& ctx, BatchedDenseView<const V> x, int64_t k, const KmeansOptions& o,
+         const InitialCentroids& init, KmeansResult& r);
 
 /// Labels (and distances, unless null) of x's points against centroids [B, K, D] (host or
 /// device, shape already checked; NaN checked and cosine scaling done here). labels and
