@@ -7,6 +7,7 @@
 //   run      seconds per call of `iters` fixed iterations (the SVG2 cases: 2, warm-started)
 //            without the final assignment: `iters` assignments and updates, the peers' work;
 //            run_final_s: the same call with it (the default: labels of the returned centroids)
+//   init     the default initialisation's time (k-means|| on the GPU) and its inertia
 //   stages   the assignment's and the update's median seconds per iteration (profiled run), the
 //            assignment's share of the tensor-core peak (useful 2BNKD flops) and the update's
 //            share of the measured copy bandwidth (reading X once, labels, writing centroids)
@@ -113,6 +114,17 @@ nlohmann::ordered_json run_case(Context& ctx, bench::Timer& timer, const Case& c
   o.final_assignment = false;
   const double run = fit_ms(c.iters);
   o.final_assignment = true;
+  // The default initialisation (k-means|| on the GPU): one timed call, no iterations.
+  KmeansOptions po;
+  po.init = KmeansInit::kmeans_plus_plus;
+  po.max_iterations = 0;
+  po.seed = 1;
+  double plus_inertia = 0;
+  const double init_ms = timer.median_ms([&] {
+    const ops::KmeansResult r = ops::kmeans(ctx, x, c.k, po);
+    plus_inertia = 0;
+    for (double v : r.inertia) plus_inertia += v;
+  }, 1, 0);
   o.max_iterations = c.iters;
   o.profile_stages = true;
   const ops::KmeansResult prof = ops::kmeans(ctx, x, c.k, o);
@@ -143,6 +155,8 @@ nlohmann::ordered_json run_case(Context& ctx, bench::Timer& timer, const Case& c
   j["update_gbps"] = update_bytes / prof.update_seconds * 1e-9;
   j["update_fraction_of_copy_bandwidth"] = update_bytes / prof.update_seconds * 1e-9 / copy_gbps;
   j["inertia_per_point"] = inertia / double(c.batch * c.n);
+  j["kmeans_parallel_init_s"] = init_ms * 1e-3;
+  j["kmeans_parallel_init_inertia_per_point"] = plus_inertia / double(c.batch * c.n);
   std::printf("%-34s step %8.3f ms  run(%d) %8.3f ms  assign %7.3f ms (%5.1f TFLOP/s, %4.1f%% peak)  "
               "update %7.3f ms (%4.0f GB/s)\n",
               c.name.c_str(), step_s * 1e3, c.iters, run, prof.assign_seconds * 1e3,

@@ -27,12 +27,14 @@ step configure cmake -S . -B "$build" "${gen[@]}" -DCMAKE_BUILD_TYPE=Release -DT
   -DCMAKE_CUDA_ARCHITECTURES="$arch" -DTESSERA_BUILD_BENCH=ON
 step build cmake --build "$build" -j "$(nproc)"
 step "ctest (cpu + gpu)" env OMP_NUM_THREADS=2 ctest --test-dir "$build" --output-on-failure -j 8 --timeout 900
+# Each sanitizer run stops after TESSERA_SANITIZER_TIMEOUT seconds (default 1200): a FAIL then.
+sanitizer_limit=${TESSERA_SANITIZER_TIMEOUT:-1200}
 if command -v compute-sanitizer >/dev/null; then
   for t in "$build"/tests/test_gpu_*; do
     [ -x "$t" ] || continue
-    step "memcheck $(basename "$t")" compute-sanitizer --tool memcheck --error-exitcode 1 \
-      --leak-check full "$t" --gtest_brief=1
-    step "racecheck $(basename "$t")" compute-sanitizer --tool racecheck --error-exitcode 1 \
+    step "memcheck $(basename "$t")" timeout "$sanitizer_limit" compute-sanitizer --tool memcheck \
+      --error-exitcode 1 --leak-check full "$t" --gtest_brief=1
+    step "racecheck $(basename "$t")" timeout "$sanitizer_limit" compute-sanitizer --tool racecheck --error-exitcode 1 \
       "$t" --gtest_brief=1 --gtest_filter='GpuOps/1.*:GpuOps.Deterministic*:GpuKmeans/1.One*:GpuKmeansOps.Ties*:GpuKmeansOps.Empty*'
   done
 else

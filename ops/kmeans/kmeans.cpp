@@ -264,8 +264,11 @@ void update_problem(const ProblemData<V>& p, const int32_t* labels, const float*
 // reads a point only when the new seed can be nearer than its current one: with a = the point's
 // nearest seed, d(x, new) >= d(new, a) - d(x, a), so d(new, a)^2 >= 4 d(x, a)^2 rules it out. Most
 // passes then touch 12 bytes a point instead of the whole row. Writes the seeds to seeds [k, d].
+// weights (null: 1 each) make point i count weights[i] times: k-means|| reduces its candidates
+// this way.
 template <class V>
-void plus_plus_seeds(const ProblemData<V>& p, int64_t k, Rng& rng, int threads, float* seeds) {
+void plus_plus_seeds(const ProblemData<V>& p, int64_t k, Rng& rng, int threads, float* seeds,
+                     const int32_t* weights = nullptr) {
   const int64_t n = p.x.rows, d = p.x.cols;
   constexpr int64_t kChunk = 4096;
   const int64_t chunks = (n + kChunk - 1) / kChunk;
@@ -274,7 +277,17 @@ void plus_plus_seeds(const ProblemData<V>& p, int64_t k, Rng& rng, int threads, 
   std::vector<int32_t> owner(static_cast<size_t>(n), -1);  // that seed
   std::vector<double> chunk_sum(static_cast<size_t>(chunks)), between(static_cast<size_t>(k));
   std::vector<char> taken(static_cast<size_t>(n), 0);
-  int64_t next = int64_t(rng.below(uint64_t(n)));
+  auto weight = [&](int64_t i) { return weights ? double(weights[i]) : 1.0; };
+  int64_t next = 0;
+  if (weights) {  // the first seed in proportion to the weights
+    double all = 0;
+    for (int64_t i = 0; i < n; ++i) all += weight(i);
+    double target = rng.uniform() * all;
+    for (next = 0; next + 1 < n && (weight(next) <= 0 || (target -= weight(next)) >= 0); ++next) {
+    }
+  } else {
+    next = int64_t(rng.below(uint64_t(n)));
+  }
   for (int64_t j = 0; j < k; ++j) {
     taken[size_t(next)] = 1;
     float* seed = seeds + j * d;
@@ -295,7 +308,7 @@ void plus_plus_seeds(const ProblemData<V>& p, int64_t k, Rng& rng, int threads, 
             const double dist = squared_distance(point_f32(p, i, row.data()), seed, d);
             if (dist < nearest[size_t(i)]) nearest[size_t(i)] = dist, owner[size_t(i)] = int32_t(j);
           }
-          sum += taken[size_t(i)] ? 0.0 : nearest[size_t(i)];
+          sum += taken[size_t(i)] ? 0.0 : weight(i) * nearest[size_t(i)];
         }
         chunk_sum[size_t(ch)] = sum;
       }
@@ -309,14 +322,14 @@ void plus_plus_seeds(const ProblemData<V>& p, int64_t k, Rng& rng, int threads, 
       while (ch + 1 < chunks && target >= chunk_sum[size_t(ch)]) target -= chunk_sum[size_t(ch++)];
       next = -1;
       for (int64_t i = ch * kChunk; i < std::min(n, (ch + 1) * kChunk); ++i) {
-        if (taken[size_t(i)] || nearest[size_t(i)] <= 0) continue;
+        if (taken[size_t(i)] || nearest[size_t(i)] <= 0 || weight(i) <= 0) continue;
         next = i;
-        target -= nearest[size_t(i)];
+        target -= weight(i) * nearest[size_t(i)];
         if (target < 0) break;
       }
       if (next < 0) {  // rounding left the chunk without weight: the last weighted point anywhere
         for (int64_t i = n - 1; next < 0; --i) {
-          if (!taken[size_t(i)] && nearest[size_t(i)] > 0) next = i;
+          if (!taken[size_t(i)] && nearest[size_t(i)] > 0 && weight(i) > 0) next = i;
         }
       }
     } else {  // every remaining point sits on a seed: any untaken one
@@ -497,8 +510,11 @@ void for_each_problem(int64_t batch, int threads, Fn&& fn) {
 namespace {
 
 // The GPU fit: options and initial centroids prepared here, the iterations in kmeans_cuda.cu.
-// Random seeds are the same points the CPU path picks for the same seed; k-means++ runs on a host
-// copy of X (the GPU's k-means|| is not built yet).
+// Random seeds are the same points the CPU path picks for the same seed; k-means++ becomes
+// k-means|| (kParallelRounds rounds drawing kParallelOversampling * K points each on the device,
+// then weighted k-means++ over those candidates on the host).
+constexpr int kParallelRounds = 5;
+constexpr double kParallelOversampling = 2.0;
 template <class V>
 void kmeans_on_device(Context& ctx, BatchedDenseView<const V> x, int64_t k, const KmeansOptions& o,
                       KmeansResult& out) {
@@ -519,18 +535,19 @@ void kmeans_on_device(Context& ctx, BatchedDenseView<const V> x, int64_t k, cons
       rows.insert(rows.end(), r.begin(), r.end());
     }
     init.rows = rows.data();
-  } else {
-    kmeans_cuda::check_points(ctx, x, o.metric, "kmeans");
-    Buffer<V> storage;
-    const BatchedDenseView<const V> hx = on_host(x, storage);
-    const std::vector<float> inv_norms = check_points(hx, o.metric, "kmeans");
+  } else {  // k-means||: candidates drawn on the device, reduced by weighted k-means++ here
+    std::vector<uint64_t> draw(static_cast<size_t>(batch));
+    for (int64_t b = 0; b < batch; ++b) draw[size_t(b)] = Rng(problem_seed(o.seed, b)).next();
+    const std::vector<kmeans_cuda::Candidates> cand = kmeans_cuda::parallel_candidates(
+        ctx, x, k, o.metric, draw, kParallelRounds, kParallelOversampling);
     seeds.resize(static_cast<size_t>(batch * k * d));
-    for (int64_t b = 0; b < batch; ++b) {
-      const ProblemData<V> p{hx[b], inv_norms.empty() ? nullptr : inv_norms.data() + b * n};
-      Centroids c;
-      seed_problem(p, k, o.init, problem_seed(o.seed, b), c, thread_count(o.threads));
-      std::copy(c.data.begin(), c.data.end(), seeds.begin() + b * k * d);
-    }
+    for_each_problem(batch, thread_count(o.threads), [&](int64_t b, int threads) {
+      const kmeans_cuda::Candidates& c = cand[size_t(b)];
+      const int64_t m = int64_t(c.rows.size());
+      const ProblemData<float> p{DenseView<const float>{m, d, d, c.vectors.data()}, nullptr};
+      Rng rng(problem_seed(o.seed, b) ^ 0x5eedull);
+      plus_plus_seeds(p, k, rng, threads, seeds.data() + b * k * d, c.weights.data());
+    });
     init.given = contiguous_batch<const float>(seeds.data(), batch, k, d);
   }
   kmeans_cuda::fit(ctx, x, k, o, init, out);

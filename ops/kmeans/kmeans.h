@@ -26,7 +26,8 @@ namespace tessera::ops {
 
 enum class KmeansInit {
   random,            ///< K distinct points, uniformly
-  kmeans_plus_plus,  ///< D^2 sampling (k-means++)
+  kmeans_plus_plus,  ///< D^2 sampling (k-means++; on the GPU k-means||: rounds of oversampling
+                     ///< on the device, then weighted k-means++ over the candidates)
   given,             ///< KmeansOptions::initial_centroids (a warm start)
 };
 

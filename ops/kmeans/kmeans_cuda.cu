@@ -22,8 +22,10 @@
 #include <cmath>
 #include <cub/device/device_radix_sort.cuh>
 #include <cub/device/device_scan.cuh>
+#include <cub/device/device_select.cuh>
 #include <cstdlib>
 #include <limits>
+#include <unordered_set>
 #include <string>
 #include <vector>
 
@@ -46,6 +48,7 @@ constexpr int kStages = 3;
 constexpr int kAssignThreads = 256;  // 8 warps: 4 along points x 2 along centroids, 32 x 64 each
 constexpr int kChunk = 128;          // points per partial sum of the update
 constexpr int kCheckEvery = 4;       // iterations between host looks at the convergence flag
+constexpr int kThreads = 256;        // threads per block of the element- and warp-wise kernels
 
 // Per input type: the tensor-core element (16-bit inputs as they are; f32 rounded to tf32), the
 // k-chunk of a pipeline stage and the row padding that keeps ldmatrix/LDS conflict-free.
@@ -688,27 +691,30 @@ __global__ void point_norms_kernel(const V* __restrict__ x, int64_t batch, int64
 // ---- centroids -----------------------------------------------------------------------------
 
 // A warp per padded centroid row (b, j): the f32 centroid rounded to the tensor-core type and
-// zero-padded, and its score offset h (l2: ||rounded c||^2 / 2, else 0; padding: +inf).
+// zero-padded, and its score offset h (l2: ||rounded c||^2 / 2, else 0; padding: +inf). Rows
+// at or past rows_per_problem[b] (when given; k otherwise) are padding.
 template <class V>
 __global__ void table_kernel(const float* __restrict__ centroids, int batch, int k, int d,
                              int k_pad, int d_pad, bool l2, const int* active,
-                             typename Tile<V>::Elem* table, float* c_half) {
+                             const int* rows_per_problem, typename Tile<V>::Elem* table,
+                             float* c_half) {
   const int64_t w = (int64_t(blockIdx.x) * blockDim.x + threadIdx.x) / kWarp;
   const int lane = threadIdx.x % kWarp;
   if (w >= int64_t(batch) * k_pad) return;
   const int b = int(w / k_pad), j = int(w % k_pad);
   if (active && !active[b]) return;
+  const int rows = rows_per_problem ? rows_per_problem[b] : k;
   const float* src = centroids + (int64_t(b) * k + j) * d;
   auto* dst = table + w * d_pad;
   double s = 0;
   for (int col = lane; col < d_pad; col += kWarp) {
-    const auto e = to_elem<V>(j < k && col < d ? src[col] : 0.0f);
+    const auto e = to_elem<V>(j < rows && col < d ? src[col] : 0.0f);
     dst[col] = e;
     const float r = elem_f32<V>(e);
     s += double(r) * r;
   }
   s = warp_sum_f64(s);
-  if (lane == 0) c_half[w] = j >= k ? INFINITY : (l2 ? float(0.5 * s) : 0.0f);
+  if (lane == 0) c_half[w] = j >= rows ? INFINITY : (l2 ? float(0.5 * s) : 0.0f);
 }
 
 // A warp per seed (b, j): centroid row j of problem b = point rows[b * k + j] (cosine: scaled
@@ -963,6 +969,47 @@ __global__ void check_centroids_kernel(float* c, int64_t rows, int d, bool cosin
   for (int col = lane; col < d; col += kWarp) row[col] = float(row[col] * scale);
 }
 
+// k-means||, a thread per point g = b * n + i: min_d2[g] = min(min_d2[g], d2[g]), the squared
+// distance to the nearest candidate so far (first pass: d2).
+__global__ void merge_min_kernel(const float* __restrict__ d2, float* min_d2, int64_t total,
+                                 bool first) {
+  const int64_t g = int64_t(blockIdx.x) * blockDim.x + threadIdx.x;
+  if (g < total) min_d2[g] = first ? d2[g] : fminf(min_d2[g], d2[g]);
+}
+
+// k-means|| sampling, a thread per point: flag[g] = 1 with probability
+// min(1, ell * min_d2[g] / phi[b]), from a counter-based hash of (seed_b, round, i): the same
+// flags on every run. Points on a candidate (min_d2 = 0) are never drawn.
+__global__ void sample_kernel(const float* __restrict__ min_d2, int64_t total, int64_t n,
+                              const double* phi, double ell, const uint64_t* seeds, int round,
+                              int* flags) {
+  const int64_t g = int64_t(blockIdx.x) * blockDim.x + threadIdx.x;
+  if (g >= total) return;
+  const int64_t b = g / n;
+  uint64_t z = seeds[b] ^ (uint64_t(round) << 48) ^ (uint64_t(g % n) * 0x9e3779b97f4a7c15ull);
+  z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
+  z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
+  z ^= z >> 31;
+  const double u = double(z >> 11) * 0x1.0p-53;
+  const float v = min_d2[g];
+  flags[g] = v > 0 && phi[b] > 0 && u * phi[b] < ell * double(v);
+}
+
+// A block per problem: phi[b] = the sum of min_d2 over its points, in a fixed order.
+__global__ void problem_sum_kernel(const float* __restrict__ v, int64_t n, double* sums) {
+  __shared__ double part[kThreads];
+  const float* p = v + int64_t(blockIdx.x) * n;
+  double s = 0;
+  for (int64_t i = threadIdx.x; i < n; i += blockDim.x) s += p[i];
+  part[threadIdx.x] = s;
+  __syncthreads();
+  for (int w = blockDim.x / 2; w > 0; w /= 2) {
+    if (int(threadIdx.x) < w) part[threadIdx.x] += part[threadIdx.x + w];
+    __syncthreads();
+  }
+  if (threadIdx.x == 0) sums[blockIdx.x] = part[0];
+}
+
 __global__ void iota_kernel(int32_t* out, int64_t total) {
   const int64_t g = int64_t(blockIdx.x) * blockDim.x + threadIdx.x;
   if (g < total) out[g] = int32_t(g);
@@ -970,13 +1017,17 @@ __global__ void iota_kernel(int32_t* out, int64_t total) {
 
 // ---- host side -----------------------------------------------------------------------------
 
-constexpr int kThreads = 256;
 unsigned blocks_for(int64_t items, int per_block = kThreads) {
   return unsigned(std::max<int64_t>(1, (items + per_block - 1) / per_block));
 }
 unsigned warp_blocks(int64_t warps) { return blocks_for(warps * kWarp); }
 
 int64_t round_up(int64_t v, int64_t m) { return (v + m - 1) / m * m; }
+
+template <class T>
+Buffer<T> device_buffer(int64_t n) {  // at least one element: a valid pointer for empty shapes
+  return Buffer<T>(static_cast<size_t>(std::max<int64_t>(n, 1)), MemorySpace::device);
+}
 
 template <class V>
 size_t assign_smem_bytes(int d_pad) {
@@ -1183,10 +1234,11 @@ struct DeviceProblem {
 
   const float* inv_norms_or_null() const { return metric == kCosine ? x_norms : nullptr; }
 
-  void build_table(cudaStream_t stream, const float* centroids, const int* active) {
+  void build_table(cudaStream_t stream, const float* centroids, const int* active,
+                   const int* rows_per_problem = nullptr) {
     table_kernel<V><<<warp_blocks(x.batch * k_pad), kThreads, 0, stream>>>(
         centroids, int(x.batch), int(k), int(x.cols), int(k_pad), int(d_pad), metric == kL2,
-        active, table, c_half);
+        active, rows_per_problem, table, c_half);
     TSR_CUDA_CHECK_LAUNCH("kmeans centroid table");
   }
 
@@ -1532,13 +1584,169 @@ void fit(Context& ctx, BatchedDenseView<const V> x, int64_t k, const KmeansOptio
   }
 }
 
+template <class V>
+std::vector<Candidates> parallel_candidates(Context& ctx, BatchedDenseView<const V> x, int64_t k,
+                                            KmeansMetric metric,
+                                            const std::vector<uint64_t>& seeds, int rounds,
+                                            double oversampling) {
+  const auto stream = static_cast<cudaStream_t>(ctx.stream());
+  const int64_t batch = x.batch, n = x.rows, d = x.cols, total = batch * n;
+  std::vector<Candidates> out(static_cast<size_t>(batch));
+  if (batch == 0) return out;
+  // Distances for D^2 sampling: squared Euclidean, on the unit sphere for cosine (1 - cos is
+  // half of it); inner product seeds on the points as they are, like the CPU.
+  const KmeansMetric seeding = metric == KmeansMetric::cosine ? metric : KmeansMetric::l2;
+  Buffer<float> norms = device_buffer<float>(total), d2 = device_buffer<float>(total);
+  Buffer<float> min_d2 = device_buffer<float>(total);
+  Buffer<int32_t> labels = device_buffer<int32_t>(total), points = device_buffer<int32_t>(total);
+  Buffer<int32_t> flags = device_buffer<int32_t>(total), selected = device_buffer<int32_t>(total);
+  Buffer<int32_t> selected_count = device_buffer<int32_t>(1);
+  Buffer<double> phi = device_buffer<double>(batch);
+  const Buffer<uint64_t> seeds_dev(seeds, MemorySpace::device);
+  {
+    DeviceProblem<V> check(x, 1, seeding, "kmeans");
+    unsigned long long* flags_buf = nullptr;
+    carve_workspace(ctx, [&](Arena& a) { flags_buf = a.take<unsigned long long>(4); });
+    check.x_norms = norms.data();
+    check.flags = flags_buf;
+    check.norms_and_checks(stream, "kmeans", nullptr);  // NaN / zero vectors: clear errors
+  }
+  iota_kernel<<<blocks_for(total), kThreads, 0, stream>>>(points.data(), total);
+  TSR_CUDA_CHECK_LAUNCH("kmeans|| iota");
+
+  // The rows rows[b] (per problem; shorter lists padded) as centroids, and every point's
+  // nearest among them: labels and squared distances d2.
+  auto assign_to = [&](const std::vector<std::vector<int64_t>>& rows) {
+    size_t most = 1;
+    for (const auto& r : rows) most = std::max(most, r.size());
+    const int64_t m = int64_t(most);
+    std::vector<int64_t> flat(static_cast<size_t>(batch * m));
+    std::vector<int> counts(static_cast<size_t>(batch));
+    for (int64_t b = 0; b < batch; ++b) {
+      const auto& r = rows[size_t(b)];
+      counts[size_t(b)] = int(r.size());
+      for (int64_t j = 0; j < m; ++j) flat[size_t(b * m + j)] = r.empty() ? 0 : r[size_t(std::min<int64_t>(j, int64_t(r.size()) - 1))];
+    }
+    const Buffer<int64_t> rows_dev(flat, MemorySpace::device);
+    const Buffer<int> counts_dev(counts, MemorySpace::device);
+    Buffer<float> centroids = device_buffer<float>(batch * m * d);
+    DeviceProblem<V> p(x, m, seeding, "kmeans");
+    Buffer<typename Tile<V>::Elem> table = device_buffer<typename Tile<V>::Elem>(batch * p.k_pad * p.d_pad);
+    Buffer<float> c_half = device_buffer<float>(batch * p.k_pad);
+    p.x_norms = norms.data();
+    p.table = table.data();
+    p.c_half = c_half.data();
+    gather_kernel<V><<<warp_blocks(batch * m), kThreads, 0, stream>>>(
+        x.data, int(batch), n, int(m), int(d), x.ld, x.batch_stride, rows_dev.data(),
+        p.inv_norms_or_null(), centroids.data());
+    TSR_CUDA_CHECK_LAUNCH("kmeans|| gather");
+    p.build_table(stream, centroids.data(), nullptr, counts_dev.data());
+    AssignArgs a = p.assign_args();
+    a.labels = labels.data();
+    a.distances = d2.data();
+    p.launch_assign(stream, a);
+    TSR_CUDA_CHECK(cudaStreamSynchronize(stream));  // the temporaries above go out of scope
+    return m;
+  };
+
+  // Round 0: one uniformly drawn point per problem.
+  std::vector<std::vector<int64_t>> cand(static_cast<size_t>(batch)), fresh(static_cast<size_t>(batch));
+  std::vector<std::unordered_set<int64_t>> taken(static_cast<size_t>(batch));
+  for (int64_t b = 0; b < batch; ++b) {
+    const int64_t first = int64_t(seeds[size_t(b)] % uint64_t(n));
+    cand[size_t(b)] = fresh[size_t(b)] = {first};
+    taken[size_t(b)].insert(first);
+  }
+  assign_to(fresh);
+  merge_min_kernel<<<blocks_for(total), kThreads, 0, stream>>>(d2.data(), min_d2.data(), total, true);
+  TSR_CUDA_CHECK_LAUNCH("kmeans|| merge");
+  size_t select_bytes = 0;
+  TSR_CUDA_CHECK(cub::DeviceSelect::Flagged(nullptr, select_bytes, points.data(), flags.data(),
+                                            selected.data(), selected_count.data(), int(total),
+                                            stream));
+  Buffer<unsigned char> select_temp = device_buffer<unsigned char>(int64_t(select_bytes));
+  const double ell = oversampling * double(k);
+  for (int round = 1; round <= rounds; ++round) {
+    problem_sum_kernel<<<unsigned(batch), kThreads, 0, stream>>>(min_d2.data(), n, phi.data());
+    TSR_CUDA_CHECK_LAUNCH("kmeans|| phi");
+    sample_kernel<<<blocks_for(total), kThreads, 0, stream>>>(
+        min_d2.data(), total, n, phi.data(), ell, seeds_dev.data(), round, flags.data());
+    TSR_CUDA_CHECK_LAUNCH("kmeans|| sample");
+    size_t bytes = select_bytes;
+    TSR_CUDA_CHECK(cub::DeviceSelect::Flagged(select_temp.data(), bytes, points.data(),
+                                              flags.data(), selected.data(),
+                                              selected_count.data(), int(total), stream));
+    int count = 0;
+    TSR_CUDA_CHECK(cudaMemcpyAsync(&count, selected_count.data(), sizeof(int),
+                                   cudaMemcpyDeviceToHost, stream));
+    TSR_CUDA_CHECK(cudaStreamSynchronize(stream));
+    std::vector<int32_t> picked(static_cast<size_t>(count));
+    if (count > 0) {
+      TSR_CUDA_CHECK(cudaMemcpy(picked.data(), selected.data(), sizeof(int32_t) * size_t(count),
+                                cudaMemcpyDeviceToHost));
+    }
+    bool any = false;
+    for (auto& f : fresh) f.clear();
+    for (const int32_t g : picked) {  // in point order: deterministic lists
+      const int64_t b = g / n, i = g % n;
+      if (taken[size_t(b)].insert(i).second) {
+        fresh[size_t(b)].push_back(i);
+        cand[size_t(b)].push_back(i);
+        any = true;
+      }
+    }
+    if (!any) break;
+    assign_to(fresh);
+    merge_min_kernel<<<blocks_for(total), kThreads, 0, stream>>>(d2.data(), min_d2.data(), total,
+                                                                false);
+    TSR_CUDA_CHECK_LAUNCH("kmeans|| merge");
+  }
+  // At least k candidates (duplicate-heavy data can leave fewer): the lowest untaken points.
+  for (int64_t b = 0; b < batch; ++b) {
+    for (int64_t i = 0; int64_t(cand[size_t(b)].size()) < k && i < n; ++i) {
+      if (taken[size_t(b)].insert(i).second) cand[size_t(b)].push_back(i);
+    }
+  }
+  // Weights: the points nearest to each candidate. Vectors: the candidates' rows (unit length
+  // for cosine).
+  const int64_t m = assign_to(cand);
+  Buffer<int32_t> counts = device_buffer<int32_t>(batch * m);
+  TSR_CUDA_CHECK(cudaMemsetAsync(counts.data(), 0, sizeof(int32_t) * size_t(batch * m), stream));
+  count_labels_kernel<<<blocks_for(total), kThreads, 0, stream>>>(labels.data(), total, n, int(m),
+                                                                  counts.data());
+  TSR_CUDA_CHECK_LAUNCH("kmeans|| weights");
+  std::vector<int64_t> flat(static_cast<size_t>(batch * m), 0);
+  for (int64_t b = 0; b < batch; ++b) {
+    for (size_t j = 0; j < cand[size_t(b)].size(); ++j) flat[size_t(b * m) + j] = cand[size_t(b)][j];
+  }
+  const Buffer<int64_t> rows_dev(flat, MemorySpace::device);
+  Buffer<float> vectors = device_buffer<float>(batch * m * d);
+  gather_kernel<V><<<warp_blocks(batch * m), kThreads, 0, stream>>>(
+      x.data, int(batch), n, int(m), int(d), x.ld, x.batch_stride, rows_dev.data(),
+      metric == KmeansMetric::cosine ? norms.data() : nullptr, vectors.data());
+  TSR_CUDA_CHECK_LAUNCH("kmeans|| candidate rows");
+  const std::vector<int32_t> weights = counts.to_vector();
+  const std::vector<float> host_vectors = vectors.to_vector();
+  for (int64_t b = 0; b < batch; ++b) {
+    Candidates& c = out[size_t(b)];
+    c.rows = cand[size_t(b)];
+    const int64_t count = int64_t(c.rows.size());
+    c.vectors.assign(host_vectors.begin() + b * m * d, host_vectors.begin() + (b * m + count) * d);
+    c.weights.assign(weights.begin() + b * m, weights.begin() + b * m + count);
+  }
+  return out;
+}
+
 #define TSR_INSTANTIATE_KMEANS_CUDA(V)                                                          \
   template void fit(Context&, BatchedDenseView<const V>, int64_t, const KmeansOptions&,         \
                     const InitialCentroids&, KmeansResult&);                                    \
   template void assign(Context&, BatchedDenseView<const V>, BatchedDenseView<const float>,      \
                        KmeansMetric, int32_t*, float*);                                         \
   template void check_points(Context&, BatchedDenseView<const V>, KmeansMetric, const char*);   \
-  template int64_t max_dimension<V>();
+  template int64_t max_dimension<V>();                                                          \
+  template std::vector<Candidates> parallel_candidates(Context&, BatchedDenseView<const V>,      \
+                                                       int64_t, KmeansMetric,                    \
+                                                       const std::vector<uint64_t>&, int, double);
 TSR_INSTANTIATE_KMEANS_CUDA(float)
 TSR_INSTANTIATE_KMEANS_CUDA(bf16)
 TSR_INSTANTIATE_KMEANS_CUDA(f16)

@@ -4,6 +4,7 @@
 #pragma once
 
 #include <cstdint>
+#include <vector>
 
 #include "ops/kmeans/kmeans.h"
 
@@ -34,6 +35,25 @@ void assign(Context& ctx, BatchedDenseView<const V> x, BatchedDenseView<const fl
 /// the first offending problem, row and column.
 template <class V>
 void check_points(Context& ctx, BatchedDenseView<const V> x, KmeansMetric metric, const char* what);
+
+/// k-means|| candidates of one problem: point indices (distinct, at least K), their rows as the
+/// seeding sees them (unit length for cosine), and weights (points nearest to each).
+struct Candidates {
+  std::vector<int64_t> rows;
+  std::vector<float> vectors;  // [rows.size(), D]
+  std::vector<int32_t> weights;
+};
+
+/// k-means|| (Bahmani et al. 2012) oversampling on the device: a first point drawn from
+/// seeds[b], then `rounds` passes each drawing every point with probability
+/// min(1, oversampling * K * d^2 / phi) independently (d^2: squared distance to the nearest
+/// candidate so far, phi: their sum), distances on tensor cores. The caller reduces the
+/// candidates to K seeds by weighted k-means++. Checks X like fit().
+template <class V>
+std::vector<Candidates> parallel_candidates(Context& ctx, BatchedDenseView<const V> x, int64_t k,
+                                            KmeansMetric metric,
+                                            const std::vector<uint64_t>& seeds, int rounds,
+                                            double oversampling);
 
 /// The largest D the fused assignment kernel takes for this value type on this device (its tile
 /// of points lives in shared memory).
