@@ -34,8 +34,13 @@ if command -v compute-sanitizer >/dev/null; then
     [ -x "$t" ] || continue
     step "memcheck $(basename "$t")" timeout "$sanitizer_limit" compute-sanitizer --tool memcheck \
       --error-exitcode 1 --leak-check full "$t" --gtest_brief=1
-    step "racecheck $(basename "$t")" timeout "$sanitizer_limit" compute-sanitizer --tool racecheck --error-exitcode 1 \
-      "$t" --gtest_brief=1 --gtest_filter='GpuOps/1.*:GpuOps.Deterministic*:GpuKmeans/1.One*:GpuKmeansOps.Ties*:GpuKmeansOps.Empty*'
+    # racecheck on the kernels with shared memory, where the binary has such tests (a filter that
+    # matches nothing leaves compute-sanitizer nothing to instrument: an error, not a pass).
+    filter='GpuOps/1.*:GpuOps.Deterministic*:GpuKmeans/1.One*:GpuKmeansOps.Ties*:GpuKmeansOps.Empty*'
+    if "$t" --gtest_list_tests --gtest_filter="$filter" | grep -q '^  '; then
+      step "racecheck $(basename "$t")" timeout "$sanitizer_limit" compute-sanitizer --tool racecheck \
+        --error-exitcode 1 "$t" --gtest_brief=1 --gtest_filter="$filter"
+    fi
   done
 else
   summary+=("SKIP  compute-sanitizer not found")
