@@ -447,7 +447,21 @@ TEST(GpuKmeansOps, KMeansObjectWarmStartsAndPredictsOnTheDevice) {
   }
   const std::vector<int32_t> predicted = km.predict(ctx, x.on(MemorySpace::device));
   EXPECT_EQ(predicted, km.result().labels.to_vector());
-  EXPECT_EQ(km.predict(ctx, x.on(MemorySpace::host)).size(), predicted.size());
+  // The held (device) centroids serve host points too: the CPU path against the same centroids.
+  const std::vector<int32_t> on_host = km.predict(ctx, x.on(MemorySpace::host));
+  const std::vector<float> c = km.result().centroids.to_vector();
+  for (int64_t p = 0; p < 2; ++p) {
+    const reference::LabelCheck lc = reference::check_labels(
+        x.problem(p), c.data() + p * 8 * 40, 8, KmeansMetric::l2, on_host.data() + p * 3000);
+    EXPECT_EQ(lc.failures, 0) << "problem " << p;
+  }
+  // And a host fit warm-starts from them (they are read through a host copy).
+  const std::vector<double> before_host = km.result().inertia;
+  const ops::KmeansResult& third = km.fit(ctx, x.on(MemorySpace::host));
+  EXPECT_EQ(third.centroids.space(), MemorySpace::host);
+  for (size_t p = 0; p < 2; ++p) {
+    EXPECT_LE(third.inertia_history[p][0], before_host[p] * (1 + 1e-2)) << "warm start on the host";
+  }
 }
 
 TEST(GpuKmeansOps, BadInputGetsClearErrors) {
@@ -484,6 +498,28 @@ TEST(GpuKmeansOps, BadInputGetsClearErrors) {
   o.initial_centroids = contiguous_batch<const float>(nan_c.data(), 1, 3, 7);
   EXPECT_THAT(error_of([&] { ops::kmeans(ctx, good.on(MemorySpace::device), 3, o); }),
               HasSubstr("centroid [0][1][2] is NaN or Inf"));
+  // A NaN in X with given centroids is X's error, not the centroids'.
+  Points<float> bad_given(1, 50, 7, 7, 4);
+  bad_given.host.data()[3 * 7 + 1] = NAN;
+  bad_given.dev = bad_given.host.to(MemorySpace::device);
+  std::vector<float> fine(size_t(3 * 7), 0.5f);
+  o.initial_centroids = contiguous_batch<const float>(fine.data(), 1, 3, 7);
+  EXPECT_THAT(error_of([&] { ops::kmeans(ctx, bad_given.on(MemorySpace::device), 3, o); }),
+              HasSubstr("kmeans: X[0][3][1] is NaN or Inf"));
+  // Norms f32 distances cannot hold: refused, not a point without a label.
+  Points<float> huge(1, 50, 7, 7, 5);
+  huge.host.data()[10 * 7] = 4e18f;
+  huge.dev = huge.host.to(MemorySpace::device);
+  EXPECT_THAT(error_of([&] { ops::kmeans(ctx, huge.on(MemorySpace::device), 3, o); }),
+              HasSubstr("X[0][10] has a squared norm over"));
+  // Outputs of a device assignment must be device memory.
+  std::vector<int32_t> host_labels(50);
+  EXPECT_THAT(error_of([&] {
+                ops::kmeans_assign(ctx, good.on(MemorySpace::device),
+                                   contiguous_batch<const float>(fine.data(), 1, 3, 7),
+                                   KmeansMetric::l2, host_labels.data());
+              }),
+              HasSubstr("must be too (got a host pointer)"));
   const int64_t too_wide = ops::kmeans_max_device_dimension<float>() + 1;
   const Points<float> wide(1, 4, too_wide, too_wide, 3);
   o.init = KmeansInit::random;

@@ -569,8 +569,12 @@ KmeansResult kmeans(Context& ctx, BatchedDenseView<const V> x, int64_t k, const 
   }
   const std::vector<float> inv_norms = check_points(x, o.metric, "kmeans");
   check_options(x, k, o);
+  // Given centroids may sit on the device (a KMeans fitted there): read through a host copy.
+  Buffer<float> given_storage;
+  BatchedDenseView<const float> given;
   if (o.init == KmeansInit::given) {
     check_centroid_shape(o.initial_centroids, x.batch, k, x.cols, "kmeans: initial_centroids");
+    given = on_host(o.initial_centroids, given_storage);
   }
   const int64_t n = x.rows, d = x.cols;
   KmeansResult r;
@@ -588,7 +592,7 @@ KmeansResult kmeans(Context& ctx, BatchedDenseView<const V> x, int64_t k, const 
   std::vector<Centroids> start;
   if (o.init == KmeansInit::given) {
     for (int64_t b = 0; b < x.batch; ++b)
-      start.push_back(given_centroids(o.initial_centroids, b, o.metric));
+      start.push_back(given_centroids(given, b, o.metric));
   }
   for_each_problem(x.batch, thread_count(o.threads), [&](int64_t b, int threads) {
     const ProblemData<V> p{x[b], inv_norms.empty() ? nullptr : inv_norms.data() + b * n};

@@ -77,7 +77,8 @@ struct KmeansResult {
   Buffer<int64_t> counts;       ///< [B, K]: points per label
   std::vector<double> inertia;  ///< [B]: sum over points of the metric's distance to their label
   /// [B][t]: the inertia after assignment t (t = 0 is the initial centroids); for l2 and cosine
-  /// it never increases. iterations + 1 entries (iterations without final_assignment).
+  /// it never increases (on the GPU: up to the tensor-core rounding of the distances).
+  /// iterations + 1 entries (iterations without final_assignment; on the GPU at most 4096).
   std::vector<std::vector<double>> inertia_history;
   int iterations = 0;  ///< centroid updates done, the most over the batch
   /// With KmeansOptions::profile_stages on the GPU: the median seconds per iteration of the
@@ -92,14 +93,19 @@ struct KmeansResult {
 /// Clusters each of the B problems of x into k clusters.
 /// @throw tessera::Error for k <= 0, k > N, D = 0, NaN or Inf in x (naming the problem and row),
 ///        a zero vector under the cosine metric, given centroids of the wrong shape or with NaN,
-///        N over 2^31 - 1, or device memory.
+///        N over 2^31 - 1, or device memory. On the GPU also: D over
+///        kmeans_max_device_dimension<V>(), B * N over 2^31 - 1, B * K over 2^30, a point or
+///        centroid with a squared norm over 1e37.
 template <class V>
 KmeansResult kmeans(Context& ctx, BatchedDenseView<const V> x, int64_t k,
                     const KmeansOptions& options = {});
 
 /// As above, into result: on the GPU its device buffers are reused when their sizes fit, so a
-/// loop of fits (a warm start per diffusion step) allocates nothing. On the CPU, a plain
+/// loop of fits with given or random initial centroids (a warm start per diffusion step)
+/// allocates nothing (k-means|| seeding allocates its own scratch). On the CPU, a plain
 /// assignment. result may hold the initial centroids (options.initial_centroids viewing them).
+/// A fit that fails its input checks leaves result as it was; a later failure on the GPU (out
+/// of memory, a failed launch) clears it.
 template <class V>
 void kmeans(Context& ctx, BatchedDenseView<const V> x, int64_t k, const KmeansOptions& options,
             KmeansResult& result);

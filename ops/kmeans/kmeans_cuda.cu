@@ -49,6 +49,9 @@ constexpr int kAssignThreads = 256;  // 8 warps: 4 along points x 2 along centro
 constexpr int kChunk = 128;          // points per partial sum of the update
 constexpr int kCheckEvery = 4;       // iterations between host looks at the convergence flag
 constexpr int kThreads = 256;        // threads per block of the element- and warp-wise kernels
+// Squared norms above this are refused: scores x.c - ||c||^2 / 2 must stay finite in f32 (an
+// infinite offset would read as padding and leave a point without a label).
+constexpr double kMaxSquaredNorm = 1e37;
 
 // Per input type: the tensor-core element (16-bit inputs as they are; f32 rounded to tf32), the
 // k-chunk of a pipeline stage and the row padding that keeps ldmatrix/LDS conflict-free.
@@ -659,11 +662,13 @@ __global__ void __launch_bounds__(kAssignThreads, MT == 1 ? 2 : 1)
 // ---- points: norms and checks --------------------------------------------------------------
 
 // A warp per point: ||x||^2 (l2) or 1/||x|| (cosine) into out; the first non-finite element
-// (flat index (b * n + i) * d + col) and, for cosine, the first zero vector, by atomicMin.
+// (flat index (b * n + i) * d + col), the first point with a squared norm over kMaxSquaredNorm
+// and, for cosine, the first zero vector, by atomicMin.
 template <class V>
 __global__ void point_norms_kernel(const V* __restrict__ x, int64_t batch, int64_t n, int d,
                                    int64_t ld, int64_t batch_stride, int metric, float* out,
-                                   unsigned long long* first_bad, unsigned long long* first_zero) {
+                                   unsigned long long* first_bad, unsigned long long* first_zero,
+                                   unsigned long long* first_huge) {
   const int64_t g = (int64_t(blockIdx.x) * blockDim.x + threadIdx.x) / kWarp;
   const int lane = threadIdx.x % kWarp;
   if (g >= batch * n) return;
@@ -680,6 +685,7 @@ __global__ void point_norms_kernel(const V* __restrict__ x, int64_t batch, int64
   for (int off = kWarp / 2; off > 0; off /= 2) bad = min(bad, __shfl_xor_sync(0xffffffffu, bad, off));
   if (lane != 0) return;
   if (bad < d) atomicMin(first_bad, static_cast<unsigned long long>(g) * d + bad);
+  if (bad == d && s > kMaxSquaredNorm) atomicMin(first_huge, static_cast<unsigned long long>(g));
   if (metric == kCosine) {
     if (s <= 0) atomicMin(first_zero, static_cast<unsigned long long>(g));
     if (out) out[g] = s > 0 ? float(1.0 / sqrt(s)) : 0.0f;
@@ -900,7 +906,8 @@ __global__ void reseed_kernel(const V* __restrict__ x, int64_t n, int k, int d, 
 __global__ void converge_kernel(const double* __restrict__ tile_inertia,
                                 const int* __restrict__ tile_changed, int batch, int tiles,
                                 const int* iteration, double tolerance, bool fixed, int* active,
-                                double* last_inertia, double* history, int* iterations,
+                                double* last_inertia, double* history, int history_rows,
+                                int* iterations,
                                 int* any_active) {
   const int b = (blockIdx.x * blockDim.x + threadIdx.x) / kWarp;
   const int lane = threadIdx.x % kWarp;
@@ -915,7 +922,7 @@ __global__ void converge_kernel(const double* __restrict__ tile_inertia,
   changed = warp_sum_i32(changed);
   if (lane != 0) return;
   const int it = *iteration;
-  history[int64_t(it) * batch + b] = s;
+  if (it < history_rows) history[int64_t(it) * batch + b] = s;
   if (it > 0) {
     iterations[b] = it;
     const double before = last_inertia[b];
@@ -939,10 +946,12 @@ __global__ void widen_kernel(const int32_t* in, int64_t total, int64_t* out) {
 }
 
 // A warp per centroid row of c [rows, d] (given by the caller): the first non-finite element
-// (flat index) and, for cosine, the first zero row by atomicMin; cosine rows scaled to unit length.
+// (flat index), the first row with a squared norm over kMaxSquaredNorm and, for cosine, the first
+// zero row by atomicMin; cosine rows scaled to unit length.
 __global__ void check_centroids_kernel(float* c, int64_t rows, int d, bool cosine,
                                        unsigned long long* first_bad,
-                                       unsigned long long* first_zero) {
+                                       unsigned long long* first_zero,
+                                       unsigned long long* first_huge) {
   const int64_t w = (int64_t(blockIdx.x) * blockDim.x + threadIdx.x) / kWarp;
   const int lane = threadIdx.x % kWarp;
   if (w >= rows) return;
@@ -958,6 +967,10 @@ __global__ void check_centroids_kernel(float* c, int64_t rows, int d, bool cosin
   for (int off = kWarp / 2; off > 0; off /= 2) bad = min(bad, __shfl_xor_sync(0xffffffffu, bad, off));
   if (bad < d) {
     if (lane == 0) atomicMin(first_bad, static_cast<unsigned long long>(w) * d + bad);
+    return;
+  }
+  if (s > kMaxSquaredNorm) {
+    if (lane == 0) atomicMin(first_huge, static_cast<unsigned long long>(w));
     return;
   }
   if (!cosine) return;
@@ -1133,8 +1146,9 @@ struct DeviceProblem {
   float* x_norms = nullptr;              // [B * n] (l2, cosine)
   Elem* table = nullptr;                 // [B, k_pad, d_pad]
   float* c_half = nullptr;               // [B, k_pad]
-  unsigned long long* flags = nullptr;   // [4]: first bad point element, zero point, bad
-                                         // centroid element, zero centroid
+  // [6]: first bad point element, zero point, bad centroid element, zero centroid, huge point,
+  // huge centroid
+  unsigned long long* flags = nullptr;
 
   DeviceProblem(BatchedDenseView<const V> points, int64_t clusters, KmeansMetric m,
                 const char* what)
@@ -1192,42 +1206,51 @@ struct DeviceProblem {
     x_norms = a.take<float>(x.batch * x.rows);
     table = a.take<Elem>(x.batch * k_pad * d_pad);
     c_half = a.take<float>(x.batch * k_pad);
-    flags = a.take<unsigned long long>(4);
+    flags = a.take<unsigned long long>(6);
   }
 
   // Point norms and, when centroids is set (the caller's [B, k, d]), their check and cosine
   // scaling; one synchronisation, then errors naming the first offender.
-  void norms_and_checks(cudaStream_t stream, const char* what, float* centroids) {
-    TSR_CUDA_CHECK(cudaMemsetAsync(flags, 0xff, 4 * sizeof(unsigned long long), stream));
+  void norms_and_checks(cudaStream_t stream, const char* what, float* centroids,
+                        const char* what_centroids = nullptr) {
+    TSR_CUDA_CHECK(cudaMemsetAsync(flags, 0xff, 6 * sizeof(unsigned long long), stream));
     const int64_t total = x.batch * x.rows;
     if (total > 0) {
       point_norms_kernel<V><<<warp_blocks(total), kThreads, 0, stream>>>(
           x.data, x.batch, x.rows, int(x.cols), x.ld, x.batch_stride, metric, x_norms, flags,
-          flags + 1);
+          flags + 1, flags + 4);
       TSR_CUDA_CHECK_LAUNCH("kmeans point norms");
     }
     if (centroids) {
       check_centroids_kernel<<<warp_blocks(x.batch * k), kThreads, 0, stream>>>(
-          centroids, x.batch * k, int(x.cols), metric == kCosine, flags + 2, flags + 3);
+          centroids, x.batch * k, int(x.cols), metric == kCosine, flags + 2, flags + 3,
+          flags + 5);
       TSR_CUDA_CHECK_LAUNCH("kmeans check centroids");
     }
-    unsigned long long host[4];
+    unsigned long long host[6];
     TSR_CUDA_CHECK(cudaMemcpyAsync(host, flags, sizeof(host), cudaMemcpyDeviceToHost, stream));
     TSR_CUDA_CHECK(cudaStreamSynchronize(stream));
     const int64_t n = x.rows, d = x.cols;
+    const char* cwhat = what_centroids ? what_centroids : what;
     if (host[0] != ~0ull) {
       const int64_t g = int64_t(host[0] / d);
       TSR_FAIL(what, ": X[", g / n, "][", g % n, "][", int64_t(host[0] % d),
                "] is NaN or Inf; points must be finite");
     }
+    TSR_CHECK(host[4] == ~0ull, what, ": X[", int64_t(host[4]) / n, "][", int64_t(host[4]) % n,
+              "] has a squared norm over ", kMaxSquaredNorm,
+              ", beyond what f32 distances can hold; scale the points down");
     TSR_CHECK(host[1] == ~0ull, what, ": X[", int64_t(host[1]) / n, "][", int64_t(host[1]) % n,
               "] is the zero vector, which has no direction under the cosine metric");
     if (host[2] != ~0ull) {
       const int64_t row = int64_t(host[2] / d);
-      TSR_FAIL(what, ": centroid [", row / k, "][", row % k, "][", int64_t(host[2] % d),
+      TSR_FAIL(cwhat, ": centroid [", row / k, "][", row % k, "][", int64_t(host[2] % d),
                "] is NaN or Inf; centroids must be finite");
     }
-    TSR_CHECK(host[3] == ~0ull, what, ": centroid [", int64_t(host[3]) / k, "][",
+    TSR_CHECK(host[5] == ~0ull, cwhat, ": centroid [", int64_t(host[5]) / k, "][",
+              int64_t(host[5]) % k, "] has a squared norm over ", kMaxSquaredNorm,
+              ", beyond what f32 distances can hold");
+    TSR_CHECK(host[3] == ~0ull, cwhat, ": centroid [", int64_t(host[3]) / k, "][",
               int64_t(host[3]) % k,
               "] is the zero vector, which has no direction under the cosine metric");
   }
@@ -1280,9 +1303,10 @@ struct DeviceProblem {
   }
 };
 
-// Fits of at most this many iterations launch their stages directly; longer ones capture one
+// Fits of fewer iterations than this launch their stages directly; longer ones capture one
 // iteration into a CUDA graph and replay it (the capture costs more than a few launches).
 constexpr int kGraphFromIterations = 4;
+constexpr int kHistoryRows = 4096;  // inertia history entries kept per problem
 
 }  // namespace
 
@@ -1295,16 +1319,19 @@ int64_t max_dimension() {
 }
 
 template <class V>
-void check_points(Context& ctx, BatchedDenseView<const V> x, KmeansMetric metric, const char* what) {
-  DeviceProblem<V> p(x, 1, metric, what);
-  carve_workspace(ctx, [&](Arena& a) { p.carve(a); });
-  p.norms_and_checks(static_cast<cudaStream_t>(ctx.stream()), what, nullptr);
-}
-
-template <class V>
 void assign(Context& ctx, BatchedDenseView<const V> x, BatchedDenseView<const float> centroids,
             KmeansMetric metric, int32_t* labels, float* distances) {
   if (x.batch * x.rows == 0) return;
+  // The outputs must be device memory: a host pointer would fault the whole context.
+  for (const void* out : {static_cast<const void*>(labels), static_cast<const void*>(distances)}) {
+    if (!out) continue;
+    cudaPointerAttributes attr{};
+    const bool device = cudaPointerGetAttributes(&attr, out) == cudaSuccess &&
+                        (attr.type == cudaMemoryTypeDevice || attr.type == cudaMemoryTypeManaged);
+    cudaGetLastError();  // a host pointer may leave an error behind on older drivers
+    TSR_CHECK(device, "kmeans_assign: X is in device memory, so labels",
+              out == distances ? " and distances" : "", " must be too (got a host pointer)");
+  }
   const auto stream = static_cast<cudaStream_t>(ctx.stream());
   const int64_t k = centroids.rows;
   DeviceProblem<V> p(x, k, metric, "kmeans_assign");
@@ -1352,6 +1379,9 @@ void fit(Context& ctx, BatchedDenseView<const V> x, int64_t k, const KmeansOptio
   TSR_CUDA_CHECK(cub::DeviceScan::ExclusiveSum(nullptr, scan_bytes, (int32_t*)nullptr,
                                                (int32_t*)nullptr, clusters + 1, stream));
   const size_t temp_bytes = std::max(sort_bytes, scan_bytes);
+  // Inertia history kept on the device: the first kHistoryRows assignments (iterations past it
+  // still run and converge; only their history entries are dropped).
+  const int history_rows = std::min(o.max_iterations, kHistoryRows - 1) + 1;
   float *distances, *partial, *start;
   int32_t *keys, *sorted_keys, *points, *order, *offsets, *chunk_counts, *chunk_offsets, *counts32;
   double *tile_inertia, *last_inertia, *history;
@@ -1375,7 +1405,7 @@ void fit(Context& ctx, BatchedDenseView<const V> x, int64_t k, const KmeansOptio
     active = a.take<int>(batch);
     iterations = a.take<int>(batch);
     last_inertia = a.take<double>(batch);
-    history = a.take<double>((int64_t(o.max_iterations) + 1) * batch);
+    history = a.take<double>(int64_t(history_rows) * batch);
     scalars = a.take<int>(2);  // [0]: iteration, [1]: any problem still active
     seed_rows = a.take<int64_t>(init.rows ? clusters : 0);
     start = a.take<float>(int64_t(clusters) * d);  // the initial centroids, checked
@@ -1396,191 +1426,212 @@ void fit(Context& ctx, BatchedDenseView<const V> x, int64_t k, const KmeansOptio
     TSR_CUDA_CHECK_LAUNCH("kmeans gather seeds");
   } else {
     copy_centroids(init.given, start, stream);
-    p.norms_and_checks(stream, "kmeans: initial_centroids", start);
+    p.norms_and_checks(stream, "kmeans", start, "kmeans: initial_centroids");
   }
-  // The results own their memory (a previous result's, when the size fits: repeated fits
-  // allocate nothing); everything else lives in the context's workspace.
-  auto reuse = [](auto& buffer, int64_t size) {
-    using T = typename std::decay_t<decltype(buffer)>::value_type;
-    if (buffer.space() != MemorySpace::device || int64_t(buffer.size()) != size) {
-      buffer = Buffer<T>(size_t(size), MemorySpace::device);
-    }
-  };
-  reuse(r.labels, total);
-  reuse(r.centroids, int64_t(clusters) * d);
-  reuse(r.counts, clusters);
-  r.batch = batch;
-  r.k = k;
-  r.dim = d;
-  r.points = n;
-  r.inertia.assign(size_t(batch), 0.0);
-  r.inertia_history.assign(size_t(batch), {});
-  r.iterations = 0;
-  r.assign_seconds = r.update_seconds = 0;
-  int32_t* labels = r.labels.data();
-  float* centroids = r.centroids.data();
-  TSR_CUDA_CHECK(cudaMemcpyAsync(centroids, start, sizeof(float) * size_t(clusters) * size_t(d),
-                                 cudaMemcpyDeviceToDevice, stream));
-  p.build_table(stream, centroids, nullptr);
-  TSR_CUDA_CHECK(cudaMemsetAsync(active, 0xff, sizeof(int) * size_t(batch), stream));  // -1: on
-  TSR_CUDA_CHECK(cudaMemsetAsync(iterations, 0, sizeof(int) * size_t(batch), stream));
-  TSR_CUDA_CHECK(cudaMemsetAsync(scalars, 0, 2 * sizeof(int), stream));
-  TSR_CUDA_CHECK(cudaMemsetAsync(labels, 0xff, sizeof(int32_t) * size_t(total), stream));
-  iota_kernel<<<blocks_for(total), kThreads, 0, stream>>>(points, total);
-  TSR_CUDA_CHECK_LAUNCH("kmeans iota");
-
-  AssignArgs a = p.assign_args();
-  a.active = active;
-  a.labels = labels;
-  a.distances = distances;
-  a.sort_keys = keys;
-  a.tile_inertia = tile_inertia;
-  a.tile_changed = tile_changed;
-  auto assign_and_converge = [&]() {
-    p.launch_assign(stream, a);
-    TSR_CUDA_CHECK(cudaMemsetAsync(any_active, 0, sizeof(int), stream));
-    converge_kernel<<<warp_blocks(batch), kThreads, 0, stream>>>(
-        tile_inertia, tile_changed, int(batch), int(p.tiles), iteration, o.tolerance,
-        o.fixed_iterations, active, last_inertia, history, iterations, any_active);
-    TSR_CUDA_CHECK_LAUNCH("kmeans converge");
-    advance_kernel<<<1, 1, 0, stream>>>(iteration);
-    TSR_CUDA_CHECK_LAUNCH("kmeans advance");
-  };
-  auto update = [&]() {
-    size_t bytes = temp_bytes;
-    TSR_CUDA_CHECK(cub::DeviceRadixSort::SortPairs(temp, bytes, keys, sorted_keys, points, order,
-                                                   int(total), 0, key_bits, stream));
-    bounds_kernel<<<blocks_for(clusters + 1), kThreads, 0, stream>>>(
-        sorted_keys, total, clusters, offsets, chunk_counts);
-    TSR_CUDA_CHECK_LAUNCH("kmeans bounds");
-    bytes = temp_bytes;
-    TSR_CUDA_CHECK(cub::DeviceScan::ExclusiveSum(temp, bytes, chunk_counts, chunk_offsets,
-                                                 clusters + 1, stream));
-    sum_chunks_kernel<V><<<warp_blocks(max_chunks), kThreads, 0, stream>>>(
-        x.data, int(n), int(d), int(k), clusters, x.ld, x.batch_stride, vec4, order, offsets,
-        chunk_offsets, p.inv_norms_or_null(), active, max_chunks, partial);
-    TSR_CUDA_CHECK_LAUNCH("kmeans sum chunks");
-    finalize_kernel<<<warp_blocks(clusters), kThreads, 0, stream>>>(
-        partial, offsets, chunk_offsets, clusters, int(k), int(d), p.metric == kCosine, active,
-        centroids, counts32);
-    TSR_CUDA_CHECK_LAUNCH("kmeans finalize");
-    if (o.empty_clusters == EmptyClusters::reseed_farthest) {
-      reseed_kernel<V><<<unsigned(batch), kThreads, 0, stream>>>(
-          x.data, n, int(k), int(d), x.ld, x.batch_stride, distances, counts32,
-          p.inv_norms_or_null(), active, centroids);
-      TSR_CUDA_CHECK_LAUNCH("kmeans reseed");
-    }
-    p.build_table(stream, centroids, active);
-  };
-  // Iterations of update + assignment; without the final assignment the last one is an update
-  // alone (below).
-  const int full_iterations = o.final_assignment ? o.max_iterations : o.max_iterations - 1;
-  // Every kCheckEvery iterations the host looks at any_active and stops when all converged.
-  auto all_converged = [&](int launched) {
-    if (o.fixed_iterations || launched % kCheckEvery != 0 || launched >= full_iterations) {
-      return false;
-    }
-    int host_active = 0;
-    TSR_CUDA_CHECK(cudaMemcpyAsync(&host_active, any_active, sizeof(int), cudaMemcpyDeviceToHost,
-                                   stream));
-    TSR_CUDA_CHECK(cudaStreamSynchronize(stream));
-    return host_active == 0;
-  };
-
-  assign_and_converge();  // iteration 0: the initial centroids
-  int launched = 0;
-  if (full_iterations > 0 && o.profile_stages) {  // one by one, with events between the stages
-    std::vector<cudaEvent_t> events(3 * size_t(full_iterations));
-    for (cudaEvent_t& e : events) TSR_CUDA_CHECK(cudaEventCreate(&e));
-    for (; launched < full_iterations; ++launched) {
-      TSR_CUDA_CHECK(cudaEventRecord(events[3 * launched], stream));
-      update();
-      TSR_CUDA_CHECK(cudaEventRecord(events[3 * launched + 1], stream));
-      assign_and_converge();
-      TSR_CUDA_CHECK(cudaEventRecord(events[3 * launched + 2], stream));
-    }
-    TSR_CUDA_CHECK(cudaStreamSynchronize(stream));
-    std::vector<double> update_s, assign_s;
-    for (int it = 0; it < launched; ++it) {
-      float ms = 0;
-      TSR_CUDA_CHECK(cudaEventElapsedTime(&ms, events[3 * it], events[3 * it + 1]));
-      update_s.push_back(ms * 1e-3);
-      TSR_CUDA_CHECK(cudaEventElapsedTime(&ms, events[3 * it + 1], events[3 * it + 2]));
-      assign_s.push_back(ms * 1e-3);
-    }
-    for (cudaEvent_t e : events) cudaEventDestroy(e);
-    auto median = [](std::vector<double> v) {
-      std::sort(v.begin(), v.end());
-      return v[v.size() / 2];
-    };
-    r.update_seconds = median(update_s);
-    r.assign_seconds = median(assign_s);
-  } else if (full_iterations > 0 && full_iterations < kGraphFromIterations) {
-    while (launched < full_iterations) {
-      update();
-      assign_and_converge();
-      ++launched;
-    }
-  } else if (full_iterations > 0) {
-    // One iteration, captured once and replayed: no host work or synchronisation inside.
-    cudaGraph_t graph = nullptr;
-    cudaGraphExec_t exec = nullptr;
-    TSR_CUDA_CHECK(cudaStreamBeginCapture(stream, cudaStreamCaptureModeThreadLocal));
-    try {
-      update();
-      assign_and_converge();
-    } catch (...) {
-      cudaStreamEndCapture(stream, &graph);
-      if (graph) cudaGraphDestroy(graph);
-      throw;
-    }
-    TSR_CUDA_CHECK(cudaStreamEndCapture(stream, &graph));
-    const cudaError_t inst = cudaGraphInstantiate(&exec, graph, 0);
-    cudaGraphDestroy(graph);
-    TSR_CUDA_CHECK(inst);
-    try {
-      while (launched < full_iterations) {
-        TSR_CUDA_CHECK(cudaGraphLaunch(exec, stream));
-        if (all_converged(++launched)) break;
+  // Past the checks, a failure (out of memory, a failed launch) clears r: it never holds a
+  // mix of old and new results.
+  try {
+    // The results own their memory (a previous result's, when the size fits: repeated fits
+    // allocate nothing); everything else lives in the context's workspace.
+    auto reuse = [](auto& buffer, int64_t size) {
+      using T = typename std::decay_t<decltype(buffer)>::value_type;
+      if (buffer.space() != MemorySpace::device || int64_t(buffer.size()) != size) {
+        buffer = Buffer<T>(size_t(size), MemorySpace::device);
       }
-    } catch (...) {
+    };
+    reuse(r.labels, total);
+    reuse(r.centroids, int64_t(clusters) * d);
+    reuse(r.counts, clusters);
+    r.batch = batch;
+    r.k = k;
+    r.dim = d;
+    r.points = n;
+    r.inertia.assign(size_t(batch), 0.0);
+    r.inertia_history.assign(size_t(batch), {});
+    r.iterations = 0;
+    r.assign_seconds = r.update_seconds = 0;
+    int32_t* labels = r.labels.data();
+    float* centroids = r.centroids.data();
+    TSR_CUDA_CHECK(cudaMemcpyAsync(centroids, start, sizeof(float) * size_t(clusters) * size_t(d),
+                                   cudaMemcpyDeviceToDevice, stream));
+    p.build_table(stream, centroids, nullptr);
+    TSR_CUDA_CHECK(cudaMemsetAsync(active, 0xff, sizeof(int) * size_t(batch), stream));  // -1: on
+    TSR_CUDA_CHECK(cudaMemsetAsync(iterations, 0, sizeof(int) * size_t(batch), stream));
+    TSR_CUDA_CHECK(cudaMemsetAsync(scalars, 0, 2 * sizeof(int), stream));
+    TSR_CUDA_CHECK(cudaMemsetAsync(labels, 0xff, sizeof(int32_t) * size_t(total), stream));
+    iota_kernel<<<blocks_for(total), kThreads, 0, stream>>>(points, total);
+    TSR_CUDA_CHECK_LAUNCH("kmeans iota");
+
+    AssignArgs a = p.assign_args();
+    a.active = active;
+    a.labels = labels;
+    a.distances = distances;
+    a.sort_keys = keys;
+    a.tile_inertia = tile_inertia;
+    a.tile_changed = tile_changed;
+    auto assign_and_converge = [&]() {
+      p.launch_assign(stream, a);
+      TSR_CUDA_CHECK(cudaMemsetAsync(any_active, 0, sizeof(int), stream));
+      converge_kernel<<<warp_blocks(batch), kThreads, 0, stream>>>(
+          tile_inertia, tile_changed, int(batch), int(p.tiles), iteration, o.tolerance,
+          o.fixed_iterations, active, last_inertia, history, history_rows, iterations, any_active);
+      TSR_CUDA_CHECK_LAUNCH("kmeans converge");
+      advance_kernel<<<1, 1, 0, stream>>>(iteration);
+      TSR_CUDA_CHECK_LAUNCH("kmeans advance");
+    };
+    auto update = [&]() {
+      size_t bytes = temp_bytes;
+      TSR_CUDA_CHECK(cub::DeviceRadixSort::SortPairs(temp, bytes, keys, sorted_keys, points, order,
+                                                     int(total), 0, key_bits, stream));
+      bounds_kernel<<<blocks_for(clusters + 1), kThreads, 0, stream>>>(
+          sorted_keys, total, clusters, offsets, chunk_counts);
+      TSR_CUDA_CHECK_LAUNCH("kmeans bounds");
+      bytes = temp_bytes;
+      TSR_CUDA_CHECK(cub::DeviceScan::ExclusiveSum(temp, bytes, chunk_counts, chunk_offsets,
+                                                   clusters + 1, stream));
+      sum_chunks_kernel<V><<<warp_blocks(max_chunks), kThreads, 0, stream>>>(
+          x.data, int(n), int(d), int(k), clusters, x.ld, x.batch_stride, vec4, order, offsets,
+          chunk_offsets, p.inv_norms_or_null(), active, max_chunks, partial);
+      TSR_CUDA_CHECK_LAUNCH("kmeans sum chunks");
+      finalize_kernel<<<warp_blocks(clusters), kThreads, 0, stream>>>(
+          partial, offsets, chunk_offsets, clusters, int(k), int(d), p.metric == kCosine, active,
+          centroids, counts32);
+      TSR_CUDA_CHECK_LAUNCH("kmeans finalize");
+      if (o.empty_clusters == EmptyClusters::reseed_farthest) {
+        reseed_kernel<V><<<unsigned(batch), kThreads, 0, stream>>>(
+            x.data, n, int(k), int(d), x.ld, x.batch_stride, distances, counts32,
+            p.inv_norms_or_null(), active, centroids);
+        TSR_CUDA_CHECK_LAUNCH("kmeans reseed");
+      }
+      p.build_table(stream, centroids, active);
+    };
+    // Iterations of update + assignment; without the final assignment the last one is an update
+    // alone (below).
+    const int full_iterations = o.final_assignment ? o.max_iterations : o.max_iterations - 1;
+    // Every kCheckEvery iterations the host looks at any_active and stops when all converged.
+    auto all_converged = [&](int launched) {
+      if (o.fixed_iterations || launched % kCheckEvery != 0 || launched >= full_iterations) {
+        return false;
+      }
+      int host_active = 0;
+      TSR_CUDA_CHECK(cudaMemcpyAsync(&host_active, any_active, sizeof(int), cudaMemcpyDeviceToHost,
+                                     stream));
+      TSR_CUDA_CHECK(cudaStreamSynchronize(stream));
+      return host_active == 0;
+    };
+
+    assign_and_converge();  // iteration 0: the initial centroids
+    int launched = 0;
+    if (full_iterations > 0 && o.profile_stages) {  // one by one, with events between the stages
+      TSR_CHECK(full_iterations <= kHistoryRows, "kmeans: profile_stages times at most ",
+                kHistoryRows, " iterations (max_iterations = ", o.max_iterations, ")");
+      struct Events {  // destroyed on every path out
+        std::vector<cudaEvent_t> e;
+        ~Events() {
+          for (cudaEvent_t x : e) cudaEventDestroy(x);
+        }
+      } owned;
+      owned.e.assign(3 * size_t(full_iterations), nullptr);
+      std::vector<cudaEvent_t>& events = owned.e;
+      for (cudaEvent_t& e : events) TSR_CUDA_CHECK(cudaEventCreate(&e));
+      for (; launched < full_iterations; ++launched) {
+        TSR_CUDA_CHECK(cudaEventRecord(events[3 * launched], stream));
+        update();
+        TSR_CUDA_CHECK(cudaEventRecord(events[3 * launched + 1], stream));
+        assign_and_converge();
+        TSR_CUDA_CHECK(cudaEventRecord(events[3 * launched + 2], stream));
+      }
+      TSR_CUDA_CHECK(cudaStreamSynchronize(stream));
+      std::vector<double> update_s, assign_s;
+      for (int it = 0; it < launched; ++it) {
+        float ms = 0;
+        TSR_CUDA_CHECK(cudaEventElapsedTime(&ms, events[3 * it], events[3 * it + 1]));
+        update_s.push_back(ms * 1e-3);
+        TSR_CUDA_CHECK(cudaEventElapsedTime(&ms, events[3 * it + 1], events[3 * it + 2]));
+        assign_s.push_back(ms * 1e-3);
+      }
+      auto median = [](std::vector<double> v) {
+        std::sort(v.begin(), v.end());
+        return v[v.size() / 2];
+      };
+      r.update_seconds = median(update_s);
+      r.assign_seconds = median(assign_s);
+    } else if (full_iterations > 0 && full_iterations < kGraphFromIterations) {
+      while (launched < full_iterations) {
+        update();
+        assign_and_converge();
+        ++launched;
+      }
+    } else if (full_iterations > 0) {
+      // One iteration, captured once and replayed: no host work or synchronisation inside.
+      cudaGraph_t graph = nullptr;
+      cudaGraphExec_t exec = nullptr;
+      TSR_CUDA_CHECK(cudaStreamBeginCapture(stream, cudaStreamCaptureModeThreadLocal));
+      try {
+        update();
+        assign_and_converge();
+      } catch (...) {
+        cudaStreamEndCapture(stream, &graph);
+        if (graph) cudaGraphDestroy(graph);
+        throw;
+      }
+      TSR_CUDA_CHECK(cudaStreamEndCapture(stream, &graph));
+      const cudaError_t inst = cudaGraphInstantiate(&exec, graph, 0);
+      cudaGraphDestroy(graph);
+      TSR_CUDA_CHECK(inst);
+      try {
+        while (launched < full_iterations) {
+          TSR_CUDA_CHECK(cudaGraphLaunch(exec, stream));
+          if (all_converged(++launched)) break;
+        }
+      } catch (...) {
+        cudaGraphExecDestroy(exec);
+        throw;
+      }
       cudaGraphExecDestroy(exec);
-      throw;
     }
-    cudaGraphExecDestroy(exec);
-  }
 
-  std::vector<int> still_active;
-  if (!o.final_assignment && o.max_iterations > 0) {  // the last update, for problems going on
-    update();
-    still_active.resize(static_cast<size_t>(batch));
-    TSR_CUDA_CHECK(cudaMemcpyAsync(still_active.data(), active, sizeof(int) * size_t(batch),
+    std::vector<int> still_active;
+    if (!o.final_assignment && o.max_iterations > 0) {  // the last update, for problems going on
+      update();
+      still_active.resize(static_cast<size_t>(batch));
+      TSR_CUDA_CHECK(cudaMemcpyAsync(still_active.data(), active, sizeof(int) * size_t(batch),
+                                     cudaMemcpyDeviceToHost, stream));
+    }
+
+    // Results: counts of the final labels, per-problem history.
+    TSR_CUDA_CHECK(cudaMemsetAsync(counts32, 0, sizeof(int32_t) * size_t(clusters), stream));
+    count_labels_kernel<<<blocks_for(total), kThreads, 0, stream>>>(labels, total, n, int(k),
+                                                                    counts32);
+    TSR_CUDA_CHECK_LAUNCH("kmeans count labels");
+    widen_kernel<<<blocks_for(clusters), kThreads, 0, stream>>>(counts32, clusters,
+                                                                r.counts.data());
+    TSR_CUDA_CHECK_LAUNCH("kmeans widen counts");
+    std::vector<int> iters(static_cast<size_t>(batch));
+    std::vector<double> last(static_cast<size_t>(batch));
+    const int rows_written = std::min(launched + 1, history_rows);
+    std::vector<double> hist(static_cast<size_t>(int64_t(rows_written) * batch));
+    TSR_CUDA_CHECK(cudaMemcpyAsync(iters.data(), iterations, sizeof(int) * iters.size(),
                                    cudaMemcpyDeviceToHost, stream));
-  }
-
-  // Results: counts of the final labels, per-problem history.
-  TSR_CUDA_CHECK(cudaMemsetAsync(counts32, 0, sizeof(int32_t) * size_t(clusters), stream));
-  count_labels_kernel<<<blocks_for(total), kThreads, 0, stream>>>(labels, total, n, int(k),
-                                                                  counts32);
-  TSR_CUDA_CHECK_LAUNCH("kmeans count labels");
-  widen_kernel<<<blocks_for(clusters), kThreads, 0, stream>>>(counts32, clusters,
-                                                              r.counts.data());
-  TSR_CUDA_CHECK_LAUNCH("kmeans widen counts");
-  std::vector<int> iters(static_cast<size_t>(batch));
-  std::vector<double> hist(static_cast<size_t>((int64_t(o.max_iterations) + 1) * batch));
-  TSR_CUDA_CHECK(cudaMemcpyAsync(iters.data(), iterations, sizeof(int) * iters.size(),
-                                 cudaMemcpyDeviceToHost, stream));
-  TSR_CUDA_CHECK(cudaMemcpyAsync(hist.data(), history, sizeof(double) * hist.size(),
-                                 cudaMemcpyDeviceToHost, stream));
-  TSR_CUDA_CHECK(cudaStreamSynchronize(stream));
-  for (int64_t b = 0; b < batch; ++b) {
-    auto& h = r.inertia_history[size_t(b)];
-    for (int t = 0; t <= iters[size_t(b)]; ++t) h.push_back(hist[size_t(t * batch + b)]);
-    r.inertia[size_t(b)] = h.back();
-    // Without the final assignment a problem still going on had one more update.
-    const int updates = still_active.empty() || !still_active[size_t(b)] ? iters[size_t(b)]
-                                                                         : o.max_iterations;
-    r.iterations = std::max(r.iterations, updates);
+    TSR_CUDA_CHECK(cudaMemcpyAsync(last.data(), last_inertia, sizeof(double) * last.size(),
+                                   cudaMemcpyDeviceToHost, stream));
+    TSR_CUDA_CHECK(cudaMemcpyAsync(hist.data(), history, sizeof(double) * hist.size(),
+                                   cudaMemcpyDeviceToHost, stream));
+    TSR_CUDA_CHECK(cudaStreamSynchronize(stream));
+    for (int64_t b = 0; b < batch; ++b) {
+      auto& h = r.inertia_history[size_t(b)];
+      for (int t = 0; t <= std::min(iters[size_t(b)], rows_written - 1); ++t) {
+        h.push_back(hist[size_t(t * batch + b)]);
+      }
+      r.inertia[size_t(b)] = last[size_t(b)];
+      // Without the final assignment a problem still going on had one more update.
+      const int updates = still_active.empty() || !still_active[size_t(b)] ? iters[size_t(b)]
+                                                                           : o.max_iterations;
+      r.iterations = std::max(r.iterations, updates);
+    }
+  } catch (...) {
+    r = KmeansResult{};
+    throw;
   }
 }
 
@@ -1606,7 +1657,7 @@ std::vector<Candidates> parallel_candidates(Context& ctx, BatchedDenseView<const
   {
     DeviceProblem<V> check(x, 1, seeding, "kmeans");
     unsigned long long* flags_buf = nullptr;
-    carve_workspace(ctx, [&](Arena& a) { flags_buf = a.take<unsigned long long>(4); });
+    carve_workspace(ctx, [&](Arena& a) { flags_buf = a.take<unsigned long long>(6); });
     check.x_norms = norms.data();
     check.flags = flags_buf;
     check.norms_and_checks(stream, "kmeans", nullptr);  // NaN / zero vectors: clear errors
@@ -1725,6 +1776,8 @@ std::vector<Candidates> parallel_candidates(Context& ctx, BatchedDenseView<const
       x.data, int(batch), n, int(m), int(d), x.ld, x.batch_stride, rows_dev.data(),
       metric == KmeansMetric::cosine ? norms.data() : nullptr, vectors.data());
   TSR_CUDA_CHECK_LAUNCH("kmeans|| candidate rows");
+  // The copies below run outside ctx's stream (a non-blocking one): wait for its kernels first.
+  TSR_CUDA_CHECK(cudaStreamSynchronize(stream));
   const std::vector<int32_t> weights = counts.to_vector();
   const std::vector<float> host_vectors = vectors.to_vector();
   for (int64_t b = 0; b < batch; ++b) {
@@ -1742,7 +1795,6 @@ std::vector<Candidates> parallel_candidates(Context& ctx, BatchedDenseView<const
                     const InitialCentroids&, KmeansResult&);                                    \
   template void assign(Context&, BatchedDenseView<const V>, BatchedDenseView<const float>,      \
                        KmeansMetric, int32_t*, float*);                                         \
-  template void check_points(Context&, BatchedDenseView<const V>, KmeansMetric, const char*);   \
   template int64_t max_dimension<V>();                                                          \
   template std::vector<Candidates> parallel_candidates(Context&, BatchedDenseView<const V>,      \
                                                        int64_t, KmeansMetric,                    \

@@ -31,11 +31,6 @@ template <class V>
 void assign(Context& ctx, BatchedDenseView<const V> x, BatchedDenseView<const float> centroids,
             KmeansMetric metric, int32_t* labels, float* distances);
 
-/// Checks a device batch for NaN/Inf (and, for cosine, zero vectors) on the device; throws naming
-/// the first offending problem, row and column.
-template <class V>
-void check_points(Context& ctx, BatchedDenseView<const V> x, KmeansMetric metric, const char* what);
-
 /// k-means|| candidates of one problem: point indices (distinct, at least K), their rows as the
 /// seeding sees them (unit length for cosine), and weights (points nearest to each).
 struct Candidates {
