@@ -365,6 +365,105 @@ TEST(GpuKmeansOps, KmeansParallelSeedsFindEveryBlobDeterministically) {
   }
 }
 
+TEST(GpuKmeansOps, OptionsAndLayoutsOffTheMainPath) {
+  REQUIRE_DEVICE();
+  Context ctx;
+  // Inner product, a whole fit: labels are the largest dot products with the final centroids.
+  const Points<f16> x(2, 2500, 33, 40, 81);
+  KmeansOptions o;
+  o.init = KmeansInit::random;
+  o.metric = KmeansMetric::inner_product;
+  o.max_iterations = 8;
+  const ops::KmeansResult ip = ops::kmeans(ctx, x.on(MemorySpace::device), 30, o);
+  const std::vector<float> ipc = ip.centroids.to_vector();
+  const std::vector<int32_t> ipl = ip.labels.to_vector();
+  for (int64_t p = 0; p < 2; ++p) {
+    expect_labels(x.problem(p), ipc.data() + p * 30 * 33, 30, KmeansMetric::inner_product,
+                  ipl.data() + p * 2500, "inner product fit");
+  }
+  // Given centroids with a row stride and a batch stride of their own (copied problem by
+  // problem): fitted with no iterations, they come back as given.
+  const int64_t k = 6, d = 33, ld = 36, stride = k * ld + 5;
+  std::vector<float> strided(size_t(2 * stride), 0.0f);
+  Rng rng(82);
+  for (int64_t p = 0; p < 2; ++p) {
+    for (int64_t j = 0; j < k; ++j) {
+      for (int64_t t = 0; t < d; ++t) strided[size_t(p * stride + j * ld + t)] = float(rng.uniform(-1, 1));
+    }
+  }
+  KmeansOptions g;
+  g.init = KmeansInit::given;
+  g.initial_centroids = {2, k, d, ld, stride, strided.data(), MemorySpace::host};
+  g.max_iterations = 0;
+  const std::vector<float> back = ops::kmeans(ctx, x.on(MemorySpace::device), k, g).centroids.to_vector();
+  for (int64_t p = 0; p < 2; ++p) {
+    for (int64_t j = 0; j < k; ++j) {
+      for (int64_t t = 0; t < d; ++t) {
+        ASSERT_EQ(back[size_t((p * k + j) * d + t)], strided[size_t(p * stride + j * ld + t)]);
+      }
+    }
+  }
+  // Stage profiling.
+  g.max_iterations = 3;
+  g.fixed_iterations = true;
+  g.profile_stages = true;
+  const ops::KmeansResult prof = ops::kmeans(ctx, x.on(MemorySpace::device), k, g);
+  EXPECT_GT(prof.assign_seconds, 0);
+  EXPECT_GT(prof.update_seconds, 0);
+  EXPECT_EQ(prof.iterations, 3);
+  // k-means|| on data with fewer distinct points than K: the candidates are topped up with other
+  // points, and every seed is one of the points.
+  Buffer<float> dup(size_t(400 * 4));
+  for (int64_t i = 0; i < 400; ++i) {
+    for (int64_t t = 0; t < 4; ++t) dup.data()[i * 4 + t] = float((i % 5) * 3 + t);
+  }
+  const Buffer<float> dup_dev = dup.to(MemorySpace::device);
+  KmeansOptions pp;
+  pp.init = KmeansInit::kmeans_plus_plus;
+  pp.max_iterations = 2;
+  const ops::KmeansResult r =
+      ops::kmeans(ctx, contiguous_batch<const float>(dup_dev.data(), 1, 400, 4, MemorySpace::device), 8, pp);
+  EXPECT_NEAR(r.inertia[0], 0.0, 1e-3) << "five distinct points, eight clusters";
+}
+
+TEST(GpuKmeansOps, WithoutTheFinalAssignmentConvergedProblemsKeepTheirLabels) {
+  REQUIRE_DEVICE();
+  Context ctx;
+  // Problem 0: six distinct locations, started on them (converged after one update); problem 1:
+  // uniform points from six of them (still improving after 8). Without the final assignment,
+  // problem 0 keeps the labels of its converged centroids and problem 1 ends on an update.
+  const int64_t n = 3000, d = 8, k = 6;
+  Buffer<float> x(size_t(2 * n * d));
+  std::vector<float> c0(size_t(2 * k * d));
+  Rng rng(92);
+  for (int64_t i = 0; i < n; ++i) {
+    for (int64_t t = 0; t < d; ++t) x.data()[i * d + t] = float((i % k) * 2 + t);
+  }
+  for (int64_t i = 0; i < n * d; ++i) x.data()[n * d + i] = float(rng.uniform(-1, 1));
+  for (int64_t j = 0; j < k; ++j) {
+    for (int64_t t = 0; t < d; ++t) {
+      c0[size_t(j * d + t)] = float(j * 2 + t);
+      c0[size_t((k + j) * d + t)] = x.data()[(n + j) * d + t];
+    }
+  }
+  const Buffer<float> xd = x.to(MemorySpace::device);
+  KmeansOptions o;
+  o.init = KmeansInit::given;
+  o.initial_centroids = contiguous_batch<const float>(c0.data(), 2, k, d);
+  o.max_iterations = 8;
+  o.tolerance = 0;
+  o.final_assignment = false;
+  const ops::KmeansResult r =
+      ops::kmeans(ctx, contiguous_batch<const float>(xd.data(), 2, n, d, MemorySpace::device), k, o);
+  EXPECT_EQ(r.iterations, 8);
+  EXPECT_EQ(r.inertia_history[0].size(), 2u) << "problem 0 converged after one update";
+  EXPECT_EQ(r.inertia_history[1].size(), 8u) << "problem 1 went on to the end";
+  const std::vector<float> c = r.centroids.to_vector();
+  EXPECT_TRUE(std::equal(c.begin(), c.begin() + k * d, c0.begin())) << "problem 0 did not move";
+  const std::vector<int32_t> l = r.labels.to_vector();
+  for (int64_t i = 0; i < n; ++i) ASSERT_EQ(l[size_t(i)], i % k) << "point " << i;
+}
+
 TEST(GpuKmeansOps, TiesAcrossCentroidTilesGoToTheLowerIndex) {
   REQUIRE_DEVICE();
   Context ctx;
