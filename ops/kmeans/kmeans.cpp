@@ -372,7 +372,9 @@ void seed_problem(const ProblemData<V>& p, int64_t k, KmeansInit init, uint64_t 
   c.data.resize(static_cast<size_t>(k * d));
   if (init == KmeansInit::random) {
     const std::vector<int64_t> rows = random_seed_rows(n, k, rng);
-    for (int64_t j = 0; j < k; ++j) load_row(p.x, rows[size_t(j)], p.scale(rows[size_t(j)]), c.data.data() + j * d);
+    for (int64_t j = 0; j < k; ++j) {
+      load_row(p.x, rows[size_t(j)], p.scale(rows[size_t(j)]), c.data.data() + j * d);
+    }
   } else {
     plus_plus_seeds(p, k, rng, threads, c.data.data());
   }
@@ -647,6 +649,7 @@ template <class V>
 void kmeans_assign(Context& ctx, BatchedDenseView<const V> x,
                    BatchedDenseView<const float> centroids, KmeansMetric metric, int32_t* labels,
                    float* distances, int threads) {
+  (void)ctx;  // the CPU path keeps no state in it
   if (x.space == MemorySpace::device) {
     validate_batch(x, "kmeans_assign");
     TSR_CHECK(centroids.rows > 0, "kmeans_assign: no centroids");

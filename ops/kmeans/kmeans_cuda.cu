@@ -1,16 +1,18 @@
 // ops::kmeans on the GPU. Stages of one Lloyd iteration, each one launch over the whole batch:
-//   assign      fused tensor-core distances + running argmin (no N x K buffer), per-tile
-//               inertia and changed-label counts
+//   assign      fused tensor-core scores x.c - ||c||^2 / 2 + running argmax (no N x K buffer),
+//               per-tile inertia and changed-label counts: assign_wgmma_kernel on sm_90a builds
+//               (warpgroup MMAs), assign_kernel (mma.sync) elsewhere
 //   sort        CUB radix sort of the keys b * K + label (stable: points stay in index order)
 //   bounds      segment offsets by binary search, chunks of kChunk points per cluster, scan
 //   sum_chunks  a warp sums one chunk's rows in point order into a partial (f32)
 //   finalize    a warp per cluster sums its partials in order (f64), divides, writes the centroid
 //   reseed      (policy reseed_farthest) empty clusters take the farthest points
-//   table       centroids rounded to the tensor-core type, with their squared norms
+//   table       centroids rounded to the tensor-core type, with their halved squared norms
 //   converge    per-problem inertia in a fixed order; a converged problem's `active` flag drops
 //               and every later kernel skips it
 // No floating-point atomics anywhere: every run gives the same bits. One iteration never waits
-// for the host, so it is captured once into a CUDA graph and replayed.
+// for the host, so it is captured once into a CUDA graph and replayed. Initialisation by
+// k-means|| (parallel_candidates) reuses the assignment kernels.
 #include "ops/kmeans/kmeans_cuda.h"
 
 #include <cuda_bf16.h>
@@ -25,8 +27,8 @@
 #include <cub/device/device_select.cuh>
 #include <cstdlib>
 #include <limits>
-#include <unordered_set>
 #include <string>
+#include <unordered_set>
 #include <vector>
 
 #include "core/cuda_check.h"
