@@ -464,6 +464,81 @@ TEST(GpuKmeansOps, WithoutTheFinalAssignmentConvergedProblemsKeepTheirLabels) {
   for (int64_t i = 0; i < n; ++i) ASSERT_EQ(l[size_t(i)], i % k) << "point " << i;
 }
 
+TEST(GpuKmeansOps, StreamingFromHostMemoryMatchesTheInMemoryFit) {
+  REQUIRE_DEVICE();
+  Context ctx;
+  const int64_t b = 2, n = 5300, d = 40, k = 37;  // 1000-point chunks: five full, one partial
+  const Points<bf16> x(b, n, d, d + 3, 101, 12);
+  const std::vector<float> c0 = random_centroids(b, k, d, 102);
+  KmeansOptions o;
+  o.init = KmeansInit::given;
+  o.initial_centroids = contiguous_batch<const float>(c0.data(), b, k, d);
+  o.max_iterations = 1;
+  o.fixed_iterations = true;
+  KmeansOptions s = o;
+  s.gpu_streaming = true;
+  s.stream_chunk_points = 1000;
+  // One step: the same first assignment, then the float64 update of it.
+  const ops::KmeansResult one = ops::kmeans(ctx, x.on(MemorySpace::host), k, s);
+  EXPECT_EQ(one.centroids.space(), MemorySpace::host);
+  EXPECT_EQ(one.iterations, 1);
+  Buffer<int32_t> l0(size_t(b * n), MemorySpace::device);
+  ops::kmeans_assign(ctx, x.on(MemorySpace::device), o.initial_centroids, KmeansMetric::l2,
+                     l0.data());
+  const std::vector<int32_t> labels0 = l0.to_vector();
+  for (int64_t p = 0; p < b; ++p) {
+    const std::vector<int32_t> lp(labels0.begin() + p * n, labels0.begin() + (p + 1) * n);
+    const std::vector<double> want =
+        reference::update64(x.problem(p), lp, k, std::vector<float>(c0.begin() + p * k * d, c0.begin() + (p + 1) * k * d),
+                            KmeansMetric::l2);
+    for (int64_t e = 0; e < k * d; ++e) {
+      ASSERT_NEAR(one.centroids.data()[p * k * d + e], want[size_t(e)], 2e-5 * (1 + std::abs(want[size_t(e)])))
+          << "problem " << p << " centroid " << e / d;
+    }
+    expect_labels(x.problem(p), one.centroids.data() + p * k * d, k, KmeansMetric::l2,
+                  one.labels.data() + p * n, "streamed");
+  }
+  // Several iterations: the in-memory fit's result up to summation order; the same bits run to
+  // run; and the same semantics without the final assignment.
+  o.max_iterations = s.max_iterations = 6;
+  const ops::KmeansResult mem = ops::kmeans(ctx, x.on(MemorySpace::device), k, o);
+  const ops::KmeansResult st = ops::kmeans(ctx, x.on(MemorySpace::host), k, s);
+  const ops::KmeansResult st2 = ops::kmeans(ctx, x.on(MemorySpace::host), k, s);
+  EXPECT_EQ(st.centroids.to_vector(), st2.centroids.to_vector());
+  EXPECT_EQ(st.labels.to_vector(), st2.labels.to_vector());
+  const std::vector<int32_t> ml = mem.labels.to_vector();
+  int64_t same = 0;
+  for (int64_t i = 0; i < b * n; ++i) same += ml[size_t(i)] == st.labels.data()[i];
+  EXPECT_GE(double(same), 0.999 * double(b * n));
+  for (int64_t p = 0; p < b; ++p) {
+    EXPECT_NEAR(st.inertia[size_t(p)], mem.inertia[size_t(p)], 1e-4 * mem.inertia[size_t(p)]);
+    EXPECT_EQ(st.inertia_history[size_t(p)].size(), 7u);
+    int64_t total = 0;
+    for (int64_t j = 0; j < k; ++j) total += st.counts.data()[p * k + j];
+    EXPECT_EQ(total, n);
+  }
+  s.final_assignment = false;
+  const ops::KmeansResult nf = ops::kmeans(ctx, x.on(MemorySpace::host), k, s);
+  EXPECT_EQ(nf.iterations, 6);
+  EXPECT_EQ(nf.inertia_history[0].size(), 6u);
+  // A NaN in the fourth chunk, named by its place in X.
+  Points<float> bad(1, 3000, 8, 8, 103);
+  bad.host.data()[2345 * 8 + 5] = NAN;
+  KmeansOptions r;
+  r.init = KmeansInit::given;
+  std::vector<float> c(size_t(4 * 8), 0.5f);
+  for (size_t i = 0; i < c.size(); ++i) c[i] = float(i % 7) * 0.1f;
+  r.initial_centroids = contiguous_batch<const float>(c.data(), 1, 4, 8);
+  r.gpu_streaming = true;
+  r.stream_chunk_points = 700;
+  EXPECT_THAT(error_of([&] { ops::kmeans(ctx, bad.on(MemorySpace::host), 4, r); }),
+              HasSubstr("X[0][2345][5] is NaN or Inf"));
+  const Points<float> fine(1, 3000, 8, 8, 104);
+  r.empty_clusters = EmptyClusters::reseed_farthest;
+  EXPECT_THAT(error_of([&] { ops::kmeans(ctx, fine.on(MemorySpace::host), 4, r); }),
+              HasSubstr("reseed_farthest"));
+}
+
 TEST(GpuKmeansOps, TiesAcrossCentroidTilesGoToTheLowerIndex) {
   REQUIRE_DEVICE();
   Context ctx;

@@ -560,13 +560,50 @@ void kmeans_on_device(Context& ctx, BatchedDenseView<const V> x, int64_t k, cons
 #endif
 }
 
+// Host X fitted on the GPU chunk by chunk (options.gpu_streaming): initial centroids prepared
+// on the host (random rows or k-means++ from X, or the caller's), the passes in kmeans_cuda.cu.
+template <class V>
+void kmeans_streamed(Context& ctx, BatchedDenseView<const V> x, int64_t k, const KmeansOptions& o,
+                     KmeansResult& out) {
+  validate_batch(x, "kmeans");
+  check_options(x, k, o);
+  TSR_CHECK(o.stream_chunk_points >= 0, "kmeans: stream_chunk_points = ", o.stream_chunk_points,
+            " is negative");
+#if TESSERA_WITH_CUDA
+  std::vector<float> seeds;
+  BatchedDenseView<const float> initial = o.initial_centroids;
+  if (o.init == KmeansInit::given) {
+    check_centroid_shape(o.initial_centroids, x.batch, k, x.cols, "kmeans: initial_centroids");
+  } else {
+    const std::vector<float> inv_norms = check_points(x, o.metric, "kmeans");
+    seeds.resize(static_cast<size_t>(x.batch * k * x.cols));
+    for_each_problem(x.batch, thread_count(o.threads), [&](int64_t b, int threads) {
+      const ProblemData<V> p{x[b], inv_norms.empty() ? nullptr : inv_norms.data() + b * x.rows};
+      Centroids c;
+      seed_problem(p, k, o.init, problem_seed(o.seed, b), c, threads);
+      std::copy(c.data.begin(), c.data.end(), seeds.begin() + b * k * x.cols);
+    });
+    initial = contiguous_batch<const float>(seeds.data(), x.batch, k, x.cols);
+  }
+  kmeans_cuda::fit_streamed(ctx, x, k, o, initial, out);
+#else
+  (void)ctx;
+  (void)out;
+  TSR_FAIL("kmeans: gpu_streaming needs a build with CUDA");
+#endif
+}
+
 }  // namespace
 
 template <class V>
 KmeansResult kmeans(Context& ctx, BatchedDenseView<const V> x, int64_t k, const KmeansOptions& o) {
-  if (x.space == MemorySpace::device) {
+  if (x.space == MemorySpace::device || o.gpu_streaming) {
     KmeansResult r;
-    kmeans_on_device(ctx, x, k, o, r);
+    if (x.space == MemorySpace::device) {
+      kmeans_on_device(ctx, x, k, o, r);
+    } else {
+      kmeans_streamed(ctx, x, k, o, r);
+    }
     return r;
   }
   const std::vector<float> inv_norms = check_points(x, o.metric, "kmeans");
@@ -640,6 +677,8 @@ void kmeans(Context& ctx, BatchedDenseView<const V> x, int64_t k, const KmeansOp
             KmeansResult& result) {
   if (x.space == MemorySpace::device) {
     kmeans_on_device(ctx, x, k, o, result);
+  } else if (o.gpu_streaming) {
+    kmeans_streamed(ctx, x, k, o, result);
   } else {
     result = kmeans(ctx, x, k, o);
   }

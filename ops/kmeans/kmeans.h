@@ -64,6 +64,11 @@ struct KmeansOptions {
   bool deterministic = true;
   BatchedDenseView<const float> initial_centroids;  ///< [B, K, D] when init == given (host or device)
   int threads = 0;                                  ///< 0: OpenMP's default
+  /// Host X only: run on the GPU, streaming chunks of points from host memory every iteration
+  /// (data larger than GPU memory). Empty clusters keep their centroids; k-means++ seeds on the
+  /// CPU. Results come back in host memory.
+  bool gpu_streaming = false;
+  int64_t stream_chunk_points = 0;  ///< points per streamed chunk (0: a quarter of free memory)
   /// GPU only: time each iteration's update and assignment with CUDA events (iterations then run
   /// one by one instead of as a replayed CUDA graph) into KmeansResult::*_seconds.
   bool profile_stages = false;

@@ -1025,6 +1025,58 @@ __global__ void problem_sum_kernel(const float* __restrict__ v, int64_t n, doubl
   if (threadIdx.x == 0) sums[blockIdx.x] = part[0];
 }
 
+// Streaming fits, a warp per cluster j of one problem: the chunk's partial sums of cluster j (in
+// order) added into sums[j] (f64) and its point count into counts[j]. Chunks are added in a fixed
+// order: the same bits on every run.
+__global__ void accumulate_kernel(const float* __restrict__ partial, const int32_t* offsets,
+                                  const int32_t* chunk_offsets, int k, int d, double* sums,
+                                  int64_t* counts) {
+  const int64_t j = (int64_t(blockIdx.x) * blockDim.x + threadIdx.x) / kWarp;
+  const int lane = threadIdx.x % kWarp;
+  if (j >= k) return;
+  const int32_t count = offsets[j + 1] - offsets[j];
+  if (lane == 0) counts[j] += count;
+  for (int col = lane; col < d && count > 0; col += kWarp) {
+    double acc = 0;
+    for (int32_t q = chunk_offsets[j]; q < chunk_offsets[j + 1]; ++q) {
+      acc += partial[int64_t(q) * d + col];
+    }
+    sums[j * d + col] += acc;
+  }
+}
+
+// Streaming fits, a warp per cluster: the mean (cosine: the normalised sum) of the accumulated
+// sums into centroids; a cluster without points keeps its centroid.
+__global__ void finalize_sums_kernel(const double* __restrict__ sums, const int64_t* counts, int k,
+                                     int d, bool cosine, float* centroids) {
+  const int64_t j = (int64_t(blockIdx.x) * blockDim.x + threadIdx.x) / kWarp;
+  const int lane = threadIdx.x % kWarp;
+  if (j >= k || counts[j] == 0) return;
+  double scale = 1.0 / double(counts[j]);
+  if (cosine) {
+    double s = 0;
+    for (int col = lane; col < d; col += kWarp) s += sums[j * d + col] * sums[j * d + col];
+    s = warp_sum_f64(s);
+    if (s <= 0) return;
+    scale = 1.0 / sqrt(s);
+  }
+  for (int col = lane; col < d; col += kWarp) centroids[j * d + col] = float(sums[j * d + col] * scale);
+}
+
+// Streaming fits, one warp: the chunk's tile inertias and changed-label counts (in tile order)
+// added into totals[0] and changed[0].
+__global__ void add_tiles_kernel(const double* __restrict__ tile_inertia,
+                                 const int* __restrict__ tile_changed, int tiles, double* total,
+                                 int64_t* changed) {
+  const int lane = threadIdx.x;
+  double s = 0;
+  int c = 0;
+  for (int t = lane; t < tiles; t += kWarp) s += tile_inertia[t], c += tile_changed[t];
+  s = warp_sum_f64(s);
+  c = warp_sum_i32(c);
+  if (lane == 0) *total += s, *changed += c;
+}
+
 __global__ void iota_kernel(int32_t* out, int64_t total) {
   const int64_t g = int64_t(blockIdx.x) * blockDim.x + threadIdx.x;
   if (g < total) out[g] = int32_t(g);
@@ -1792,12 +1844,251 @@ std::vector<Candidates> parallel_candidates(Context& ctx, BatchedDenseView<const
   return out;
 }
 
+// A RAII cudaEvent_t / cudaStream_t pair for the streaming driver.
+struct StreamAndEvents {
+  cudaStream_t copy = nullptr;
+  cudaEvent_t copied[2] = {nullptr, nullptr}, consumed[2] = {nullptr, nullptr};
+  StreamAndEvents() {
+    TSR_CUDA_CHECK(cudaStreamCreateWithFlags(&copy, cudaStreamNonBlocking));
+    for (int i = 0; i < 2; ++i) {
+      TSR_CUDA_CHECK(cudaEventCreateWithFlags(&copied[i], cudaEventDisableTiming));
+      TSR_CUDA_CHECK(cudaEventCreateWithFlags(&consumed[i], cudaEventDisableTiming));
+    }
+  }
+  ~StreamAndEvents() {
+    for (int i = 0; i < 2; ++i) {
+      if (copied[i]) cudaEventDestroy(copied[i]);
+      if (consumed[i]) cudaEventDestroy(consumed[i]);
+    }
+    if (copy) cudaStreamDestroy(copy);
+  }
+  StreamAndEvents(const StreamAndEvents&) = delete;
+  StreamAndEvents& operator=(const StreamAndEvents&) = delete;
+};
+
+template <class V>
+void fit_streamed(Context& ctx, BatchedDenseView<const V> x, int64_t k, const KmeansOptions& o,
+                  BatchedDenseView<const float> initial, KmeansResult& r) {
+  const auto stream = static_cast<cudaStream_t>(ctx.stream());
+  const int64_t batch = x.batch, n = x.rows, d = x.cols;
+  TSR_CHECK(o.empty_clusters == EmptyClusters::keep_centroid,
+            "kmeans: gpu_streaming keeps empty clusters' centroids only (reseed_farthest needs "
+            "every point's distance at once)");
+  TSR_CHECK(k <= int64_t(INT32_MAX) / 2, "kmeans: k = ", k, " exceeds the GPU path's cluster keys");
+  // Points per chunk: as asked, else a quarter of the free device memory's worth.
+  int64_t chunk = o.stream_chunk_points;
+  if (chunk <= 0) {
+    size_t free_bytes = 0, total_bytes = 0;
+    TSR_CUDA_CHECK(cudaMemGetInfo(&free_bytes, &total_bytes));
+    const int64_t per_point = 2 * d * int64_t(sizeof(V)) + 8 * 4 + 4 * d / kChunk + 64;
+    chunk = std::max<int64_t>(kBM, int64_t(free_bytes / 4) / per_point);
+  }
+  chunk = std::min(chunk, n);
+  TSR_CHECK(chunk <= int64_t(INT32_MAX), "kmeans: ", chunk, " points per chunk exceed int32");
+  const int64_t max_chunks = (chunk + kChunk - 1) / kChunk + k;
+
+  // The result lives on the host, like X; centroids, tables and sums per problem on the device.
+  KmeansResult out;
+  out.batch = batch;
+  out.k = k;
+  out.dim = d;
+  out.points = n;
+  out.labels = Buffer<int32_t>(size_t(batch * n));
+  out.centroids = Buffer<float>(size_t(batch * k * d));
+  out.counts = Buffer<int64_t>(size_t(batch * k));
+  out.inertia.assign(size_t(batch), 0.0);
+  out.inertia_history.assign(size_t(batch), {});
+  Buffer<float> centroids = device_buffer<float>(batch * k * d);
+  copy_centroids(initial, centroids.data(), stream);
+  // Pinned pages let the copies of X overlap the kernels; without them they still work, staged.
+  const int64_t span = (batch - 1) * x.batch_stride + (n - 1) * x.ld + d;
+  const bool pinned = cudaHostRegister(const_cast<V*>(x.data), sizeof(V) * size_t(span),
+                                       cudaHostRegisterDefault) == cudaSuccess;
+  if (!pinned) cudaGetLastError();
+  struct Unpin {
+    const void* p;
+    bool on;
+    ~Unpin() {
+      if (on) cudaHostUnregister(const_cast<void*>(p));
+    }
+  } unpin{x.data, pinned};
+  StreamAndEvents se;
+
+  const BatchedDenseView<const V> shape{1, chunk, d, d, chunk * d, nullptr, MemorySpace::device};
+  DeviceProblem<V> p(shape, k, o.metric, "kmeans");
+  Buffer<V> xbuf[2] = {device_buffer<V>(chunk * d), device_buffer<V>(chunk * d)};
+  Buffer<typename Tile<V>::Elem> table = device_buffer<typename Tile<V>::Elem>(p.k_pad * p.d_pad);
+  Buffer<float> c_half = device_buffer<float>(p.k_pad), norms = device_buffer<float>(chunk);
+  Buffer<int32_t> labels = device_buffer<int32_t>(chunk), keys = device_buffer<int32_t>(chunk);
+  Buffer<int32_t> sorted_keys = device_buffer<int32_t>(chunk), points = device_buffer<int32_t>(chunk);
+  Buffer<int32_t> order = device_buffer<int32_t>(chunk), offsets = device_buffer<int32_t>(k + 1);
+  Buffer<int32_t> chunk_counts = device_buffer<int32_t>(k + 1);
+  Buffer<int32_t> chunk_offsets = device_buffer<int32_t>(k + 1);
+  Buffer<float> partial = device_buffer<float>(max_chunks * d);
+  const int64_t tiles_max = (chunk + kBM - 1) / kBM * 2;  // 128- or 256-point tiles
+  Buffer<double> tile_inertia = device_buffer<double>(tiles_max), sums = device_buffer<double>(k * d);
+  Buffer<int> tile_changed = device_buffer<int>(tiles_max);
+  Buffer<int64_t> counts = device_buffer<int64_t>(k), changed = device_buffer<int64_t>(1);
+  Buffer<double> inertia = device_buffer<double>(1);
+  Buffer<unsigned long long> flags = device_buffer<unsigned long long>(6);
+  int key_bits = 1;
+  while ((int64_t(1) << key_bits) < k) ++key_bits;
+  size_t sort_bytes = 0, scan_bytes = 0;
+  TSR_CUDA_CHECK(cub::DeviceRadixSort::SortPairs(nullptr, sort_bytes, keys.data(), sorted_keys.data(),
+                                                 points.data(), order.data(), int(chunk), 0,
+                                                 key_bits, stream));
+  TSR_CUDA_CHECK(cub::DeviceScan::ExclusiveSum(nullptr, scan_bytes, chunk_counts.data(),
+                                               chunk_offsets.data(), int(k + 1), stream));
+  const size_t temp_bytes = std::max(sort_bytes, scan_bytes);
+  Buffer<unsigned char> temp = device_buffer<unsigned char>(int64_t(temp_bytes));
+  iota_kernel<<<blocks_for(chunk), kThreads, 0, stream>>>(points.data(), chunk);
+  TSR_CUDA_CHECK_LAUNCH("kmeans iota");
+  p.table = table.data();
+  p.c_half = c_half.data();
+  p.x_norms = norms.data();
+  p.flags = flags.data();
+
+  for (int64_t b = 0; b < batch; ++b) {
+    float* cb = centroids.data() + b * k * d;
+    // The given centroids: finite, unit length for cosine (checked once).
+    TSR_CUDA_CHECK(cudaMemsetAsync(flags.data(), 0xff, 6 * sizeof(unsigned long long), stream));
+    check_centroids_kernel<<<warp_blocks(k), kThreads, 0, stream>>>(
+        cb, k, int(d), p.metric == kCosine, flags.data() + 2, flags.data() + 3, flags.data() + 5);
+    TSR_CUDA_CHECK_LAUNCH("kmeans check centroids");
+    unsigned long long f[6];
+    TSR_CUDA_CHECK(cudaMemcpyAsync(f, flags.data(), sizeof(f), cudaMemcpyDeviceToHost, stream));
+    TSR_CUDA_CHECK(cudaStreamSynchronize(stream));
+    TSR_CHECK(f[2] == ~0ull, "kmeans: initial_centroids: centroid [", b, "][",
+              int64_t(f[2] / uint64_t(d)), "][", int64_t(f[2] % uint64_t(d)),
+              "] is NaN or Inf; centroids must be finite");
+    TSR_CHECK(f[5] == ~0ull, "kmeans: initial_centroids: centroid [", b, "][", int64_t(f[5]),
+              "] has a squared norm over ", kMaxSquaredNorm);
+    TSR_CHECK(f[3] == ~0ull, "kmeans: initial_centroids: centroid [", b, "][", int64_t(f[3]),
+              "] is the zero vector, which has no direction under the cosine metric");
+    int32_t* labels_b = out.labels.data() + b * n;
+    std::fill(labels_b, labels_b + n, -1);
+    double before = 0;
+    int updates = 0;
+    for (int pass = 0;; ++pass) {  // pass t: assignment t, with its sums for update t + 1
+      p.build_table(stream, cb, nullptr);
+      TSR_CUDA_CHECK(cudaMemsetAsync(sums.data(), 0, sizeof(double) * size_t(k * d), stream));
+      TSR_CUDA_CHECK(cudaMemsetAsync(counts.data(), 0, sizeof(int64_t) * size_t(k), stream));
+      TSR_CUDA_CHECK(cudaMemsetAsync(inertia.data(), 0, sizeof(double), stream));
+      TSR_CUDA_CHECK(cudaMemsetAsync(changed.data(), 0, sizeof(int64_t), stream));
+      const int64_t n_chunks = (n + chunk - 1) / chunk;
+      auto issue_copy = [&](int64_t c) {  // chunk c's rows into xbuf[c % 2], on the copy stream
+        const int64_t i0 = c * chunk, m = std::min(chunk, n - i0);
+        if (c >= 2) TSR_CUDA_CHECK(cudaStreamWaitEvent(se.copy, se.consumed[c % 2], 0));
+        TSR_CUDA_CHECK(cudaMemcpy2DAsync(xbuf[c % 2].data(), sizeof(V) * size_t(d),
+                                         x.data + b * x.batch_stride + i0 * x.ld,
+                                         sizeof(V) * size_t(x.ld), sizeof(V) * size_t(d),
+                                         size_t(m), cudaMemcpyHostToDevice, se.copy));
+        TSR_CUDA_CHECK(cudaEventRecord(se.copied[c % 2], se.copy));
+      };
+      TSR_CUDA_CHECK(cudaStreamSynchronize(stream));  // the table and zeroed sums come first
+      issue_copy(0);
+      for (int64_t c = 0; c < n_chunks; ++c) {
+        if (c + 1 < n_chunks) issue_copy(c + 1);
+        const int64_t i0 = c * chunk, m = std::min(chunk, n - i0);
+        TSR_CUDA_CHECK(cudaStreamWaitEvent(stream, se.copied[c % 2], 0));
+        DeviceProblem<V> pc = p;  // the same tables over this chunk's rows
+        pc.x = {1, m, d, d, m * d, xbuf[c % 2].data(), MemorySpace::device};
+        pc.tiles = (m + pc.points_per_block - 1) / pc.points_per_block;
+        if (pass == 0) TSR_CUDA_CHECK(cudaMemsetAsync(flags.data(), 0xff, 6 * 8, stream));
+        point_norms_kernel<V><<<warp_blocks(m), kThreads, 0, stream>>>(
+            pc.x.data, 1, m, int(d), d, m * d, pc.metric, norms.data(), flags.data(),
+            flags.data() + 1, flags.data() + 4);
+        TSR_CUDA_CHECK_LAUNCH("kmeans point norms");
+        if (pass == 0) {  // the first pass checks every row, naming it in X
+          unsigned long long g[6];
+          TSR_CUDA_CHECK(cudaMemcpyAsync(g, flags.data(), sizeof(g), cudaMemcpyDeviceToHost, stream));
+          TSR_CUDA_CHECK(cudaStreamSynchronize(stream));
+          TSR_CHECK(g[0] == ~0ull, "kmeans: X[", b, "][", i0 + int64_t(g[0] / uint64_t(d)), "][",
+                    int64_t(g[0] % uint64_t(d)), "] is NaN or Inf; points must be finite");
+          TSR_CHECK(g[4] == ~0ull, "kmeans: X[", b, "][", i0 + int64_t(g[4]), "] has a squared norm over ",
+                    kMaxSquaredNorm, ", beyond what f32 distances can hold; scale the points down");
+          TSR_CHECK(g[1] == ~0ull, "kmeans: X[", b, "][", i0 + int64_t(g[1]),
+                    "] is the zero vector, which has no direction under the cosine metric");
+        }
+        TSR_CUDA_CHECK(cudaMemcpyAsync(labels.data(), labels_b + i0, sizeof(int32_t) * size_t(m),
+                                       cudaMemcpyHostToDevice, stream));
+        AssignArgs a = pc.assign_args();
+        a.labels = labels.data();
+        a.sort_keys = keys.data();
+        a.tile_inertia = tile_inertia.data();
+        a.tile_changed = tile_changed.data();
+        pc.launch_assign(stream, a);
+        add_tiles_kernel<<<1, kWarp, 0, stream>>>(tile_inertia.data(), tile_changed.data(),
+                                                  int(pc.tiles), inertia.data(), changed.data());
+        TSR_CUDA_CHECK_LAUNCH("kmeans add tiles");
+        TSR_CUDA_CHECK(cudaMemcpyAsync(labels_b + i0, labels.data(), sizeof(int32_t) * size_t(m),
+                                       cudaMemcpyDeviceToHost, stream));
+        size_t bytes = temp_bytes;
+        TSR_CUDA_CHECK(cub::DeviceRadixSort::SortPairs(temp.data(), bytes, keys.data(),
+                                                       sorted_keys.data(), points.data(),
+                                                       order.data(), int(m), 0, key_bits, stream));
+        bounds_kernel<<<blocks_for(k + 1), kThreads, 0, stream>>>(
+            sorted_keys.data(), m, int(k), offsets.data(), chunk_counts.data());
+        TSR_CUDA_CHECK_LAUNCH("kmeans bounds");
+        bytes = temp_bytes;
+        TSR_CUDA_CHECK(cub::DeviceScan::ExclusiveSum(temp.data(), bytes, chunk_counts.data(),
+                                                     chunk_offsets.data(), int(k + 1), stream));
+        const bool vec4 = d % 4 == 0;
+        sum_chunks_kernel<V><<<warp_blocks(max_chunks), kThreads, 0, stream>>>(
+            pc.x.data, int(m), int(d), int(k), int(k), d, m * d, vec4, order.data(),
+            offsets.data(), chunk_offsets.data(), pc.inv_norms_or_null(), nullptr, max_chunks,
+            partial.data());
+        TSR_CUDA_CHECK_LAUNCH("kmeans sum chunks");
+        accumulate_kernel<<<warp_blocks(k), kThreads, 0, stream>>>(
+            partial.data(), offsets.data(), chunk_offsets.data(), int(k), int(d), sums.data(),
+            counts.data());
+        TSR_CUDA_CHECK_LAUNCH("kmeans accumulate");
+        TSR_CUDA_CHECK(cudaEventRecord(se.consumed[c % 2], stream));
+      }
+      double total = 0;
+      int64_t moved = 0;
+      TSR_CUDA_CHECK(cudaMemcpyAsync(&total, inertia.data(), sizeof(double), cudaMemcpyDeviceToHost,
+                                     stream));
+      TSR_CUDA_CHECK(cudaMemcpyAsync(&moved, changed.data(), sizeof(int64_t), cudaMemcpyDeviceToHost,
+                                     stream));
+      TSR_CUDA_CHECK(cudaStreamSynchronize(stream));
+      out.inertia_history[size_t(b)].push_back(total);
+      out.inertia[size_t(b)] = total;
+      const bool converged = pass > 0 && !o.fixed_iterations &&
+                             (moved == 0 || before - total <= o.tolerance * std::abs(before));
+      before = total;
+      // Labels of this pass are final (they belong to the current centroids): done.
+      const bool done = converged || updates == o.max_iterations;
+      if (!done) {  // update: the centroids of this pass's sums
+        finalize_sums_kernel<<<warp_blocks(k), kThreads, 0, stream>>>(
+            sums.data(), counts.data(), int(k), int(d), p.metric == kCosine, cb);
+        TSR_CUDA_CHECK_LAUNCH("kmeans finalize sums");
+        ++updates;
+      }
+      // Without the final assignment the last update ends the fit: its labels stay.
+      if (done || (!o.final_assignment && updates == o.max_iterations)) {
+        TSR_CUDA_CHECK(cudaMemcpyAsync(out.counts.data() + b * k, counts.data(),
+                                       sizeof(int64_t) * size_t(k), cudaMemcpyDeviceToHost,
+                                       stream));
+        TSR_CUDA_CHECK(cudaStreamSynchronize(stream));
+        break;
+      }
+    }
+    out.iterations = std::max(out.iterations, updates);
+  }
+  TSR_CUDA_CHECK(cudaMemcpy(out.centroids.data(), centroids.data(),
+                            sizeof(float) * size_t(batch * k * d), cudaMemcpyDeviceToHost));
+  r = std::move(out);
+}
+
 #define TSR_INSTANTIATE_KMEANS_CUDA(V)                                                          \
   template void fit(Context&, BatchedDenseView<const V>, int64_t, const KmeansOptions&,         \
                     const InitialCentroids&, KmeansResult&);                                    \
   template void assign(Context&, BatchedDenseView<const V>, BatchedDenseView<const float>,      \
                        KmeansMetric, int32_t*, float*);                                         \
   template int64_t max_dimension<V>();                                                          \
+  template void fit_streamed(Context&, BatchedDenseView<const V>, int64_t, const KmeansOptions&, \
+                             BatchedDenseView<const float>, KmeansResult&);                      \
   template std::vector<Candidates> parallel_candidates(Context&, BatchedDenseView<const V>,      \
                                                        int64_t, KmeansMetric,                    \
                                                        const std::vector<uint64_t>&, int, double);

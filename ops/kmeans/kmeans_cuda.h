@@ -24,6 +24,16 @@ template <class V>
 void fit(Context& ctx, BatchedDenseView<const V> x, int64_t k, const KmeansOptions& o,
          const InitialCentroids& init, KmeansResult& r);
 
+/// Lloyd iterations on the device over a host batch larger than device memory
+/// (KmeansOptions::gpu_streaming): each pass streams chunks of points (pinned in place when
+/// possible; copies overlap the kernels on a second stream), assigns them and adds their
+/// per-cluster sums into f64 accumulators in chunk order, then updates the centroids. One pass
+/// over X per iteration; labels, centroids and counts of r on the host. initial: [B, K, D], host
+/// or device, shape already checked (contents checked here).
+template <class V>
+void fit_streamed(Context& ctx, BatchedDenseView<const V> x, int64_t k, const KmeansOptions& o,
+                  BatchedDenseView<const float> initial, KmeansResult& r);
+
 /// Labels (and distances, unless null) of x's points against centroids [B, K, D] (host or
 /// device, shape already checked; NaN checked and cosine scaling done here). labels and
 /// distances are device pointers [B, N].
