@@ -354,6 +354,8 @@ struct KmeansCliOptions {
   double tolerance = 1e-4;
   uint64_t seed = 0;
   bool check = false;
+  bool stream = false;        // keep X on the host and stream it to the GPU in chunks
+  int64_t stream_chunk = 0;   // points per streamed chunk (0: sized from free GPU memory)
   std::string output;  // prefix for <output>.centroids.npy [B*K, D] and <output>.labels.npy [B*N, 1]
 };
 
@@ -368,7 +370,10 @@ int run_kmeans(const KmeansCliOptions& c) {
   const BatchedDenseView<const V> batch = contiguous_batch<const V>(x.data(), c.batch, n, points.cols());
   TSR_CHECK(c.device == "cpu" || c.device == "cuda", "--device must be cpu or cuda, not '", c.device, "'");
   const bool gpu = c.device == "cuda";
+  TSR_CHECK(!c.stream || gpu, "--stream needs --device cuda (it streams host points to the GPU)");
   ops::KmeansOptions o;
+  o.gpu_streaming = c.stream;
+  o.stream_chunk_points = c.stream_chunk;
   o.max_iterations = c.iterations;
   o.tolerance = c.tolerance;
   o.init = ops::parse_kmeans_init(c.init);
@@ -378,14 +383,14 @@ int run_kmeans(const KmeansCliOptions& c) {
   Context ctx;
   Buffer<V> on_device;
   BatchedDenseView<const V> input = batch;
-  if (gpu) {  // the points go to the GPU first (not timed); the results come back after
+  if (gpu && !c.stream) {  // the points go to the GPU first (not timed); the results come back after
     on_device = x.buffer().to(MemorySpace::device);
     input = contiguous_batch<const V>(on_device.data(), c.batch, n, points.cols(), MemorySpace::device);
   }
   WallTimer t;
   ops::KmeansResult r = ops::kmeans<V>(ctx, input, c.k, o);
   const double seconds = t.seconds();
-  if (gpu) {
+  if (gpu && !c.stream) {  // streamed fits return host results already
     r.centroids = r.centroids.to(MemorySpace::host);
     r.labels = r.labels.to(MemorySpace::host);
   }
@@ -471,6 +476,10 @@ int main(int argc, char** argv) {
   kmeans->add_option("--dtype", km.dtype, "f32, bf16 or f16 (points are rounded to it)")->capture_default_str();
   kmeans->add_option("--threads", km.threads, "CPU threads (0: OpenMP default)");
   kmeans->add_option("--device", km.device, "cpu or cuda")->capture_default_str();
+  kmeans->add_flag("--stream", km.stream,
+                   "with --device cuda: keep the points in host memory and stream them to the GPU in "
+                   "chunks every iteration (data larger than GPU memory)");
+  kmeans->add_option("--stream-chunk", km.stream_chunk, "points per streamed chunk (0: from free GPU memory)");
   kmeans->add_flag("--check", km.check, "labels against a float64 reference; inertia never rises");
   kmeans->add_option("-o,--output", km.output, "write <prefix>.centroids.npy and <prefix>.labels.npy");
 

@@ -59,6 +59,9 @@ if [ -x "$build/cli/tessera" ]; then
     -g blobs:n=60000,d=37,centers=50 -k 50 --batch 3 --device cuda --check
   step "cli kmeans --device cuda --check (bf16 cosine)" "$build/cli/tessera" kmeans \
     -g uniform:n=20000,d=128 -k 300 --dtype bf16 --metric cosine --init random --device cuda --check
+  step "cli kmeans --device cuda --stream --check" "$build/cli/tessera" kmeans \
+    -g blobs:n=40000,d=24,centers=30 -k 30 --batch 2 --dtype f16 --device cuda --stream \
+    --stream-chunk 3000 --check
   step "cli demo" "$build/cli/tessera" demo
 fi
 echo; echo "=== gpu_check summary (commit ${TESSERA_COMMIT:-$(git rev-parse --short HEAD 2>/dev/null || echo unknown)})"

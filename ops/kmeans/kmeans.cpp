@@ -570,6 +570,7 @@ void kmeans_streamed(Context& ctx, BatchedDenseView<const V> x, int64_t k, const
   TSR_CHECK(o.stream_chunk_points >= 0, "kmeans: stream_chunk_points = ", o.stream_chunk_points,
             " is negative");
 #if TESSERA_WITH_CUDA
+  TSR_CHECK(device::available(), "kmeans: gpu_streaming needs a CUDA device, and none is visible");
   std::vector<float> seeds;
   BatchedDenseView<const float> initial = o.initial_centroids;
   if (o.init == KmeansInit::given) {
