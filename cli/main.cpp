@@ -413,8 +413,7 @@ int run_kmeans(const KmeansCliOptions& c) {
   int64_t failures = 0, near_ties = 0, rising = 0, checked = 0;
   // The GPU computes distances on tensor cores: f32 as tf32, 16-bit centroids rounded to the
   // input type. Ties and the inertia's monotonicity are judged at that rounding.
-  double rounding = 0;
-  if (gpu) rounding = std::is_same_v<V, bf16> ? 0x1p-7 : std::is_same_v<V, f16> ? 0x1p-10 : 0x1p-8;
+  const double rounding = gpu ? reference::tensor_core_rounding<V>() : 0.0;
   // At most ~2e9 reference multiply-adds a problem: every point of a small one, a stride of a big one.
   const int64_t stride = std::max<int64_t>(1, n * c.k * points.cols() / 2000000000);
   for (int64_t b = 0; b < c.batch; ++b) {

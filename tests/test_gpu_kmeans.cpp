@@ -25,6 +25,7 @@ using ops::KmeansInit;
 using ops::KmeansMetric;
 using ops::KmeansOptions;
 using ::testing::HasSubstr;
+using tessera::testing::error_of;
 
 #define REQUIRE_DEVICE() \
   if (!device::available()) GTEST_SKIP() << "no CUDA device"
@@ -43,23 +44,8 @@ class AssignKernel {
 };
 const char* const kAssignKernels[] = {nullptr, "wgmma256", "wgmma128", "mma_sync"};
 
-std::string error_of(const std::function<void()>& fn) {
-  try {
-    fn();
-  } catch (const Error& e) {
-    return e.what();
-  }
-  return "(no error)";
-}
 
-// Relative error of a distance computed on tensor cores: tf32 rounds both operands (2^-11
-// each), bf16/f16 round the centroid (2^-9 / 2^-12); a difference of two distances doubles it.
-template <class V>
-double tensor_core_rounding() {
-  if constexpr (std::is_same_v<V, bf16>) return 0x1p-7;
-  if constexpr (std::is_same_v<V, f16>) return 0x1p-10;
-  return 0x1p-8;
-}
+using reference::tensor_core_rounding;
 
 // B problems of n points in d dimensions, row stride ld >= d, values uniform in [-1, 1) (or
 // around `centres` well-separated blobs when centres > 0), on the host and on the device.

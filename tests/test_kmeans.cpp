@@ -25,15 +25,8 @@ using ops::KmeansInit;
 using ops::KmeansMetric;
 using ops::KmeansOptions;
 using ::testing::HasSubstr;
+using tessera::testing::error_of;
 
-std::string error_of(const std::function<void()>& fn) {
-  try {
-    fn();
-  } catch (const Error& e) {
-    return e.what();
-  }
-  return "(no error)";
-}
 
 // n points around k well-separated centres (spread 0.05, centres ~10 apart); truth[i] is the
 // centre.

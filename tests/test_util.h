@@ -59,7 +59,6 @@ DenseMatrix<T> random_dense(int64_t rows, int64_t cols, uint64_t seed) {
   return uniform_dense<T>(rows, cols, seed);
 }
 
-/// The what() of the tessera::Error that fn throws, or "(no error)".
 /// The shared data folder: $TESSERA_DATA when set (a GPU machine keeps its copy elsewhere), else
 /// the build's default beside the checkout. Tests that need it skip when it is absent.
 inline std::string shared_data_dir() {
@@ -67,6 +66,7 @@ inline std::string shared_data_dir() {
   return env && *env ? env : TESSERA_SHARED_DATA;
 }
 
+/// The what() of the tessera::Error that fn throws, or "(no error)".
 inline std::string error_of(const std::function<void()>& fn) {
   try {
     fn();

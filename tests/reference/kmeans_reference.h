@@ -5,6 +5,7 @@
 #include <cmath>
 #include <cstdint>
 #include <limits>
+#include <type_traits>
 #include <vector>
 
 #include "core/dense.h"
@@ -55,6 +56,16 @@ inline std::vector<float> prepared_centroids(const float* c, int64_t k, int64_t 
       out[size_t(j * d + t)] = float(out[size_t(j * d + t)] / std::sqrt(norm));
   }
   return out;
+}
+
+/// The relative error of a distance the GPU computes on tensor cores, as check_labels' rounding:
+/// tf32 rounds both operands (2^-11 each), bf16/f16 the centroid (2^-9 / 2^-12); a difference of
+/// two distances doubles it.
+template <class V>
+double tensor_core_rounding() {
+  if constexpr (std::is_same_v<V, bf16>) return 0x1p-7;
+  if constexpr (std::is_same_v<V, f16>) return 0x1p-10;
+  return 0x1p-8;
 }
 
 /// How labels compare with the float64 nearest centroid (ties to the lower index).
