@@ -187,6 +187,11 @@ struct HybridPart {
                                                // may appear more than once (split long rows)
   std::variant<Ell<V, I>, Csr<V, I>> matrix;   // local rows x global cols
   int64_t part_rows() const { return int64_t(row_map.size()); }
+  HybridPart to(MemorySpace s) const {
+    HybridPart out{col_begin, col_end, row_map.to(s), {}};
+    std::visit([&](const auto& m) { out.matrix = m.to(s); }, matrix);
+    return out;
+  }
 };
 
 /// @brief Hybrid matrix: a list of parts whose sum is the matrix, A = sum_p P_p^T M_p.
@@ -197,6 +202,11 @@ template <class V, class I>
 struct Hybrid {
   int64_t rows = 0, cols = 0;
   std::vector<HybridPart<V, I>> parts;
+  Hybrid to(MemorySpace s) const {
+    Hybrid out{rows, cols, {}};
+    for (const auto& part : parts) out.parts.push_back(part.to(s));
+    return out;
+  }
   /// Where the parts live (host for an empty matrix).
   MemorySpace space() const { return parts.empty() ? MemorySpace::host : parts[0].row_map.space(); }
   /// Stored non-padding entries over all parts (host parts only for ELL).

@@ -9,9 +9,24 @@
 namespace tessera::ops::cuda {
 
 /// Checks a device CSR's offsets (first 0, last nnz, monotone) and column range on the device;
-/// throws tessera::Error naming the first offending position. Synchronises ctx.stream().
+/// throws tessera::Error naming the first offending position (arrays called what.indptr, ...).
+/// Synchronises ctx.stream().
 template <class V, class I>
-void validate_csr(Context& ctx, const CsrView<V, I>& a);
+void validate_csr(Context& ctx, const CsrView<V, I>& a, const char* what = "Csr");
+
+/// Device BSR: block shape, offsets over block rows, block columns in range.
+template <class V, class I>
+void validate_bsr(Context& ctx, const BsrView<V, I>& a);
+/// Device COO: rows in [0, rows), columns in [0, cols).
+template <class V, class I>
+void validate_coo(Context& ctx, const CooView<V, I>& a);
+/// Device ELL: every slot's column in [0, cols) or kPadIndex.
+template <class V, class I>
+void validate_ell(Context& ctx, const EllView<V, I>& a);
+/// Device Hybrid: each part's shape and column range, its row map inside [0, rows), its columns
+/// (ELL or CSR) inside the part's column range.
+template <class V, class I>
+void validate_hybrid(Context& ctx, const Hybrid<V, I>& a);
 
 /// The longest row of a device CSR (offsets assumed valid). Synchronises ctx.stream().
 template <class V, class I>
@@ -36,6 +51,36 @@ template <class V, class I>
 void spmm_csr_cusparse(Context& ctx, const CsrView<V, I>& a, DenseView<const V> b,
                        DenseView<float> c, float alpha, float beta, int alg);
 
+/// ELL SpMM (schedule ell.row_split): the csr.row_split structure over fixed-width rows; padding
+/// slots are skipped.
+template <class V, class I>
+void spmm_ell_row_split(Context& ctx, const EllView<V, I>& a, DenseView<const V> b,
+                        DenseView<float> c, float alpha, float beta, int tpr, int rpb, int vec);
+
+/// Hybrid SpMM (schedule hyb.fused): every part (ELL or CSR) in one launch (48 parts a launch),
+/// tpr / rpb / vec as in csr.row_split. Rows produced by several parts or split pieces are
+/// combined by float atomics (atomic = true) or by a deterministic two-pass reduction (sorts the
+/// local rows by global row; uses ctx.workspace(), synchronises once).
+template <class V, class I>
+void spmm_hybrid_fused(Context& ctx, const Hybrid<V, I>& a, DenseView<const V> b,
+                       DenseView<float> c, float alpha, float beta, int tpr, int rpb, int vec,
+                       bool atomic);
+
+/// BSR SpMM on tensor cores (schedule bsr.tensor_core): warps_per_block_row (1, 2, 4) warps split
+/// a block row's blocks, each holding features_per_warp (32 or 64) features; fragments loaded
+/// straight from global memory; mma.sync over bf16 / f16, or tf32 for f32 values (so f32
+/// products carry tf32 rounding). Blocks up to 32 x 64.
+template <class V, class I>
+void spmm_bsr_tensor_core(Context& ctx, const BsrView<V, I>& a, DenseView<const V> b,
+                          DenseView<float> c, float alpha, float beta, int features_per_warp,
+                          int warps_per_block_row);
+
+/// BSR SpMM through cuSPARSE's generic API (schedule bsr.cusparse, CUSPARSE_SPMM_BSR_ALG1), f32,
+/// square blocks, whole blocks only.
+template <class V, class I>
+void spmm_bsr_cusparse(Context& ctx, const BsrView<V, I>& a, DenseView<const V> b,
+                       DenseView<float> c, float alpha, float beta);
+
 /// CSR SDDMM (schedule csr.row_split): a team of tpr threads per row, vec features per thread,
 /// four edges in flight, team shuffle reductions.
 template <class V, class I>
@@ -46,6 +91,13 @@ void sddmm_csr_row_split(Context& ctx, const CsrView<V, I>& a, DenseView<const V
 /// team of tpe threads, vec features per thread, four edges in flight, team shuffle reductions.
 template <class V, class I>
 void sddmm_csr_edge_group(Context& ctx, const CsrView<V, I>& a, DenseView<const V> x,
+                          DenseView<const V> y, bool scale_by_a, float* out, int tpe, int vec,
+                          int64_t ept);
+
+/// COO SDDMM (schedule coo.edge_group): csr.edge_group's team walk over a COO matrix, each edge
+/// reading its row from a.row.
+template <class V, class I>
+void sddmm_coo_edge_group(Context& ctx, const CooView<V, I>& a, DenseView<const V> x,
                           DenseView<const V> y, bool scale_by_a, float* out, int tpe, int vec,
                           int64_t ept);
 

@@ -109,6 +109,43 @@ CusparsePlan CusparsePlan::spmm(Context& ctx, const CsrView<float, I>& a, DenseV
 }
 
 template <class I>
+CusparsePlan CusparsePlan::spmm_bsr(Context& ctx, const BsrView<float, I>& a, DenseView<const float> b,
+                                    DenseView<float> c, float alpha, float beta, bool preprocess) {
+  TSR_CHECK(a.block_rows == a.block_cols, "bsr.cusparse: ", a.block_rows, "x", a.block_cols,
+            " blocks; cuSPARSE takes square blocks only");
+  TSR_CHECK(a.rows % a.block_rows == 0 && a.cols % a.block_cols == 0, "bsr.cusparse: a ", a.rows,
+            "x", a.cols, " matrix is not made of whole ", a.block_rows, "x", a.block_cols,
+            " blocks (cuSPARSE takes whole blocks only)");
+  auto s = std::make_unique<State>();
+  s->spmm_alg = CUSPARSE_SPMM_BSR_ALG1;
+  s->alpha = alpha, s->beta = beta;
+  if (a.rows == 0 || c.cols == 0) return CusparsePlan(std::move(s));
+  if (a.num_blocks == 0) {  // C = beta * C without asking cuSPARSE about an empty matrix
+    s->ours = [&ctx, a, b, c, alpha, beta] { cuda::spmm_bsr_tensor_core(ctx, a, b, c, alpha, beta, 32, 1); };
+    return CusparsePlan(std::move(s));
+  }
+  s->kind = State::Kind::spmm;
+  s->handle = static_cast<cusparseHandle_t>(ctx.cusparse_handle());
+  TSR_CUSPARSE_CHECK(cusparseCreateBsr(&s->sparse, a.block_row_count(), a.cols / a.block_cols,
+                                       a.num_blocks, a.block_rows, a.block_cols,
+                                       const_cast<I*>(a.indptr), const_cast<I*>(a.indices),
+                                       const_cast<float*>(a.values), index_type<I>(), index_type<I>(),
+                                       CUSPARSE_INDEX_BASE_ZERO, CUDA_R_32F, CUSPARSE_ORDER_ROW));
+  s->dense1 = make_dense(b.rows, b.cols, b.ld, b.data, CUSPARSE_ORDER_ROW);
+  s->dense2 = make_dense(c.rows, c.cols, c.ld, c.data, CUSPARSE_ORDER_ROW);
+  const cusparseOperation_t op = CUSPARSE_OPERATION_NON_TRANSPOSE;
+  size_t bytes = 0;
+  TSR_CUSPARSE_CHECK(cusparseSpMM_bufferSize(s->handle, op, op, &s->alpha, s->sparse, s->dense1, &s->beta,
+                                             s->dense2, CUDA_R_32F, s->spmm_alg, &bytes));
+  s->workspace = s->allocate(ctx, bytes, preprocess);
+  if (preprocess) {
+    TSR_CUSPARSE_CHECK(cusparseSpMM_preprocess(s->handle, op, op, &s->alpha, s->sparse, s->dense1,
+                                               &s->beta, s->dense2, CUDA_R_32F, s->spmm_alg, s->workspace));
+  }
+  return CusparsePlan(std::move(s));
+}
+
+template <class I>
 CusparsePlan CusparsePlan::sddmm(Context& ctx, const CsrView<float, I>& a, DenseView<const float> x,
                                  DenseView<const float> y, float* out, bool preprocess) {
   auto s = std::make_unique<State>();
@@ -165,6 +202,16 @@ void spmm_csr_cusparse(Context& ctx, const CsrView<V, I>& a, DenseView<const V> 
 }
 
 template <class V, class I>
+void spmm_bsr_cusparse(Context& ctx, const BsrView<V, I>& a, DenseView<const V> b,
+                       DenseView<float> c, float alpha, float beta) {
+  if constexpr (std::is_same_v<V, float>) {
+    CusparsePlan::spmm_bsr(ctx, a, b, c, alpha, beta, false).run();
+  } else {
+    TSR_FAIL("bsr.cusparse runs f32 values in this version (got ", dtype_name(dtype_of<V>()), ")");
+  }
+}
+
+template <class V, class I>
 void sddmm_csr_cusparse(Context& ctx, const CsrView<V, I>& a, DenseView<const V> x,
                         DenseView<const V> y, bool scale_by_a, float* out) {
   if constexpr (std::is_same_v<V, float>) {
@@ -178,6 +225,8 @@ void sddmm_csr_cusparse(Context& ctx, const CsrView<V, I>& a, DenseView<const V>
 #define TSR_INSTANTIATE_CUSPARSE_VARIANTS(V, I)                                                   \
   template void spmm_csr_cusparse(Context&, const CsrView<V, I>&, DenseView<const V>,             \
                                   DenseView<float>, float, float, int);                           \
+  template void spmm_bsr_cusparse(Context&, const BsrView<V, I>&, DenseView<const V>,             \
+                                  DenseView<float>, float, float);                                \
   template void sddmm_csr_cusparse(Context&, const CsrView<V, I>&, DenseView<const V>,            \
                                    DenseView<const V>, bool, float*);
 TSR_FOR_EACH_COMPUTE_TYPE(TSR_INSTANTIATE_CUSPARSE_VARIANTS)
@@ -198,6 +247,11 @@ CusparsePlan CusparsePlan::spmm(Context&, const CsrView<float, I>&, DenseView<co
   TSR_FAIL("cuSPARSE plans need a build of Tessera with CUDA");
 }
 template <class I>
+CusparsePlan CusparsePlan::spmm_bsr(Context&, const BsrView<float, I>&, DenseView<const float>,
+                                    DenseView<float>, float, float, bool) {
+  TSR_FAIL("cuSPARSE plans need a build of Tessera with CUDA");
+}
+template <class I>
 CusparsePlan CusparsePlan::sddmm(Context&, const CsrView<float, I>&, DenseView<const float>,
                                  DenseView<const float>, float*, bool) {
   TSR_FAIL("cuSPARSE plans need a build of Tessera with CUDA");
@@ -210,6 +264,10 @@ template CusparsePlan CusparsePlan::spmm(Context&, const CsrView<float, int32_t>
                                          DenseView<float>, float, float, int, bool);
 template CusparsePlan CusparsePlan::spmm(Context&, const CsrView<float, int64_t>&, DenseView<const float>,
                                          DenseView<float>, float, float, int, bool);
+template CusparsePlan CusparsePlan::spmm_bsr(Context&, const BsrView<float, int32_t>&,
+                                             DenseView<const float>, DenseView<float>, float, float, bool);
+template CusparsePlan CusparsePlan::spmm_bsr(Context&, const BsrView<float, int64_t>&,
+                                             DenseView<const float>, DenseView<float>, float, float, bool);
 template CusparsePlan CusparsePlan::sddmm(Context&, const CsrView<float, int32_t>&, DenseView<const float>,
                                           DenseView<const float>, float*, bool);
 template CusparsePlan CusparsePlan::sddmm(Context&, const CsrView<float, int64_t>&, DenseView<const float>,

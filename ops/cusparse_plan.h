@@ -21,6 +21,12 @@ class CusparsePlan {
   template <class I>
   static CusparsePlan spmm(Context& ctx, const CsrView<float, I>& a, DenseView<const float> b,
                            DenseView<float> c, float alpha, float beta, int alg, bool preprocess = true);
+  /// C = alpha * A * B + beta * C for a BSR A with cusparseSpMM (CUSPARSE_SPMM_BSR_ALG1), f32,
+  /// square row-major blocks. cuSPARSE takes whole blocks: A's rows and columns must be
+  /// multiples of the block size. Same lifetime rules as spmm().
+  template <class I>
+  static CusparsePlan spmm_bsr(Context& ctx, const BsrView<float, I>& a, DenseView<const float> b,
+                               DenseView<float> c, float alpha, float beta, bool preprocess = true);
   /// out[e] = <X[row(e)], Y[col(e)]> over A's pattern with cusparseSDDMM (f32); out has nnz
   /// entries. Same lifetime rules as spmm().
   template <class I>

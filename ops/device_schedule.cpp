@@ -26,9 +26,14 @@ schedule::Schedule choose_schedule(Context& ctx, schedule::Op op, const CsrView<
     }
 #endif
   }
+  return choose_schedule(problem, requested);
+}
+
+schedule::Schedule choose_schedule(const schedule::Problem& problem,
+                                   const std::optional<schedule::Schedule>& requested) {
   const schedule::Schedule chosen = requested ? *requested : schedule::default_schedule(problem);
   const schedule::Verdict verdict = schedule::can_implement(chosen, problem);
-  TSR_CHECK(verdict.ok, schedule::op_name(op), ": schedule ", chosen.to_string(),
+  TSR_CHECK(verdict.ok, schedule::op_name(problem.op), ": schedule ", chosen.to_string(),
             " cannot run this problem: ", verdict.reason);
   return chosen;
 }

@@ -19,4 +19,8 @@ schedule::Schedule choose_schedule(Context& ctx, schedule::Op op, const CsrView<
                                    const std::optional<schedule::Schedule>& requested,
                                    bool deterministic = false);
 
+/// The same for a problem already described (formats other than CSR: no statistics measured).
+schedule::Schedule choose_schedule(const schedule::Problem& problem,
+                                   const std::optional<schedule::Schedule>& requested);
+
 }  // namespace tessera::ops::detail

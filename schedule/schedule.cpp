@@ -37,6 +37,43 @@ const std::vector<VariantSpec>& variants() {
        {{"alg", {1, 2, 3}, 2, "cusparseSpMM CSR algorithm (CUSPARSE_SPMM_CSR_ALG1..3)"}},
        "cuSPARSE's generic SpMM (the vendor peer)",
        false},
+      {"ell.row_split",
+       Op::spmm,
+       Format::ell,
+       MemorySpace::device,
+       {{"tpr", {1, 2, 4, 8, 16, 32}, 32, "threads per row (a sub-warp)"},
+        {"rpb", {1, 2, 4, 8, 16, 32, 64, 128, 256}, 8, "rows per thread block"},
+        {"vec", {1, 2, 4}, 1, "consecutive features per thread (vector loads of B)"}},
+       "csr.row_split over fixed-width rows; padding slots skipped; no atomics"},
+      {"hyb.fused",
+       Op::spmm,
+       Format::hybrid,
+       MemorySpace::device,
+       {{"tpr", {1, 2, 4, 8, 16, 32}, 32, "threads per local row (a sub-warp)"},
+        {"rpb", {1, 2, 4, 8, 16, 32, 64, 128, 256}, 8, "local rows per thread block"},
+        {"vec", {1, 2, 4}, 1, "consecutive features per thread (vector loads of B)"},
+        {"atomic", {0, 1}, 0,
+         "1: rows shared by parts meet through float atomics (one pass, bits vary run to run); "
+         "0: a deterministic two-pass reduction"}},
+       "every part of a hyb(c, k) matrix (ELL buckets, CSR parts) in one launch; atomic=1 is "
+       "refused in deterministic mode"},
+      {"bsr.tensor_core",
+       Op::spmm,
+       Format::bsr,
+       MemorySpace::device,
+       {{"ft", {32, 64}, 64, "features per warp"},
+        {"wpr", {1, 2, 4}, 1, "warps splitting a block row's blocks (sums meet in shared memory)"}},
+       "wpr warps per block row and ft features; MMA fragments loaded straight from global "
+       "memory, mma.sync over bf16 / f16 or tf32 (f32 values: tf32 rounding); blocks up to "
+       "32 x 64; no atomics"},
+      {"bsr.cusparse",
+       Op::spmm,
+       Format::bsr,
+       MemorySpace::device,
+       {},
+       "cuSPARSE's generic SpMM on BSR (CUSPARSE_SPMM_BSR_ALG1; the vendor peer); square, whole "
+       "blocks",
+       false},
       {"csr.row_split",
        Op::sddmm,
        Format::csr,
@@ -53,6 +90,15 @@ const std::vector<VariantSpec>& variants() {
         {"ept", {4, 8, 16, 32, 64, 128, 256}, 32,
          "consecutive edges per team (a block holds 256 / tpe teams)"}},
        "nonzeros split evenly over teams, four edges in flight, team shuffle reductions"},
+      {"coo.edge_group",
+       Op::sddmm,
+       Format::coo,
+       MemorySpace::device,
+       {{"tpe", {4, 8, 16, 32}, 32, "threads per team (one edge's dot product at a time)"},
+        {"vec", {1, 2, 4}, 1, "consecutive features per thread (vector loads of X and Y)"},
+        {"ept", {4, 8, 16, 32, 64, 128, 256}, 32,
+         "consecutive edges per team (a block holds 256 / tpe teams)"}},
+       "csr.edge_group over a COO matrix: each edge carries its row"},
       {"csr.cusparse",
        Op::sddmm,
        Format::csr,
@@ -159,8 +205,59 @@ Problem describe(Op op, const CsrView<V, I>& a, int64_t features, int64_t ld_b, 
   return p;
 }
 
+template <class V, class I>
+Problem describe(Op op, const BsrView<V, I>& a, int64_t features, int64_t ld_b, int64_t ld_c) {
+  CsrView<V, I> blocks{a.rows, a.cols, a.num_blocks * a.block_rows * a.block_cols, nullptr,
+                       nullptr, a.values, MemorySpace::device};
+  Problem p = describe(op, blocks, features, ld_b, ld_c);  // device: offsets not read
+  p.format = Format::bsr;
+  p.space = a.space;
+  p.block_rows = a.block_rows;
+  p.block_cols = a.block_cols;
+  return p;
+}
+
+template <class V, class I>
+Problem describe(Op op, const CooView<V, I>& a, int64_t features, int64_t ld_b, int64_t ld_c) {
+  CsrView<V, I> entries{a.rows, a.cols, a.nnz, nullptr, nullptr, a.values, MemorySpace::device};
+  Problem p = describe(op, entries, features, ld_b, ld_c);
+  p.format = Format::coo;
+  p.space = a.space;
+  return p;
+}
+
+template <class V, class I>
+Problem describe(Op op, const EllView<V, I>& a, int64_t features, int64_t ld_b, int64_t ld_c) {
+  CsrView<V, I> slots{a.rows, a.cols, a.rows * a.width, nullptr, nullptr, a.values,
+                      MemorySpace::device};
+  Problem p = describe(op, slots, features, ld_b, ld_c);
+  p.format = Format::ell;
+  p.space = a.space;
+  p.max_row_length = a.width;
+  return p;
+}
+
+template <class V, class I>
+Problem describe(Op op, const Hybrid<V, I>& a, int64_t features, int64_t ld_b, int64_t ld_c) {
+  int64_t local_rows = 0;
+  for (const auto& part : a.parts) local_rows += part.part_rows();
+  CsrView<V, I> rows{a.rows, a.cols, 0, nullptr, nullptr, nullptr, MemorySpace::device};
+  Problem p = describe(op, rows, features, ld_b, ld_c);
+  p.format = Format::hybrid;
+  p.space = a.space();
+  p.rows = local_rows;  // what the kernel's threads are dealt out over
+  return p;
+}
+
 namespace {
 Verdict no(std::string reason) { return Verdict{false, std::move(reason)}; }
+
+bool has_knob(const VariantSpec& spec, const char* name) {
+  for (const KnobSpec& k : spec.knobs) {
+    if (k.name == name) return true;
+  }
+  return false;
+}
 }  // namespace
 
 Verdict can_implement(const Schedule& s, const Problem& p) {
@@ -177,8 +274,7 @@ Verdict can_implement(const Schedule& s, const Problem& p) {
     return no(s.variant + " does not promise the same bits on every run; deterministic mode takes "
               "Tessera's own kernels");
   }
-  const bool vector_loads = s.variant != "csr.cusparse";
-  if (vector_loads) {
+  if (has_knob(spec, "vec")) {
     const int64_t vec = s.knob("vec");
     if (vec > 1 && (p.ld_b % vec != 0 || p.ld_c % vec != 0)) {
       return no("vec=" + std::to_string(vec) + " needs the leading dimensions of " +
@@ -190,7 +286,7 @@ Verdict can_implement(const Schedule& s, const Problem& p) {
       return no("vec=" + std::to_string(vec) + " is wider than F = " + std::to_string(p.features));
     }
   }
-  if (s.op == Op::spmm && s.variant == "csr.row_split") {
+  if (s.op == Op::spmm && has_knob(spec, "rpb")) {  // csr.row_split, ell.row_split, hyb.fused
     const int64_t threads = s.knob("tpr") * s.knob("rpb");
     if (threads < 32 || threads > 512) {
       return no("tpr * rpb = " + std::to_string(threads) + " threads per block; needs 32..512");
@@ -203,9 +299,33 @@ Verdict can_implement(const Schedule& s, const Problem& p) {
                 std::to_string(tile) + " (raise tpr or vec)");
     }
   }
-  if (s.variant == "csr.cusparse" && p.value != DType::f32) {
-    return no(std::string("csr.cusparse runs f32 values in this version (got ") +
-              dtype_name(p.value) + ")");
+  if (s.variant == "hyb.fused" && s.knob("atomic") == 1 && p.deterministic) {
+    return no("hyb.fused:atomic=1 adds with float atomics (bits vary run to run); deterministic "
+              "mode needs atomic=0");
+  }
+  if (s.variant == "bsr.tensor_core") {
+    if (p.block_rows > 32 || p.block_cols > 64) {
+      return no("bsr.tensor_core takes blocks up to 32x64, not " + std::to_string(p.block_rows) +
+                "x" + std::to_string(p.block_cols));
+    }
+    if ((p.features + s.knob("ft") - 1) / s.knob("ft") > 65535) {
+      return no("F = " + std::to_string(p.features) + " needs more than 65535 feature tiles of " +
+                std::to_string(s.knob("ft")));
+    }
+  }
+  if (s.variant == "bsr.cusparse" && p.block_rows != p.block_cols) {
+    return no("bsr.cusparse takes square blocks only, not " + std::to_string(p.block_rows) + "x" +
+              std::to_string(p.block_cols));
+  }
+  if (s.variant == "bsr.cusparse" &&
+      (p.rows % p.block_rows != 0 || p.cols % p.block_cols != 0)) {
+    return no("bsr.cusparse takes whole blocks only: " + std::to_string(p.rows) + "x" +
+              std::to_string(p.cols) + " is not a multiple of the " + std::to_string(p.block_rows) +
+              "x" + std::to_string(p.block_cols) + " blocks");
+  }
+  if (!spec.deterministic && s.variant.size() > 9 &&
+      s.variant.compare(s.variant.size() - 9, 9, ".cusparse") == 0 && p.value != DType::f32) {
+    return no(s.variant + " runs f32 values in this version (got " + dtype_name(p.value) + ")");
   }
   return Verdict{};
 }
@@ -279,28 +399,55 @@ Schedule default_sddmm(const Problem& p) {
   // graphs fill it many times over at a row's length either way).
   const int64_t vec = widest_vec(p);
   const int64_t tpe = std::min<int64_t>(8, lanes_for(p, vec * 4, 4));
-  if (p.max_row_length >= 0 && p.max_row_length <= 16) {
+  if (p.format == Format::csr && p.max_row_length >= 0 && p.max_row_length <= 16) {
     return Schedule{Op::sddmm, "csr.row_split", {{"tpr", tpe}, {"vec", vec}}};
   }
   const double fill = double(p.nnz) * double(tpe) / kGpuThreads;
   const int64_t ept = nearest_pow2(std::min(std::max(p.mean_row_length, 1.0), fill), 4, 256);
-  return Schedule{Op::sddmm, "csr.edge_group", {{"tpe", tpe}, {"vec", vec}, {"ept", ept}}};
+  // COO: the same split; its edges carry their rows, so a run need not follow a row.
+  const char* variant = p.format == Format::coo ? "coo.edge_group" : "csr.edge_group";
+  return Schedule{Op::sddmm, variant, {{"tpe", tpe}, {"vec", vec}, {"ept", ept}}};
 }
 
 // Rows this short on average (road networks: 2 per row) leave a team per row waiting on three
 // dependent loads for each couple of gathers; the merge path streams many rows per team.
 constexpr double kShortRows = 3.0;
 
+// A sub-warp per row: threads to cover F with the widest loads, narrowed while the rows would not
+// fill a quarter of the GPU; 128-thread blocks (the sweep's winners on every balanced matrix of
+// the H200 suite, 256 cost bcsstk33 1.2x; smaller blocks spread a small matrix over more SMs).
+Schedule sub_warp_per_row(const Problem& p, const char* variant) {
+  int64_t vec = widest_vec(p);
+  int64_t tpr = lanes_for(p, vec, 1);
+  while (double(p.rows) * double(tpr) < kGpuThreads / 4 && vec > 1 && tpr < 32) vec /= 2, tpr *= 2;
+  const int64_t rpb = std::max<int64_t>(1, 128 / tpr);
+  return Schedule{Op::spmm, variant, {{"tpr", tpr}, {"rpb", rpb}, {"vec", vec}}};
+}
+
 Schedule default_spmm(const Problem& p) {
+  if (p.format == Format::bsr) {
+    // Split a block row over more warps while the warps would not fill the GPU twice and each
+    // still gets a few blocks.
+    const int64_t ft = p.features <= 32 ? 32 : 64;
+    const double block_rows = double((p.rows + p.block_rows - 1) / std::max<int64_t>(p.block_rows, 1));
+    const double blocks = double(p.nnz) / double(std::max<int64_t>(p.block_rows * p.block_cols, 1));
+    const double tiles = double((p.features + ft - 1) / ft);
+    int64_t wpr = 1;
+    while (wpr < 4 && block_rows * tiles * double(wpr) * 32 < 2 * kGpuThreads &&
+           blocks / std::max(block_rows, 1.0) >= 4.0 * double(wpr)) {
+      wpr *= 2;
+    }
+    return Schedule{Op::spmm, "bsr.tensor_core", {{"ft", ft}, {"wpr", wpr}}};
+  }
+  if (p.format == Format::ell) return sub_warp_per_row(p, "ell.row_split");
+  if (p.format == Format::hybrid) {
+    Schedule s = sub_warp_per_row(p, "hyb.fused");
+    s.knobs.emplace_back("atomic", 0);
+    return s;
+  }
   int64_t vec = widest_vec(p);
   if (balanced_rows(p) && p.mean_row_length >= kShortRows) {  // otherwise the merge path
-    int64_t tpr = lanes_for(p, vec, 1);
-    // Few rows: narrower loads and more threads per row until the rows fill a quarter of the GPU.
-    while (double(p.rows) * double(tpr) < kGpuThreads / 4 && vec > 1 && tpr < 32) vec /= 2, tpr *= 2;
-    // 128-thread blocks: the sweep's winners on every balanced matrix of the H200 suite (256 cost
-    // bcsstk33 1.2x); smaller blocks spread a small matrix over more SMs.
-    const int64_t rpb = std::max<int64_t>(1, 128 / tpr);
-    return Schedule{Op::spmm, "csr.row_split", {{"tpr", tpr}, {"rpb", rpb}, {"vec", vec}}};
+    return sub_warp_per_row(p, "csr.row_split");
   }
   int64_t tpr = lanes_for(p, vec, 4);
   const int64_t tiles = (p.features + tpr * vec - 1) / (tpr * vec);
@@ -324,8 +471,12 @@ Schedule default_schedule(const Problem& p) {
   return s;
 }
 
-#define TSR_INSTANTIATE_DESCRIBE(V, I) \
-  template Problem describe(Op, const CsrView<V, I>&, int64_t, int64_t, int64_t);
+#define TSR_INSTANTIATE_DESCRIBE(V, I)                                             \
+  template Problem describe(Op, const CsrView<V, I>&, int64_t, int64_t, int64_t); \
+  template Problem describe(Op, const BsrView<V, I>&, int64_t, int64_t, int64_t); \
+  template Problem describe(Op, const CooView<V, I>&, int64_t, int64_t, int64_t); \
+  template Problem describe(Op, const EllView<V, I>&, int64_t, int64_t, int64_t); \
+  template Problem describe(Op, const Hybrid<V, I>&, int64_t, int64_t, int64_t);
 TSR_FOR_EACH_STORAGE_TYPE(TSR_INSTANTIATE_DESCRIBE)
 
 }  // namespace tessera::schedule

@@ -78,11 +78,22 @@ struct Problem {
   double mean_row_length = 0;    // nnz / rows
   int64_t max_row_length = -1;  // -1: unknown (describe() leaves it so; ops measure device A once)
   bool deterministic = false;   // the caller requires the same bits on every run
+  int64_t block_rows = 1, block_cols = 1;  // BSR block shape
 };
 
 /// Builds a Problem from a CSR view and the dense operands' widths and leading dimensions.
 template <class V, class I>
 Problem describe(Op op, const CsrView<V, I>& a, int64_t features, int64_t ld_b, int64_t ld_c);
+
+/// The same for the other device formats (nnz counts ELL slots; a Hybrid's parts are not read).
+template <class V, class I>
+Problem describe(Op op, const BsrView<V, I>& a, int64_t features, int64_t ld_b, int64_t ld_c);
+template <class V, class I>
+Problem describe(Op op, const CooView<V, I>& a, int64_t features, int64_t ld_b, int64_t ld_c);
+template <class V, class I>
+Problem describe(Op op, const EllView<V, I>& a, int64_t features, int64_t ld_b, int64_t ld_c);
+template <class V, class I>
+Problem describe(Op op, const Hybrid<V, I>& a, int64_t features, int64_t ld_b, int64_t ld_c);
 
 struct Verdict {
   bool ok = true;
@@ -97,10 +108,12 @@ Verdict can_implement(const Schedule& s, const Problem& p);
 std::vector<Schedule> space(const Problem& p);
 
 /// The default schedule from cheap statistics (F, rows, nnz, mean and longest row), without
-/// measuring. SpMM: csr.row_split when no row is much longer than the mean and rows average at
-/// least 3 nonzeros (a sub-warp per row, widened for small matrices), else csr.merge_path with
-/// teams sized to fill the GPU. SDDMM: csr.row_split for rows of at most 16 edges, else
-/// csr.edge_group with small teams and runs of about one row.
+/// measuring. SpMM on CSR: csr.row_split when no row is much longer than the mean and rows
+/// average at least 3 nonzeros (a sub-warp per row, widened for small matrices), else
+/// csr.merge_path with teams sized to fill the GPU. ELL and Hybrid: a sub-warp per row as
+/// csr.row_split chooses it (Hybrid: the deterministic two-pass reduction). BSR:
+/// bsr.tensor_core. SDDMM: csr.row_split for rows of at most 16 edges, else csr.edge_group with
+/// small teams and runs of about one row; COO: coo.edge_group with the same teams and runs.
 Schedule default_schedule(const Problem& p);
 
 }  // namespace tessera::schedule

@@ -51,6 +51,14 @@ if [ -x "$build/cli/tessera" ]; then
     --features 64 --device cuda --check
   step "cli spmm merge_path bf16 --check" "$build/cli/tessera" spmm --generate rmat:scale=16 \
     --features 33 --dtype bf16 --device cuda --schedule csr.merge_path:tpr=8,ipt=64 --check
+  step "cli spmm bsr 16x16 --device cuda --check" "$build/cli/tessera" spmm --generate rmat:scale=14 \
+    --format bsr --block 16 --features 40 --device cuda --check
+  step "cli spmm hybrid --deterministic --check" "$build/cli/tessera" spmm --generate rmat:scale=16 \
+    --format hybrid --hyb-c 4 --features 33 --dtype bf16 --device cuda --deterministic --check
+  step "cli spmm ell --check" "$build/cli/tessera" spmm --generate rmat:scale=12 --format ell \
+    --features 64 --device cuda --check
+  step "cli spmm csr --deterministic --check" "$build/cli/tessera" spmm --generate rmat:scale=16 \
+    --features 64 --device cuda --deterministic --check
   step "cli sddmm --device cuda --check" "$build/cli/tessera" sddmm --generate rmat:scale=16 \
     --features 64 --device cuda --check
   step "cli sddmm cusparse --check" "$build/cli/tessera" sddmm --generate rmat:scale=16 \

@@ -4,6 +4,8 @@
 #include <gtest/gtest.h>
 
 #include <cmath>
+#include <optional>
+#include <string>
 
 #include "core/cuda_check.h"
 #include "core/device.h"
@@ -18,6 +20,7 @@
 
 using namespace tessera;
 using tessera::testing::awkward_shapes;
+using tessera::testing::error_of;
 using tessera::testing::random_csr;
 using tessera::testing::random_dense;
 
@@ -282,8 +285,9 @@ TEST(GpuOps, MixedSpacesAndOtherFormatsAreRejected) {
   DenseMatrix<float> hb(8, 4, 1.0f), dc(10, 4, MemorySpace::device);
   EXPECT_THROW(ops::spmm(ctx, dcsr.view(), hb.view(), dc.view()), Error);
   const DenseMatrix<float> db = hb.to(MemorySpace::device);
-  AnySparse<float, int32_t> dell = csr_to_ell(csr).to(MemorySpace::device);
-  EXPECT_THROW(ops::spmm(ctx, dell, db.view(), dc.view()), Error);
+  AnySparse<float, int32_t> dcoo = csr_to_coo(csr).to(MemorySpace::device);
+  EXPECT_THAT(error_of([&] { ops::spmm(ctx, dcoo, db.view(), dc.view()); }),
+              ::testing::HasSubstr("coo format runs on the host only"));
   // Malformed device arrays are caught on the device, naming the first bad position.
   Csr<float, int32_t> broken = csr;
   broken.indices[broken.nnz() - 1] = 8;
@@ -301,4 +305,297 @@ TEST(GpuOps, MixedSpacesAndOtherFormatsAreRejected) {
   Buffer<float> out(size_t(csr.nnz()), MemorySpace::device);
   const DenseMatrix<float> dx = DenseMatrix<float>(10, 4, 1.0f).to(MemorySpace::device);
   EXPECT_THROW(ops::sddmm(ctx, dbroken2.view(), dx.view(), db.view(), out.data()), Error);
+}
+
+// ---- ELL, Hybrid and BSR on the device ---------------------------------------------------------
+
+namespace {
+
+// C from a device SpMM of any format against the float64 oracle, plain (C poisoned with NaN:
+// beta == 0 must not read it) and scaled (alpha = 0.5, beta = -1.5). rounding == 0: a relative
+// error under 1e-5; otherwise every element within rounding x (the same product over |A|, |B|
+// and |C|), the bound for operands rounded to a tensor-core type whatever the cancellation.
+template <class V, class I>
+void expect_spmm_matches(Context& ctx, const AnySparse<V, I>& da, const Csr<V, I>& csr, int64_t F,
+                         const std::optional<schedule::Schedule>& s, double rounding,
+                         uint64_t seed, const std::string& what) {
+  const DenseMatrix<V> b = random_dense<V>(csr.cols, F, seed);
+  const DenseMatrix<float> c0 = random_dense<float>(csr.rows, F, seed + 1);
+  DenseMatrix<float> poisoned = c0.to(MemorySpace::host);
+  for (int64_t i = 0; i < poisoned.rows() * poisoned.cols(); ++i) poisoned.data()[i] = std::nanf("");
+  const DenseMatrix<V> db = b.to(MemorySpace::device);
+  for (bool scaled : {false, true}) {
+    DenseMatrix<float> dc = (scaled ? c0 : poisoned).to(MemorySpace::device);
+    ops::SpmmOptions options;
+    options.alpha = scaled ? 0.5f : 1.0f;
+    options.beta = scaled ? -1.5f : 0.0f;
+    options.schedule = s;
+    ops::spmm(ctx, da, db.view(), dc.view(), options);
+    ctx.synchronize();
+    const DenseMatrix<float> got = dc.to(MemorySpace::host);
+    const auto want = scaled ? reference::spmm(csr, b, 0.5, -1.5, &c0) : reference::spmm(csr, b);
+    const std::string where = what + " F=" + std::to_string(F) + " " +
+                              (s ? s->to_string() : "default") + (scaled ? " alpha=0.5 beta=-1.5" : "");
+    if (rounding == 0) {
+      EXPECT_LT(reference::relative_error(got.data(), want), 1e-5) << where;
+      continue;
+    }
+    Csr<V, I> abs_a = csr;
+    for (int64_t e = 0; e < abs_a.nnz(); ++e) abs_a.values[e] = from_float<V>(std::fabs(to_float(csr.values[e])));
+    DenseMatrix<V> abs_b = b.to(MemorySpace::host);
+    for (int64_t i = 0; i < abs_b.rows() * abs_b.cols(); ++i) abs_b.data()[i] = from_float<V>(std::fabs(to_float(b.data()[i])));
+    DenseMatrix<float> abs_c0 = c0.to(MemorySpace::host);
+    for (int64_t i = 0; i < abs_c0.rows() * abs_c0.cols(); ++i) abs_c0.data()[i] = std::fabs(c0.data()[i]);
+    const auto bound = scaled ? reference::spmm(abs_a, abs_b, 0.5, 1.5, &abs_c0) : reference::spmm(abs_a, abs_b);
+    int64_t bad = 0, first_bad = -1;
+    for (size_t i = 0; i < want.size(); ++i) {
+      if (!(std::fabs(double(got.data()[i]) - want[i]) <= rounding * bound[i] + 1e-6)) {
+        if (bad++ == 0) first_bad = int64_t(i);
+      }
+    }
+    EXPECT_EQ(bad, 0) << where << ": first at " << first_bad << " got "
+                      << (bad ? got.data()[first_bad] : 0.0f) << " want " << (bad ? want[first_bad] : 0.0);
+  }
+}
+
+// A Hybrid whose odd-numbered parts are stored as CSR instead of ELL (the kernel takes both).
+template <class V, class I>
+Hybrid<V, I> with_csr_parts(Hybrid<V, I> h) {
+  for (size_t p = 1; p < h.parts.size(); p += 2) {
+    h.parts[p].matrix = ell_to_csr(std::get<Ell<V, I>>(h.parts[p].matrix));
+  }
+  return h;
+}
+
+}  // namespace
+
+TYPED_TEST(GpuOps, SpmmEllAndHybridMatchTheReference) {
+  SKIP_WITHOUT_GPU();
+  using V = typename TypeParam::first_type;
+  using I = typename TypeParam::second_type;
+  Context ctx;
+  uint64_t seed = 7000;
+  const std::vector<const char*> ell_schedules = {"ell.row_split:tpr=1,rpb=64,vec=1",
+                                                  "ell.row_split:tpr=8,rpb=16,vec=4",
+                                                  "ell.row_split:tpr=32,rpb=1,vec=2"};
+  const std::vector<const char*> hyb_schedules = {
+      "hyb.fused:tpr=1,rpb=32,vec=1,atomic=0", "hyb.fused:tpr=4,rpb=32,vec=2,atomic=1",
+      "hyb.fused:tpr=16,rpb=8,vec=4,atomic=0", "hyb.fused:tpr=32,rpb=4,vec=1,atomic=1"};
+  // hyb(1, 0): every row split into width-1 pieces; hyb(3, 2): three column ranges, widths
+  // 1..4; hyb(2, 5).
+  const std::vector<HybParams> hyb_params = {{1, 0}, {3, 2}, {2, 5}};
+  for (const auto& [name, shape] : awkward_shapes()) {
+    const Csr<V, I> csr = random_csr<V, I>(shape, ++seed);
+    const AnySparse<V, I> dell = csr_to_ell(csr).to(MemorySpace::device);
+    for (int64_t F : {1, 3, 33, 257}) {
+      const schedule::Problem ell_problem =
+          schedule::describe(schedule::Op::spmm, std::get<Ell<V, I>>(dell).view(), F, F, F);
+      expect_spmm_matches<V, I>(ctx, dell, csr, F, std::nullopt, 0.0, ++seed, name + " ell");
+      for (const char* text : ell_schedules) {
+        const schedule::Schedule s = schedule::parse(schedule::Op::spmm, text);
+        if (!schedule::can_implement(s, ell_problem)) continue;
+        expect_spmm_matches<V, I>(ctx, dell, csr, F, s, 0.0, ++seed, name + " ell");
+      }
+      for (const HybParams& hp : hyb_params) {
+        const Hybrid<V, I> hyb = csr_to_hybrid(csr, hp);
+        for (bool mixed : {false, true}) {
+          const AnySparse<V, I> dhyb = (mixed ? with_csr_parts(hyb) : hyb).to(MemorySpace::device);
+          const std::string what = name + " hyb(" + std::to_string(hp.column_parts) + "," +
+                                   std::to_string(hp.max_width_log2) + ")" + (mixed ? " +csr" : "");
+          const schedule::Problem problem =
+              schedule::describe(schedule::Op::spmm, std::get<Hybrid<V, I>>(dhyb), F, F, F);
+          expect_spmm_matches<V, I>(ctx, dhyb, csr, F, std::nullopt, 0.0, ++seed, what);
+          for (const char* text : hyb_schedules) {
+            const schedule::Schedule s = schedule::parse(schedule::Op::spmm, text);
+            if (!schedule::can_implement(s, problem)) continue;
+            expect_spmm_matches<V, I>(ctx, dhyb, csr, F, s, 0.0, ++seed, what);
+          }
+        }
+      }
+    }
+  }
+}
+
+TEST(GpuOps, HybridWithManyPartsAndSplitHubRows) {
+  SKIP_WITHOUT_GPU();
+  Context ctx;
+  // 16 column ranges x 6 width buckets: more parts than one launch takes (48), and hub rows
+  // split into many pieces of the widest bucket.
+  const Csr<float, int32_t> csr = random_csr<float, int32_t>({2000, 3000, 0.02, 0.05, 11}, 21);
+  const Hybrid<float, int32_t> hyb = csr_to_hybrid(csr, HybParams{16, 5});
+  ASSERT_GT(hyb.parts.size(), 48u);
+  const AnySparse<float, int32_t> dhyb = hyb.to(MemorySpace::device);
+  for (int atomic : {0, 1}) {
+    const schedule::Schedule s = schedule::parse(
+        schedule::Op::spmm, "hyb.fused:tpr=8,rpb=16,vec=4,atomic=" + std::to_string(atomic));
+    expect_spmm_matches<float, int32_t>(ctx, dhyb, csr, 64, s, 0.0, 31, "hyb(16,5)");
+  }
+}
+
+TYPED_TEST(GpuOps, SpmmBsrOnTensorCoresMatchesTheReference) {
+  SKIP_WITHOUT_GPU();
+  using V = typename TypeParam::first_type;
+  using I = typename TypeParam::second_type;
+  // bf16 / f16 products are exact in the f32 accumulators; f32 runs as tf32: both operands
+  // rounded to nearest with 10 mantissa bits (2^-11 each), plus f32 accumulation.
+  const double rounding = std::is_same_v<V, float> ? 0x1p-10 : 0.0;
+  Context ctx;
+  uint64_t seed = 9000;
+  const std::vector<std::pair<int64_t, int64_t>> blocks = {{1, 1}, {4, 4}, {3, 5}, {16, 16},
+                                                           {17, 9}, {32, 8}, {8, 64}, {2, 40}};
+  for (const auto& [name, shape] : awkward_shapes()) {
+    const Csr<V, I> csr = random_csr<V, I>(shape, ++seed);
+    for (const auto& [r, c] : blocks) {
+      const AnySparse<V, I> dbsr = csr_to_bsr(csr, r, c).to(MemorySpace::device);
+      const std::string what = name + " bsr " + std::to_string(r) + "x" + std::to_string(c);
+      for (int64_t F : {1, 3, 33, 64, 100}) {
+        expect_spmm_matches<V, I>(ctx, dbsr, csr, F, std::nullopt, rounding, ++seed, what);
+        for (const char* text : {"bsr.tensor_core:ft=32,wpr=2", "bsr.tensor_core:ft=64,wpr=4"}) {
+          const schedule::Schedule s = schedule::parse(schedule::Op::spmm, text);
+          expect_spmm_matches<V, I>(ctx, dbsr, csr, F, s, rounding, ++seed, what);
+        }
+        const schedule::Schedule peer = schedule::with_defaults(schedule::Op::spmm, "bsr.cusparse");
+        const schedule::Problem problem =
+            schedule::describe(schedule::Op::spmm, std::get<Bsr<V, I>>(dbsr).view(), F, F, F);
+        if (schedule::can_implement(peer, problem)) {
+          expect_spmm_matches<V, I>(ctx, dbsr, csr, F, peer, 0.0, ++seed, what);
+        }
+      }
+    }
+  }
+}
+
+TEST(GpuOps, EllHybridAndBsrGiveTheSameBitsEveryRun) {
+  SKIP_WITHOUT_GPU();
+  Context ctx;
+  const Csr<float, int32_t> csr = random_csr<float, int32_t>({3000, 2000, 0.01, 0.1, 7}, 9);
+  const DenseMatrix<float> db = random_dense<float>(2000, 70, 10).to(MemorySpace::device);
+  const std::vector<AnySparse<float, int32_t>> formats = {
+      csr_to_ell(csr).to(MemorySpace::device), csr_to_hybrid(csr, HybParams{4, 3}).to(MemorySpace::device),
+      csr_to_bsr(csr, 16, 16).to(MemorySpace::device)};
+  for (const auto& a : formats) {
+    DenseMatrix<float> dc(3000, 70, MemorySpace::device);
+    ops::SpmmOptions options;
+    options.deterministic = true;
+    ops::spmm(ctx, a, db.view(), dc.view(), options);
+    ctx.synchronize();
+    const std::vector<float> first = dc.buffer().to_vector();
+    for (int run = 0; run < 3; ++run) {
+      ops::spmm(ctx, a, db.view(), dc.view(), options);
+      ctx.synchronize();
+      ASSERT_EQ(dc.buffer().to_vector(), first) << format_name(format_of(a)) << " run " << run;
+    }
+  }
+}
+
+TEST(GpuOps, BadEllHybridAndBsrInputGetsClearErrors) {
+  SKIP_WITHOUT_GPU();
+  Context ctx;
+  const Csr<float, int32_t> csr = random_csr<float, int32_t>({40, 30, 0.2}, 3);
+  const DenseMatrix<float> db = random_dense<float>(30, 8, 4).to(MemorySpace::device);
+  DenseMatrix<float> dc(40, 8, MemorySpace::device);
+  const auto run = [&](const AnySparse<float, int32_t>& a, ops::SpmmOptions o = {}) {
+    return error_of([&] { ops::spmm(ctx, a, db.view(), dc.view(), o); });
+  };
+  Ell<float, int32_t> ell = csr_to_ell(csr);
+  ell.indices[5] = 30;
+  EXPECT_THAT(run(ell.to(MemorySpace::device)), ::testing::HasSubstr("Ell.indices[5] = 30 is outside [0, 30)"));
+  Hybrid<float, int32_t> hyb = csr_to_hybrid(csr, HybParams{2, 2});
+  hyb.parts[1].row_map[0] = 40;
+  EXPECT_THAT(run(hyb.to(MemorySpace::device)),
+              ::testing::HasSubstr("Hybrid.parts[1].row_map[0] = 40 is outside [0, 40)"));
+  hyb = csr_to_hybrid(csr, HybParams{2, 2});
+  auto& part_ell = std::get<Ell<float, int32_t>>(hyb.parts[0].matrix);
+  part_ell.indices[0] = int32_t(hyb.parts[0].col_end);  // a column of the next range
+  EXPECT_THAT(run(hyb.to(MemorySpace::device)), ::testing::HasSubstr("(the part's column range)"));
+  Bsr<float, int32_t> bsr = csr_to_bsr(csr, 4, 4);
+  bsr.indptr[2] = bsr.indptr[3] + 1;
+  EXPECT_THAT(run(bsr.to(MemorySpace::device)), ::testing::HasSubstr("Bsr.indptr is not monotone"));
+  // Schedules that cannot run the problem say why.
+  ops::SpmmOptions o;
+  o.deterministic = true;
+  o.schedule = schedule::parse(schedule::Op::spmm, "hyb.fused:atomic=1");
+  EXPECT_THAT(run(csr_to_hybrid(csr, HybParams{2, 2}).to(MemorySpace::device), o),
+              ::testing::HasSubstr("deterministic mode needs atomic=0"));
+  EXPECT_THAT(run(csr_to_bsr(csr, 64, 4).to(MemorySpace::device)),
+              ::testing::HasSubstr("bsr.tensor_core takes blocks up to 32x64"));
+  o = {};
+  o.schedule = schedule::with_defaults(schedule::Op::spmm, "bsr.cusparse");
+  EXPECT_THAT(run(csr_to_bsr(csr, 16, 16).to(MemorySpace::device), o),
+              ::testing::HasSubstr("takes whole blocks only"));
+  o.schedule = schedule::with_defaults(schedule::Op::spmm, "csr.row_split");
+  EXPECT_THAT(run(csr_to_ell(csr).to(MemorySpace::device), o), ::testing::HasSubstr("takes csr, the matrix is ell"));
+  // A host matrix with device operands.
+  EXPECT_THAT(run(csr_to_ell(csr)),
+              ::testing::HasSubstr("B is in device memory but the sparse matrix is in host memory"));
+}
+
+TYPED_TEST(GpuOps, SddmmCooMatchesTheReferenceInAnyEntryOrder) {
+  SKIP_WITHOUT_GPU();
+  using V = typename TypeParam::first_type;
+  using I = typename TypeParam::second_type;
+  Context ctx;
+  uint64_t seed = 11000;
+  const std::vector<const char*> spread = {"coo.edge_group:tpe=4,vec=1,ept=4",
+                                           "coo.edge_group:tpe=8,vec=4,ept=256",
+                                           "coo.edge_group:tpe=32,vec=2,ept=16"};
+  for (const auto& [name, shape] : awkward_shapes()) {
+    Coo<V, I> coo = csr_to_coo(random_csr<V, I>(shape, ++seed));
+    // Entries in a random order: a COO's rows need not be grouped.
+    Rng rng(++seed);
+    for (int64_t e = coo.nnz() - 1; e > 0; --e) {
+      const int64_t j = int64_t(rng.uniform() * double(e + 1)) % (e + 1);
+      std::swap(coo.row[e], coo.row[j]);
+      std::swap(coo.col[e], coo.col[j]);
+      std::swap(coo.values[e], coo.values[j]);
+    }
+    const AnySparse<V, I> dcoo = coo.to(MemorySpace::device);
+    for (int64_t F : {1, 3, 33, 64, 257}) {
+      const DenseMatrix<V> x = random_dense<V>(coo.rows, F, ++seed);
+      const DenseMatrix<V> y = random_dense<V>(coo.cols, F, ++seed);
+      const DenseMatrix<V> dx = x.to(MemorySpace::device), dy = y.to(MemorySpace::device);
+      for (bool scale : {false, true}) {
+        std::vector<double> want(size_t(coo.nnz()));
+        for (int64_t e = 0; e < coo.nnz(); ++e) {
+          double dot = 0;
+          for (int64_t f = 0; f < F; ++f) {
+            dot += double(to_float(x.data()[coo.row[e] * F + f])) * double(to_float(y.data()[coo.col[e] * F + f]));
+          }
+          want[size_t(e)] = scale ? dot * double(to_float(coo.values[e])) : dot;
+        }
+        const schedule::Problem problem =
+            schedule::describe(schedule::Op::sddmm, std::get<Coo<V, I>>(dcoo).view(), F, F, F);
+        std::vector<std::optional<schedule::Schedule>> schedules{std::nullopt};
+        for (const char* text : spread) {
+          const schedule::Schedule s = schedule::parse(schedule::Op::sddmm, text);
+          if (schedule::can_implement(s, problem)) schedules.push_back(s);
+        }
+        for (const auto& s : schedules) {
+          ops::SddmmOptions o;
+          o.scale_by_a = scale;
+          o.schedule = s;
+          const AnySparse<float, I> out = ops::sddmm(ctx, dcoo, dx.view(), dy.view(), o);
+          ctx.synchronize();
+          const auto& got = std::get<Coo<float, I>>(out);
+          ASSERT_EQ(got.space(), MemorySpace::device);
+          EXPECT_LT(reference::relative_error(got.values.to_vector().data(), want), 1e-5)
+              << name << " F=" << F << " " << (s ? s->to_string() : "default") << (scale ? " scaled" : "");
+        }
+      }
+    }
+  }
+}
+
+TEST(GpuOps, BadDeviceCooGetsAClearError) {
+  SKIP_WITHOUT_GPU();
+  Context ctx;
+  Coo<float, int32_t> coo = csr_to_coo(random_csr<float, int32_t>({40, 30, 0.2}, 3));
+  coo.row[7] = 40;
+  const DenseMatrix<float> dx = random_dense<float>(40, 8, 1).to(MemorySpace::device);
+  const DenseMatrix<float> dy = random_dense<float>(30, 8, 2).to(MemorySpace::device);
+  EXPECT_THAT(error_of([&] { ops::sddmm(ctx, AnySparse<float, int32_t>(coo.to(MemorySpace::device)), dx.view(), dy.view()); }),
+              ::testing::HasSubstr("Coo.row[7] = 40 is outside [0, 40)"));
+  const AnySparse<float, int32_t> dell = csr_to_ell(random_csr<float, int32_t>({40, 30, 0.2}, 3)).to(MemorySpace::device);
+  EXPECT_THAT(error_of([&] { ops::sddmm(ctx, dell, dx.view(), dy.view()); }),
+              ::testing::HasSubstr("device SDDMM takes CSR and COO"));
 }

@@ -4,6 +4,7 @@
 #include <set>
 
 #include "core/error.h"
+#include "formats/convert.h"
 #include "schedule/schedule.h"
 #include "tests/test_util.h"
 
@@ -225,4 +226,94 @@ TEST(Schedule, DescribeReadsTheView) {
   EXPECT_EQ(p.space, MemorySpace::host);
   EXPECT_EQ(p.ld_c, 20);
   EXPECT_DOUBLE_EQ(p.mean_row_length, double(csr.nnz()) / 50);
+}
+
+TEST(Schedule, EllHybridAndBsrVariants) {
+  // Defaults per format.
+  Problem p = device_problem(64, 64);
+  p.format = Format::ell;
+  p.max_row_length = 16;
+  EXPECT_EQ(default_schedule(p).variant, "ell.row_split");
+  p.format = Format::hybrid;
+  const Schedule hyb = default_schedule(p);
+  EXPECT_EQ(hyb.variant, "hyb.fused");
+  EXPECT_EQ(hyb.knob("atomic"), 0) << "the default is the deterministic reduction";
+  p.format = Format::bsr;
+  p.block_rows = p.block_cols = 8;
+  // 125 block rows of 12000 / 64 = 187 blocks: 1.5 a block row, too few to split.
+  EXPECT_EQ(default_schedule(p).to_string(), "bsr.tensor_core:ft=64,wpr=1");
+  p.features = p.ld_b = p.ld_c = 24;
+  EXPECT_EQ(default_schedule(p).to_string(), "bsr.tensor_core:ft=32,wpr=1");
+  Problem many = p;  // 64 blocks a block row, and few block rows: four warps each
+  many.nnz = 125 * 64 * 64;
+  EXPECT_EQ(default_schedule(many).to_string(), "bsr.tensor_core:ft=32,wpr=4");
+  // The space holds a format's own variants only.
+  for (const Schedule& s : space(p)) EXPECT_EQ(s.variant.rfind("bsr.", 0), 0u) << s.to_string();
+  EXPECT_EQ(space(p).size(), 7u);  // ft x wpr, cuSPARSE (1000 x 800 is whole 8x8 blocks)
+  // Reasons.
+  EXPECT_THAT(can_implement(with_defaults(Op::spmm, "csr.row_split"), p).reason,
+              HasSubstr("csr.row_split takes csr, the matrix is bsr"));
+  p.block_rows = 4;
+  EXPECT_THAT(can_implement(with_defaults(Op::spmm, "bsr.cusparse"), p).reason,
+              HasSubstr("square blocks only, not 4x8"));
+  p.block_rows = p.block_cols = 12;  // 1000 rows are not whole blocks of 12
+  EXPECT_THAT(can_implement(with_defaults(Op::spmm, "bsr.cusparse"), p).reason,
+              HasSubstr("whole blocks only"));
+  p.block_rows = 40;
+  EXPECT_THAT(can_implement(with_defaults(Op::spmm, "bsr.tensor_core"), p).reason,
+              HasSubstr("blocks up to 32x64, not 40x12"));
+  p.block_rows = p.block_cols = 8;
+  p.value = DType::bf16;
+  EXPECT_TRUE(can_implement(with_defaults(Op::spmm, "bsr.tensor_core"), p).ok);
+  EXPECT_THAT(can_implement(with_defaults(Op::spmm, "bsr.cusparse"), p).reason,
+              HasSubstr("bsr.cusparse runs f32 values"));
+  // hyb.fused: atomics only outside deterministic mode; the row_split block-size rule applies.
+  Problem h = device_problem(64, 64);
+  h.format = Format::hybrid;
+  const Schedule atomic = parse(Op::spmm, "hyb.fused:atomic=1");
+  EXPECT_TRUE(can_implement(atomic, h).ok);
+  h.deterministic = true;
+  EXPECT_THAT(can_implement(atomic, h).reason, HasSubstr("deterministic mode needs atomic=0"));
+  EXPECT_TRUE(can_implement(parse(Op::spmm, "hyb.fused:atomic=0"), h).ok);
+  EXPECT_THAT(can_implement(parse(Op::spmm, "hyb.fused:tpr=1,rpb=8"), h).reason,
+              HasSubstr("tpr * rpb = 8 threads per block"));
+  EXPECT_THAT(can_implement(parse(Op::spmm, "ell.row_split:vec=4"), device_problem(6, 6)).reason,
+              HasSubstr("takes ell"));
+}
+
+TEST(Schedule, DescribeReadsEllHybridAndBsrViews) {
+  const Csr<float, int32_t> csr = tessera::testing::random_csr<float, int32_t>({50, 40, 0.1}, 3);
+  const Ell<float, int32_t> ell = csr_to_ell(csr);
+  Problem p = describe(Op::spmm, ell.view(), 16, 16, 16);
+  EXPECT_EQ(p.format, Format::ell);
+  EXPECT_EQ(p.max_row_length, ell.width);
+  EXPECT_EQ(p.nnz, 50 * ell.width);
+  const Hybrid<float, int32_t> hyb = csr_to_hybrid(csr, HybParams{2, 1});
+  p = describe(Op::spmm, hyb, 16, 16, 16);
+  EXPECT_EQ(p.format, Format::hybrid);
+  int64_t local_rows = 0;
+  for (const auto& part : hyb.parts) local_rows += part.part_rows();
+  EXPECT_EQ(p.rows, local_rows);
+  const Bsr<float, int32_t> bsr = csr_to_bsr(csr, 8, 4);
+  p = describe(Op::spmm, bsr.view(), 16, 16, 16);
+  EXPECT_EQ(p.format, Format::bsr);
+  EXPECT_EQ(p.block_rows, 8);
+  EXPECT_EQ(p.block_cols, 4);
+  EXPECT_EQ(p.rows, 50);
+}
+
+TEST(Schedule, CooSddmmVariant) {
+  Problem p = device_problem(64, 64);
+  p.op = Op::sddmm;
+  p.format = Format::coo;
+  const Schedule def = default_schedule(p);
+  EXPECT_EQ(def.variant, "coo.edge_group");
+  EXPECT_TRUE(can_implement(def, p).ok);
+  for (const Schedule& s : space(p)) EXPECT_EQ(s.variant, "coo.edge_group") << s.to_string();
+  p.format = Format::csr;
+  EXPECT_THAT(can_implement(def, p).reason, HasSubstr("coo.edge_group takes coo, the matrix is csr"));
+  const Coo<float, int32_t> coo = csr_to_coo(tessera::testing::random_csr<float, int32_t>({50, 40, 0.1}, 3));
+  const Problem d = describe(Op::sddmm, coo.view(), 16, 16, 16);
+  EXPECT_EQ(d.format, Format::coo);
+  EXPECT_EQ(d.nnz, coo.nnz());
 }

@@ -34,7 +34,7 @@ Csr<float, I> like(const Csr<V, I>& m) {
 }
 template <class V, class I>
 Coo<float, I> like(const Coo<V, I>& m) {
-  return {m.rows, m.cols, m.row, m.col, Buffer<float>(m.values.size())};
+  return {m.rows, m.cols, m.row, m.col, Buffer<float>(m.values.size(), m.space())};
 }
 template <class V, class I>
 Csc<float, I> like(const Csc<V, I>& m) {
@@ -92,8 +92,22 @@ AnySparse<float, I> sddmm(Context& ctx, const AnySparse<V, I>& a, DenseView<cons
     sddmm(ctx, csr->view(), x, y, out.values.data(), o);
     return out;
   }
-  TSR_CHECK(space == MemorySpace::host, "sddmm: the ", format_name(format_of(a)),
-            " format runs on the host only for now (device SDDMM takes CSR)");
+  if (space == MemorySpace::device) {
+    const auto* coo = std::get_if<Coo<V, I>>(&a);
+    TSR_CHECK(coo != nullptr, "sddmm: the ", format_name(format_of(a)),
+              " format runs on the host only (device SDDMM takes CSR and COO)");
+    const CooView<V, I> m = coo->view();
+    schedule::Problem p = schedule::describe(schedule::Op::sddmm, m, x.cols, x.ld, y.ld);
+    p.deterministic = o.deterministic;
+    const schedule::Schedule chosen = detail::choose_schedule(p, o.schedule);
+    Coo<float, I> out = like(*coo);
+#if TESSERA_WITH_CUDA
+    if (o.validate) cuda::validate_coo(ctx, m);
+    cuda::sddmm_coo_edge_group(ctx, m, x, y, o.scale_by_a, out.values.data(), int(chosen.knob("tpe")),
+                               int(chosen.knob("vec")), chosen.knob("ept"));
+#endif
+    return out;
+  }
   if (o.validate) validate(a);
   const int threads = ctx.cpu_threads();
   const bool scale = o.scale_by_a;

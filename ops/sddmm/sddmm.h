@@ -21,7 +21,8 @@ struct SddmmOptions {
   bool deterministic = false;  // as SpmmOptions::deterministic
 };
 
-/// @brief out = (X Y^T) sampled on A's pattern, with A's format and structure.
+/// @brief out = (X Y^T) sampled on A's pattern, with A's format and structure. On the host any
+/// format; on the device CSR and COO (the output in device memory).
 /// Padding slots (ELL padding, BSR slots past the shape) hold 0; BSR computes every in-range
 /// slot of a stored block (the block pattern).
 /// @throw tessera::Error on shape or memory-space mismatch or malformed A.

@@ -1,10 +1,11 @@
-// CSR SDDMM on the GPU. One team kernel serves both variants: a team of tpe lanes walks a run of
-// edges, each lane owning VEC features per tile, four edges in flight at a time; the team's partial
-// dot products meet in a shuffle reduction in a fixed order, and each output is written once:
-// deterministic bits, no atomics.
+// CSR and COO SDDMM on the GPU. One team kernel serves every variant: a team of tpe lanes walks
+// a run of edges, each lane owning VEC features per tile, four edges in flight at a time; the
+// team's partial dot products meet in a shuffle reduction in a fixed order, and each output is
+// written once: deterministic bits, no atomics.
 // - sddmm_csr_row_split: a team per row (the run is the row's edges; X[row] stays in L1).
 // - sddmm_csr_edge_group: the nonzeros split evenly (ept per team), so a hub row is shared by many
 //   teams; a team finds its first row by binary search and follows the rows its edges cross.
+// - sddmm_coo_edge_group: the same split over a COO matrix; each edge carries its row.
 #include "core/cuda_check.h"
 #include "core/error.h"
 #include "ops/cuda_common.cuh"
@@ -17,15 +18,25 @@ namespace {
 constexpr int kTeamThreads = 256;  // threads per block (kTeamThreads / tpe teams)
 constexpr int kEdgesInFlight = 4;
 
-// BY_ROW: team t takes row t's edges; otherwise edges [t * ept, (t + 1) * ept).
-template <class V, class I, int VEC, bool BY_ROW>
+// How a team finds its edges and their rows.
+enum class Walk {
+  by_row,      // team t takes row t's edges
+  edge_range,  // edges [t * ept, (t + 1) * ept) of a CSR, rows followed through indptr
+  coo,         // the same range of a COO: coo_rows[e] is edge e's row (a.indptr unused)
+};
+
+template <class V, class I, int VEC, Walk WALK>
 __global__ void __launch_bounds__(kTeamThreads)
-    sddmm_csr_team_kernel(CsrView<V, I> a, DenseView<const V> x, DenseView<const V> y,
-                          bool scale_by_a, float* out, int tpe, int64_t ept) {
+    sddmm_team_kernel(CsrView<V, I> a, const I* coo_rows, DenseView<const V> x,
+                      DenseView<const V> y, bool scale_by_a, float* out, int tpe, int64_t ept) {
   const int lane = threadIdx.x % tpe;
   const int64_t team = int64_t(blockIdx.x) * (kTeamThreads / tpe) + threadIdx.x / tpe;
   int64_t first = 0, last = 0, row = 0;
-  if constexpr (BY_ROW) {
+  if constexpr (WALK == Walk::coo) {
+    first = team * ept;
+    if (first >= a.nnz) return;
+    last = first + ept < a.nnz ? first + ept : a.nnz;
+  } else if constexpr (WALK == Walk::by_row) {
     if (team >= a.rows) return;  // whole teams leave together
     row = team;
     first = a.indptr[row];
@@ -48,8 +59,9 @@ __global__ void __launch_bounds__(kTeamThreads)
     row = lo;
   }
   const unsigned mask = team_mask(tpe);
-  RowEnds<I> ends(a.indptr, a.rows, row, tpe, mask);
-  int64_t row_end = ends.end_of(row);
+  // COO: no offsets to follow (rows = -1: the window loads nothing and is never consulted).
+  RowEnds<I> ends(a.indptr, WALK == Walk::coo ? -1 : a.rows, row, tpe, mask);
+  int64_t row_end = WALK == Walk::coo ? INT64_MAX : ends.end_of(row);
   const int64_t F = x.cols;
   for (int64_t e0 = first; e0 < last; e0 += kEdgesInFlight) {
     const int n = last - e0 < kEdgesInFlight ? int(last - e0) : kEdgesInFlight;
@@ -58,7 +70,11 @@ __global__ void __launch_bounds__(kTeamThreads)
 #pragma unroll
     for (int u = 0; u < kEdgesInFlight; ++u) {
       if (u < n) {
-        while (e0 + u >= row_end) row_end = ends.end_of(++row);
+        if constexpr (WALK == Walk::coo) {
+          row = int64_t(coo_rows[e0 + u]);
+        } else {
+          while (e0 + u >= row_end) row_end = ends.end_of(++row);
+        }
         xrow[u] = x.data + row * x.ld;
         yrow[u] = y.data + int64_t(a.indices[e0 + u]) * y.ld;
       } else {  // past the team's last edge: repeat the last one, never written
@@ -106,12 +122,12 @@ __global__ void scale_by_values_kernel(const V* values, int64_t n, float* out) {
 }
 
 // Checks the team knobs and launches the team kernel over `teams` teams.
-template <bool BY_ROW, class V, class I>
-void launch_teams(Context& ctx, const char* name, const CsrView<V, I>& a, DenseView<const V> x,
-                  DenseView<const V> y, bool scale_by_a, float* out, int tpe, int vec, int64_t ept,
-                  int64_t teams) {
+template <Walk WALK, class V, class I>
+void launch_teams(Context& ctx, const char* name, const CsrView<V, I>& a, const I* coo_rows,
+                  DenseView<const V> x, DenseView<const V> y, bool scale_by_a, float* out, int tpe,
+                  int vec, int64_t ept, int64_t teams) {
   TSR_CHECK(tpe >= kEdgesInFlight && tpe <= kWarp && (tpe & (tpe - 1)) == 0, name, ": ",
-            BY_ROW ? "tpr" : "tpe", " = ", tpe, " must be a power of two in [", kEdgesInFlight,
+            WALK == Walk::by_row ? "tpr" : "tpe", " = ", tpe, " must be a power of two in [", kEdgesInFlight,
             ", 32] (one writing lane per edge in flight)");
   if (vec > 1) {
     const auto aligned = [&](const void* p) { return reinterpret_cast<uintptr_t>(p) % (vec * sizeof(V)) == 0; };
@@ -124,13 +140,13 @@ void launch_teams(Context& ctx, const char* name, const CsrView<V, I>& a, DenseV
   const auto stream = static_cast<cudaStream_t>(ctx.stream());
   switch (vec) {
     case 1:
-      sddmm_csr_team_kernel<V, I, 1, BY_ROW><<<blocks, kTeamThreads, 0, stream>>>(a, x, y, scale_by_a, out, tpe, ept);
+      sddmm_team_kernel<V, I, 1, WALK><<<blocks, kTeamThreads, 0, stream>>>(a, coo_rows, x, y, scale_by_a, out, tpe, ept);
       break;
     case 2:
-      sddmm_csr_team_kernel<V, I, 2, BY_ROW><<<blocks, kTeamThreads, 0, stream>>>(a, x, y, scale_by_a, out, tpe, ept);
+      sddmm_team_kernel<V, I, 2, WALK><<<blocks, kTeamThreads, 0, stream>>>(a, coo_rows, x, y, scale_by_a, out, tpe, ept);
       break;
     case 4:
-      sddmm_csr_team_kernel<V, I, 4, BY_ROW><<<blocks, kTeamThreads, 0, stream>>>(a, x, y, scale_by_a, out, tpe, ept);
+      sddmm_team_kernel<V, I, 4, WALK><<<blocks, kTeamThreads, 0, stream>>>(a, coo_rows, x, y, scale_by_a, out, tpe, ept);
       break;
     default: TSR_FAIL(name, ": vec = ", vec, " must be 1, 2 or 4");
   }
@@ -144,14 +160,25 @@ void sddmm_csr_edge_group(Context& ctx, const CsrView<V, I>& a, DenseView<const 
                           DenseView<const V> y, bool scale_by_a, float* out, int tpe, int vec,
                           int64_t ept) {
   TSR_CHECK(ept >= 1, "sddmm_csr_edge_group: ept = ", ept, " must be positive");
-  launch_teams<false>(ctx, "sddmm_csr_edge_group", a, x, y, scale_by_a, out, tpe, vec, ept,
-                      (a.nnz + ept - 1) / ept);
+  launch_teams<Walk::edge_range>(ctx, "sddmm_csr_edge_group", a, (const I*)nullptr, x, y,
+                                 scale_by_a, out, tpe, vec, ept, (a.nnz + ept - 1) / ept);
+}
+
+template <class V, class I>
+void sddmm_coo_edge_group(Context& ctx, const CooView<V, I>& a, DenseView<const V> x,
+                          DenseView<const V> y, bool scale_by_a, float* out, int tpe, int vec,
+                          int64_t ept) {
+  TSR_CHECK(ept >= 1, "sddmm_coo_edge_group: ept = ", ept, " must be positive");
+  const CsrView<V, I> edges{a.rows, a.cols, a.nnz, nullptr, a.col, a.values, a.space};
+  launch_teams<Walk::coo>(ctx, "sddmm_coo_edge_group", edges, a.row, x, y, scale_by_a, out, tpe,
+                          vec, ept, (a.nnz + ept - 1) / ept);
 }
 
 template <class V, class I>
 void sddmm_csr_row_split(Context& ctx, const CsrView<V, I>& a, DenseView<const V> x,
                          DenseView<const V> y, bool scale_by_a, float* out, int tpr, int vec) {
-  launch_teams<true>(ctx, "sddmm_csr_row_split", a, x, y, scale_by_a, out, tpr, vec, 0, a.rows);
+  launch_teams<Walk::by_row>(ctx, "sddmm_csr_row_split", a, (const I*)nullptr, x, y, scale_by_a,
+                             out, tpr, vec, 0, a.rows);
 }
 
 template <class V, class I>
@@ -166,6 +193,8 @@ void scale_by_values(Context& ctx, const CsrView<V, I>& a, float* out) {
   template void sddmm_csr_row_split(Context&, const CsrView<V, I>&, DenseView<const V>,    \
                                     DenseView<const V>, bool, float*, int, int);           \
   template void sddmm_csr_edge_group(Context&, const CsrView<V, I>&, DenseView<const V>,   \
+                                     DenseView<const V>, bool, float*, int, int, int64_t); \
+  template void sddmm_coo_edge_group(Context&, const CooView<V, I>&, DenseView<const V>,   \
                                      DenseView<const V>, bool, float*, int, int, int64_t); \
   template void scale_by_values(Context&, const CsrView<V, I>&, float*);
 TSR_FOR_EACH_COMPUTE_TYPE(TSR_INSTANTIATE_SDDMM_CUDA)

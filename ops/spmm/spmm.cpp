@@ -72,15 +72,65 @@ void spmm(Context& ctx, const CsrView<V, I>& a, DenseView<const non_deduced_t<V>
   TSR_CPU_DISPATCH(spmm_csr_row_split, a, b, c, s);
 }
 
+namespace {
+
+// Device SpMM on BSR, ELL and Hybrid (CSR has its own entry point).
+template <class V, class I>
+void spmm_device(Context& ctx, const AnySparse<V, I>& a, DenseView<const V> b, DenseView<float> c,
+                 const SpmmOptions& o) {
+  const auto choose = [&](schedule::Problem p) {
+    p.space = MemorySpace::device;  // an empty Hybrid (no parts) reports the host
+    p.deterministic = o.deterministic;
+    return detail::choose_schedule(p, o.schedule);
+  };
+  const schedule::Op op = schedule::Op::spmm;
+#if TESSERA_WITH_CUDA
+  switch (format_of(a)) {
+    case Format::bsr: {
+      const BsrView<V, I> m = std::get<Bsr<V, I>>(a).view();
+      const schedule::Schedule s = choose(schedule::describe(op, m, c.cols, b.ld, c.ld));
+      if (o.validate) cuda::validate_bsr(ctx, m);
+      if (s.variant == "bsr.cusparse") return cuda::spmm_bsr_cusparse(ctx, m, b, c, o.alpha, o.beta);
+      return cuda::spmm_bsr_tensor_core(ctx, m, b, c, o.alpha, o.beta, int(s.knob("ft")),
+                                        int(s.knob("wpr")));
+    }
+    case Format::ell: {
+      const EllView<V, I> m = std::get<Ell<V, I>>(a).view();
+      const schedule::Schedule s = choose(schedule::describe(op, m, c.cols, b.ld, c.ld));
+      if (o.validate) cuda::validate_ell(ctx, m);
+      return cuda::spmm_ell_row_split(ctx, m, b, c, o.alpha, o.beta, int(s.knob("tpr")),
+                                      int(s.knob("rpb")), int(s.knob("vec")));
+    }
+    case Format::hybrid: {
+      const Hybrid<V, I>& m = std::get<Hybrid<V, I>>(a);
+      const schedule::Schedule s = choose(schedule::describe(op, m, c.cols, b.ld, c.ld));
+      if (o.validate) cuda::validate_hybrid(ctx, m);
+      return cuda::spmm_hybrid_fused(ctx, m, b, c, o.alpha, o.beta, int(s.knob("tpr")),
+                                     int(s.knob("rpb")), int(s.knob("vec")), s.knob("atomic") == 1);
+    }
+    default:
+      TSR_FAIL("spmm: the ", format_name(format_of(a)),
+               " format runs on the host only (device SpMM takes CSR, BSR, ELL and Hybrid)");
+  }
+#else
+  (void)ctx, (void)a, (void)b, (void)c, (void)choose, (void)op;
+#endif
+}
+
+}  // namespace
+
 template <class V, class I>
 void spmm(Context& ctx, const AnySparse<V, I>& a, DenseView<const non_deduced_t<V>> b, DenseView<float> c,
           const SpmmOptions& o) {
   if (const auto* csr = std::get_if<Csr<V, I>>(&a)) return spmm(ctx, csr->view(), b, c, o);
-  const MemorySpace space = std::visit([](const auto& m) { return m.space(); }, a);
+  const auto* hybrid = std::get_if<Hybrid<V, I>>(&a);
+  // A Hybrid without parts (an all-zero matrix) lives wherever C does.
+  const MemorySpace space = hybrid && hybrid->parts.empty()
+                                ? c.space
+                                : std::visit([](const auto& m) { return m.space(); }, a);
   const auto [rows, cols] = std::visit([](const auto& m) { return std::pair(m.rows, m.cols); }, a);
   check_operands(rows, cols, space, b, c);
-  TSR_CHECK(space == MemorySpace::host, "spmm: the ", format_name(format_of(a)),
-            " format runs on the host only for now (device SpMM takes CSR)");
+  if (space == MemorySpace::device) return spmm_device(ctx, a, b, c, o);
   if (o.validate) validate(a);
   const cpu::SpmmScalars s{o.alpha, o.beta, ctx.cpu_threads()};
   switch (format_of(a)) {

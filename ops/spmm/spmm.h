@@ -24,14 +24,15 @@ struct SpmmOptions {
   /// A schedule that cannot implement the problem throws with the reason. The CPU path has one
   /// variant per format and ignores this.
   std::optional<schedule::Schedule> schedule;
-  /// Require the same bits on every run. Every Tessera kernel (CPU and GPU) already gives them:
-  /// no floating-point atomics, a fixed reduction order. This rejects the variants that do not
-  /// promise it (csr.cusparse) with a clear error.
+  /// Require the same bits on every run. Tessera's kernels give them (no floating-point atomics,
+  /// a fixed reduction order) except hyb.fused with atomic=1; this rejects that schedule and the
+  /// cuSPARSE variants (csr.cusparse, bsr.cusparse) with a clear error.
   bool deterministic = false;
 };
 
 /// @brief C = alpha * A * B + beta * C.
-/// @param a sparse matrix, rows x cols, on the host or (CSR only, for now) on the device
+/// @param a sparse matrix, rows x cols, on the host (any format) or on the device (CSR, BSR, ELL,
+///          Hybrid; BSR on tensor cores, so f32 BSR products carry tf32 rounding)
 /// @param b dense [cols, F] in the same memory space as a
 /// @param c dense [rows, F], f32, in the same memory space
 /// @throw tessera::Error on shape or memory-space mismatch, malformed A, or a device request in
