@@ -233,13 +233,12 @@ int run_sddmm(const MatrixOptions& m, const RunOptions& r) {
   ctx.set_cpu_threads(r.threads);
   const Csr<V, I> csr = canonicalize(load_matrix<V, I>(m.input, m.generate));
   const Format format = parse_format(m.format);
-  TSR_CHECK(space == MemorySpace::host || format == Format::csr,
-            "--device cuda runs the csr format only in this version (got ", m.format, ")");
+  TSR_CHECK(space == MemorySpace::host || format == Format::csr || format == Format::coo,
+            "--device cuda runs SDDMM on csr and coo (got ", m.format, ")");
   const DenseMatrix<V> x = uniform_dense<V>(csr.rows, r.features, 18);
   const DenseMatrix<V> y = uniform_dense<V>(csr.cols, r.features, 19);
   const DenseMatrix<V> xd = x.to(space), yd = y.to(space);
-  const AnySparse<V, I> a = from_csr(space == MemorySpace::host ? csr : csr.to(space), format,
-                                     m.params());
+  const AnySparse<V, I> a = to_space(from_csr(csr, format, m.params()), space);
   ops::SddmmOptions options;
   options.deterministic = r.deterministic;
   if (!r.schedule.empty()) {
@@ -258,7 +257,9 @@ int run_sddmm(const MatrixOptions& m, const RunOptions& r) {
     const auto want = reference::sddmm(csr, x, y);
     std::vector<float> got;
     if (space == MemorySpace::device) {
-      got = std::get<Csr<float, I>>(out).values.to_vector();
+      // A COO from CSR keeps CSR's entry order, so both line up with the reference.
+      got = format == Format::coo ? std::get<Coo<float, I>>(out).values.to_vector()
+                                  : std::get<Csr<float, I>>(out).values.to_vector();
     } else if (format == Format::bsr) {  // compare only A's entries, not the whole blocks
       const auto dense = reference::dense(to_csr(out));
       for (int64_t row = 0; row < csr.rows; ++row) {
@@ -520,14 +521,14 @@ int main(int argc, char** argv) {
   kmeans->add_option("-o,--output", km.output, "write <prefix>.centroids.npy and <prefix>.labels.npy");
 
   std::string bench_op;
-  std::vector<std::string> bench_args;
   auto* bench = app.add_subcommand("bench", "GPU benchmark against cuSPARSE: runs bench/<op>_gpu "
                                             "(spmm, spmm_formats: BSR and Hybrid, sddmm) with the "
                                             "remaining arguments (--quick, --only NAME,..., "
                                             "--features 32,128, --out DIR)");
   bench->add_option("op", bench_op, "spmm, spmm_formats or sddmm")->required();
-  bench->add_option("args", bench_args, "arguments for the harness");
-  bench->prefix_command();  // everything after the op goes to the harness untouched
+  // Everything after the op goes to the harness untouched and in order (remaining(); a
+  // positional list here would take only the values and drop the option names).
+  bench->prefix_command();
 
   int demo_scale = 14;
   int64_t demo_features = 32;
@@ -559,7 +560,7 @@ int main(int argc, char** argv) {
       if (km.dtype == "f16") return run_kmeans<f16>(km);
       TSR_FAIL("unknown value type '", km.dtype, "' (f32, bf16 or f16)");
     }
-    if (*bench) return cmd_bench(bench_op, bench_args);
+    if (*bench) return cmd_bench(bench_op, bench->remaining());
     if (*demo) {
       TSR_CHECK(demo_scale >= 1 && demo_scale <= 24, "--scale must be in [1, 24] (got ", demo_scale, ")");
       TSR_CHECK(demo_features >= 1, "--features must be positive");

@@ -77,11 +77,15 @@ void* Context::workspace(size_t bytes) {
 #if TESSERA_WITH_CUDA
   GpuState& g = gpu();
   if (bytes > g.workspace_bytes) {
-    TSR_CUDA_CHECK(cudaStreamSynchronize(g.stream));  // the old workspace may still be in use
-    if (g.workspace) TSR_CUDA_CHECK(cudaFree(g.workspace));
-    g.workspace = nullptr;
-    g.workspace_bytes = 0;
-    TSR_CUDA_CHECK(cudaMalloc(&g.workspace, bytes));
+    void* grown = nullptr;
+    TSR_CUDA_CHECK(cudaMalloc(&grown, bytes));
+    if (g.workspace) {  // keep the contents: an op may grow its scratch between two stages
+      TSR_CUDA_CHECK(cudaMemcpyAsync(grown, g.workspace, g.workspace_bytes, cudaMemcpyDeviceToDevice,
+                                     g.stream));
+      TSR_CUDA_CHECK(cudaStreamSynchronize(g.stream));  // the old workspace may still be in use
+      TSR_CUDA_CHECK(cudaFree(g.workspace));
+    }
+    g.workspace = grown;
     g.workspace_bytes = bytes;
   }
   return g.workspace;

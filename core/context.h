@@ -27,7 +27,9 @@ class Context {
   void* stream();
   /// The cuSPARSE handle bound to stream(), as a cusparseHandle_t (created on first call).
   void* cusparse_handle();
-  /// Device scratch memory of at least bytes, valid until the next workspace() call.
+  /// Device scratch memory of at least bytes, valid until the next workspace() call. A call that
+  /// grows it keeps the old contents (in the first bytes of the new block) but moves them, so
+  /// pointers from before the call must be rebuilt from the new address.
   void* workspace(size_t bytes);
   /// Waits for the work queued on stream().
   void synchronize();

@@ -14,7 +14,8 @@
 //             so a row's slots stay in part order); a row produced once is written directly, the
 //             others write their partial sums to a scratch matrix, and a second kernel adds each
 //             row's partials in slot order and applies beta. The sort costs O(slots) per call
-//             and one host synchronisation (to size the scratch matrix).
+//             and one host synchronisation (to size the scratch matrix, which extends the
+//             context's workspace).
 #include <algorithm>
 #include <cstdint>
 #include <cub/device/device_radix_sort.cuh>
@@ -92,6 +93,7 @@ __global__ void __launch_bounds__(kMaxThreads)
         col = int64_t(part.indices[e0 + lane]);
         val = load_f32(part.values[e0 + lane]);
       }
+      if (__ballot_sync(group_mask, col >= 0) == 0) continue;  // padding only (ELL rows' tails)
       const int batch = end - e0 < tpr ? int(end - e0) : tpr;
       int k = 0;
       for (; k + kGathersInFlight <= batch; k += kGathersInFlight) {
@@ -226,10 +228,15 @@ __global__ void slot_dest_kernel(const I* sorted_rows, const I* sorted_slots, co
   dest[sorted_slots[i]] = shared[i] ? rank[i] : I(-int64_t(sorted_rows[i]) - 1);
 }
 
+// Bytes of count Ts in the scratch, rounded up to 256 so every array stays aligned.
+template <class T>
+size_t padded_bytes(int64_t count) {
+  return (size_t(count) * sizeof(T) + 255) / 256 * 256;
+}
 template <class T>
 T* carve(char*& cursor, int64_t count) {
   T* p = reinterpret_cast<T*>(cursor);
-  cursor += (size_t(count) * sizeof(T) + 255) / 256 * 256;
+  cursor += padded_bytes<T>(count);
   return p;
 }
 
@@ -363,18 +370,39 @@ void spmm_hybrid_fused(Context& ctx, const Hybrid<V, I>& a, DenseView<const V> b
   TSR_CUDA_CHECK(cub::DeviceScan::ExclusiveSum(nullptr, scan_bytes, (const I*)nullptr, (I*)nullptr,
                                                slots, stream));
   const size_t cub_bytes = std::max(sort_bytes, scan_bytes);
-  const size_t bytes = 7 * ((size_t(slots + 1) * sizeof(I) + 255) / 256 * 256) +
-                       (size_t(a.rows + 1) * sizeof(I) + 255) / 256 * 256 + cub_bytes + 256;
-  char* cursor = static_cast<char*>(ctx.workspace(bytes));
-  I* keys = carve<I>(cursor, slots);
-  I* slot_ids = carve<I>(cursor, slots);
-  I* sorted_rows = carve<I>(cursor, slots);
-  I* sorted_slots = carve<I>(cursor, slots);
-  I* shared = carve<I>(cursor, slots + 1);
-  I* rank = carve<I>(cursor, slots + 1);
-  I* dest = carve<I>(cursor, slots);
-  I* row_first = carve<I>(cursor, a.rows + 1);
-  void* cub_temp = cursor;
+  // The scratch layout: the same carve order from any base address.
+  struct Scratch {
+    I *keys, *slot_ids, *sorted_rows, *sorted_slots, *shared, *rank, *dest, *row_first;
+    void* cub_temp;
+    float* partials;  // after the CUB storage: [shared slots, partials_ld]
+  };
+  const auto layout = [&](void* base) {
+    char* cursor = static_cast<char*>(base);
+    Scratch w;
+    w.keys = carve<I>(cursor, slots);
+    w.slot_ids = carve<I>(cursor, slots);
+    w.sorted_rows = carve<I>(cursor, slots);
+    w.sorted_slots = carve<I>(cursor, slots);
+    w.shared = carve<I>(cursor, slots + 1);
+    w.rank = carve<I>(cursor, slots + 1);
+    w.dest = carve<I>(cursor, slots);
+    w.row_first = carve<I>(cursor, a.rows + 1);
+    w.cub_temp = carve<char>(cursor, int64_t(cub_bytes));
+    w.partials = reinterpret_cast<float*>(cursor);
+    return w;
+  };
+  const size_t prep_bytes = 5 * padded_bytes<I>(slots) + 2 * padded_bytes<I>(slots + 1) +
+                            padded_bytes<I>(a.rows + 1) + padded_bytes<char>(int64_t(cub_bytes));
+  Scratch w = layout(ctx.workspace(prep_bytes));
+  I* const keys = w.keys;
+  I* const slot_ids = w.slot_ids;
+  I* const sorted_rows = w.sorted_rows;
+  I* const sorted_slots = w.sorted_slots;
+  I* const shared = w.shared;
+  I* const rank = w.rank;
+  I* const dest = w.dest;
+  I* const row_first = w.row_first;
+  void* const cub_temp = w.cub_temp;
   for (const PartTable<V, I>& t : tables) {
     slot_rows_kernel<<<dim3(256, unsigned(t.count)), 256, 0, stream>>>(t, keys, slot_ids);
     TSR_CUDA_CHECK_LAUNCH("slot_rows_kernel");
@@ -396,17 +424,13 @@ void spmm_hybrid_fused(Context& ctx, const Hybrid<V, I>& a, DenseView<const V> b
   I shared_count = 0;
   TSR_CUDA_CHECK(cudaMemcpyAsync(&shared_count, rank + slots, sizeof(I), cudaMemcpyDeviceToHost, stream));
   TSR_CUDA_CHECK(cudaStreamSynchronize(stream));
-  // Partial rows padded to 4 floats so vector stores stay aligned; stream-ordered allocation.
+  // The partial rows (padded to 4 floats so vector stores stay aligned) extend the scratch; a
+  // workspace that grows keeps what the steps above wrote, at a new address.
   const int64_t partials_ld = (c.cols + 3) / 4 * 4;
-  float* partials = nullptr;
-  if (shared_count > 0) {
-    TSR_CUDA_CHECK(cudaMallocAsync(reinterpret_cast<void**>(&partials),
-                                   size_t(shared_count) * size_t(partials_ld) * sizeof(float), stream));
-  }
-  launch_tables<V, I, Output::slots>(ctx, tables, b, c, alpha, beta, tpr, rpb, vec, dest, partials,
-                                     partials_ld);
-  finish_rows_launch(ctx, c, beta, row_first, rank, partials, partials_ld, kWide);
-  if (partials) TSR_CUDA_CHECK(cudaFreeAsync(partials, stream));
+  w = layout(ctx.workspace(prep_bytes + size_t(shared_count) * size_t(partials_ld) * sizeof(float)));
+  launch_tables<V, I, Output::slots>(ctx, tables, b, c, alpha, beta, tpr, rpb, vec, w.dest,
+                                     w.partials, partials_ld);
+  finish_rows_launch(ctx, c, beta, w.row_first, w.rank, w.partials, partials_ld, kWide);
 }
 
 namespace {
