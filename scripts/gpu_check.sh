@@ -2,6 +2,8 @@
 # On a machine with an NVIDIA GPU: Release build with CUDA on all cores, every test (cpu and gpu
 # labels), compute-sanitizer memcheck over the GPU tests, and a short summary at the end.
 # Usage: scripts/gpu_check.sh [build-dir]   (CUDA architecture: TESSERA_CUDA_ARCH, default 90)
+# A build-dir without CMakeCache.txt but with tests/ is taken as prebuilt binaries (see
+# scripts/pack_prebuilt.sh): the GPU test binaries, sanitizers and CLI checks run without a build.
 # Real data: ../shared/data beside the checkout, or on a machine without it a copy under .data/
 # (mtx/, cora/, ann/ngt_sift5k/ of shared/data; the device tool carries it), passed to the tests
 # as TESSERA_DATA.
@@ -22,11 +24,20 @@ if [ -z "${TESSERA_DATA:-}" ] && [ ! -d ../shared/data/mtx ] && [ -d .data/mtx ]
 fi
 echo "real data: ${TESSERA_DATA:-../shared/data}"
 nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader || true
-gen=(); command -v ninja >/dev/null && gen=(-G Ninja)
-step configure cmake -S . -B "$build" "${gen[@]}" -DCMAKE_BUILD_TYPE=Release -DTESSERA_CUDA=ON \
-  -DCMAKE_CUDA_ARCHITECTURES="$arch" -DTESSERA_BUILD_BENCH=ON
-step build cmake --build "$build" -j "$(nproc)"
-step "ctest (cpu + gpu)" env OMP_NUM_THREADS=2 ctest --test-dir "$build" --output-on-failure -j 8 --timeout 900
+if [ -f "$build/CMakeCache.txt" ] || [ ! -d "$build/tests" ]; then
+  gen=(); command -v ninja >/dev/null && gen=(-G Ninja)
+  step configure cmake -S . -B "$build" "${gen[@]}" -DCMAKE_BUILD_TYPE=Release -DTESSERA_CUDA=ON \
+    -DCMAKE_CUDA_ARCHITECTURES="$arch" -DTESSERA_BUILD_BENCH=ON
+  step build cmake --build "$build" -j "$(nproc)"
+  step "ctest (cpu + gpu)" env OMP_NUM_THREADS=2 ctest --test-dir "$build" --output-on-failure -j 8 --timeout 900
+else
+  # A prebuilt tree (scripts/pack_prebuilt.sh: tests/test_gpu_*, cli/tessera, bench/*_gpu built
+  # elsewhere for this GPU): no build, no ctest; each GPU test binary runs on its own.
+  echo "prebuilt binaries in $build (built at ${TESSERA_COMMIT:-unknown commit})"
+  for t in "$build"/tests/test_gpu_*; do
+    step "gpu tests $(basename "$t")" "$t" --gtest_brief=1
+  done
+fi
 # Each sanitizer run stops after TESSERA_SANITIZER_TIMEOUT seconds (default 1200): a FAIL then.
 sanitizer_limit=${TESSERA_SANITIZER_TIMEOUT:-1200}
 if command -v compute-sanitizer >/dev/null; then
