@@ -280,7 +280,7 @@ int run_sddmm(const MatrixOptions& m, const RunOptions& r) {
 
 // The main job on a built-in default: an R-MAT graph through every format, SpMM and SDDMM on
 // each, checked against the float64 reference; the CUDA CSR kernels too when a GPU is present.
-// `tessera bench spmm|sddmm ARGS...`: runs the GPU harness beside this binary
+// `tessera bench spmm|spmm_formats|sddmm ARGS...`: runs the GPU harness beside this binary
 // (<build>/bench/<op>_gpu), passing ARGS through; its exit status becomes ours.
 int cmd_bench(const std::string& op, const std::vector<std::string>& args) {
   TSR_CHECK(op == "spmm" || op == "sddmm" || op == "spmm_formats", "bench: unknown benchmark '", op,

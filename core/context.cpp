@@ -80,9 +80,14 @@ void* Context::workspace(size_t bytes) {
     void* grown = nullptr;
     TSR_CUDA_CHECK(cudaMalloc(&grown, bytes));
     if (g.workspace) {  // keep the contents: an op may grow its scratch between two stages
-      TSR_CUDA_CHECK(cudaMemcpyAsync(grown, g.workspace, g.workspace_bytes, cudaMemcpyDeviceToDevice,
-                                     g.stream));
-      TSR_CUDA_CHECK(cudaStreamSynchronize(g.stream));  // the old workspace may still be in use
+      try {
+        TSR_CUDA_CHECK(cudaMemcpyAsync(grown, g.workspace, g.workspace_bytes,
+                                       cudaMemcpyDeviceToDevice, g.stream));
+        TSR_CUDA_CHECK(cudaStreamSynchronize(g.stream));  // the old workspace may still be in use
+      } catch (...) {
+        cudaFree(grown);
+        throw;
+      }
       TSR_CUDA_CHECK(cudaFree(g.workspace));
     }
     g.workspace = grown;

@@ -29,7 +29,8 @@ class Context {
   void* cusparse_handle();
   /// Device scratch memory of at least bytes, valid until the next workspace() call. A call that
   /// grows it keeps the old contents (in the first bytes of the new block) but moves them, so
-  /// pointers from before the call must be rebuilt from the new address.
+  /// pointers from before the call must be rebuilt from the new address (growing holds the old
+  /// and the new block at once, and synchronises stream()).
   void* workspace(size_t bytes);
   /// Waits for the work queued on stream().
   void synchronize();

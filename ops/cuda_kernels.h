@@ -2,6 +2,8 @@
 // TESSERA_WITH_CUDA). Inputs are validated device views; work is queued on ctx.stream().
 #pragma once
 
+#include <string>
+
 #include "core/context.h"
 #include "core/dense.h"
 #include "formats/sparse.h"
@@ -20,9 +22,9 @@ void validate_bsr(Context& ctx, const BsrView<V, I>& a);
 /// Device COO: rows in [0, rows), columns in [0, cols).
 template <class V, class I>
 void validate_coo(Context& ctx, const CooView<V, I>& a);
-/// Device ELL: every slot's column in [0, cols) or kPadIndex.
+/// Device ELL: every slot's column in [0, cols) or kPadIndex (arrays called what.indices, ...).
 template <class V, class I>
-void validate_ell(Context& ctx, const EllView<V, I>& a);
+void validate_ell(Context& ctx, const EllView<V, I>& a, const std::string& what = "Ell");
 /// Device Hybrid: each part's shape and column range, its row map inside [0, rows), its columns
 /// (ELL or CSR) inside the part's column range.
 template <class V, class I>
@@ -60,7 +62,7 @@ void spmm_ell_row_split(Context& ctx, const EllView<V, I>& a, DenseView<const V>
 /// Hybrid SpMM (schedule hyb.fused): every part (ELL or CSR) in one launch (48 parts a launch),
 /// tpr / rpb / vec as in csr.row_split. Rows produced by several parts or split pieces are
 /// combined by float atomics (atomic = true) or by a deterministic two-pass reduction (sorts the
-/// local rows by global row; uses ctx.workspace(), synchronises once).
+/// local rows by global row; uses ctx.workspace() and synchronises ctx.stream()).
 template <class V, class I>
 void spmm_hybrid_fused(Context& ctx, const Hybrid<V, I>& a, DenseView<const V> b,
                        DenseView<float> c, float alpha, float beta, int tpr, int rpb, int vec,
@@ -74,6 +76,9 @@ template <class V, class I>
 void spmm_bsr_tensor_core(Context& ctx, const BsrView<V, I>& a, DenseView<const V> b,
                           DenseView<float> c, float alpha, float beta, int features_per_warp,
                           int warps_per_block_row);
+
+/// C = beta * C (C = 0 when beta == 0, never reading C).
+void scale_rows(Context& ctx, DenseView<float> c, float beta);
 
 /// BSR SpMM through cuSPARSE's generic API (schedule bsr.cusparse, CUSPARSE_SPMM_BSR_ALG1), f32,
 /// square blocks, whole blocks only.

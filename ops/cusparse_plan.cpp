@@ -121,7 +121,7 @@ CusparsePlan CusparsePlan::spmm_bsr(Context& ctx, const BsrView<float, I>& a, De
   s->alpha = alpha, s->beta = beta;
   if (a.rows == 0 || c.cols == 0) return CusparsePlan(std::move(s));
   if (a.num_blocks == 0) {  // C = beta * C without asking cuSPARSE about an empty matrix
-    s->ours = [&ctx, a, b, c, alpha, beta] { cuda::spmm_bsr_tensor_core(ctx, a, b, c, alpha, beta, 32, 1); };
+    s->ours = [&ctx, c, beta] { cuda::scale_rows(ctx, c, beta); };
     return CusparsePlan(std::move(s));
   }
   s->kind = State::Kind::spmm;

@@ -147,11 +147,11 @@ void validate_coo(Context& ctx, const CooView<V, I>& a) {
 }
 
 template <class V, class I>
-void validate_ell(Context& ctx, const EllView<V, I>& a) {
-  TSR_CHECK(a.width >= 0, "Ell: negative width ", a.width);
-  check_index_capacity<I>(a.rows, a.cols, a.rows * a.width, "Ell");
-  TSR_CHECK(a.rows * a.width == 0 || a.values != nullptr, "Ell: null values");
-  check_range(ctx, a.indices, a.rows * a.width, 0, a.cols, true, "Ell.indices", "");
+void validate_ell(Context& ctx, const EllView<V, I>& a, const std::string& what) {
+  TSR_CHECK(a.width >= 0, what, ": negative width ", a.width);
+  check_index_capacity<I>(a.rows, a.cols, a.rows * a.width, what.c_str());
+  TSR_CHECK(a.rows * a.width == 0 || a.values != nullptr, what, ": null values");
+  check_range(ctx, a.indices, a.rows * a.width, 0, a.cols, true, what + ".indices", "");
 }
 
 template <class V, class I>
@@ -176,7 +176,7 @@ void validate_hybrid(Context& ctx, const Hybrid<V, I>& a) {
             check_range(ctx, m.indices.data(), m.nnz(), part.col_begin, part.col_end, false,
                         name + ".csr.indices", range);
           } else {
-            validate_ell(ctx, m.view());
+            validate_ell(ctx, m.view(), name + ".ell");
             check_range(ctx, m.indices.data(), m.rows * m.width, part.col_begin, part.col_end, true,
                         name + ".ell.indices", range);
           }
@@ -205,7 +205,7 @@ int64_t max_row_length(Context& ctx, const CsrView<V, I>& a) {
   template void validate_csr(Context&, const CsrView<V, I>&, const char*); \
   template void validate_bsr(Context&, const BsrView<V, I>&);               \
   template void validate_coo(Context&, const CooView<V, I>&);               \
-  template void validate_ell(Context&, const EllView<V, I>&);               \
+  template void validate_ell(Context&, const EllView<V, I>&, const std::string&); \
   template void validate_hybrid(Context&, const Hybrid<V, I>&);             \
   template int64_t max_row_length(Context&, const CsrView<V, I>&);
 TSR_FOR_EACH_COMPUTE_TYPE(TSR_INSTANTIATE_VALIDATE_CUDA)

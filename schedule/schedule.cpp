@@ -303,6 +303,10 @@ Verdict can_implement(const Schedule& s, const Problem& p) {
     return no("hyb.fused:atomic=1 adds with float atomics (bits vary run to run); deterministic "
               "mode needs atomic=0");
   }
+  if (spec.format == Format::bsr && (p.block_rows < 1 || p.block_cols < 1)) {
+    return no("BSR blocks of " + std::to_string(p.block_rows) + "x" + std::to_string(p.block_cols) +
+              " (needs at least 1x1)");
+  }
   if (s.variant == "bsr.tensor_core") {
     if (p.block_rows > 32 || p.block_cols > 64) {
       return no("bsr.tensor_core takes blocks up to 32x64, not " + std::to_string(p.block_rows) +
@@ -437,7 +441,11 @@ Schedule default_spmm(const Problem& p) {
            blocks / std::max(block_rows, 1.0) >= 4.0 * double(wpr)) {
       wpr *= 2;
     }
-    return Schedule{Op::spmm, "bsr.tensor_core", {{"ft", ft}, {"wpr", wpr}}};
+    const Schedule tensor_cores{Op::spmm, "bsr.tensor_core", {{"ft", ft}, {"wpr", wpr}}};
+    // Blocks too large for the tensor-core kernel: cuSPARSE's BSR where it can run them.
+    const Schedule peer = with_defaults(Op::spmm, "bsr.cusparse");
+    if (!can_implement(tensor_cores, p) && can_implement(peer, p)) return peer;
+    return tensor_cores;
   }
   if (p.format == Format::ell) return sub_warp_per_row(p, "ell.row_split");
   if (p.format == Format::hybrid) {

@@ -52,7 +52,8 @@ if command -v compute-sanitizer >/dev/null; then
       --error-exitcode 1 --leak-check full "$t" --gtest_brief=1 --gtest_filter="$mfilter"
     # racecheck on the kernels with shared memory, where the binary has such tests (a filter that
     # matches nothing leaves compute-sanitizer nothing to instrument: an error, not a pass).
-    filter='GpuOps/1.SpmmCsr*:GpuOps/1.SddmmCsr*:GpuOps/1.SpmmBsr*:GpuOps.Deterministic*:GpuOps.EllHybrid*'
+    filter='GpuOps/1.SpmmCsr*:GpuOps/1.SddmmCsr*:GpuOps/1.SpmmBsr*:GpuOps/3.SpmmBsr*'
+    filter+=':GpuOps.Deterministic*:GpuOps.EllHybrid*'
     filter+=':GpuKmeans/1.One*:GpuKmeansOps.Ties*:GpuKmeansOps.Empty*'
     if "$t" --gtest_list_tests --gtest_filter="$filter" | grep -q '^  '; then
       step "racecheck $(basename "$t")" timeout "$sanitizer_limit" compute-sanitizer --tool racecheck \

@@ -356,6 +356,38 @@ void expect_spmm_matches(Context& ctx, const AnySparse<V, I>& da, const Csr<V, I
     EXPECT_EQ(bad, 0) << where << ": first at " << first_bad << " got "
                       << (bad ? got.data()[first_bad] : 0.0f) << " want " << (bad ? want[first_bad] : 0.0);
   }
+  if (s || F == 0) return;
+  // The default schedule again with padded rows: B and C views whose leading dimension is F + 5
+  // (odd: the default must give up vector loads), C's padding left untouched.
+  const int64_t ld = F + 5;
+  DenseMatrix<V> b_wide(csr.cols, ld, from_float<V>(7.0f));
+  for (int64_t r = 0; r < csr.cols; ++r) {
+    for (int64_t f = 0; f < F; ++f) b_wide.data()[r * ld + f] = b.data()[r * F + f];
+  }
+  DenseMatrix<float> c_wide(csr.rows, ld, 3.0f);
+  const DenseMatrix<V> db_wide = b_wide.to(MemorySpace::device);
+  DenseMatrix<float> dc_wide = c_wide.to(MemorySpace::device);
+  const DenseView<const V> bv{csr.cols, F, ld, db_wide.data(), MemorySpace::device};
+  const DenseView<float> cv{csr.rows, F, ld, dc_wide.data(), MemorySpace::device};
+  ops::SpmmOptions options;
+  options.alpha = 0.5f;
+  options.beta = -1.5f;
+  ops::spmm(ctx, da, bv, cv, options);
+  ctx.synchronize();
+  const DenseMatrix<float> got = dc_wide.to(MemorySpace::host);
+  std::vector<float> packed(size_t(csr.rows * F));
+  bool padding_kept = true;
+  for (int64_t r = 0; r < csr.rows; ++r) {
+    for (int64_t f = 0; f < ld; ++f) {
+      if (f < F) packed[size_t(r * F + f)] = got.data()[r * ld + f];
+      else padding_kept = padding_kept && got.data()[r * ld + f] == 3.0f;
+    }
+  }
+  DenseMatrix<float> c3(csr.rows, F, 3.0f);
+  const auto want = reference::spmm(csr, b, 0.5, -1.5, &c3);
+  EXPECT_LT(reference::relative_error(packed.data(), want), rounding == 0 ? 1e-5 : 4 * rounding)
+      << what << " F=" << F << " ld=" << ld;
+  EXPECT_TRUE(padding_kept) << what << " F=" << F << ": C's padding columns were written";
 }
 
 // A Hybrid whose odd-numbered parts are stored as CSR instead of ELL (the kernel takes both).
@@ -387,7 +419,7 @@ TYPED_TEST(GpuOps, SpmmEllAndHybridMatchTheReference) {
   for (const auto& [name, shape] : awkward_shapes()) {
     const Csr<V, I> csr = random_csr<V, I>(shape, ++seed);
     const AnySparse<V, I> dell = csr_to_ell(csr).to(MemorySpace::device);
-    for (int64_t F : {1, 3, 33, 257}) {
+    for (int64_t F : {0, 1, 3, 33, 257}) {
       const schedule::Problem ell_problem =
           schedule::describe(schedule::Op::spmm, std::get<Ell<V, I>>(dell).view(), F, F, F);
       expect_spmm_matches<V, I>(ctx, dell, csr, F, std::nullopt, 0.0, ++seed, name + " ell");
@@ -416,20 +448,52 @@ TYPED_TEST(GpuOps, SpmmEllAndHybridMatchTheReference) {
   }
 }
 
-TEST(GpuOps, HybridWithManyPartsAndSplitHubRows) {
+TYPED_TEST(GpuOps, HybridWithManyPartsAndSplitHubRows) {
   SKIP_WITHOUT_GPU();
+  using V = typename TypeParam::first_type;
+  using I = typename TypeParam::second_type;
   Context ctx;
   // 16 column ranges x 6 width buckets: more parts than one launch takes (48), and hub rows
   // split into many pieces of the widest bucket.
-  const Csr<float, int32_t> csr = random_csr<float, int32_t>({2000, 3000, 0.02, 0.05, 11}, 21);
-  const Hybrid<float, int32_t> hyb = csr_to_hybrid(csr, HybParams{16, 5});
+  const Csr<V, I> csr = random_csr<V, I>({2000, 3000, 0.02, 0.05, 11}, 21);
+  const Hybrid<V, I> hyb = csr_to_hybrid(csr, HybParams{16, 5});
   ASSERT_GT(hyb.parts.size(), 48u);
-  const AnySparse<float, int32_t> dhyb = hyb.to(MemorySpace::device);
+  const AnySparse<V, I> dhyb = hyb.to(MemorySpace::device);
   for (int atomic : {0, 1}) {
     const schedule::Schedule s = schedule::parse(
         schedule::Op::spmm, "hyb.fused:tpr=8,rpb=16,vec=4,atomic=" + std::to_string(atomic));
-    expect_spmm_matches<float, int32_t>(ctx, dhyb, csr, 64, s, 0.0, 31, "hyb(16,5)");
+    expect_spmm_matches<V, I>(ctx, dhyb, csr, 64, s, 0.0, 31, "hyb(16,5)");
   }
+  expect_spmm_matches<V, I>(ctx, dhyb, csr, 37, std::nullopt, 0.0, 32, "hyb(16,5)");
+}
+
+TEST(GpuOps, BsrBlocksTooLargeForTensorCoresGoToCusparse) {
+  SKIP_WITHOUT_GPU();
+  Context ctx;
+  const Csr<float, int32_t> csr = random_csr<float, int32_t>({128, 192, 0.05, 0.2}, 41);
+  const AnySparse<float, int32_t> dbsr = csr_to_bsr(csr, 64, 64).to(MemorySpace::device);
+  const schedule::Problem problem =
+      schedule::describe(schedule::Op::spmm, std::get<Bsr<float, int32_t>>(dbsr).view(), 16, 16, 16);
+  EXPECT_EQ(schedule::default_schedule(problem).variant, "bsr.cusparse");
+  expect_spmm_matches<float, int32_t>(ctx, dbsr, csr, 16, std::nullopt, 0.0, 42, "bsr 64x64");
+  // No blocks at all: C = beta * C without asking cuSPARSE.
+  const Csr<float, int32_t> empty = random_csr<float, int32_t>({128, 192, 0.0}, 43);
+  const AnySparse<float, int32_t> dempty = csr_to_bsr(empty, 64, 64).to(MemorySpace::device);
+  expect_spmm_matches<float, int32_t>(ctx, dempty, empty, 16, std::nullopt, 0.0, 44, "empty bsr 64x64");
+}
+
+TEST(GpuOps, WorkspaceKeepsItsContentsWhenItGrows) {
+  SKIP_WITHOUT_GPU();
+  Context ctx;
+  std::vector<uint8_t> pattern(4096);
+  for (size_t i = 0; i < pattern.size(); ++i) pattern[i] = uint8_t(i * 7 + 1);
+  void* small = ctx.workspace(pattern.size());
+  TSR_CUDA_CHECK(cudaMemcpy(small, pattern.data(), pattern.size(), cudaMemcpyHostToDevice));
+  void* grown = ctx.workspace(size_t(64) << 20);
+  std::vector<uint8_t> back(pattern.size());
+  TSR_CUDA_CHECK(cudaMemcpy(back.data(), grown, back.size(), cudaMemcpyDeviceToHost));
+  EXPECT_EQ(back, pattern);
+  EXPECT_EQ(ctx.workspace(16), grown) << "a smaller request keeps the block";
 }
 
 TYPED_TEST(GpuOps, SpmmBsrOnTensorCoresMatchesTheReference) {
@@ -448,7 +512,7 @@ TYPED_TEST(GpuOps, SpmmBsrOnTensorCoresMatchesTheReference) {
     for (const auto& [r, c] : blocks) {
       const AnySparse<V, I> dbsr = csr_to_bsr(csr, r, c).to(MemorySpace::device);
       const std::string what = name + " bsr " + std::to_string(r) + "x" + std::to_string(c);
-      for (int64_t F : {1, 3, 33, 64, 100}) {
+      for (int64_t F : {0, 1, 3, 33, 64, 100}) {
         expect_spmm_matches<V, I>(ctx, dbsr, csr, F, std::nullopt, rounding, ++seed, what);
         for (const char* text : {"bsr.tensor_core:ft=32,wpr=2", "bsr.tensor_core:ft=64,wpr=4"}) {
           const schedule::Schedule s = schedule::parse(schedule::Op::spmm, text);
@@ -550,7 +614,7 @@ TYPED_TEST(GpuOps, SddmmCooMatchesTheReferenceInAnyEntryOrder) {
       std::swap(coo.values[e], coo.values[j]);
     }
     const AnySparse<V, I> dcoo = coo.to(MemorySpace::device);
-    for (int64_t F : {1, 3, 33, 64, 257}) {
+    for (int64_t F : {0, 1, 3, 33, 64, 257}) {
       const DenseMatrix<V> x = random_dense<V>(coo.rows, F, ++seed);
       const DenseMatrix<V> y = random_dense<V>(coo.cols, F, ++seed);
       const DenseMatrix<V> dx = x.to(MemorySpace::device), dy = y.to(MemorySpace::device);

@@ -97,6 +97,7 @@ AnySparse<float, I> sddmm(Context& ctx, const AnySparse<V, I>& a, DenseView<cons
     TSR_CHECK(coo != nullptr, "sddmm: the ", format_name(format_of(a)),
               " format runs on the host only (device SDDMM takes CSR and COO)");
     const CooView<V, I> m = coo->view();
+    check_index_capacity<I>(m.rows, m.cols, m.nnz, "sddmm: A");
     schedule::Problem p = schedule::describe(schedule::Op::sddmm, m, x.cols, x.ld, y.ld);
     p.deterministic = o.deterministic;
     const schedule::Schedule chosen = detail::choose_schedule(p, o.schedule);

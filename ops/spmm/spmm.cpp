@@ -88,6 +88,9 @@ void spmm_device(Context& ctx, const AnySparse<V, I>& a, DenseView<const V> b, D
   switch (format_of(a)) {
     case Format::bsr: {
       const BsrView<V, I> m = std::get<Bsr<V, I>>(a).view();
+      TSR_CHECK(m.block_rows >= 1 && m.block_cols >= 1, "Bsr: block shape ", m.block_rows, "x",
+                m.block_cols, " must be at least 1x1");
+      check_index_capacity<I>(m.rows, m.cols, m.num_blocks, "spmm: A");
       const schedule::Schedule s = choose(schedule::describe(op, m, c.cols, b.ld, c.ld));
       if (o.validate) cuda::validate_bsr(ctx, m);
       if (s.variant == "bsr.cusparse") return cuda::spmm_bsr_cusparse(ctx, m, b, c, o.alpha, o.beta);
@@ -96,6 +99,7 @@ void spmm_device(Context& ctx, const AnySparse<V, I>& a, DenseView<const V> b, D
     }
     case Format::ell: {
       const EllView<V, I> m = std::get<Ell<V, I>>(a).view();
+      check_index_capacity<I>(m.rows, m.cols, m.rows * m.width, "spmm: A");
       const schedule::Schedule s = choose(schedule::describe(op, m, c.cols, b.ld, c.ld));
       if (o.validate) cuda::validate_ell(ctx, m);
       return cuda::spmm_ell_row_split(ctx, m, b, c, o.alpha, o.beta, int(s.knob("tpr")),
@@ -103,6 +107,7 @@ void spmm_device(Context& ctx, const AnySparse<V, I>& a, DenseView<const V> b, D
     }
     case Format::hybrid: {
       const Hybrid<V, I>& m = std::get<Hybrid<V, I>>(a);
+      check_index_capacity<I>(m.rows, m.cols, 0, "spmm: A");
       const schedule::Schedule s = choose(schedule::describe(op, m, c.cols, b.ld, c.ld));
       if (o.validate) cuda::validate_hybrid(ctx, m);
       return cuda::spmm_hybrid_fused(ctx, m, b, c, o.alpha, o.beta, int(s.knob("tpr")),
@@ -114,6 +119,7 @@ void spmm_device(Context& ctx, const AnySparse<V, I>& a, DenseView<const V> b, D
   }
 #else
   (void)ctx, (void)a, (void)b, (void)c, (void)choose, (void)op;
+  TSR_FAIL("spmm: device operands given, but this build of Tessera has no CUDA support");
 #endif
 }
 

@@ -5,7 +5,8 @@
 // rows. Warp s of a block row takes its blocks s, s + wpr, ... and, for each k-step of a block
 // (16 for bf16 / f16, 8 for f32 as tf32), loads its MMA fragments straight from global memory:
 // A's from the block (contiguous, r x c row-major), B's from the c rows of B the block meets
-// (each fragment load reads 8 consecutive features of 4 rows: whole 32-byte sectors). Entries
+// (each fragment load reads 8 consecutive features of 4 rows: whole 32-byte sectors for f32,
+// half sectors for 16-bit types, whose other half the next fragment load reads). Entries
 // past the block's shape, B's rows or F load as zero. No shared memory in the main loop: every
 // warp streams independently and the SM's resident warps hide the gather latency. The split
 // warps' sums meet through shared memory in split order, and each output element is written
@@ -48,9 +49,14 @@ __global__ void __launch_bounds__(kBsrWarps * kWarp)
     spmm_bsr_tc_kernel(BsrView<V, I> a, DenseView<const V> b, DenseView<float> c, float alpha,
                        float beta, int wpr) {
   constexpr int kK = kMmaK<V>;
-  // Partial accumulators of the split warps, [warp][element][lane] (lane fastest: no conflicts).
-  __shared__ float partial[kBsrWarps][MT * NT * 4][kWarp];
+  // Partial accumulators of the split warps (wpr > 1 only: the launch sizes it, so wpr = 1 keeps
+  // its occupancy), [warp][element][lane] (lane fastest: no bank conflicts).
+  extern __shared__ float partial_sums[];
+  constexpr int kElems = MT * NT * 4;
   const int warp = threadIdx.x / kWarp, lane = threadIdx.x % kWarp;
+  const auto partial = [&](int w, int e) -> float& {
+    return partial_sums[(w * kElems + e) * kWarp + lane];
+  };
   const int g = lane / 4, t = lane % 4;  // fragment row group and thread-in-group
   const int split = warp % wpr;          // this warp takes blocks split, split + wpr, ...
   const int64_t brow = int64_t(blockIdx.x) * (kBsrWarps / wpr) + warp / wpr;
@@ -134,7 +140,7 @@ __global__ void __launch_bounds__(kBsrWarps * kWarp)
 #pragma unroll
         for (int nt = 0; nt < NT; ++nt)
 #pragma unroll
-          for (int q = 0; q < 4; ++q) partial[warp][(mt * NT + nt) * 4 + q][lane] = acc[mt][nt][q];
+          for (int q = 0; q < 4; ++q) partial(warp, (mt * NT + nt) * 4 + q) = acc[mt][nt][q];
     }
     __syncthreads();
     if (split > 0) return;
@@ -144,7 +150,7 @@ __global__ void __launch_bounds__(kBsrWarps * kWarp)
 #pragma unroll
         for (int nt = 0; nt < NT; ++nt)
 #pragma unroll
-          for (int q = 0; q < 4; ++q) acc[mt][nt][q] += partial[w][(mt * NT + nt) * 4 + q][lane];
+          for (int q = 0; q < 4; ++q) acc[mt][nt][q] += partial(w, (mt * NT + nt) * 4 + q);
     }
   }
   if (!live) return;
@@ -173,7 +179,8 @@ void launch(Context& ctx, const BsrView<V, I>& a, DenseView<const V> b, DenseVie
   TSR_CHECK(tiles <= 65535, "spmm_bsr_tensor_core: F = ", c.cols, " needs more than 65535 tiles of ",
             8 * NT, " features");
   const dim3 grid(grid_for(a.block_row_count(), kBsrWarps / wpr), unsigned(tiles));
-  spmm_bsr_tc_kernel<V, I, MT, NT><<<grid, kBsrWarps * kWarp, 0, static_cast<cudaStream_t>(ctx.stream())>>>(
+  const size_t smem = wpr > 1 ? size_t(kBsrWarps) * MT * NT * 4 * kWarp * sizeof(float) : 0;
+  spmm_bsr_tc_kernel<V, I, MT, NT><<<grid, kBsrWarps * kWarp, smem, static_cast<cudaStream_t>(ctx.stream())>>>(
       a, b, c, alpha, beta, wpr);
   TSR_CUDA_CHECK_LAUNCH("spmm_bsr_tc_kernel");
 }

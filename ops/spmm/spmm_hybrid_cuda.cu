@@ -14,8 +14,8 @@
 //             so a row's slots stay in part order); a row produced once is written directly, the
 //             others write their partial sums to a scratch matrix, and a second kernel adds each
 //             row's partials in slot order and applies beta. The sort costs O(slots) per call
-//             and one host synchronisation (to size the scratch matrix, which extends the
-//             context's workspace).
+//             and a host synchronisation (to size the scratch matrix, which extends the
+//             context's workspace; growing the workspace synchronises too).
 #include <algorithm>
 #include <cstdint>
 #include <cub/device/device_radix_sort.cuh>
@@ -367,8 +367,8 @@ void spmm_hybrid_fused(Context& ctx, const Hybrid<V, I>& a, DenseView<const V> b
   size_t sort_bytes = 0, scan_bytes = 0;
   TSR_CUDA_CHECK(cub::DeviceRadixSort::SortPairs(nullptr, sort_bytes, (const I*)nullptr, (I*)nullptr,
                                                  (const I*)nullptr, (I*)nullptr, slots, 0, end_bit, stream));
-  TSR_CUDA_CHECK(cub::DeviceScan::ExclusiveSum(nullptr, scan_bytes, (const I*)nullptr, (I*)nullptr,
-                                               slots, stream));
+  TSR_CUDA_CHECK(cub::DeviceScan::ExclusiveSum(nullptr, scan_bytes, (I*)nullptr, (I*)nullptr,
+                                               slots + 1, stream));
   const size_t cub_bytes = std::max(sort_bytes, scan_bytes);
   // The scratch layout: the same carve order from any base address.
   struct Scratch {
@@ -453,6 +453,10 @@ void finish_rows_launch(Context& ctx, DenseView<float> c, float beta, const void
 }
 
 }  // namespace
+
+void scale_rows(Context& ctx, DenseView<float> c, float beta) {
+  finish_rows_launch(ctx, c, beta, nullptr, nullptr, nullptr, 0, false);
+}
 
 #define TSR_INSTANTIATE_SPMM_PARTS_CUDA(V, I)                                                      \
   template void spmm_ell_row_split(Context&, const EllView<V, I>&, DenseView<const V>,             \
