@@ -7,7 +7,8 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 build=${1:-build-90a}
 rm -rf .prebuilt && mkdir -p .prebuilt/tree/tests .prebuilt/tree/cli .prebuilt/tree/bench
-cp "$build"/tests/test_gpu_* .prebuilt/tree/tests/
+find "$build/tests" -maxdepth 1 -type f -executable -name 'test_gpu_*' ! -name '*.cmake' \
+  -exec cp {} .prebuilt/tree/tests/ \;
 cp "$build"/cli/tessera .prebuilt/tree/cli/
 for h in "$build"/bench/*_gpu; do [ -x "$h" ] && cp "$h" .prebuilt/tree/bench/; done
 strip .prebuilt/tree/*/*
