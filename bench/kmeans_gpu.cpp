@@ -16,6 +16,7 @@
 #include <cuda_runtime_api.h>
 
 #include <CLI/CLI.hpp>
+#include <algorithm>
 #include <cmath>
 #include <cstdio>
 #include <fstream>
@@ -25,6 +26,7 @@
 
 #include "bench/gpu_harness.h"
 #include "core/device.h"
+#include "core/timer.h"
 #include "ops/kmeans/kmeans.h"
 
 namespace {
@@ -167,6 +169,97 @@ nlohmann::ordered_json run_case(Context& ctx, bench::Timer& timer, const Case& c
   return j;
 }
 
+// Streaming (KmeansOptions::gpu_streaming): X stays in host memory and every pass copies it to
+// the GPU in chunks on a second stream while the kernels run. Per Lloyd iteration (the step
+// difference of whole calls, so pinning X once per call cancels out): streamed with 16 chunks and
+// with the default chunk size, the same problem resident on the GPU, and the copy floor (X's
+// bytes at the measured pinned host-to-device bandwidth). overlap = (resident + floor) / streamed:
+// 1 when copies and kernels run one after the other, up to (resident + floor) / max(resident,
+// floor) when they overlap fully.
+template <class V>
+nlohmann::ordered_json run_stream_case(Context& ctx, const Case& c, int reps, int step_extra) {
+  const int64_t total = c.batch * c.n * c.d;
+  std::vector<V> host(static_cast<size_t>(total));
+#pragma omp parallel for schedule(static)
+  for (int64_t i = 0; i < total; ++i) host[size_t(i)] = from_float<V>(normal_at(7, uint64_t(i)));
+  const auto x_host = contiguous_batch<const V>(host.data(), c.batch, c.n, c.d);
+  std::vector<float> c0(size_t(c.batch * c.k * c.d));  // K evenly spaced points of each problem
+  for (int64_t b = 0; b < c.batch; ++b) {
+    for (int64_t j = 0; j < c.k; ++j) {
+      const int64_t row = b * c.n + j * (c.n / c.k);
+      for (int64_t f = 0; f < c.d; ++f) c0[size_t((b * c.k + j) * c.d + f)] = to_float(host[size_t(row * c.d + f)]);
+    }
+  }
+  KmeansOptions o;
+  o.init = KmeansInit::given;
+  o.initial_centroids = contiguous_batch<const float>(c0.data(), c.batch, c.k, c.d);
+  o.fixed_iterations = true;
+  o.final_assignment = false;
+  const auto median_s = [&](const auto& x, int iters) {
+    o.max_iterations = iters;
+    std::vector<double> t;
+    for (int r = 0; r < reps; ++r) {
+      WallTimer w;
+      ops::kmeans(ctx, x, c.k, o);
+      ctx.synchronize();
+      t.push_back(w.seconds());
+    }
+    std::sort(t.begin(), t.end());
+    return t[t.size() / 2];
+  };
+  const auto step = [&](const auto& x) { return (median_s(x, 1 + step_extra) - median_s(x, 1)) / step_extra; };
+  o.gpu_streaming = true;
+  o.stream_chunk_points = c.batch * c.n / 16;
+  const double streamed16 = step(x_host);
+  o.stream_chunk_points = 0;
+  const double streamed_default = step(x_host);
+  o.gpu_streaming = false;
+  double resident = 0;
+  {
+    const Buffer<V> x_dev(host, MemorySpace::device);
+    resident = step(contiguous_batch<const V>(x_dev.data(), c.batch, c.n, c.d, MemorySpace::device));
+  }
+  // Pinned host-to-device bandwidth: 1 GiB, median of 5 copies.
+  const size_t bytes = size_t(1) << 30;
+  void* pinned = nullptr;
+  TSR_CUDA_CHECK(cudaMallocHost(&pinned, bytes));
+  Buffer<uint8_t> dst(bytes, MemorySpace::device);
+  std::vector<double> copy_s;
+  for (int r = 0; r < 5; ++r) {
+    WallTimer w;
+    TSR_CUDA_CHECK(cudaMemcpy(dst.data(), pinned, bytes, cudaMemcpyHostToDevice));
+    copy_s.push_back(w.seconds());
+  }
+  TSR_CUDA_CHECK(cudaFreeHost(pinned));
+  std::sort(copy_s.begin(), copy_s.end());
+  const double h2d_gbps = double(bytes) / copy_s[2] * 1e-9;
+  const double floor_s = double(total) * sizeof(V) / (h2d_gbps * 1e9);
+  nlohmann::ordered_json j;
+  j["name"] = c.name;
+  j["shape"] = {{"B", c.batch}, {"N", c.n}, {"K", c.k}, {"D", c.d}};
+  j["dtype"] = c.dtype;
+  j["x_bytes"] = double(total) * sizeof(V);
+  j["streamed_16_chunks_s_per_iter"] = streamed16;
+  j["streamed_default_chunks_s_per_iter"] = streamed_default;
+  j["resident_s_per_iter"] = resident;
+  j["h2d_gbps_pinned"] = h2d_gbps;
+  j["copy_floor_s_per_iter"] = floor_s;
+  j["overlap_16_chunks"] = (resident + floor_s) / streamed16;
+  j["overlap_best_possible"] = (resident + floor_s) / std::max(resident, floor_s);
+  j["streamed_16_chunks_vs_copy_floor"] = floor_s / streamed16;
+  std::printf("%-34s streamed %8.2f ms/iter (16 chunks), %8.2f (default chunks); resident %7.2f; "
+              "copy floor %7.2f (%.1f GB/s); overlap %.2f of %.2f possible\n",
+              c.name.c_str(), streamed16 * 1e3, streamed_default * 1e3, resident * 1e3, floor_s * 1e3,
+              h2d_gbps, (resident + floor_s) / streamed16, (resident + floor_s) / std::max(resident, floor_s));
+  std::fflush(stdout);
+  return j;
+}
+
+const std::vector<Case> kStreamCases = {
+    {"stream_b1_n16777216_k1024_d128_fp16", 1, 16777216, 1024, 128, "fp16", 0, false},
+    {"stream_b1_n4194304_k1024_d128_fp32", 1, 4194304, 1024, 128, "fp32", 0, false},
+};
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -180,6 +273,8 @@ int main(int argc, char** argv) {
   app.add_option("--out", out, "output JSON file");
   app.add_option("--reps", reps, "timed calls per measurement (median)");
   app.add_option("--step-extra", step_extra, "extra iterations m in the step difference");
+  bool stream = false;
+  app.add_flag("--stream", stream, "the streaming cases instead (X in host memory, copied every pass)");
   CLI11_PARSE(app, argc, argv);
   try {
     if (!device::available()) {
@@ -198,6 +293,16 @@ int main(int argc, char** argv) {
                       {"reps", reps},
                       {"step_extra_iterations", step_extra}};
     doc["cases"] = nlohmann::ordered_json::array();
+    if (stream) {
+      for (const Case& c : kStreamCases) {
+        if (!only.empty() && std::find(only.begin(), only.end(), c.name) == only.end()) continue;
+        doc["cases"].push_back(c.dtype == "fp32" ? run_stream_case<float>(ctx, c, reps, step_extra)
+                                                 : run_stream_case<f16>(ctx, c, reps, step_extra));
+        std::ofstream(out) << doc.dump(2) << "\n";
+      }
+      std::printf("wrote %s\n", out.c_str());
+      return 0;
+    }
     for (const Case& c : quick ? kQuickCases : kFullCases) {
       if (!only.empty() && std::find(only.begin(), only.end(), c.name) == only.end()) continue;
       try {

@@ -241,7 +241,11 @@ TEST(Schedule, EllHybridAndBsrVariants) {
   p.format = Format::bsr;
   p.block_rows = p.block_cols = 8;
   // 125 block rows of 12000 / 64 = 187 blocks: 1.5 a block row, too few to split.
-  EXPECT_EQ(default_schedule(p).to_string(), "bsr.tensor_core:ft=64,wpr=1");
+  EXPECT_EQ(default_schedule(p).to_string(), "bsr.tensor_core:ft=32,wpr=1");
+  Problem tall = p;  // blocks of 32 rows at F = 128: 64 features a warp
+  tall.block_rows = 32;
+  tall.features = tall.ld_b = tall.ld_c = 128;
+  EXPECT_EQ(default_schedule(tall).knob("ft"), 64);
   p.features = p.ld_b = p.ld_c = 24;
   EXPECT_EQ(default_schedule(p).to_string(), "bsr.tensor_core:ft=32,wpr=1");
   Problem many = p;  // 64 blocks a block row, and few block rows: four warps each
