@@ -7,6 +7,7 @@
 #include <gtest/gtest.h>
 
 #include <algorithm>
+#include <cstdlib>
 #include <filesystem>
 #include <numeric>
 
@@ -492,6 +493,13 @@ TEST(GpuKmeansOps, StreamingFromHostMemoryMatchesTheInMemoryFit) {
   const ops::KmeansResult st2 = ops::kmeans(ctx, x.on(MemorySpace::host), k, s);
   EXPECT_EQ(st.centroids.to_vector(), st2.centroids.to_vector());
   EXPECT_EQ(st.labels.to_vector(), st2.labels.to_vector());
+  // Labels kept on the device (the default here) or copied with every chunk: the same bits.
+  setenv("TESSERA_KMEANS_STREAM_LABELS", "host", 1);
+  const ops::KmeansResult st_host_labels = ops::kmeans(ctx, x.on(MemorySpace::host), k, s);
+  unsetenv("TESSERA_KMEANS_STREAM_LABELS");
+  EXPECT_EQ(st.centroids.to_vector(), st_host_labels.centroids.to_vector());
+  EXPECT_EQ(st.labels.to_vector(), st_host_labels.labels.to_vector());
+  EXPECT_EQ(st.inertia_history, st_host_labels.inertia_history);
   const std::vector<int32_t> ml = mem.labels.to_vector();
   int64_t same = 0;
   for (int64_t i = 0; i < b * n; ++i) same += ml[size_t(i)] == st.labels.data()[i];

@@ -1842,6 +1842,15 @@ void fit_streamed(Context& ctx, BatchedDenseView<const V> x, int64_t k, const Km
   }
   chunk = std::min(chunk, n);
   TSR_CHECK(chunk <= int64_t(INT32_MAX), "kmeans: ", chunk, " points per chunk exceed int32");
+  // Every point's label stays on the device when that takes at most a sixteenth of the free
+  // memory (4 bytes a point against X's 2-4 bytes x D): no label copies per chunk, and the host
+  // never waits on one. Otherwise each chunk's labels travel with it (as always with
+  // TESSERA_KMEANS_STREAM_LABELS=host, which tests use to run that path).
+  size_t free_now = 0, total_now = 0;
+  TSR_CUDA_CHECK(cudaMemGetInfo(&free_now, &total_now));
+  const char* labels_env = std::getenv("TESSERA_KMEANS_STREAM_LABELS");
+  const bool labels_resident = sizeof(int32_t) * size_t(batch * n) <= free_now / 16 &&
+                               !(labels_env && std::string(labels_env) == "host");
   const int64_t max_chunks = (chunk + kChunk - 1) / kChunk + k;
 
   // The result lives on the host, like X; centroids, tables and sums per problem on the device.
@@ -1876,7 +1885,8 @@ void fit_streamed(Context& ctx, BatchedDenseView<const V> x, int64_t k, const Km
   Buffer<V> xbuf[2] = {device_buffer<V>(chunk * d), device_buffer<V>(chunk * d)};
   Buffer<typename Tile<V>::Elem> table = device_buffer<typename Tile<V>::Elem>(p.k_pad * p.d_pad);
   Buffer<float> c_half = device_buffer<float>(p.k_pad), norms = device_buffer<float>(chunk);
-  Buffer<int32_t> labels = device_buffer<int32_t>(chunk), keys = device_buffer<int32_t>(chunk);
+  Buffer<int32_t> labels = device_buffer<int32_t>(labels_resident ? batch * n : chunk);
+  Buffer<int32_t> keys = device_buffer<int32_t>(chunk);
   Buffer<int32_t> sorted_keys = device_buffer<int32_t>(chunk), points = device_buffer<int32_t>(chunk);
   Buffer<int32_t> order = device_buffer<int32_t>(chunk), offsets = device_buffer<int32_t>(k + 1);
   Buffer<int32_t> chunk_counts = device_buffer<int32_t>(k + 1);
@@ -1924,6 +1934,9 @@ void fit_streamed(Context& ctx, BatchedDenseView<const V> x, int64_t k, const Km
               "] is the zero vector, which has no direction under the cosine metric");
     int32_t* labels_b = out.labels.data() + b * n;
     std::fill(labels_b, labels_b + n, -1);
+    if (labels_resident) {
+      TSR_CUDA_CHECK(cudaMemsetAsync(labels.data() + b * n, 0xff, sizeof(int32_t) * size_t(n), stream));
+    }
     double before = 0;
     int updates = 0;
     for (int pass = 0;; ++pass) {  // pass t: assignment t, with its sums for update t + 1
@@ -1951,7 +1964,9 @@ void fit_streamed(Context& ctx, BatchedDenseView<const V> x, int64_t k, const Km
         DeviceProblem<V> pc = p;  // the same tables over this chunk's rows
         pc.x = {1, m, d, d, m * d, xbuf[c % 2].data(), MemorySpace::device};
         pc.tiles = (m + pc.points_per_block - 1) / pc.points_per_block;
-        if (pass == 0) TSR_CUDA_CHECK(cudaMemsetAsync(flags.data(), 0xff, 6 * 8, stream));
+        if (pass == 0) {
+          TSR_CUDA_CHECK(cudaMemsetAsync(flags.data(), 0xff, 6 * sizeof(unsigned long long), stream));
+        }
         point_norms_kernel<V><<<warp_blocks(m), kThreads, 0, stream>>>(
             pc.x.data, 1, m, int(d), d, m * d, pc.metric, norms.data(), flags.data(),
             flags.data() + 1, flags.data() + 4);
@@ -1967,10 +1982,13 @@ void fit_streamed(Context& ctx, BatchedDenseView<const V> x, int64_t k, const Km
           TSR_CHECK(g[1] == ~0ull, "kmeans: X[", b, "][", i0 + int64_t(g[1]),
                     "] is the zero vector, which has no direction under the cosine metric");
         }
-        TSR_CUDA_CHECK(cudaMemcpyAsync(labels.data(), labels_b + i0, sizeof(int32_t) * size_t(m),
-                                       cudaMemcpyHostToDevice, stream));
+        int32_t* chunk_labels = labels_resident ? labels.data() + b * n + i0 : labels.data();
+        if (!labels_resident) {
+          TSR_CUDA_CHECK(cudaMemcpyAsync(chunk_labels, labels_b + i0, sizeof(int32_t) * size_t(m),
+                                         cudaMemcpyHostToDevice, stream));
+        }
         AssignArgs a = pc.assign_args();
-        a.labels = labels.data();
+        a.labels = chunk_labels;
         a.sort_keys = keys.data();
         a.tile_inertia = tile_inertia.data();
         a.tile_changed = tile_changed.data();
@@ -1978,8 +1996,10 @@ void fit_streamed(Context& ctx, BatchedDenseView<const V> x, int64_t k, const Km
         add_tiles_kernel<<<1, kWarp, 0, stream>>>(tile_inertia.data(), tile_changed.data(),
                                                   int(pc.tiles), inertia.data(), changed.data());
         TSR_CUDA_CHECK_LAUNCH("kmeans add tiles");
-        TSR_CUDA_CHECK(cudaMemcpyAsync(labels_b + i0, labels.data(), sizeof(int32_t) * size_t(m),
-                                       cudaMemcpyDeviceToHost, stream));
+        if (!labels_resident) {  // pageable: the host waits for this chunk's assignment here
+          TSR_CUDA_CHECK(cudaMemcpyAsync(labels_b + i0, chunk_labels, sizeof(int32_t) * size_t(m),
+                                         cudaMemcpyDeviceToHost, stream));
+        }
         size_t bytes = temp_bytes;
         TSR_CUDA_CHECK(cub::DeviceRadixSort::SortPairs(temp.data(), bytes, keys.data(),
                                                        sorted_keys.data(), points.data(),
@@ -2027,6 +2047,10 @@ void fit_streamed(Context& ctx, BatchedDenseView<const V> x, int64_t k, const Km
         TSR_CUDA_CHECK(cudaMemcpyAsync(out.counts.data() + b * k, counts.data(),
                                        sizeof(int64_t) * size_t(k), cudaMemcpyDeviceToHost,
                                        stream));
+        if (labels_resident) {
+          TSR_CUDA_CHECK(cudaMemcpyAsync(labels_b, labels.data() + b * n, sizeof(int32_t) * size_t(n),
+                                         cudaMemcpyDeviceToHost, stream));
+        }
         TSR_CUDA_CHECK(cudaStreamSynchronize(stream));
         break;
       }
