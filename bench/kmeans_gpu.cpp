@@ -270,12 +270,15 @@ int main(int argc, char** argv) {
   int reps = 10, step_extra = 10;
   app.add_flag("--quick", quick, "small shapes only (a smoke run)");
   app.add_option("--only", only, "case names to run")->delimiter(',');
-  app.add_option("--out", out, "output JSON file");
+  auto* out_option = app.add_option("--out", out, "output JSON file");
   app.add_option("--reps", reps, "timed calls per measurement (median)");
   app.add_option("--step-extra", step_extra, "extra iterations m in the step difference");
   bool stream = false;
-  app.add_flag("--stream", stream, "the streaming cases instead (X in host memory, copied every pass)");
+  app.add_flag("--stream", stream,
+               "the streaming cases instead (X in host memory, copied every pass; --quick ignored; "
+               "default output bench/results/kmeans_stream.json)");
   CLI11_PARSE(app, argc, argv);
+  const bool out_given = out_option->count() > 0;
   try {
     if (!device::available()) {
       std::fprintf(stderr, "kmeans_gpu: no CUDA device\n");
@@ -294,10 +297,16 @@ int main(int argc, char** argv) {
                       {"step_extra_iterations", step_extra}};
     doc["cases"] = nlohmann::ordered_json::array();
     if (stream) {
+      if (!out_given) out = "bench/results/kmeans_stream.json";  // not the in-memory cases' file
       for (const Case& c : kStreamCases) {
         if (!only.empty() && std::find(only.begin(), only.end(), c.name) == only.end()) continue;
-        doc["cases"].push_back(c.dtype == "fp32" ? run_stream_case<float>(ctx, c, reps, step_extra)
-                                                 : run_stream_case<f16>(ctx, c, reps, step_extra));
+        try {
+          doc["cases"].push_back(c.dtype == "fp32" ? run_stream_case<float>(ctx, c, reps, step_extra)
+                                                   : run_stream_case<f16>(ctx, c, reps, step_extra));
+        } catch (const std::exception& e) {
+          std::fprintf(stderr, "%s: %s\n", c.name.c_str(), e.what());
+          doc["cases"].push_back({{"name", c.name}, {"status", "error"}, {"error", e.what()}});
+        }
         std::ofstream(out) << doc.dump(2) << "\n";
       }
       std::printf("wrote %s\n", out.c_str());

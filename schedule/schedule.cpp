@@ -61,7 +61,7 @@ const std::vector<VariantSpec>& variants() {
        Op::spmm,
        Format::bsr,
        MemorySpace::device,
-       {{"ft", {32, 64}, 64, "features per warp"},
+       {{"ft", {32, 64}, 32, "features per warp"},
         {"wpr", {1, 2, 4}, 1, "warps splitting a block row's blocks (sums meet in shared memory)"}},
        "wpr warps per block row and ft features; MMA fragments loaded straight from global "
        "memory, mma.sync over bf16 / f16 or tf32 (f32 values: tf32 rounding); blocks up to "

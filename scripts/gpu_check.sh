@@ -32,9 +32,12 @@ if [ -f "$build/CMakeCache.txt" ] || [ ! -d "$build/tests" ]; then
   step "ctest (cpu + gpu)" env OMP_NUM_THREADS=2 ctest --test-dir "$build" --output-on-failure -j 8 --timeout 900
 else
   # A prebuilt tree (scripts/pack_prebuilt.sh: tests/test_gpu_*, cli/tessera, bench/*_gpu built
-  # elsewhere for this GPU): no build, no ctest; each GPU test binary runs on its own.
-  echo "prebuilt binaries in $build (built at ${TESSERA_COMMIT:-unknown commit})"
+  # elsewhere for this GPU): no build, no ctest; each GPU test binary runs on its own. The
+  # package's COMMIT file names the commit (unless TESSERA_COMMIT says otherwise).
+  [ -z "${TESSERA_COMMIT:-}" ] && [ -f "$build/COMMIT" ] && TESSERA_COMMIT=$(cat "$build/COMMIT")
+  echo "prebuilt binaries in $build (built at ${TESSERA_COMMIT:-an unknown commit})"
   for t in "$build"/tests/test_gpu_*; do
+    [ -x "$t" ] || { summary+=("FAIL  no GPU test binaries in $build/tests"); break; }
     step "gpu tests $(basename "$t")" "$t" --gtest_brief=1
   done
 fi

@@ -6,11 +6,18 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 build=${1:-build-90a}
+grep -q 'TESSERA_CUDA:BOOL=ON' "$build/CMakeCache.txt" || { echo "$build is not a CUDA build" >&2; exit 1; }
+# The binaries are named after HEAD: build HEAD first, and commit before packing.
+[ -z "$(git status --porcelain --untracked-files=no)" ] ||
+  echo "warning: uncommitted changes; the package is named after HEAD $(git rev-parse --short HEAD)" >&2
 rm -rf .prebuilt && mkdir -p .prebuilt/tree/tests .prebuilt/tree/cli .prebuilt/tree/bench
-find "$build/tests" -maxdepth 1 -type f -executable -name 'test_gpu_*' ! -name '*.cmake' \
-  -exec cp {} .prebuilt/tree/tests/ \;
+tests=$(find "$build/tests" -maxdepth 1 -type f -executable -name 'test_gpu_*' ! -name '*.cmake')
+[ -n "$tests" ] || { echo "no GPU test binaries in $build/tests (build them first)" >&2; exit 1; }
+for t in $tests; do cp "$t" .prebuilt/tree/tests/; done
 cp "$build"/cli/tessera .prebuilt/tree/cli/
-for h in "$build"/bench/*_gpu; do [ -x "$h" ] && cp "$h" .prebuilt/tree/bench/; done
+for h in spmm_gpu spmm_formats_gpu sddmm_gpu kmeans_gpu; do
+  if [ -x "$build/bench/$h" ]; then cp "$build/bench/$h" .prebuilt/tree/bench/; else echo "note: no bench/$h" >&2; fi
+done
 strip .prebuilt/tree/*/*
 git rev-parse --short HEAD > .prebuilt/tree/COMMIT
 tar -C .prebuilt -cJf .prebuilt/tessera.tar.xz tree

@@ -494,9 +494,14 @@ TEST(GpuKmeansOps, StreamingFromHostMemoryMatchesTheInMemoryFit) {
   EXPECT_EQ(st.centroids.to_vector(), st2.centroids.to_vector());
   EXPECT_EQ(st.labels.to_vector(), st2.labels.to_vector());
   // Labels kept on the device (the default here) or copied with every chunk: the same bits.
-  setenv("TESSERA_KMEANS_STREAM_LABELS", "host", 1);
-  const ops::KmeansResult st_host_labels = ops::kmeans(ctx, x.on(MemorySpace::host), k, s);
-  unsetenv("TESSERA_KMEANS_STREAM_LABELS");
+  ops::KmeansResult st_host_labels;
+  {
+    struct HostLabels {  // the per-chunk label path, for this scope only (also when it throws)
+      HostLabels() { setenv("TESSERA_KMEANS_STREAM_LABELS", "host", 1); }
+      ~HostLabels() { unsetenv("TESSERA_KMEANS_STREAM_LABELS"); }
+    } host_labels;
+    st_host_labels = ops::kmeans(ctx, x.on(MemorySpace::host), k, s);
+  }
   EXPECT_EQ(st.centroids.to_vector(), st_host_labels.centroids.to_vector());
   EXPECT_EQ(st.labels.to_vector(), st_host_labels.labels.to_vector());
   EXPECT_EQ(st.inertia_history, st_host_labels.inertia_history);

@@ -367,7 +367,7 @@ void expect_spmm_matches(Context& ctx, const AnySparse<V, I>& da, const Csr<V, I
   }
   if (s || F == 0) return;
   // The default schedule again with padded rows: B and C views whose leading dimension is F + 5
-  // (odd: the default must give up vector loads), C's padding left untouched.
+  // (odd for even F: the default must then give up vector loads), C's padding left untouched.
   const int64_t ld = F + 5;
   DenseMatrix<V> b_wide(csr.cols, ld, from_float<V>(7.0f));
   for (int64_t r = 0; r < csr.cols; ++r) {
