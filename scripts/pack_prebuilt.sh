@@ -6,7 +6,9 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 build=${1:-build-90a}
-grep -q 'TESSERA_CUDA:BOOL=ON' "$build/CMakeCache.txt" || { echo "$build is not a CUDA build" >&2; exit 1; }
+rm -rf .prebuilt  # a failed pack leaves no older package behind
+[ -x "$build/tests/test_gpu_ops" ] ||
+  { echo "$build has no tests/test_gpu_ops: not a CUDA build, or not built yet" >&2; exit 1; }
 # The binaries are named after HEAD: build HEAD first, and commit before packing.
 [ -z "$(git status --porcelain --untracked-files=no)" ] ||
   echo "warning: uncommitted changes; the package is named after HEAD $(git rev-parse --short HEAD)" >&2
