@@ -293,9 +293,11 @@ void plus_plus_seeds(const ProblemData<V>& p, int64_t k, Rng& rng, int threads, 
     float* seed = seeds + j * d;
     load_row(p.x, next, p.scale(next), seed);
     if (j + 1 == k) break;
-    for (int64_t s = 0; s < j; ++s) {  // squared distances from the new seed to the older ones
-      between[size_t(s)] = squared_distance(seed, seeds + s * d, d);
-    }
+    // Squared distances from the new seed to the older ones: O(j d) a seed, O(k^2 d) in all, so
+    // split over the threads once there is enough of it (each entry is computed the same way
+    // either way: the same bits).
+#pragma omp parallel for num_threads(threads) schedule(static) if (threads > 1 && j * d >= (1 << 16))
+    for (int64_t s = 0; s < j; ++s) between[size_t(s)] = squared_distance(seed, seeds + s * d, d);
 #pragma omp parallel num_threads(threads) if (threads > 1 && chunks > 1)
     {
       std::vector<float> row(static_cast<size_t>(d));
