@@ -44,6 +44,7 @@ struct RunOptions {
   int64_t features = 32;
   std::string device = "cpu";
   std::string schedule;
+  std::string reduce = "sum";  // spmm only: sum|max|min|mean
   bool check = false, deterministic = false;
   int repeat = 10, threads = 0;
 };
@@ -200,6 +201,14 @@ int run_spmm(const MatrixOptions& m, const RunOptions& r) {
   const DenseMatrix<V> bd = b.to(space);
   ops::SpmmOptions options;
   options.deterministic = r.deterministic;
+  const std::pair<const char*, ops::SpmmReduce> reductions[] = {
+      {"sum", ops::SpmmReduce::sum}, {"max", ops::SpmmReduce::max},
+      {"min", ops::SpmmReduce::min}, {"mean", ops::SpmmReduce::mean}};
+  bool known = false;
+  for (const auto& [name, op] : reductions) {
+    if (r.reduce == name) options.reduce = op, known = true;
+  }
+  TSR_CHECK(known, "unknown --reduce '", r.reduce, "' (sum, max, min or mean)");
   if (!r.schedule.empty()) {
     options.schedule = schedule::parse(schedule::Op::spmm, r.schedule);
     TSR_CHECK(space == MemorySpace::device, "--schedule picks a device kernel; add --device cuda");
@@ -207,13 +216,14 @@ int run_spmm(const MatrixOptions& m, const RunOptions& r) {
   const double seconds =
       time_median(ctx, r.repeat, [&] { ops::spmm(ctx, a, bd.view(), c.view(), options); });
   const double gflops = ops::spmm_flops(csr.nnz(), r.features) / seconds * 1e-9;
-  std::printf("spmm  %s  %lldx%lld nnz=%lld F=%lld %s/%s %s%s%s  median %.3f ms  %.2f GFLOP/s\n",
-              m.format.c_str(), (long long)csr.rows, (long long)csr.cols, (long long)csr.nnz(),
+  std::printf("spmm%s%s  %s  %lldx%lld nnz=%lld F=%lld %s/%s %s%s%s  median %.3f ms  %.2f GFLOP/s\n",
+              r.reduce == "sum" ? "" : " reduce=", r.reduce == "sum" ? "" : r.reduce.c_str(), m.format.c_str(), (long long)csr.rows, (long long)csr.cols, (long long)csr.nnz(),
               (long long)r.features, m.dtype.c_str(), m.itype.c_str(), r.device.c_str(),
               r.schedule.empty() ? "" : " ", r.schedule.c_str(), seconds * 1e3, gflops);
   if (r.check) {
     const DenseMatrix<float> got = c.to(MemorySpace::host);
-    const double err = reference::relative_error(got.data(), reference::spmm(csr, b));
+    const double err = reference::relative_error(
+        got.data(), r.reduce == "sum" ? reference::spmm(csr, b) : reference::spmm_reduce(csr, b, r.reduce));
     // BSR on the GPU runs f32 on tensor cores as tf32 (both operands rounded to 2^-11).
     const bool tf32 = space == MemorySpace::device && format == Format::bsr && std::is_same_v<V, float>;
     const double tolerance = tf32 ? 4e-3 : 1e-4;
@@ -494,6 +504,10 @@ int main(int argc, char** argv) {
   auto* spmm = app.add_subcommand("spmm", "C = A * B for a sparse A and random dense B; time and check");
   add_matrix_options(spmm, spmm_m);
   add_run_options(spmm, spmm_r);
+  spmm->add_option("--reduce", spmm_r.reduce,
+                   "how a row's products meet: sum (SpMM) | max | min | mean (GNN aggregations; "
+                   "host CSR only for now)")
+      ->capture_default_str();
   auto* sddmm = app.add_subcommand("sddmm", "out = (X Y^T) sampled on A's pattern; time and check");
   add_matrix_options(sddmm, sddmm_m);
   add_run_options(sddmm, sddmm_r);

@@ -4,6 +4,8 @@
 #include <cmath>
 #include <filesystem>
 #include <limits>
+#include <string>
+#include <vector>
 
 #include "core/config.h"
 #include "formats/convert.h"
@@ -124,6 +126,85 @@ TYPED_TEST(CpuOps, SddmmEveryFormatAwkwardShapes) {
     const Csr<V, I> csr = random_csr<V, I>(shape, ++seed);
     for (int64_t F : {1, 7, 64}) check_sddmm(csr, F, ++seed, name);
   }
+}
+
+TYPED_TEST(CpuOps, SpmmMaxMinMeanWithArgOutputs) {
+  using V = typename TypeParam::first_type;
+  using I = typename TypeParam::second_type;
+  Context ctx;
+  uint64_t seed = 3000;
+  const std::pair<ops::SpmmReduce, const char*> reductions[] = {
+      {ops::SpmmReduce::max, "max"}, {ops::SpmmReduce::min, "min"}, {ops::SpmmReduce::mean, "mean"}};
+  for (const auto& [name, shape] : awkward_shapes()) {
+    const Csr<V, I> csr = random_csr<V, I>(shape, ++seed);
+    for (int64_t F : {0, 1, 3, 33}) {
+      const DenseMatrix<V> b = random_dense<V>(csr.cols, F, ++seed);
+      const DenseMatrix<float> c0 = random_dense<float>(csr.rows, F, ++seed);
+      for (const auto& [op, op_name] : reductions) {
+        std::vector<int64_t> want_arg;
+        const bool extreme = op != ops::SpmmReduce::mean;
+        const std::vector<double> want = reference::spmm_reduce(csr, b, op_name, &want_arg);
+        for (int threads : {1, 3}) {
+          ctx.set_cpu_threads(threads);
+          DenseMatrix<float> c = c0.to(MemorySpace::host);
+          std::vector<int64_t> arg(size_t(csr.rows * F), 42);
+          ops::SpmmOptions o;
+          o.reduce = op;
+          o.alpha = -0.5f;
+          o.beta = 2.0f;
+          o.arg = extreme ? arg.data() : nullptr;
+          ops::spmm(ctx, csr.view(), b.view(), c.view(), o);
+          const std::string where = name + " " + op_name + " F=" + std::to_string(F) +
+                                    " threads=" + std::to_string(threads);
+          for (int64_t i = 0; i < csr.rows * F; ++i) {
+            const double expect = -0.5 * want[size_t(i)] + 2.0 * double(c0.data()[i]);
+            ASSERT_NEAR(c.data()[i], expect, 1e-5 * (1 + std::fabs(expect))) << where << " at " << i;
+            if (extreme) {
+              ASSERT_EQ(arg[size_t(i)], want_arg[size_t(i)]) << where << " at " << i;
+            }
+          }
+        }
+      }
+    }
+  }
+}
+
+TEST(CpuOps, SpmmReductionTiesNanAndErrors) {
+  Context ctx;
+  // Row 0: columns 2 and 0 give the same products (B's rows 0 and 2 equal, A's values equal): the
+  // first in the row's order wins, whatever its column. Row 1 is empty. Row 2 meets a NaN.
+  Csr<float, int32_t> a{3, 4, Buffer<int32_t>(std::vector<int32_t>{0, 3, 3, 5}),
+                        Buffer<int32_t>(std::vector<int32_t>{2, 0, 1, 3, 1}),
+                        Buffer<float>(std::vector<float>{1.5f, 1.5f, 1.0f, 2.0f, 1.0f})};
+  DenseMatrix<float> b(4, 2, 1.0f);
+  b.data()[1 * 2 + 0] = -7.0f;  // B[1][0]
+  b.data()[3 * 2 + 1] = NAN;    // B[3][1]
+  DenseMatrix<float> c(3, 2, 0.0f);
+  std::vector<int64_t> arg(6, 42);
+  ops::SpmmOptions o;
+  o.reduce = ops::SpmmReduce::max;
+  o.arg = arg.data();
+  ops::spmm(ctx, a.view(), b.view(), c.view(), o);
+  EXPECT_EQ(c.data()[0], 1.5f);
+  EXPECT_EQ(arg[0], 2) << "the tie goes to the first entry of the row (column 2)";
+  EXPECT_EQ(c.data()[2], 0.0f);
+  EXPECT_EQ(arg[2], -1) << "an empty row";
+  EXPECT_EQ(c.data()[4], 2.0f);  // row 2, f = 0: max(2 * 1, 1 * -7)
+  EXPECT_EQ(arg[4], 3);
+  EXPECT_TRUE(std::isnan(c.data()[5]));  // row 2, f = 1: 2 * NaN wins
+  EXPECT_EQ(arg[5], 3);
+  o.reduce = ops::SpmmReduce::min;
+  ops::spmm(ctx, a.view(), b.view(), c.view(), o);
+  EXPECT_EQ(c.data()[4], -7.0f);
+  EXPECT_EQ(arg[4], 1);
+  // Errors: arg with sum or mean; other formats; device CSR (in a CUDA build) are refused.
+  o.reduce = ops::SpmmReduce::mean;
+  EXPECT_THAT(error_of([&] { ops::spmm(ctx, a.view(), b.view(), c.view(), o); }),
+              HasSubstr("an arg output goes with reduce=max or min, not mean"));
+  o.arg = nullptr;
+  const AnySparse<float, int32_t> coo = csr_to_coo(a);
+  EXPECT_THAT(error_of([&] { ops::spmm(ctx, coo, b.view(), c.view(), o); }),
+              HasSubstr("reduce=mean takes host CSR in this version, not coo"));
 }
 
 TEST(CpuOps, SpmmStridedViewsAndThreadCounts) {

@@ -1,6 +1,10 @@
 #include "ops/spmm/spmm.h"
 
+#include <algorithm>
+#include <cmath>
 #include <vector>
+
+#include <omp.h>
 
 #include "formats/validate.h"
 #include "ops/check.h"
@@ -44,10 +48,78 @@ bool row_groups_disjoint(const Buffer<I>& row_map, int part, std::vector<int>& l
 
 }  // namespace
 
+const char* spmm_reduce_name(SpmmReduce r) {
+  switch (r) {
+    case SpmmReduce::sum: return "sum";
+    case SpmmReduce::max: return "max";
+    case SpmmReduce::min: return "min";
+    case SpmmReduce::mean: return "mean";
+  }
+  return "?";
+}
+
+namespace {
+
+// reduce != sum or an arg output: host CSR only (checked by the caller). Each thread owns whole
+// rows; a row's products meet in row order, so results do not depend on the thread count.
+template <class V, class I>
+void spmm_csr_reduce(const CsrView<V, I>& a, DenseView<const V> b, DenseView<float> c,
+                     const SpmmOptions& o, int threads) {
+  const int64_t F = c.cols;
+  const bool extreme = o.reduce == SpmmReduce::max || o.reduce == SpmmReduce::min;
+#pragma omp parallel num_threads(threads > 0 ? threads : omp_get_max_threads())
+  {
+    std::vector<float> acc(static_cast<size_t>(F));
+    std::vector<int64_t> who(static_cast<size_t>(F));
+#pragma omp for schedule(dynamic, 64)
+    for (int64_t r = 0; r < a.rows; ++r) {
+      const int64_t begin = a.indptr[r], end = a.indptr[r + 1];
+      std::fill(acc.begin(), acc.end(), 0.0f);
+      std::fill(who.begin(), who.end(), int64_t(-1));
+      for (int64_t e = begin; e < end; ++e) {
+        const int64_t j = a.indices[e];
+        const float v = to_float(a.values[e]);
+        const V* brow = b.data + j * b.ld;
+        if (!extreme || e == begin) {  // sums, or the first product of a max / min
+          for (int64_t f = 0; f < F; ++f) acc[size_t(f)] += v * to_float(brow[f]);
+          if (extreme) std::fill(who.begin(), who.end(), j);
+          continue;
+        }
+        // A later product replaces the best when strictly better (ties keep the earlier entry)
+        // or when it is a NaN and the best is not. Branch-free, so the loop vectorises.
+        const bool is_max = o.reduce == SpmmReduce::max;
+        for (int64_t f = 0; f < F; ++f) {
+          const float p = v * to_float(brow[f]), best = acc[size_t(f)];
+          const bool wins = (is_max ? p > best : p < best) | (p != p && best == best);
+          acc[size_t(f)] = wins ? p : best;
+          who[size_t(f)] = wins ? j : who[size_t(f)];
+        }
+      }
+      const float scale = o.reduce == SpmmReduce::mean && end > begin ? 1.0f / float(end - begin) : 1.0f;
+      float* crow = c.data + r * c.ld;
+      for (int64_t f = 0; f < F; ++f) {
+        const float value = o.alpha * (acc[size_t(f)] * scale);
+        crow[f] = o.beta == 0.0f ? value : value + o.beta * crow[f];
+      }
+      if (o.arg) std::copy(who.begin(), who.end(), o.arg + r * F);
+    }
+  }
+}
+
+}  // namespace
+
 template <class V, class I>
 void spmm(Context& ctx, const CsrView<V, I>& a, DenseView<const non_deduced_t<V>> b, DenseView<float> c,
           const SpmmOptions& o) {
   check_operands(a.rows, a.cols, a.space, b, c);
+  TSR_CHECK(o.arg == nullptr || o.reduce == SpmmReduce::max || o.reduce == SpmmReduce::min,
+            "spmm: an arg output goes with reduce=max or min, not ", spmm_reduce_name(o.reduce));
+  if (o.reduce != SpmmReduce::sum) {
+    TSR_CHECK(a.space == MemorySpace::host, "spmm: reduce=", spmm_reduce_name(o.reduce),
+              " runs on the host in this version (the device kernels take sum)");
+    if (o.validate) validate(a);
+    return spmm_csr_reduce(a, b, c, o, ctx.cpu_threads());
+  }
   const cpu::SpmmScalars s{o.alpha, o.beta, ctx.cpu_threads()};
   if (a.space == MemorySpace::device) {
     check_index_capacity<I>(a.rows, a.cols, a.nnz, "spmm: A");
@@ -136,6 +208,9 @@ void spmm(Context& ctx, const AnySparse<V, I>& a, DenseView<const non_deduced_t<
                                 : std::visit([](const auto& m) { return m.space(); }, a);
   const auto [rows, cols] = std::visit([](const auto& m) { return std::pair(m.rows, m.cols); }, a);
   check_operands(rows, cols, space, b, c);
+  TSR_CHECK(o.reduce == SpmmReduce::sum, "spmm: reduce=", spmm_reduce_name(o.reduce),
+            " takes host CSR in this version, not ", format_name(format_of(a)));
+  TSR_CHECK(o.arg == nullptr, "spmm: an arg output goes with reduce=max or min on host CSR");
   if (space == MemorySpace::device) return spmm_device(ctx, a, b, c, o);
   if (o.validate) validate(a);
   const cpu::SpmmScalars s{o.alpha, o.beta, ctx.cpu_threads()};

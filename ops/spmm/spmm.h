@@ -14,6 +14,14 @@
 
 namespace tessera::ops {
 
+/// How the products of a row meet: C[r, f] = alpha * reduce_e(A[r, e] * B[col(e), f]) + beta *
+/// C[r, f]. sum is SpMM; max, min and mean are the GNN aggregations (as PyG and DGL define them):
+/// an empty row reduces to 0, mean divides by the row's stored entries, and a NaN product wins a
+/// max or min (it propagates, as torch.max does). Products are f32; sum and mean accumulate in
+/// f32.
+enum class SpmmReduce { sum, max, min, mean };
+const char* spmm_reduce_name(SpmmReduce r);
+
 struct SpmmOptions {
   float alpha = 1.0f;
   float beta = 0.0f;  // beta == 0 never reads C (C may hold garbage or NaN)
@@ -28,6 +36,13 @@ struct SpmmOptions {
   /// a fixed reduction order) except hyb.fused with atomic=1; this rejects that schedule and the
   /// cuSPARSE variants (csr.cusparse, bsr.cusparse) with a clear error.
   bool deterministic = false;
+  /// Anything but sum runs on host CSR only in this version (the device kernels and the other
+  /// formats take sum and say so).
+  SpmmReduce reduce = SpmmReduce::sum;
+  /// max / min only, optional: where each output came from, [rows, F] row-major with leading
+  /// dimension F: the column of A (B's row) whose product won, the first in the row's order
+  /// on ties, -1 for an empty row. Host memory.
+  int64_t* arg = nullptr;
 };
 
 /// @brief C = alpha * A * B + beta * C.

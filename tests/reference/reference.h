@@ -3,6 +3,7 @@
 #pragma once
 
 #include <cmath>
+#include <string>
 #include <vector>
 
 #include "core/dense.h"
@@ -59,6 +60,41 @@ std::vector<double> sddmm(const Csr<V, I>& a, const DenseMatrix<X>& x, const Den
     }
   }
   return out;
+}
+
+/// The GNN aggregations of ops::SpmmReduce per row and feature: op "max" / "min" over the row's
+/// products formed in f32 as the kernels form them (so the winner is exact), the first in row
+/// order on ties, a NaN product winning; "mean" in double. An empty row gives 0 (and arg -1).
+/// arg (max / min): the winning column, [rows, F].
+template <class V, class I, class B>
+std::vector<double> spmm_reduce(const Csr<V, I>& a, const DenseMatrix<B>& b, const std::string& op,
+                                std::vector<int64_t>* arg = nullptr) {
+  const int64_t F = b.cols();
+  std::vector<double> c(size_t(a.rows * F), 0.0);
+  if (arg) arg->assign(size_t(a.rows * F), -1);
+  for (int64_t r = 0; r < a.rows; ++r) {
+    const int64_t begin = a.indptr[r], end = a.indptr[r + 1];
+    for (int64_t f = 0; f < F; ++f) {
+      double sum = 0;
+      float best = 0;
+      int64_t who = -1;
+      for (int64_t e = begin; e < end; ++e) {
+        const float p = to_float(a.values[e]) * to_float(b(a.indices[e], f));
+        sum += double(to_float(a.values[e])) * double(to_float(b(a.indices[e], f)));
+        const bool wins = who < 0 || (std::isnan(p) && !std::isnan(best)) ||
+                          (op == "max" ? p > best : p < best);
+        if (wins) best = p, who = a.indices[e];
+      }
+      const size_t i = size_t(r * F + f);
+      if (op == "mean") {
+        c[i] = end > begin ? sum / double(end - begin) : 0.0;
+      } else {
+        c[i] = double(best);
+        if (arg) (*arg)[i] = who;
+      }
+    }
+  }
+  return c;
 }
 
 /// ||got - want|| / max(||want||, tiny); NaN anywhere gives +inf.
