@@ -80,13 +80,18 @@ void spmm_csr_reduce(const CsrView<V, I>& a, DenseView<const V> b, DenseView<flo
         const int64_t j = a.indices[e];
         const float v = to_float(a.values[e]);
         const V* brow = b.data + j * b.ld;
-        if (!extreme || e == begin) {  // sums, or the first product of a max / min
+        if (!extreme) {
           for (int64_t f = 0; f < F; ++f) acc[size_t(f)] += v * to_float(brow[f]);
-          if (extreme) std::fill(who.begin(), who.end(), j);
+          continue;
+        }
+        if (e == begin) {  // the first product of a max / min, as it is (a -0 stays -0)
+          for (int64_t f = 0; f < F; ++f) acc[size_t(f)] = v * to_float(brow[f]);
+          std::fill(who.begin(), who.end(), j);
           continue;
         }
         // A later product replaces the best when strictly better (ties keep the earlier entry)
-        // or when it is a NaN and the best is not. Branch-free, so the loop vectorises.
+        // or when it is a NaN and the best is not. Written branch-free; the compiler does not
+        // vectorise it yet (max and min run several times slower than sum).
         const bool is_max = o.reduce == SpmmReduce::max;
         for (int64_t f = 0; f < F; ++f) {
           const float p = v * to_float(brow[f]), best = acc[size_t(f)];
