@@ -201,12 +201,10 @@ int run_spmm(const MatrixOptions& m, const RunOptions& r) {
   const DenseMatrix<V> bd = b.to(space);
   ops::SpmmOptions options;
   options.deterministic = r.deterministic;
-  const std::pair<const char*, ops::SpmmReduce> reductions[] = {
-      {"sum", ops::SpmmReduce::sum}, {"max", ops::SpmmReduce::max},
-      {"min", ops::SpmmReduce::min}, {"mean", ops::SpmmReduce::mean}};
   bool known = false;
-  for (const auto& [name, op] : reductions) {
-    if (r.reduce == name) options.reduce = op, known = true;
+  for (ops::SpmmReduce op : {ops::SpmmReduce::sum, ops::SpmmReduce::max, ops::SpmmReduce::min,
+                             ops::SpmmReduce::mean}) {
+    if (r.reduce == ops::spmm_reduce_name(op)) options.reduce = op, known = true;
   }
   TSR_CHECK(known, "unknown --reduce '", r.reduce, "' (sum, max, min or mean)");
   if (!r.schedule.empty()) {

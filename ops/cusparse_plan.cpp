@@ -75,6 +75,27 @@ struct CusparsePlan::State {
   }
 };
 
+namespace {
+
+// The rest of an SpMM plan once s.sparse is made (any format): B and C as row-major dense
+// descriptors, the workspace, and the preprocessing when asked.
+void finish_spmm(Context& ctx, CusparsePlan::State& s, DenseView<const float> b, DenseView<float> c,
+                 bool preprocess) {
+  s.dense1 = make_dense(b.rows, b.cols, b.ld, b.data, CUSPARSE_ORDER_ROW);
+  s.dense2 = make_dense(c.rows, c.cols, c.ld, c.data, CUSPARSE_ORDER_ROW);
+  const cusparseOperation_t op = CUSPARSE_OPERATION_NON_TRANSPOSE;
+  size_t bytes = 0;
+  TSR_CUSPARSE_CHECK(cusparseSpMM_bufferSize(s.handle, op, op, &s.alpha, s.sparse, s.dense1, &s.beta,
+                                             s.dense2, CUDA_R_32F, s.spmm_alg, &bytes));
+  s.workspace = s.allocate(ctx, bytes, preprocess);
+  if (preprocess) {
+    TSR_CUSPARSE_CHECK(cusparseSpMM_preprocess(s.handle, op, op, &s.alpha, s.sparse, s.dense1, &s.beta,
+                                               s.dense2, CUDA_R_32F, s.spmm_alg, s.workspace));
+  }
+}
+
+}  // namespace
+
 CusparsePlan::CusparsePlan(std::unique_ptr<State> s) : s_(std::move(s)) {}
 CusparsePlan::CusparsePlan(CusparsePlan&&) noexcept = default;
 CusparsePlan& CusparsePlan::operator=(CusparsePlan&&) noexcept = default;
@@ -94,17 +115,7 @@ CusparsePlan CusparsePlan::spmm(Context& ctx, const CsrView<float, I>& a, DenseV
   s->kind = State::Kind::spmm;
   s->handle = static_cast<cusparseHandle_t>(ctx.cusparse_handle());
   s->sparse = make_csr(a, const_cast<float*>(a.values));
-  s->dense1 = make_dense(b.rows, b.cols, b.ld, b.data, CUSPARSE_ORDER_ROW);
-  s->dense2 = make_dense(c.rows, c.cols, c.ld, c.data, CUSPARSE_ORDER_ROW);
-  const cusparseOperation_t op = CUSPARSE_OPERATION_NON_TRANSPOSE;
-  size_t bytes = 0;
-  TSR_CUSPARSE_CHECK(cusparseSpMM_bufferSize(s->handle, op, op, &s->alpha, s->sparse, s->dense1, &s->beta,
-                                             s->dense2, CUDA_R_32F, s->spmm_alg, &bytes));
-  s->workspace = s->allocate(ctx, bytes, preprocess);
-  if (preprocess) {
-    TSR_CUSPARSE_CHECK(cusparseSpMM_preprocess(s->handle, op, op, &s->alpha, s->sparse, s->dense1,
-                                               &s->beta, s->dense2, CUDA_R_32F, s->spmm_alg, s->workspace));
-  }
+  finish_spmm(ctx, *s, b, c, preprocess);
   return CusparsePlan(std::move(s));
 }
 
@@ -131,17 +142,7 @@ CusparsePlan CusparsePlan::spmm_bsr(Context& ctx, const BsrView<float, I>& a, De
                                        const_cast<I*>(a.indptr), const_cast<I*>(a.indices),
                                        const_cast<float*>(a.values), index_type<I>(), index_type<I>(),
                                        CUSPARSE_INDEX_BASE_ZERO, CUDA_R_32F, CUSPARSE_ORDER_ROW));
-  s->dense1 = make_dense(b.rows, b.cols, b.ld, b.data, CUSPARSE_ORDER_ROW);
-  s->dense2 = make_dense(c.rows, c.cols, c.ld, c.data, CUSPARSE_ORDER_ROW);
-  const cusparseOperation_t op = CUSPARSE_OPERATION_NON_TRANSPOSE;
-  size_t bytes = 0;
-  TSR_CUSPARSE_CHECK(cusparseSpMM_bufferSize(s->handle, op, op, &s->alpha, s->sparse, s->dense1, &s->beta,
-                                             s->dense2, CUDA_R_32F, s->spmm_alg, &bytes));
-  s->workspace = s->allocate(ctx, bytes, preprocess);
-  if (preprocess) {
-    TSR_CUSPARSE_CHECK(cusparseSpMM_preprocess(s->handle, op, op, &s->alpha, s->sparse, s->dense1,
-                                               &s->beta, s->dense2, CUDA_R_32F, s->spmm_alg, s->workspace));
-  }
+  finish_spmm(ctx, *s, b, c, preprocess);
   return CusparsePlan(std::move(s));
 }
 

@@ -40,8 +40,9 @@ class CusparsePlan {
   CusparsePlan& operator=(CusparsePlan&&) noexcept;
   ~CusparsePlan();
 
+  struct State;  // defined (and only usable) in cusparse_plan.cpp
+
  private:
-  struct State;
   explicit CusparsePlan(std::unique_ptr<State> s);
   std::unique_ptr<State> s_;
 };

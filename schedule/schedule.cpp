@@ -10,22 +10,31 @@ namespace tessera::schedule {
 
 const char* op_name(Op op) { return op == Op::spmm ? "spmm" : "sddmm"; }
 
+namespace {
+// Knobs that several variants share (the same values, default and meaning).
+const KnobSpec kRowThreads{"tpr", {1, 2, 4, 8, 16, 32}, 32, "threads per row (a sub-warp)"};
+const KnobSpec kRowsPerBlock{"rpb", {1, 2, 4, 8, 16, 32, 64, 128, 256}, 8, "rows per thread block"};
+const KnobSpec kVecB{"vec", {1, 2, 4}, 1, "consecutive features per thread (vector loads of B)"};
+const KnobSpec kVecXY{"vec", {1, 2, 4}, 1, "consecutive features per thread (vector loads of X and Y)"};
+const KnobSpec kTeamThreads{"tpe", {4, 8, 16, 32}, 32, "threads per team (one edge's dot product at a time)"};
+const KnobSpec kEdgesPerTeam{"ept", {4, 8, 16, 32, 64, 128, 256}, 32,
+                             "consecutive edges per team (a block holds 256 / tpe teams)"};
+}  // namespace
+
 const std::vector<VariantSpec>& variants() {
   static const std::vector<VariantSpec> kVariants = {
       {"csr.row_split",
        Op::spmm,
        Format::csr,
        MemorySpace::device,
-       {{"tpr", {1, 2, 4, 8, 16, 32}, 32, "threads per row (a sub-warp)"},
-        {"rpb", {1, 2, 4, 8, 16, 32, 64, 128, 256}, 8, "rows per thread block"},
-        {"vec", {1, 2, 4}, 1, "consecutive features per thread (vector loads of B)"}},
+       {kRowThreads, kRowsPerBlock, kVecB},
        "a sub-warp of tpr threads per row; B rows gathered with vec-wide loads; no atomics"},
       {"csr.merge_path",
        Op::spmm,
        Format::csr,
        MemorySpace::device,
        {{"tpr", {4, 8, 16, 32}, 32, "threads per team"},
-        {"vec", {1, 2, 4}, 1, "consecutive features per thread (vector loads of B)"},
+        kVecB,
         {"ipt", {32, 64, 128, 256, 512, 1024, 2048, 4096, 8192}, 256,
          "merge-path items (row ends + nonzeros) per team"}},
        "rows + nnz split evenly over teams (merge path); rows shared by teams get their carries "
@@ -41,17 +50,13 @@ const std::vector<VariantSpec>& variants() {
        Op::spmm,
        Format::ell,
        MemorySpace::device,
-       {{"tpr", {1, 2, 4, 8, 16, 32}, 32, "threads per row (a sub-warp)"},
-        {"rpb", {1, 2, 4, 8, 16, 32, 64, 128, 256}, 8, "rows per thread block"},
-        {"vec", {1, 2, 4}, 1, "consecutive features per thread (vector loads of B)"}},
+       {kRowThreads, kRowsPerBlock, kVecB},
        "csr.row_split over fixed-width rows; padding slots skipped; no atomics"},
       {"hyb.fused",
        Op::spmm,
        Format::hybrid,
        MemorySpace::device,
-       {{"tpr", {1, 2, 4, 8, 16, 32}, 32, "threads per local row (a sub-warp)"},
-        {"rpb", {1, 2, 4, 8, 16, 32, 64, 128, 256}, 8, "local rows per thread block"},
-        {"vec", {1, 2, 4}, 1, "consecutive features per thread (vector loads of B)"},
+       {kRowThreads, kRowsPerBlock, kVecB,  // rows here are the parts' local rows
         {"atomic", {0, 1}, 0,
          "1: rows shared by parts meet through float atomics (one pass, bits vary run to run); "
          "0: a deterministic two-pass reduction"}},
@@ -79,25 +84,19 @@ const std::vector<VariantSpec>& variants() {
        Format::csr,
        MemorySpace::device,
        {{"tpr", {4, 8, 16, 32}, 32, "threads per row (a team; one edge's dot product at a time)"},
-        {"vec", {1, 2, 4}, 1, "consecutive features per thread (vector loads of X and Y)"}},
+        kVecXY},
        "a team per row, four edges in flight, team shuffle reductions"},
       {"csr.edge_group",
        Op::sddmm,
        Format::csr,
        MemorySpace::device,
-       {{"tpe", {4, 8, 16, 32}, 32, "threads per team (one edge's dot product at a time)"},
-        {"vec", {1, 2, 4}, 1, "consecutive features per thread (vector loads of X and Y)"},
-        {"ept", {4, 8, 16, 32, 64, 128, 256}, 32,
-         "consecutive edges per team (a block holds 256 / tpe teams)"}},
+       {kTeamThreads, kVecXY, kEdgesPerTeam},
        "nonzeros split evenly over teams, four edges in flight, team shuffle reductions"},
       {"coo.edge_group",
        Op::sddmm,
        Format::coo,
        MemorySpace::device,
-       {{"tpe", {4, 8, 16, 32}, 32, "threads per team (one edge's dot product at a time)"},
-        {"vec", {1, 2, 4}, 1, "consecutive features per thread (vector loads of X and Y)"},
-        {"ept", {4, 8, 16, 32, 64, 128, 256}, 32,
-         "consecutive edges per team (a block holds 256 / tpe teams)"}},
+       {kTeamThreads, kVecXY, kEdgesPerTeam},
        "csr.edge_group over a COO matrix: each edge carries its row"},
       {"csr.cusparse",
        Op::sddmm,
