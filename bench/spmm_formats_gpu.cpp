@@ -1,8 +1,9 @@
 // GPU SpMM on the other device formats, side by side with the peers a user would pick instead, in
 // one run on one device (DESIGN.md, "How performance is measured"):
 //   BSR     bsr.tensor_core (f32 as tf32, and bf16) vs cuSPARSE's BSR SpMM (bsr.cusparse, f32,
-//           the plan made and preprocessed once) and vs cuSPARSE's best CSR algorithm and our
-//           CSR default on the same matrix;
+//           the plan made and preprocessed once), its Blocked-ELL SpMM (the Blocked-ELL copy
+//           made once, in the plan), and vs cuSPARSE's best CSR algorithm and our CSR default
+//           on the same matrix;
 //   Hybrid  hyb.fused (two-pass and atomic) on hyb(1, 5) and hyb(4, 5) vs our CSR default and
 //           cuSPARSE's best CSR algorithm.
 // Matrices: random block-sparse matrices (dense 16x16 / 32x32 blocks, as pruned weights are),
@@ -113,7 +114,8 @@ int main(int argc, char** argv) try {
   };
 
   json bsr_cases = json::array(), hyb_cases = json::array();
-  std::vector<double> vs_bsr_peer, vs_csr_peer, bf16_vs_f32, hyb_vs_csr, hyb_vs_cusparse;
+  std::vector<double> vs_bsr_peer, vs_bell_peer, vs_block_peer, vs_csr_peer, bf16_vs_f32, hyb_vs_csr,
+      hyb_vs_cusparse;
 
   // ---- BSR ----
   struct BlockCase {
@@ -131,8 +133,8 @@ int main(int argc, char** argv) try {
     Csr<float, int32_t> m = canonicalize(coo_to_csr(read_matrix_market<float, int32_t>(bcsstk33.string())));
     block_cases.push_back({"bcsstk33-4x4", std::move(m), 4});
   }
-  std::printf("| matrix | block | fill | F | tc f32 ms | best | tc bf16 ms | cuSPARSE BSR ms | cuSPARSE CSR ms | our CSR ms | tc/cuSPARSE BSR | tc/cuSPARSE CSR | bf16/f32 |\n");
-  std::printf("|---|---:|---:|---:|---:|---|---:|---:|---:|---:|---:|---:|---:|\n");
+  std::printf("| matrix | block | fill | F | tc f32 ms | best | tc bf16 ms | cuSPARSE BSR ms | cuSPARSE Blocked-ELL ms | cuSPARSE CSR ms | our CSR ms | tc/cuSPARSE BSR | tc/cuSPARSE Blocked-ELL | tc/cuSPARSE CSR | bf16/f32 |\n");
+  std::printf("|---|---:|---:|---:|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n");
   for (BlockCase& bc : block_cases) {
     // Pad to whole blocks so cuSPARSE's BSR (whole blocks only) runs the same problem.
     Csr<float, int32_t>& csr = bc.csr;
@@ -181,7 +183,14 @@ int main(int argc, char** argv) try {
       });
       ops::CusparsePlan plan = ops::CusparsePlan::spmm_bsr(ctx, dbsr.view(), db.view(), dc.view(), 1.0f, 0.0f);
       const double peer_ms = timed(what + " cuSPARSE BSR", peers.want, 1e-4, dc, [&] { plan.run(); });
+      ops::CusparsePlan bell = ops::CusparsePlan::spmm_blocked_ell(ctx, dbsr.view(), db.view(), dc.view(), 1.0f, 0.0f);
+      bell.run();
+      ctx.synchronize();
+      const double bell_error = relative_error(dc.buffer().to_vector(), peers.want);  // tf32 or not: recorded
+      const double bell_ms = timed(what + " cuSPARSE Blocked-ELL", peers.want, 5e-3, dc, [&] { bell.run(); });
       vs_bsr_peer.push_back(peer_ms / tc_ms);
+      vs_bell_peer.push_back(bell_ms / tc_ms);
+      vs_block_peer.push_back(std::min(peer_ms, bell_ms) / tc_ms);
       vs_csr_peer.push_back(peers.cusparse_csr_ms / tc_ms);
       bf16_vs_f32.push_back(tc_ms / tc16_ms);
       const double flops = 2.0 * double(bsr.num_blocks()) * double(bc.block * bc.block) * double(F);
@@ -190,17 +199,21 @@ int main(int argc, char** argv) try {
                            {"default_schedule", def.to_string()}, {"tensor_core_f32_ms", tc_ms},
                            {"best_schedule", best_schedule}, {"best_f32_ms", best_ms},
                            {"tensor_core_bf16_ms", tc16_ms},
-                           {"cusparse_bsr_ms", peer_ms}, {"cusparse_csr_best_ms", peers.cusparse_csr_ms},
+                           {"cusparse_bsr_ms", peer_ms}, {"cusparse_blocked_ell_ms", bell_ms},
+                           {"cusparse_blocked_ell_relative_error", bell_error},
+                           {"cusparse_csr_best_ms", peers.cusparse_csr_ms},
                            {"our_csr_default_ms", peers.our_csr_ms},
                            {"speedup_vs_cusparse_bsr", peer_ms / tc_ms},
+                           {"speedup_vs_cusparse_blocked_ell", bell_ms / tc_ms},
                            {"speedup_vs_cusparse_csr", peers.cusparse_csr_ms / tc_ms},
                            {"speedup_bf16_vs_f32", tc_ms / tc16_ms},
                            {"tflops_f32_block_dense", flops / (tc_ms * 1e-3) * 1e-12},
                            {"sweep_ms", sweep}});
-      std::printf("| %s | %lld | %.2f | %lld | %.3f | `%s` %.3f | %.3f | %.3f | %.3f | %.3f | %.2fx | %.2fx | %.2fx |\n",
+      std::printf("| %s | %lld | %.2f | %lld | %.3f | `%s` %.3f | %.3f | %.3f | %.3f | %.3f | %.3f | %.2fx | %.2fx | %.2fx | %.2fx |\n",
                   bc.name.c_str(), (long long)bc.block, fill, (long long)F, tc_ms, best_schedule.c_str(),
-                  best_ms, tc16_ms, peer_ms,
-                  peers.cusparse_csr_ms, peers.our_csr_ms, peer_ms / tc_ms, peers.cusparse_csr_ms / tc_ms,
+                  best_ms, tc16_ms, peer_ms, bell_ms,
+                  peers.cusparse_csr_ms, peers.our_csr_ms, peer_ms / tc_ms, bell_ms / tc_ms,
+                  peers.cusparse_csr_ms / tc_ms,
                   tc_ms / tc16_ms);
       std::fflush(stdout);
     }
@@ -254,6 +267,8 @@ int main(int argc, char** argv) try {
   }
 
   const auto [g_bsr, min_bsr] = geomean_and_min(vs_bsr_peer);
+  const auto [g_bell, min_bell] = geomean_and_min(vs_bell_peer);
+  const auto [g_block, min_block] = geomean_and_min(vs_block_peer);
   const auto [g_csr, min_csr] = geomean_and_min(vs_csr_peer);
   const auto [g_16, min_16] = geomean_and_min(bf16_vs_f32);
   const auto [g_hyb, min_hyb] = geomean_and_min(hyb_vs_csr);
@@ -261,6 +276,10 @@ int main(int argc, char** argv) try {
   json doc;
   doc["summary"] = {{"device", device_name}, {"commit", git_commit()}, {"date", utc_now()},
                     {"bsr_geomean_speedup_vs_cusparse_bsr", g_bsr}, {"bsr_min_speedup_vs_cusparse_bsr", min_bsr},
+                    {"bsr_geomean_speedup_vs_cusparse_blocked_ell", g_bell},
+                    {"bsr_min_speedup_vs_cusparse_blocked_ell", min_bell},
+                    {"bsr_geomean_speedup_vs_cusparse_best_block_format", g_block},
+                    {"bsr_min_speedup_vs_cusparse_best_block_format", min_block},
                     {"bsr_geomean_speedup_vs_cusparse_csr", g_csr}, {"bsr_min_speedup_vs_cusparse_csr", min_csr},
                     {"bsr_geomean_bf16_vs_f32", g_16}, {"bsr_min_bf16_vs_f32", min_16},
                     {"bsr_cases", vs_bsr_peer.size()},
@@ -271,9 +290,11 @@ int main(int argc, char** argv) try {
   doc["bsr"] = bsr_cases;
   doc["hybrid"] = hyb_cases;
   std::ofstream(dir / "spmm_formats.json") << doc.dump(2) << "\n";
-  std::printf("\nBSR tensor cores vs cuSPARSE BSR: geomean %.2fx (min %.2fx); vs cuSPARSE CSR %.2fx (min %.2fx); "
+  std::printf("\nBSR tensor cores vs cuSPARSE BSR: geomean %.2fx (min %.2fx); vs cuSPARSE Blocked-ELL %.2fx "
+              "(min %.2fx); vs the faster of the two %.2fx (min %.2fx); vs cuSPARSE CSR %.2fx (min %.2fx); "
               "bf16 vs f32 %.2fx\nhyb(1,5) two-pass vs our CSR: %.2fx (min %.2fx); vs cuSPARSE CSR %.2fx\n",
-              g_bsr, min_bsr, g_csr, min_csr, g_16, g_hyb, min_hyb, g_hyb_cu);
+              g_bsr, min_bsr, g_bell, min_bell, g_block, min_block, g_csr, min_csr, g_16, g_hyb, min_hyb,
+              g_hyb_cu);
   return 0;
 } catch (const std::exception& e) {
   std::fprintf(stderr, "spmm_formats_gpu: error: %s\n", e.what());

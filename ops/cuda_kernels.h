@@ -80,11 +80,12 @@ void spmm_bsr_tensor_core(Context& ctx, const BsrView<V, I>& a, DenseView<const 
 /// C = beta * C (C = 0 when beta == 0, never reading C).
 void scale_rows(Context& ctx, DenseView<float> c, float beta);
 
-/// BSR SpMM through cuSPARSE's generic API (schedule bsr.cusparse, CUSPARSE_SPMM_BSR_ALG1), f32,
-/// square blocks, whole blocks only.
+/// BSR SpMM through cuSPARSE's generic API, f32, square blocks, whole blocks only: schedule
+/// bsr.cusparse (CUSPARSE_SPMM_BSR_ALG1) or, with blocked_ell, bsr.cusparse_blocked_ell
+/// (CUSPARSE_SPMM_BLOCKED_ELL_ALG1 on a Blocked-ELL copy made per call; synchronises).
 template <class V, class I>
 void spmm_bsr_cusparse(Context& ctx, const BsrView<V, I>& a, DenseView<const V> b,
-                       DenseView<float> c, float alpha, float beta);
+                       DenseView<float> c, float alpha, float beta, bool blocked_ell);
 
 /// CSR SDDMM (schedule csr.row_split): a team of tpr threads per row, vec features per thread,
 /// four edges in flight, team shuffle reductions.

@@ -2,7 +2,9 @@
 // them. Host code; the CUDA-less build has only the error paths.
 #include "ops/cusparse_plan.h"
 
+#include <algorithm>
 #include <functional>
+#include <vector>
 
 #include "core/config.h"
 #include "core/error.h"
@@ -61,6 +63,7 @@ struct CusparsePlan::State {
   float alpha = 1.0f, beta = 0.0f;
   cusparseSpMMAlg_t spmm_alg = CUSPARSE_SPMM_ALG_DEFAULT;
   Buffer<unsigned char> owned;  // the workspace when preprocessed (it must outlive the plan's runs)
+  Buffer<unsigned char> ell_columns, ell_values;  // A in Blocked-ELL (spmm_blocked_ell)
   void* workspace = nullptr;
   std::function<void()> ours;  // what runs instead when cuSPARSE is not asked (empty operands)
   ~State() {
@@ -119,14 +122,88 @@ CusparsePlan CusparsePlan::spmm(Context& ctx, const CsrView<float, I>& a, DenseV
   return CusparsePlan(std::move(s));
 }
 
+namespace {
+
+template <class I>
+void check_square_whole_blocks(const BsrView<float, I>& a, const char* variant) {
+  TSR_CHECK(a.block_rows == a.block_cols, variant, ": ", a.block_rows, "x", a.block_cols,
+            " blocks; cuSPARSE takes square blocks only");
+  TSR_CHECK(a.rows % a.block_rows == 0 && a.cols % a.block_cols == 0, variant, ": a ", a.rows,
+            "x", a.cols, " matrix is not made of whole ", a.block_rows, "x", a.block_cols,
+            " blocks (cuSPARSE takes whole blocks only)");
+}
+
+template <class T>
+std::vector<T> download(Context& ctx, const T* device, size_t n) {
+  std::vector<T> host(n);
+  if (n > 0) {
+    TSR_CUDA_CHECK(cudaMemcpyAsync(host.data(), device, n * sizeof(T), cudaMemcpyDeviceToHost,
+                                   static_cast<cudaStream_t>(ctx.stream())));
+  }
+  ctx.synchronize();
+  return host;
+}
+
+template <class T>
+Buffer<unsigned char> upload_bytes(const std::vector<T>& host) {
+  Buffer<unsigned char> out(host.size() * sizeof(T), MemorySpace::device);
+  if (!host.empty()) TSR_CUDA_CHECK(cudaMemcpy(out.data(), host.data(), out.size(), cudaMemcpyHostToDevice));
+  return out;
+}
+
+}  // namespace
+
+template <class I>
+CusparsePlan CusparsePlan::spmm_blocked_ell(Context& ctx, const BsrView<float, I>& a, DenseView<const float> b,
+                                            DenseView<float> c, float alpha, float beta, bool preprocess) {
+  check_square_whole_blocks(a, "bsr.cusparse_blocked_ell");
+  auto s = std::make_unique<State>();
+  s->spmm_alg = CUSPARSE_SPMM_BLOCKED_ELL_ALG1;
+  s->alpha = alpha, s->beta = beta;
+  if (a.rows == 0 || c.cols == 0) return CusparsePlan(std::move(s));
+  if (a.num_blocks == 0) {  // C = beta * C without asking cuSPARSE about an empty matrix
+    s->ours = [&ctx, c, beta] { cuda::scale_rows(ctx, c, beta); };
+    return CusparsePlan(std::move(s));
+  }
+  // Blocked-ELL: block row i holds `width` block slots, the first indptr[i+1] - indptr[i] of them
+  // A's blocks in order, the rest column -1 (empty). Values: a rows x (width * block) row-major
+  // matrix whose slot s spans columns [s * block, (s + 1) * block).
+  const int64_t block = a.block_rows, block_row_count = a.block_row_count();
+  const std::vector<I> indptr = download(ctx, a.indptr, size_t(block_row_count + 1));
+  const std::vector<I> indices = download(ctx, a.indices, size_t(a.num_blocks));
+  const std::vector<float> values = download(ctx, a.values, size_t(a.num_blocks * block * block));
+  int64_t width = 0;
+  for (int64_t i = 0; i < block_row_count; ++i) width = std::max<int64_t>(width, int64_t(indptr[i + 1] - indptr[i]));
+  const int64_t ell_cols = width * block;
+  TSR_CHECK(double(a.rows) * double(ell_cols) < 0x1p62, "bsr.cusparse_blocked_ell: ", a.rows, " rows x ",
+            ell_cols, " padded columns do not fit 64-bit sizes");
+  std::vector<I> ell_index(size_t(block_row_count * width), I(-1));
+  std::vector<float> ell_value(size_t(a.rows * ell_cols), 0.0f);
+  for (int64_t i = 0; i < block_row_count; ++i) {
+    for (int64_t k = int64_t(indptr[i]); k < int64_t(indptr[i + 1]); ++k) {
+      const int64_t slot = k - int64_t(indptr[i]);
+      ell_index[size_t(i * width + slot)] = indices[size_t(k)];
+      for (int64_t r = 0; r < block; ++r) {
+        const float* from = values.data() + (k * block + r) * block;  // blocks are row-major
+        std::copy(from, from + block, ell_value.begin() + (i * block + r) * ell_cols + slot * block);
+      }
+    }
+  }
+  s->ell_columns = upload_bytes(ell_index);
+  s->ell_values = upload_bytes(ell_value);
+  s->kind = State::Kind::spmm;
+  s->handle = static_cast<cusparseHandle_t>(ctx.cusparse_handle());
+  TSR_CUSPARSE_CHECK(cusparseCreateBlockedEll(&s->sparse, a.rows, a.cols, block, ell_cols,
+                                              s->ell_columns.data(), s->ell_values.data(), index_type<I>(),
+                                              CUSPARSE_INDEX_BASE_ZERO, CUDA_R_32F));
+  finish_spmm(ctx, *s, b, c, preprocess);
+  return CusparsePlan(std::move(s));
+}
+
 template <class I>
 CusparsePlan CusparsePlan::spmm_bsr(Context& ctx, const BsrView<float, I>& a, DenseView<const float> b,
                                     DenseView<float> c, float alpha, float beta, bool preprocess) {
-  TSR_CHECK(a.block_rows == a.block_cols, "bsr.cusparse: ", a.block_rows, "x", a.block_cols,
-            " blocks; cuSPARSE takes square blocks only");
-  TSR_CHECK(a.rows % a.block_rows == 0 && a.cols % a.block_cols == 0, "bsr.cusparse: a ", a.rows,
-            "x", a.cols, " matrix is not made of whole ", a.block_rows, "x", a.block_cols,
-            " blocks (cuSPARSE takes whole blocks only)");
+  check_square_whole_blocks(a, "bsr.cusparse");
   auto s = std::make_unique<State>();
   s->spmm_alg = CUSPARSE_SPMM_BSR_ALG1;
   s->alpha = alpha, s->beta = beta;
@@ -204,11 +281,17 @@ void spmm_csr_cusparse(Context& ctx, const CsrView<V, I>& a, DenseView<const V> 
 
 template <class V, class I>
 void spmm_bsr_cusparse(Context& ctx, const BsrView<V, I>& a, DenseView<const V> b,
-                       DenseView<float> c, float alpha, float beta) {
+                       DenseView<float> c, float alpha, float beta, bool blocked_ell) {
+  const char* variant = blocked_ell ? "bsr.cusparse_blocked_ell" : "bsr.cusparse";
   if constexpr (std::is_same_v<V, float>) {
-    CusparsePlan::spmm_bsr(ctx, a, b, c, alpha, beta, false).run();
+    if (blocked_ell) {
+      // The conversion's host round trip synchronises; a plan (ops::CusparsePlan) makes it once.
+      CusparsePlan::spmm_blocked_ell(ctx, a, b, c, alpha, beta, false).run();
+    } else {
+      CusparsePlan::spmm_bsr(ctx, a, b, c, alpha, beta, false).run();
+    }
   } else {
-    TSR_FAIL("bsr.cusparse runs f32 values in this version (got ", dtype_name(dtype_of<V>()), ")");
+    TSR_FAIL(variant, " runs f32 values in this version (got ", dtype_name(dtype_of<V>()), ")");
   }
 }
 
@@ -227,7 +310,7 @@ void sddmm_csr_cusparse(Context& ctx, const CsrView<V, I>& a, DenseView<const V>
   template void spmm_csr_cusparse(Context&, const CsrView<V, I>&, DenseView<const V>,             \
                                   DenseView<float>, float, float, int);                           \
   template void spmm_bsr_cusparse(Context&, const BsrView<V, I>&, DenseView<const V>,             \
-                                  DenseView<float>, float, float);                                \
+                                  DenseView<float>, float, float, bool);                          \
   template void sddmm_csr_cusparse(Context&, const CsrView<V, I>&, DenseView<const V>,            \
                                    DenseView<const V>, bool, float*);
 TSR_FOR_EACH_COMPUTE_TYPE(TSR_INSTANTIATE_CUSPARSE_VARIANTS)
@@ -253,6 +336,11 @@ CusparsePlan CusparsePlan::spmm_bsr(Context&, const BsrView<float, I>&, DenseVie
   TSR_FAIL("cuSPARSE plans need a build of Tessera with CUDA");
 }
 template <class I>
+CusparsePlan CusparsePlan::spmm_blocked_ell(Context&, const BsrView<float, I>&, DenseView<const float>,
+                                            DenseView<float>, float, float, bool) {
+  TSR_FAIL("cuSPARSE plans need a build of Tessera with CUDA");
+}
+template <class I>
 CusparsePlan CusparsePlan::sddmm(Context&, const CsrView<float, I>&, DenseView<const float>,
                                  DenseView<const float>, float*, bool) {
   TSR_FAIL("cuSPARSE plans need a build of Tessera with CUDA");
@@ -265,6 +353,10 @@ template CusparsePlan CusparsePlan::spmm(Context&, const CsrView<float, int32_t>
                                          DenseView<float>, float, float, int, bool);
 template CusparsePlan CusparsePlan::spmm(Context&, const CsrView<float, int64_t>&, DenseView<const float>,
                                          DenseView<float>, float, float, int, bool);
+template CusparsePlan CusparsePlan::spmm_blocked_ell(Context&, const BsrView<float, int32_t>&,
+                                                     DenseView<const float>, DenseView<float>, float, float, bool);
+template CusparsePlan CusparsePlan::spmm_blocked_ell(Context&, const BsrView<float, int64_t>&,
+                                                     DenseView<const float>, DenseView<float>, float, float, bool);
 template CusparsePlan CusparsePlan::spmm_bsr(Context&, const BsrView<float, int32_t>&,
                                              DenseView<const float>, DenseView<float>, float, float, bool);
 template CusparsePlan CusparsePlan::spmm_bsr(Context&, const BsrView<float, int64_t>&,

@@ -27,6 +27,13 @@ class CusparsePlan {
   template <class I>
   static CusparsePlan spmm_bsr(Context& ctx, const BsrView<float, I>& a, DenseView<const float> b,
                                DenseView<float> c, float alpha, float beta, bool preprocess = true);
+  /// The same product through cuSPARSE's Blocked-ELL SpMM (CUSPARSE_SPMM_BLOCKED_ELL_ALG1): the
+  /// plan copies A into Blocked-ELL once (every block row padded with empty blocks to the
+  /// longest; a host round trip), so it holds A's values as they were when it was made. Square,
+  /// whole blocks; f32. The padded copy takes rows x (longest block row x block) values.
+  template <class I>
+  static CusparsePlan spmm_blocked_ell(Context& ctx, const BsrView<float, I>& a, DenseView<const float> b,
+                                       DenseView<float> c, float alpha, float beta, bool preprocess = true);
   /// out[e] = <X[row(e)], Y[col(e)]> over A's pattern with cusparseSDDMM (f32); out has nnz
   /// entries. Same lifetime rules as spmm().
   template <class I>

@@ -79,6 +79,15 @@ const std::vector<VariantSpec>& variants() {
        "cuSPARSE's generic SpMM on BSR (CUSPARSE_SPMM_BSR_ALG1; the vendor peer); square, whole "
        "blocks",
        false},
+      {"bsr.cusparse_blocked_ell",
+       Op::spmm,
+       Format::bsr,
+       MemorySpace::device,
+       {},
+       "cuSPARSE's Blocked-ELL SpMM (CUSPARSE_SPMM_BLOCKED_ELL_ALG1) on a copy of the BSR with "
+       "every block row padded to the longest (made per call, synchronising: hold an "
+       "ops::CusparsePlan to make it once); square, whole blocks",
+       false},
       {"csr.row_split",
        Op::sddmm,
        Format::csr,
@@ -316,18 +325,17 @@ Verdict can_implement(const Schedule& s, const Problem& p) {
                 std::to_string(s.knob("ft")));
     }
   }
-  if (s.variant == "bsr.cusparse" && p.block_rows != p.block_cols) {
-    return no("bsr.cusparse takes square blocks only, not " + std::to_string(p.block_rows) + "x" +
+  const bool cusparse_bsr = s.variant == "bsr.cusparse" || s.variant == "bsr.cusparse_blocked_ell";
+  if (cusparse_bsr && p.block_rows != p.block_cols) {
+    return no(s.variant + " takes square blocks only, not " + std::to_string(p.block_rows) + "x" +
               std::to_string(p.block_cols));
   }
-  if (s.variant == "bsr.cusparse" &&
-      (p.rows % p.block_rows != 0 || p.cols % p.block_cols != 0)) {
-    return no("bsr.cusparse takes whole blocks only: " + std::to_string(p.rows) + "x" +
+  if (cusparse_bsr && (p.rows % p.block_rows != 0 || p.cols % p.block_cols != 0)) {
+    return no(s.variant + " takes whole blocks only: " + std::to_string(p.rows) + "x" +
               std::to_string(p.cols) + " is not a multiple of the " + std::to_string(p.block_rows) +
               "x" + std::to_string(p.block_cols) + " blocks");
   }
-  if (!spec.deterministic && s.variant.size() > 9 &&
-      s.variant.compare(s.variant.size() - 9, 9, ".cusparse") == 0 && p.value != DType::f32) {
+  if (s.variant.find(".cusparse") != std::string::npos && p.value != DType::f32) {
     return no(s.variant + " runs f32 values in this version (got " + dtype_name(p.value) + ")");
   }
   return Verdict{};
@@ -442,7 +450,9 @@ Schedule default_spmm(const Problem& p) {
            blocks / std::max(block_rows, 1.0) >= 4.0 * double(wpr)) {
       wpr *= 2;
     }
-    const Schedule tensor_cores{Op::spmm, "bsr.tensor_core", {{"ft", ft}, {"wpr", wpr}}};
+    Schedule tensor_cores{Op::spmm, "bsr.tensor_core", {{"ft", ft}, {"wpr", wpr}}};
+    // F past 65535 tiles of 32 features: tiles of 64 while they suffice.
+    if (!can_implement(tensor_cores, p)) tensor_cores = Schedule{Op::spmm, "bsr.tensor_core", {{"ft", 64}, {"wpr", wpr}}};
     // Blocks too large for the tensor-core kernel: cuSPARSE's BSR where it can run them.
     const Schedule peer = with_defaults(Op::spmm, "bsr.cusparse");
     if (!can_implement(tensor_cores, p) && can_implement(peer, p)) return peer;

@@ -493,6 +493,11 @@ TEST(GpuKmeansOps, StreamingFromHostMemoryMatchesTheInMemoryFit) {
   const ops::KmeansResult st2 = ops::kmeans(ctx, x.on(MemorySpace::host), k, s);
   EXPECT_EQ(st.centroids.to_vector(), st2.centroids.to_vector());
   EXPECT_EQ(st.labels.to_vector(), st2.labels.to_vector());
+  // The same points with contiguous rows (one plain copy per chunk instead of a 2D one): same bits.
+  const Points<bf16> contiguous(b, n, d, d, 101, 12);
+  const ops::KmeansResult st_contiguous = ops::kmeans(ctx, contiguous.on(MemorySpace::host), k, s);
+  EXPECT_EQ(st.centroids.to_vector(), st_contiguous.centroids.to_vector());
+  EXPECT_EQ(st.labels.to_vector(), st_contiguous.labels.to_vector());
   // Labels kept on the device (the default here) or copied with every chunk: the same bits.
   ops::KmeansResult st_host_labels;
   {

@@ -483,10 +483,13 @@ TEST(GpuOps, BsrBlocksTooLargeForTensorCoresGoToCusparse) {
       schedule::describe(schedule::Op::spmm, std::get<Bsr<float, int32_t>>(dbsr).view(), 16, 16, 16);
   EXPECT_EQ(schedule::default_schedule(problem).variant, "bsr.cusparse");
   expect_spmm_matches<float, int32_t>(ctx, dbsr, csr, 16, std::nullopt, 0.0, 42, "bsr 64x64");
+  const schedule::Schedule bell = schedule::with_defaults(schedule::Op::spmm, "bsr.cusparse_blocked_ell");
+  expect_spmm_matches<float, int32_t>(ctx, dbsr, csr, 16, bell, 0x1p-10, 45, "bsr 64x64 blocked-ELL");
   // No blocks at all: C = beta * C without asking cuSPARSE.
   const Csr<float, int32_t> empty = random_csr<float, int32_t>({128, 192, 0.0}, 43);
   const AnySparse<float, int32_t> dempty = csr_to_bsr(empty, 64, 64).to(MemorySpace::device);
   expect_spmm_matches<float, int32_t>(ctx, dempty, empty, 16, std::nullopt, 0.0, 44, "empty bsr 64x64");
+  expect_spmm_matches<float, int32_t>(ctx, dempty, empty, 16, bell, 0.0, 46, "empty bsr 64x64 blocked-ELL");
 }
 
 TEST(GpuOps, WorkspaceKeepsItsContentsWhenItGrows) {
@@ -527,11 +530,16 @@ TYPED_TEST(GpuOps, SpmmBsrOnTensorCoresMatchesTheReference) {
           const schedule::Schedule s = schedule::parse(schedule::Op::spmm, text);
           expect_spmm_matches<V, I>(ctx, dbsr, csr, F, s, rounding, ++seed, what);
         }
-        const schedule::Schedule peer = schedule::with_defaults(schedule::Op::spmm, "bsr.cusparse");
         const schedule::Problem problem =
             schedule::describe(schedule::Op::spmm, std::get<Bsr<V, I>>(dbsr).view(), F, F, F);
+        const schedule::Schedule peer = schedule::with_defaults(schedule::Op::spmm, "bsr.cusparse");
         if (schedule::can_implement(peer, problem)) {
           expect_spmm_matches<V, I>(ctx, dbsr, csr, F, peer, 0.0, ++seed, what);
+        }
+        // Blocked-ELL (rows of blocks padded to the longest); cuSPARSE may take f32 as tf32.
+        const schedule::Schedule bell = schedule::with_defaults(schedule::Op::spmm, "bsr.cusparse_blocked_ell");
+        if (schedule::can_implement(bell, problem)) {
+          expect_spmm_matches<V, I>(ctx, dbsr, csr, F, bell, 0x1p-10, ++seed, what + " blocked-ELL");
         }
       }
     }
@@ -596,6 +604,9 @@ TEST(GpuOps, BadEllHybridAndBsrInputGetsClearErrors) {
   o.schedule = schedule::with_defaults(schedule::Op::spmm, "bsr.cusparse");
   EXPECT_THAT(run(csr_to_bsr(csr, 16, 16).to(MemorySpace::device), o),
               ::testing::HasSubstr("takes whole blocks only"));
+  o.schedule = schedule::with_defaults(schedule::Op::spmm, "bsr.cusparse_blocked_ell");
+  EXPECT_THAT(run(csr_to_bsr(csr, 4, 2).to(MemorySpace::device), o),
+              ::testing::HasSubstr("bsr.cusparse_blocked_ell takes square blocks only"));
   o.schedule = schedule::with_defaults(schedule::Op::spmm, "csr.row_split");
   EXPECT_THAT(run(csr_to_ell(csr).to(MemorySpace::device), o), ::testing::HasSubstr("takes csr, the matrix is ell"));
   // A host matrix with device operands.

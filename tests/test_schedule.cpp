@@ -251,18 +251,33 @@ TEST(Schedule, EllHybridAndBsrVariants) {
   Problem many = p;  // 64 blocks a block row, and few block rows: four warps each
   many.nnz = 125 * 64 * 64;
   EXPECT_EQ(default_schedule(many).to_string(), "bsr.tensor_core:ft=32,wpr=4");
+  Problem wide = p;  // more than 65535 tiles of 32 features: tiles of 64
+  wide.features = 65535 * 32 + 1;
+  EXPECT_EQ(default_schedule(wide).knob("ft"), 64);
   // The space holds a format's own variants only.
   for (const Schedule& s : space(p)) EXPECT_EQ(s.variant.rfind("bsr.", 0), 0u) << s.to_string();
-  EXPECT_EQ(space(p).size(), 7u);  // ft x wpr, cuSPARSE (1000 x 800 is whole 8x8 blocks)
+  EXPECT_EQ(space(p).size(), 8u);  // ft x wpr, cuSPARSE's BSR and Blocked-ELL (1000 x 800 is whole 8x8 blocks)
   // Reasons.
   EXPECT_THAT(can_implement(with_defaults(Op::spmm, "csr.row_split"), p).reason,
               HasSubstr("csr.row_split takes csr, the matrix is bsr"));
-  p.block_rows = 4;
-  EXPECT_THAT(can_implement(with_defaults(Op::spmm, "bsr.cusparse"), p).reason,
-              HasSubstr("square blocks only, not 4x8"));
-  p.block_rows = p.block_cols = 12;  // 1000 rows are not whole blocks of 12
-  EXPECT_THAT(can_implement(with_defaults(Op::spmm, "bsr.cusparse"), p).reason,
-              HasSubstr("whole blocks only"));
+  for (const char* peer : {"bsr.cusparse", "bsr.cusparse_blocked_ell"}) {
+    Problem q = p;
+    EXPECT_TRUE(can_implement(with_defaults(Op::spmm, peer), q).ok) << peer;
+    q.block_rows = 4;
+    EXPECT_THAT(can_implement(with_defaults(Op::spmm, peer), q).reason,
+                HasSubstr(std::string(peer) + " takes square blocks only, not 4x8"));
+    q.block_rows = q.block_cols = 12;  // 1000 rows are not whole blocks of 12
+    EXPECT_THAT(can_implement(with_defaults(Op::spmm, peer), q).reason, HasSubstr("whole blocks only"));
+    q.block_rows = q.block_cols = 8;
+    q.value = DType::f16;
+    EXPECT_THAT(can_implement(with_defaults(Op::spmm, peer), q).reason,
+                HasSubstr(std::string(peer) + " runs f32 values"));
+    q.value = DType::f32;
+    q.deterministic = true;
+    EXPECT_THAT(can_implement(with_defaults(Op::spmm, peer), q).reason,
+                HasSubstr("does not promise the same bits"));
+  }
+  p.block_rows = p.block_cols = 12;
   p.block_rows = 40;
   EXPECT_THAT(can_implement(with_defaults(Op::spmm, "bsr.tensor_core"), p).reason,
               HasSubstr("blocks up to 32x64, not 40x12"));

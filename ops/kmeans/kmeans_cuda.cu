@@ -1842,14 +1842,15 @@ void fit_streamed(Context& ctx, BatchedDenseView<const V> x, int64_t k, const Km
   }
   chunk = std::min(chunk, n);
   TSR_CHECK(chunk <= int64_t(INT32_MAX), "kmeans: ", chunk, " points per chunk exceed int32");
-  // Every point's label stays on the device when that takes at most a sixteenth of the free
-  // memory (4 bytes a point against X's 2-4 bytes x D): no label copies per chunk, and the host
-  // never waits on one. Otherwise each chunk's labels travel with it (as always with
-  // TESSERA_KMEANS_STREAM_LABELS=host, which tests use to run that path).
+  // The problems run one after another. Every point's label of the current one stays on the
+  // device when that takes at most a sixteenth of the free memory (4 bytes a point against X's
+  // 2-4 bytes x D): no label copies per chunk, and the host never waits on one. Otherwise each
+  // chunk's labels travel with it (as always with TESSERA_KMEANS_STREAM_LABELS=host, which tests
+  // use to run that path).
   size_t free_now = 0, total_now = 0;
   TSR_CUDA_CHECK(cudaMemGetInfo(&free_now, &total_now));
   const char* labels_env = std::getenv("TESSERA_KMEANS_STREAM_LABELS");
-  const bool labels_resident = sizeof(int32_t) * size_t(batch * n) <= free_now / 16 &&
+  const bool labels_resident = sizeof(int32_t) * size_t(n) <= free_now / 16 &&
                                !(labels_env && std::string(labels_env) == "host");
   const int64_t max_chunks = (chunk + kChunk - 1) / kChunk + k;
 
@@ -1885,7 +1886,7 @@ void fit_streamed(Context& ctx, BatchedDenseView<const V> x, int64_t k, const Km
   Buffer<V> xbuf[2] = {device_buffer<V>(chunk * d), device_buffer<V>(chunk * d)};
   Buffer<typename Tile<V>::Elem> table = device_buffer<typename Tile<V>::Elem>(p.k_pad * p.d_pad);
   Buffer<float> c_half = device_buffer<float>(p.k_pad), norms = device_buffer<float>(chunk);
-  Buffer<int32_t> labels = device_buffer<int32_t>(labels_resident ? batch * n : chunk);
+  Buffer<int32_t> labels = device_buffer<int32_t>(labels_resident ? n : chunk);  // one problem's
   Buffer<int32_t> keys = device_buffer<int32_t>(chunk);
   Buffer<int32_t> sorted_keys = device_buffer<int32_t>(chunk), points = device_buffer<int32_t>(chunk);
   Buffer<int32_t> order = device_buffer<int32_t>(chunk), offsets = device_buffer<int32_t>(k + 1);
@@ -1935,7 +1936,7 @@ void fit_streamed(Context& ctx, BatchedDenseView<const V> x, int64_t k, const Km
     int32_t* labels_b = out.labels.data() + b * n;
     std::fill(labels_b, labels_b + n, -1);
     if (labels_resident) {
-      TSR_CUDA_CHECK(cudaMemsetAsync(labels.data() + b * n, 0xff, sizeof(int32_t) * size_t(n), stream));
+      TSR_CUDA_CHECK(cudaMemsetAsync(labels.data(), 0xff, sizeof(int32_t) * size_t(n), stream));
     }
     double before = 0;
     int updates = 0;
@@ -1949,10 +1950,15 @@ void fit_streamed(Context& ctx, BatchedDenseView<const V> x, int64_t k, const Km
       auto issue_copy = [&](int64_t c) {  // chunk c's rows into xbuf[c % 2], on the copy stream
         const int64_t i0 = c * chunk, m = std::min(chunk, n - i0);
         if (c >= 2) TSR_CUDA_CHECK(cudaStreamWaitEvent(se.copy, se.consumed[c % 2], 0));
-        TSR_CUDA_CHECK(cudaMemcpy2DAsync(xbuf[c % 2].data(), sizeof(V) * size_t(d),
-                                         x.data + b * x.batch_stride + i0 * x.ld,
-                                         sizeof(V) * size_t(x.ld), sizeof(V) * size_t(d),
-                                         size_t(m), cudaMemcpyHostToDevice, se.copy));
+        const V* from = x.data + b * x.batch_stride + i0 * x.ld;
+        if (x.ld == d) {  // contiguous rows: one plain copy (2D copies are not always as fast)
+          TSR_CUDA_CHECK(cudaMemcpyAsync(xbuf[c % 2].data(), from, sizeof(V) * size_t(m * d),
+                                         cudaMemcpyHostToDevice, se.copy));
+        } else {
+          TSR_CUDA_CHECK(cudaMemcpy2DAsync(xbuf[c % 2].data(), sizeof(V) * size_t(d), from,
+                                           sizeof(V) * size_t(x.ld), sizeof(V) * size_t(d),
+                                           size_t(m), cudaMemcpyHostToDevice, se.copy));
+        }
         TSR_CUDA_CHECK(cudaEventRecord(se.copied[c % 2], se.copy));
       };
       TSR_CUDA_CHECK(cudaStreamSynchronize(stream));  // the table and zeroed sums come first
@@ -1982,7 +1988,7 @@ void fit_streamed(Context& ctx, BatchedDenseView<const V> x, int64_t k, const Km
           TSR_CHECK(g[1] == ~0ull, "kmeans: X[", b, "][", i0 + int64_t(g[1]),
                     "] is the zero vector, which has no direction under the cosine metric");
         }
-        int32_t* chunk_labels = labels_resident ? labels.data() + b * n + i0 : labels.data();
+        int32_t* chunk_labels = labels_resident ? labels.data() + i0 : labels.data();
         if (!labels_resident) {
           TSR_CUDA_CHECK(cudaMemcpyAsync(chunk_labels, labels_b + i0, sizeof(int32_t) * size_t(m),
                                          cudaMemcpyHostToDevice, stream));
@@ -2048,7 +2054,7 @@ void fit_streamed(Context& ctx, BatchedDenseView<const V> x, int64_t k, const Km
                                        sizeof(int64_t) * size_t(k), cudaMemcpyDeviceToHost,
                                        stream));
         if (labels_resident) {
-          TSR_CUDA_CHECK(cudaMemcpyAsync(labels_b, labels.data() + b * n, sizeof(int32_t) * size_t(n),
+          TSR_CUDA_CHECK(cudaMemcpyAsync(labels_b, labels.data(), sizeof(int32_t) * size_t(n),
                                          cudaMemcpyDeviceToHost, stream));
         }
         TSR_CUDA_CHECK(cudaStreamSynchronize(stream));

@@ -170,7 +170,9 @@ void spmm_device(Context& ctx, const AnySparse<V, I>& a, DenseView<const V> b, D
       check_index_capacity<I>(m.rows, m.cols, m.num_blocks, "spmm: A");
       const schedule::Schedule s = choose(schedule::describe(op, m, c.cols, b.ld, c.ld));
       if (o.validate) cuda::validate_bsr(ctx, m);
-      if (s.variant == "bsr.cusparse") return cuda::spmm_bsr_cusparse(ctx, m, b, c, o.alpha, o.beta);
+      if (s.variant == "bsr.cusparse" || s.variant == "bsr.cusparse_blocked_ell") {
+        return cuda::spmm_bsr_cusparse(ctx, m, b, c, o.alpha, o.beta, s.variant == "bsr.cusparse_blocked_ell");
+      }
       return cuda::spmm_bsr_tensor_core(ctx, m, b, c, o.alpha, o.beta, int(s.knob("ft")),
                                         int(s.knob("wpr")));
     }
