@@ -177,12 +177,16 @@ CusparsePlan CusparsePlan::spmm_blocked_ell(Context& ctx, const BsrView<float, I
   const int64_t ell_cols = width * block;
   TSR_CHECK(double(a.rows) * double(ell_cols) < 0x1p62, "bsr.cusparse_blocked_ell: ", a.rows, " rows x ",
             ell_cols, " padded columns do not fit 64-bit sizes");
-  std::vector<I> ell_index(size_t(block_row_count * width), I(-1));
+  // cuSPARSE's Blocked-ELL SpMM takes 32-bit block columns only (64-bit ones are "not
+  // supported"): the copy uses int32 whatever A's index type.
+  TSR_CHECK(a.cols / block <= int64_t(INT32_MAX), "bsr.cusparse_blocked_ell: ", a.cols / block,
+            " block columns exceed the 32-bit block column indices cuSPARSE's Blocked-ELL takes");
+  std::vector<int32_t> ell_index(size_t(block_row_count * width), -1);
   std::vector<float> ell_value(size_t(a.rows * ell_cols), 0.0f);
   for (int64_t i = 0; i < block_row_count; ++i) {
     for (int64_t k = int64_t(indptr[i]); k < int64_t(indptr[i + 1]); ++k) {
       const int64_t slot = k - int64_t(indptr[i]);
-      ell_index[size_t(i * width + slot)] = indices[size_t(k)];
+      ell_index[size_t(i * width + slot)] = int32_t(indices[size_t(k)]);
       for (int64_t r = 0; r < block; ++r) {
         const float* from = values.data() + (k * block + r) * block;  // blocks are row-major
         std::copy(from, from + block, ell_value.begin() + (i * block + r) * ell_cols + slot * block);
@@ -194,7 +198,7 @@ CusparsePlan CusparsePlan::spmm_blocked_ell(Context& ctx, const BsrView<float, I
   s->kind = State::Kind::spmm;
   s->handle = static_cast<cusparseHandle_t>(ctx.cusparse_handle());
   TSR_CUSPARSE_CHECK(cusparseCreateBlockedEll(&s->sparse, a.rows, a.cols, block, ell_cols,
-                                              s->ell_columns.data(), s->ell_values.data(), index_type<I>(),
+                                              s->ell_columns.data(), s->ell_values.data(), CUSPARSE_INDEX_32I,
                                               CUSPARSE_INDEX_BASE_ZERO, CUDA_R_32F));
   finish_spmm(ctx, *s, b, c, preprocess);
   return CusparsePlan(std::move(s));

@@ -30,7 +30,9 @@ class CusparsePlan {
   /// The same product through cuSPARSE's Blocked-ELL SpMM (CUSPARSE_SPMM_BLOCKED_ELL_ALG1): the
   /// plan copies A into Blocked-ELL once (every block row padded with empty blocks to the
   /// longest; a host round trip), so it holds A's values as they were when it was made. Square,
-  /// whole blocks; f32. The padded copy takes rows x (longest block row x block) values.
+  /// whole blocks; f32, which cuSPARSE rounds to tf32 (relative error ~2.6e-4 measured on an
+  /// H200); 32-bit block columns in the copy whatever A's index type. The padded copy takes
+  /// rows x (longest block row x block) values.
   template <class I>
   static CusparsePlan spmm_blocked_ell(Context& ctx, const BsrView<float, I>& a, DenseView<const float> b,
                                        DenseView<float> c, float alpha, float beta, bool preprocess = true);

@@ -86,7 +86,7 @@ const std::vector<VariantSpec>& variants() {
        {},
        "cuSPARSE's Blocked-ELL SpMM (CUSPARSE_SPMM_BLOCKED_ELL_ALG1) on a copy of the BSR with "
        "every block row padded to the longest (made per call, synchronising: hold an "
-       "ops::CusparsePlan to make it once); square, whole blocks",
+       "ops::CusparsePlan to make it once); square, whole blocks; f32 runs as tf32",
        false},
       {"csr.row_split",
        Op::sddmm,

@@ -536,7 +536,7 @@ TYPED_TEST(GpuOps, SpmmBsrOnTensorCoresMatchesTheReference) {
         if (schedule::can_implement(peer, problem)) {
           expect_spmm_matches<V, I>(ctx, dbsr, csr, F, peer, 0.0, ++seed, what);
         }
-        // Blocked-ELL (rows of blocks padded to the longest); cuSPARSE may take f32 as tf32.
+        // Blocked-ELL (rows of blocks padded to the longest): cuSPARSE rounds f32 to tf32 there.
         const schedule::Schedule bell = schedule::with_defaults(schedule::Op::spmm, "bsr.cusparse_blocked_ell");
         if (schedule::can_implement(bell, problem)) {
           expect_spmm_matches<V, I>(ctx, dbsr, csr, F, bell, 0x1p-10, ++seed, what + " blocked-ELL");

@@ -68,7 +68,7 @@ struct KmeansOptions {
   /// (data larger than GPU memory). Empty clusters keep their centroids; k-means++ seeds on the
   /// CPU. Results come back in host memory.
   bool gpu_streaming = false;
-  int64_t stream_chunk_points = 0;  ///< points per streamed chunk (0: a quarter of free memory)
+  int64_t stream_chunk_points = 0;  ///< points per streamed chunk (0: N/16, at least 65536 and at most a quarter of free memory)
   /// GPU only: time each iteration's update and assignment with CUDA events (iterations then run
   /// one by one instead of as a replayed CUDA graph) into KmeansResult::*_seconds.
   bool profile_stages = false;

@@ -1832,13 +1832,17 @@ void fit_streamed(Context& ctx, BatchedDenseView<const V> x, int64_t k, const Km
             "kmeans: gpu_streaming keeps empty clusters' centroids only (reseed_farthest needs "
             "every point's distance at once)");
   TSR_CHECK(k <= int64_t(INT32_MAX) / 2, "kmeans: k = ", k, " exceeds the GPU path's cluster keys");
-  // Points per chunk: as asked, else a quarter of the free device memory's worth.
+  // Points per chunk: as asked, else a sixteenth of the problem (so that copies overlap the
+  // kernels: one chunk is a copy, then the kernels, with nothing to overlap), at least
+  // kMinStreamChunk points, and at most a quarter of the free device memory's worth.
   int64_t chunk = o.stream_chunk_points;
   if (chunk <= 0) {
     size_t free_bytes = 0, total_bytes = 0;
     TSR_CUDA_CHECK(cudaMemGetInfo(&free_bytes, &total_bytes));
     const int64_t per_point = 2 * d * int64_t(sizeof(V)) + 8 * 4 + 4 * d / kChunk + 64;
-    chunk = std::max<int64_t>(kBM, int64_t(free_bytes / 4) / per_point);
+    constexpr int64_t kMinStreamChunk = 65536;
+    chunk = std::max((n + 15) / 16, kMinStreamChunk);
+    chunk = std::max<int64_t>(kBM, std::min(chunk, int64_t(free_bytes / 4) / per_point));
   }
   chunk = std::min(chunk, n);
   TSR_CHECK(chunk <= int64_t(INT32_MAX), "kmeans: ", chunk, " points per chunk exceed int32");
