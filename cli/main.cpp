@@ -504,7 +504,7 @@ int main(int argc, char** argv) {
   add_run_options(spmm, spmm_r);
   spmm->add_option("--reduce", spmm_r.reduce,
                    "how a row's products meet: sum (SpMM) | max | min | mean (GNN aggregations; "
-                   "host CSR only for now)")
+                   "CSR only for now, on the host or the GPU)")
       ->capture_default_str();
   auto* sddmm = app.add_subcommand("sddmm", "out = (X Y^T) sampled on A's pattern; time and check");
   add_matrix_options(sddmm, sddmm_m);

@@ -8,6 +8,10 @@
 #include "core/dense.h"
 #include "formats/sparse.h"
 
+namespace tessera::ops {
+enum class SpmmReduce;  // ops/spmm/spmm.h
+}  // namespace tessera::ops
+
 namespace tessera::ops::cuda {
 
 /// Checks a device CSR's offsets (first 0, last nnz, monotone) and column range on the device;
@@ -46,6 +50,13 @@ void spmm_csr_row_split(Context& ctx, const CsrView<V, I>& a, DenseView<const V>
 template <class V, class I>
 void spmm_csr_merge_path(Context& ctx, const CsrView<V, I>& a, DenseView<const V> b,
                          DenseView<float> c, float alpha, float beta, int tpr, int vec, int64_t ipt);
+
+/// CSR SpMM with reduce = max, min or mean (not sum) and, for max / min, an optional arg output
+/// [rows, F] in device memory (checked): a group of lanes per row, products met in row order,
+/// semantics as ops::spmm documents them. Deterministic; no schedule.
+template <class V, class I>
+void spmm_csr_reduce(Context& ctx, const CsrView<V, I>& a, DenseView<const V> b, DenseView<float> c,
+                     float alpha, float beta, SpmmReduce reduce, int64_t* arg);
 
 /// CSR SpMM through cuSPARSE's generic API (schedule csr.cusparse), alg 1..3 for
 /// CUSPARSE_SPMM_CSR_ALG1..3. f32 values; the workspace comes from ctx.

@@ -74,6 +74,8 @@ if [ -x "$build/cli/tessera" ]; then
     --features 33 --dtype bf16 --device cuda --schedule csr.merge_path:tpr=8,ipt=64 --check
   step "cli spmm bsr 16x16 --device cuda --check" "$build/cli/tessera" spmm --generate rmat:scale=14 \
     --format bsr --block 16 --features 40 --device cuda --check
+  step "cli spmm --reduce max --device cuda --check" "$build/cli/tessera" spmm --generate rmat:scale=14 \
+    --features 37 --dtype bf16 --device cuda --reduce max --check
   step "cli spmm bsr cuSPARSE Blocked-ELL --check" "$build/cli/tessera" spmm --generate rmat:scale=14 \
     --format bsr --block 8 --features 24 --device cuda --schedule bsr.cusparse_blocked_ell --check
   step "cli spmm hybrid --deterministic --check" "$build/cli/tessera" spmm --generate rmat:scale=16 \

@@ -4,6 +4,7 @@
 #include <gtest/gtest.h>
 
 #include <cmath>
+#include <cstring>
 #include <optional>
 #include <string>
 
@@ -544,6 +545,115 @@ TYPED_TEST(GpuOps, SpmmBsrOnTensorCoresMatchesTheReference) {
       }
     }
   }
+}
+
+TYPED_TEST(GpuOps, SpmmMaxMinMeanWithArgOutputsMatchTheReference) {
+  SKIP_WITHOUT_GPU();
+  using V = typename TypeParam::first_type;
+  using I = typename TypeParam::second_type;
+  Context ctx;
+  uint64_t seed = 11000;
+  const std::pair<ops::SpmmReduce, const char*> reductions[] = {
+      {ops::SpmmReduce::max, "max"}, {ops::SpmmReduce::min, "min"}, {ops::SpmmReduce::mean, "mean"}};
+  for (const auto& [name, shape] : awkward_shapes()) {
+    const Csr<V, I> csr = random_csr<V, I>(shape, ++seed);
+    const Csr<V, I> dcsr = csr.to(MemorySpace::device);
+    for (int64_t F : {0, 1, 3, 33, 257}) {
+      const DenseMatrix<V> b = random_dense<V>(csr.cols, F, ++seed);
+      const DenseMatrix<V> db = b.to(MemorySpace::device);
+      const DenseMatrix<float> c0 = random_dense<float>(csr.rows, F, ++seed);
+      for (const auto& [op, op_name] : reductions) {
+        std::vector<int64_t> want_arg;
+        const bool extreme = op != ops::SpmmReduce::mean;
+        const std::vector<double> want = reference::spmm_reduce(csr, b, op_name, &want_arg);
+        for (const float beta : {0.0f, 2.0f}) {
+          DenseMatrix<float> dc = c0.to(MemorySpace::device);
+          Buffer<int64_t> darg(std::vector<int64_t>(size_t(csr.rows * F), 42), MemorySpace::device);
+          ops::SpmmOptions o;
+          o.reduce = op;
+          o.alpha = -0.5f;
+          o.beta = beta;
+          o.arg = extreme ? darg.data() : nullptr;
+          ops::spmm(ctx, dcsr.view(), db.view(), dc.view(), o);
+          ctx.synchronize();
+          const std::vector<float> got = dc.buffer().to_vector();
+          const std::vector<int64_t> arg = darg.to_vector();
+          const std::string where = name + " " + op_name + " F=" + std::to_string(F) +
+                                    " beta=" + std::to_string(beta);
+          for (int64_t i = 0; i < csr.rows * F; ++i) {
+            const double expect = -0.5 * want[size_t(i)] + double(beta) * double(c0.data()[i]);
+            // max / min: f32 products, exact; the scaling rounds once or twice.
+            ASSERT_NEAR(got[size_t(i)], expect, 1e-5 * (1 + std::fabs(expect))) << where << " at " << i;
+            if (extreme) {
+              ASSERT_EQ(arg[size_t(i)], want_arg[size_t(i)]) << where << " at " << i;
+            }
+          }
+        }
+      }
+    }
+  }
+}
+
+TEST(GpuOps, SpmmReductionTiesNanEmptyRowsAndErrors) {
+  SKIP_WITHOUT_GPU();
+  Context ctx;
+  // Row 0: columns 2 and 0 give the same products: the first in the row's order wins. Row 1 is
+  // empty. Row 2 meets a NaN, which wins.
+  const Csr<float, int32_t> a{3, 4, Buffer<int32_t>(std::vector<int32_t>{0, 3, 3, 5}),
+                              Buffer<int32_t>(std::vector<int32_t>{2, 0, 1, 3, 1}),
+                              Buffer<float>(std::vector<float>{1.5f, 1.5f, 1.0f, 2.0f, 1.0f})};
+  DenseMatrix<float> b(4, 2, 1.0f);
+  b.data()[1 * 2 + 0] = -7.0f;
+  b.data()[3 * 2 + 1] = NAN;
+  const Csr<float, int32_t> da = a.to(MemorySpace::device);
+  const DenseMatrix<float> db = b.to(MemorySpace::device);
+  DenseMatrix<float> dc(3, 2, MemorySpace::device);
+  Buffer<int64_t> darg(6, MemorySpace::device);
+  ops::SpmmOptions o;
+  o.reduce = ops::SpmmReduce::max;
+  o.arg = darg.data();
+  ops::spmm(ctx, da.view(), db.view(), dc.view(), o);
+  ctx.synchronize();
+  std::vector<float> c = dc.buffer().to_vector();
+  std::vector<int64_t> arg = darg.to_vector();
+  EXPECT_EQ(c[0], 1.5f);
+  EXPECT_EQ(arg[0], 2) << "the tie goes to the first entry of the row (column 2)";
+  EXPECT_EQ(c[2], 0.0f);
+  EXPECT_EQ(arg[2], -1) << "an empty row";
+  EXPECT_EQ(c[4], 2.0f);
+  EXPECT_EQ(arg[4], 3);
+  EXPECT_TRUE(std::isnan(c[5]));
+  EXPECT_EQ(arg[5], 3);
+  o.reduce = ops::SpmmReduce::min;
+  ops::spmm(ctx, da.view(), db.view(), dc.view(), o);
+  ctx.synchronize();
+  c = dc.buffer().to_vector();
+  arg = darg.to_vector();
+  EXPECT_EQ(c[4], -7.0f);
+  EXPECT_EQ(arg[4], 1);
+  // The same bits on every run.
+  for (int run = 0; run < 3; ++run) {
+    ops::spmm(ctx, da.view(), db.view(), dc.view(), o);
+    ctx.synchronize();
+    ASSERT_EQ(dc.buffer().to_vector().size(), c.size());
+    const std::vector<float> again = dc.buffer().to_vector();
+    for (size_t i = 0; i < c.size(); ++i) {
+      ASSERT_TRUE(std::memcmp(&again[i], &c[i], sizeof(float)) == 0) << "run " << run << " at " << i;
+    }
+  }
+  // Errors: a host arg for device operands, a schedule, another format.
+  std::vector<int64_t> host_arg(6);
+  o.arg = host_arg.data();
+  EXPECT_THAT(error_of([&] { ops::spmm(ctx, da.view(), db.view(), dc.view(), o); }),
+              ::testing::HasSubstr("the arg output must be in device memory when A is"));
+  o.arg = nullptr;
+  o.schedule = schedule::with_defaults(schedule::Op::spmm, "csr.row_split");
+  EXPECT_THAT(error_of([&] { ops::spmm(ctx, da.view(), db.view(), dc.view(), o); }),
+              ::testing::HasSubstr("reduce=min on the GPU runs its own row kernel"));
+  o.schedule.reset();
+  const AnySparse<float, int32_t> dell = csr_to_ell(a).to(MemorySpace::device);
+  EXPECT_THAT(error_of([&] { ops::spmm(ctx, dell, db.view(), dc.view(), o); }),
+              ::testing::HasSubstr("reduce=min takes CSR in this version, not ell"));
 }
 
 TEST(GpuOps, EllHybridAndBsrGiveTheSameBitsEveryRun) {

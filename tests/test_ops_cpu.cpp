@@ -197,14 +197,14 @@ TEST(CpuOps, SpmmReductionTiesNanAndErrors) {
   ops::spmm(ctx, a.view(), b.view(), c.view(), o);
   EXPECT_EQ(c.data()[4], -7.0f);
   EXPECT_EQ(arg[4], 1);
-  // Errors: arg with sum or mean; other formats; device CSR (in a CUDA build) are refused.
+  // Errors: arg with sum or mean; other formats are refused.
   o.reduce = ops::SpmmReduce::mean;
   EXPECT_THAT(error_of([&] { ops::spmm(ctx, a.view(), b.view(), c.view(), o); }),
               HasSubstr("an arg output goes with reduce=max or min, not mean"));
   o.arg = nullptr;
   const AnySparse<float, int32_t> coo = csr_to_coo(a);
   EXPECT_THAT(error_of([&] { ops::spmm(ctx, coo, b.view(), c.view(), o); }),
-              HasSubstr("reduce=mean takes host CSR in this version, not coo"));
+              HasSubstr("reduce=mean takes CSR in this version, not coo"));
 }
 
 TEST(CpuOps, SpmmStridedViewsAndThreadCounts) {

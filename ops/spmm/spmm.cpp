@@ -120,10 +120,19 @@ void spmm(Context& ctx, const CsrView<V, I>& a, DenseView<const non_deduced_t<V>
   TSR_CHECK(o.arg == nullptr || o.reduce == SpmmReduce::max || o.reduce == SpmmReduce::min,
             "spmm: an arg output goes with reduce=max or min, not ", spmm_reduce_name(o.reduce));
   if (o.reduce != SpmmReduce::sum) {
-    TSR_CHECK(a.space == MemorySpace::host, "spmm: reduce=", spmm_reduce_name(o.reduce),
-              " runs on the host in this version (the device kernels take sum)");
-    if (o.validate) validate(a);
-    return spmm_csr_reduce(a, b, c, o, ctx.cpu_threads());
+    if (a.space == MemorySpace::host) {
+      if (o.validate) validate(a);
+      return spmm_csr_reduce(a, b, c, o, ctx.cpu_threads());
+    }
+    TSR_CHECK(!o.schedule, "spmm: reduce=", spmm_reduce_name(o.reduce),
+              " on the GPU runs its own row kernel; schedules choose among the sum kernels");
+    check_index_capacity<I>(a.rows, a.cols, a.nnz, "spmm: A");
+#if TESSERA_WITH_CUDA
+    if (o.validate) cuda::validate_csr(ctx, a);
+    return cuda::spmm_csr_reduce(ctx, a, b, c, o.alpha, o.beta, o.reduce, o.arg);
+#else
+    TSR_FAIL("spmm: device operands need a build of Tessera with CUDA");
+#endif
   }
   const cpu::SpmmScalars s{o.alpha, o.beta, ctx.cpu_threads()};
   if (a.space == MemorySpace::device) {
@@ -216,8 +225,8 @@ void spmm(Context& ctx, const AnySparse<V, I>& a, DenseView<const non_deduced_t<
   const auto [rows, cols] = std::visit([](const auto& m) { return std::pair(m.rows, m.cols); }, a);
   check_operands(rows, cols, space, b, c);
   TSR_CHECK(o.reduce == SpmmReduce::sum, "spmm: reduce=", spmm_reduce_name(o.reduce),
-            " takes host CSR in this version, not ", format_name(format_of(a)));
-  TSR_CHECK(o.arg == nullptr, "spmm: an arg output goes with reduce=max or min on host CSR");
+            " takes CSR in this version, not ", format_name(format_of(a)));
+  TSR_CHECK(o.arg == nullptr, "spmm: an arg output goes with reduce=max or min on CSR");
   if (space == MemorySpace::device) return spmm_device(ctx, a, b, c, o);
   if (o.validate) validate(a);
   const cpu::SpmmScalars s{o.alpha, o.beta, ctx.cpu_threads()};
