@@ -66,7 +66,9 @@ struct KmeansOptions {
   int threads = 0;                                  ///< 0: OpenMP's default
   /// Host X only: run on the GPU, streaming chunks of points from host memory every iteration
   /// (data larger than GPU memory). Empty clusters keep their centroids; k-means++ seeds on the
-  /// CPU. Results come back in host memory.
+  /// CPU. Results come back in host memory. X is pinned (cudaHostRegister) for the call so that
+  /// copies overlap the kernels; a caller fitting the same X again and again can pin it once
+  /// itself, and the fit then uses it as it is.
   bool gpu_streaming = false;
   int64_t stream_chunk_points = 0;  ///< points per streamed chunk (0: N/16, at least 65536 and at most a quarter of free memory)
   /// GPU only: time each iteration's update and assignment with CUDA events (iterations then run
