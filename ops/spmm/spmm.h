@@ -34,7 +34,7 @@ struct SpmmOptions {
   std::optional<schedule::Schedule> schedule;
   /// Require the same bits on every run. Tessera's kernels give them (no floating-point atomics,
   /// a fixed reduction order) except hyb.fused with atomic=1; this rejects that schedule and the
-  /// cuSPARSE variants (csr.cusparse, bsr.cusparse) with a clear error.
+  /// cuSPARSE variants (csr.cusparse, bsr.cusparse, bsr.cusparse_blocked_ell) with a clear error.
   bool deterministic = false;
   /// Anything but sum takes CSR only in this version, on the host or the GPU (there a kernel of
   /// its own: a schedule is refused); the other formats take sum and say so.
