@@ -401,7 +401,7 @@ struct KmeansCliOptions {
   uint64_t seed = 0;
   bool check = false;
   bool stream = false;        // keep X on the host and stream it to the GPU in chunks
-  int64_t stream_chunk = 0;   // points per streamed chunk (0: sized from free GPU memory)
+  int64_t stream_chunk = 0;   // points per streamed chunk (0: N/16, capped by free GPU memory)
   std::string output;  // prefix for <output>.centroids.npy [B*K, D] and <output>.labels.npy [B*N, 1]
 };
 
@@ -528,7 +528,7 @@ int main(int argc, char** argv) {
   kmeans->add_flag("--stream", km.stream,
                    "with --device cuda: keep the points in host memory and stream them to the GPU in "
                    "chunks every iteration (data larger than GPU memory)");
-  kmeans->add_option("--stream-chunk", km.stream_chunk, "points per streamed chunk (0: from free GPU memory)");
+  kmeans->add_option("--stream-chunk", km.stream_chunk, "points per streamed chunk (0: N/16, at least 65536, at most a quarter of free GPU memory)");
   kmeans->add_flag("--check", km.check, "labels against a float64 reference; inertia never rises");
   kmeans->add_option("-o,--output", km.output, "write <prefix>.centroids.npy and <prefix>.labels.npy");
 

@@ -51,6 +51,11 @@ template <class V, class I>
 void spmm_csr_merge_path(Context& ctx, const CsrView<V, I>& a, DenseView<const V> b,
                          DenseView<float> c, float alpha, float beta, int tpr, int vec, int64_t ipt);
 
+/// Whether p may be used by kernels on `device`: its device memory, or managed memory.
+bool device_memory_of(const void* p, int device);
+/// Whether p is device memory the host cannot read (not host, registered or managed memory).
+bool device_only_memory(const void* p);
+
 /// CSR SpMM with reduce = max, min or mean (not sum) and, for max / min, an optional arg output
 /// [rows, F] in device memory (checked): a group of lanes per row, products met in row order,
 /// semantics as ops::spmm documents them. Deterministic; no schedule.

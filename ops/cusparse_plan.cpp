@@ -63,7 +63,8 @@ struct CusparsePlan::State {
   float alpha = 1.0f, beta = 0.0f;
   cusparseSpMMAlg_t spmm_alg = CUSPARSE_SPMM_ALG_DEFAULT;
   Buffer<unsigned char> owned;  // the workspace when preprocessed (it must outlive the plan's runs)
-  Buffer<unsigned char> ell_columns, ell_values;  // A in Blocked-ELL (spmm_blocked_ell)
+  Buffer<int32_t> ell_columns;  // A in Blocked-ELL (spmm_blocked_ell)
+  Buffer<float> ell_values;
   void* workspace = nullptr;
   std::function<void()> ours;  // what runs instead when cuSPARSE is not asked (empty operands)
   ~State() {
@@ -144,13 +145,6 @@ std::vector<T> download(Context& ctx, const T* device, size_t n) {
   return host;
 }
 
-template <class T>
-Buffer<unsigned char> upload_bytes(const std::vector<T>& host) {
-  Buffer<unsigned char> out(host.size() * sizeof(T), MemorySpace::device);
-  if (!host.empty()) TSR_CUDA_CHECK(cudaMemcpy(out.data(), host.data(), out.size(), cudaMemcpyHostToDevice));
-  return out;
-}
-
 }  // namespace
 
 template <class I>
@@ -171,16 +165,38 @@ CusparsePlan CusparsePlan::spmm_blocked_ell(Context& ctx, const BsrView<float, I
   const int64_t block = a.block_rows, block_row_count = a.block_row_count();
   const std::vector<I> indptr = download(ctx, a.indptr, size_t(block_row_count + 1));
   const std::vector<I> indices = download(ctx, a.indices, size_t(a.num_blocks));
-  const std::vector<float> values = download(ctx, a.values, size_t(a.num_blocks * block * block));
+  // The copy below indexes by these arrays: check them here (the op validates A on the device
+  // first, a plan made directly does not).
+  const int64_t block_cols = a.cols / block;
+  TSR_CHECK(int64_t(indptr[0]) == 0 && int64_t(indptr[size_t(block_row_count)]) == a.num_blocks,
+            "bsr.cusparse_blocked_ell: Bsr.indptr runs from ", int64_t(indptr[0]), " to ",
+            int64_t(indptr[size_t(block_row_count)]), ", not from 0 to num_blocks = ", a.num_blocks);
   int64_t width = 0;
-  for (int64_t i = 0; i < block_row_count; ++i) width = std::max<int64_t>(width, int64_t(indptr[i + 1] - indptr[i]));
-  const int64_t ell_cols = width * block;
-  TSR_CHECK(double(a.rows) * double(ell_cols) < 0x1p62, "bsr.cusparse_blocked_ell: ", a.rows, " rows x ",
-            ell_cols, " padded columns do not fit 64-bit sizes");
+  for (int64_t i = 0; i < block_row_count; ++i) {
+    TSR_CHECK(indptr[size_t(i + 1)] >= indptr[size_t(i)], "bsr.cusparse_blocked_ell: Bsr.indptr is not monotone at ", i);
+    width = std::max<int64_t>(width, int64_t(indptr[size_t(i + 1)] - indptr[size_t(i)]));
+  }
+  for (int64_t k = 0; k < a.num_blocks; ++k) {
+    TSR_CHECK(int64_t(indices[size_t(k)]) >= 0 && int64_t(indices[size_t(k)]) < block_cols,
+              "bsr.cusparse_blocked_ell: Bsr.indices[", k, "] = ", int64_t(indices[size_t(k)]),
+              " is outside [0, ", block_cols, ")");
+  }
   // cuSPARSE's Blocked-ELL SpMM takes 32-bit block columns only (64-bit ones are "not
   // supported"): the copy uses int32 whatever A's index type.
-  TSR_CHECK(a.cols / block <= int64_t(INT32_MAX), "bsr.cusparse_blocked_ell: ", a.cols / block,
+  TSR_CHECK(block_cols <= int64_t(INT32_MAX), "bsr.cusparse_blocked_ell: ", block_cols,
             " block columns exceed the 32-bit block column indices cuSPARSE's Blocked-ELL takes");
+  // Every block row padded to the longest: refuse a copy that would not fit beside the rest in
+  // device memory (a skewed matrix pads to many times its size) before building it on the host.
+  const int64_t ell_cols = width * block;
+  const double padded_bytes = double(a.rows) * double(ell_cols) * sizeof(float) +
+                              double(block_row_count) * double(width) * sizeof(int32_t);
+  size_t free_bytes = 0, total_bytes = 0;
+  TSR_CUDA_CHECK(cudaMemGetInfo(&free_bytes, &total_bytes));
+  TSR_CHECK(padded_bytes <= 0.5 * double(free_bytes), "bsr.cusparse_blocked_ell: padding every block row to the longest (",
+            width, " blocks) takes ", padded_bytes / 1e6, " MB, ", padded_bytes / (double(a.num_blocks) * block * block * 4),
+            "x the matrix's values, over half the free device memory (", double(free_bytes) / 1e6,
+            " MB); bsr.cusparse and bsr.tensor_core take the matrix as it is");
+  const std::vector<float> values = download(ctx, a.values, size_t(a.num_blocks * block * block));
   std::vector<int32_t> ell_index(size_t(block_row_count * width), -1);
   std::vector<float> ell_value(size_t(a.rows * ell_cols), 0.0f);
   for (int64_t i = 0; i < block_row_count; ++i) {
@@ -193,8 +209,10 @@ CusparsePlan CusparsePlan::spmm_blocked_ell(Context& ctx, const BsrView<float, I
       }
     }
   }
-  s->ell_columns = upload_bytes(ell_index);
-  s->ell_values = upload_bytes(ell_value);
+  // Buffer's host-to-device copy completes before it returns (core/device.cpp), so cuSPARSE on
+  // ctx.stream() reads the whole copy.
+  s->ell_columns = Buffer<int32_t>(ell_index, MemorySpace::device);
+  s->ell_values = Buffer<float>(ell_value, MemorySpace::device);
   s->kind = State::Kind::spmm;
   s->handle = static_cast<cusparseHandle_t>(ctx.cusparse_handle());
   TSR_CUSPARSE_CHECK(cusparseCreateBlockedEll(&s->sparse, a.rows, a.cols, block, ell_cols,

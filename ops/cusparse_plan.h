@@ -1,5 +1,6 @@
 // cuSPARSE as a peer measured at its best: a plan makes the descriptors, sizes and allocates the
-// workspace and runs cusparse*_preprocess once for fixed operands; run() then only launches.
+// workspace and runs cusparse*_preprocess once for fixed operands; run() then only launches. A
+// plan uses its Context (handle, stream, workspace) on every run: the context must outlive it.
 // ops::spmm/sddmm with a csr.cusparse schedule build a plan per call (no preprocessing) on the
 // context's workspace; code that multiplies the same operands many times (the benchmarks, a
 // GNN layer) holds a plan instead.

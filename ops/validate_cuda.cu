@@ -201,6 +201,19 @@ int64_t max_row_length(Context& ctx, const CsrView<V, I>& a) {
   return int64_t(found);
 }
 
+bool device_memory_of(const void* p, int device) {
+  cudaPointerAttributes attributes{};
+  TSR_CUDA_CHECK(cudaPointerGetAttributes(&attributes, p));
+  return attributes.type == cudaMemoryTypeManaged ||
+         (attributes.type == cudaMemoryTypeDevice && attributes.device == device);
+}
+
+bool device_only_memory(const void* p) {
+  cudaPointerAttributes attributes{};
+  TSR_CUDA_CHECK(cudaPointerGetAttributes(&attributes, p));
+  return attributes.type == cudaMemoryTypeDevice;
+}
+
 #define TSR_INSTANTIATE_VALIDATE_CUDA(V, I)                                  \
   template void validate_csr(Context&, const CsrView<V, I>&, const char*); \
   template void validate_bsr(Context&, const BsrView<V, I>&);               \

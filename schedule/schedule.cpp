@@ -441,7 +441,8 @@ Schedule default_spmm(const Problem& p) {
     // winners: ft=32 took 0.096 ms where ft=64 took 0.155 on 16x16 blocks at F = 64). Split a
     // block row over more warps while the warps would not fill the GPU twice and each still gets
     // a few blocks.
-    const int64_t ft = p.block_rows > 16 && p.features >= 128 ? 64 : 32;
+    // 64 also when F needs more than 65535 tiles of 32 (the grid's y limit).
+    const int64_t ft = (p.block_rows > 16 && p.features >= 128) || (p.features + 31) / 32 > 65535 ? 64 : 32;
     const double block_rows = double((p.rows + p.block_rows - 1) / std::max<int64_t>(p.block_rows, 1));
     const double blocks = double(p.nnz) / double(std::max<int64_t>(p.block_rows * p.block_cols, 1));
     const double tiles = double((p.features + ft - 1) / ft);
@@ -450,9 +451,7 @@ Schedule default_spmm(const Problem& p) {
            blocks / std::max(block_rows, 1.0) >= 4.0 * double(wpr)) {
       wpr *= 2;
     }
-    Schedule tensor_cores{Op::spmm, "bsr.tensor_core", {{"ft", ft}, {"wpr", wpr}}};
-    // F past 65535 tiles of 32 features: tiles of 64 while they suffice.
-    if (!can_implement(tensor_cores, p)) tensor_cores = Schedule{Op::spmm, "bsr.tensor_core", {{"ft", 64}, {"wpr", wpr}}};
+    const Schedule tensor_cores{Op::spmm, "bsr.tensor_core", {{"ft", ft}, {"wpr", wpr}}};
     // Blocks too large for the tensor-core kernel: cuSPARSE's BSR where it can run them.
     const Schedule peer = with_defaults(Op::spmm, "bsr.cusparse");
     if (!can_implement(tensor_cores, p) && can_implement(peer, p)) return peer;

@@ -112,7 +112,9 @@ std::vector<Schedule> space(const Problem& p);
 /// average at least 3 nonzeros (a sub-warp per row, widened for small matrices), else
 /// csr.merge_path with teams sized to fill the GPU. ELL and Hybrid: a sub-warp per row as
 /// csr.row_split chooses it (Hybrid: the deterministic two-pass reduction). BSR:
-/// bsr.tensor_core (bsr.cusparse for blocks over 32 x 64 that cuSPARSE takes). SDDMM: csr.row_split for rows of at most 16 edges, else csr.edge_group with
+/// bsr.tensor_core with 32 features a warp (64 for blocks over 16 rows at F >= 128, or when F
+/// needs more than 65535 tiles of 32; bsr.cusparse for blocks over 32 x 64 that cuSPARSE
+/// takes). SDDMM: csr.row_split for rows of at most 16 edges, else csr.edge_group with
 /// small teams and runs of about one row; COO: coo.edge_group with the same teams and runs.
 Schedule default_schedule(const Problem& p);
 

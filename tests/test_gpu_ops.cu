@@ -631,6 +631,22 @@ TEST(GpuOps, SpmmReductionTiesNanEmptyRowsAndErrors) {
   arg = darg.to_vector();
   EXPECT_EQ(c[4], -7.0f);
   EXPECT_EQ(arg[4], 1);
+  // A NaN after a finite best replaces it; a finite product after a NaN does not.
+  const Csr<float, int32_t> late{1, 4, Buffer<int32_t>(std::vector<int32_t>{0, 3}),
+                                 Buffer<int32_t>(std::vector<int32_t>{0, 3, 2}),
+                                 Buffer<float>(std::vector<float>{1.0f, 1.0f, 5.0f})};
+  const Csr<float, int32_t> dlate = late.to(MemorySpace::device);
+  DenseMatrix<float> dc1(1, 2, MemorySpace::device);
+  for (ops::SpmmReduce op : {ops::SpmmReduce::max, ops::SpmmReduce::min}) {
+    o.reduce = op;
+    ops::spmm(ctx, dlate.view(), db.view(), dc1.view(), o);
+    ctx.synchronize();
+    EXPECT_TRUE(std::isnan(dc1.buffer().to_vector()[1])) << ops::spmm_reduce_name(op);
+    EXPECT_EQ(darg.to_vector()[1], 3) << ops::spmm_reduce_name(op);
+  }
+  o.reduce = ops::SpmmReduce::min;
+  ops::spmm(ctx, da.view(), db.view(), dc.view(), o);
+  ctx.synchronize();
   // The same bits on every run.
   for (int run = 0; run < 3; ++run) {
     ops::spmm(ctx, da.view(), db.view(), dc.view(), o);
@@ -641,11 +657,44 @@ TEST(GpuOps, SpmmReductionTiesNanEmptyRowsAndErrors) {
       ASSERT_TRUE(std::memcmp(&again[i], &c[i], sizeof(float)) == 0) << "run " << run << " at " << i;
     }
   }
-  // Errors: a host arg for device operands, a schedule, another format.
+  // Strided B and C (windows of wider rows): the host kernel's bits, max / min with beta = 0
+  // (f32 products and one scaling, rounded the same way on both sides).
+  {
+    const Csr<float, int32_t> m = random_csr<float, int32_t>({300, 200, 0.05, 0.2, 3}, 77);
+    const DenseMatrix<float> wide_b = random_dense<float>(200, 29, 78);
+    const DenseView<const float> hb{200, 23, 29, wide_b.data(), MemorySpace::host};
+    const DenseMatrix<float> dwide_b = wide_b.to(MemorySpace::device);
+    const DenseView<const float> dbv{200, 23, 29, dwide_b.data(), MemorySpace::device};
+    const Csr<float, int32_t> dm = m.to(MemorySpace::device);
+    for (ops::SpmmReduce op : {ops::SpmmReduce::max, ops::SpmmReduce::min}) {
+      DenseMatrix<float> host_c(300, 31, -3.0f);
+      DenseMatrix<float> dev_c = host_c.to(MemorySpace::device);
+      std::vector<int64_t> host_arg(size_t(300 * 23));
+      Buffer<int64_t> dev_arg(size_t(300 * 23), MemorySpace::device);
+      ops::SpmmOptions so;
+      so.reduce = op;
+      so.alpha = 0.75f;
+      so.arg = host_arg.data();
+      ops::spmm(ctx, m.view(), hb, DenseView<float>{300, 23, 31, host_c.data(), MemorySpace::host}, so);
+      so.arg = dev_arg.data();
+      ops::spmm(ctx, dm.view(), dbv, DenseView<float>{300, 23, 31, dev_c.data(), MemorySpace::device}, so);
+      ctx.synchronize();
+      const std::vector<float> got = dev_c.buffer().to_vector();
+      ASSERT_EQ(std::memcmp(got.data(), host_c.data(), got.size() * sizeof(float)), 0)
+          << ops::spmm_reduce_name(op) << ": device and host differ (C's padding included)";
+      EXPECT_EQ(dev_arg.to_vector(), host_arg) << ops::spmm_reduce_name(op);
+    }
+  }
+  // Errors: a host arg for device operands, a device arg for host operands, a schedule, another
+  // format.
   std::vector<int64_t> host_arg(6);
   o.arg = host_arg.data();
   EXPECT_THAT(error_of([&] { ops::spmm(ctx, da.view(), db.view(), dc.view(), o); }),
-              ::testing::HasSubstr("the arg output must be in device memory when A is"));
+              ::testing::HasSubstr("the arg output must be in device memory"));
+  o.arg = darg.data();
+  DenseMatrix<float> hc(3, 2, 0.0f);
+  EXPECT_THAT(error_of([&] { ops::spmm(ctx, a.view(), b.view(), hc.view(), o); }),
+              ::testing::HasSubstr("the arg output must be in host memory when A is"));
   o.arg = nullptr;
   o.schedule = schedule::with_defaults(schedule::Op::spmm, "csr.row_split");
   EXPECT_THAT(error_of([&] { ops::spmm(ctx, da.view(), db.view(), dc.view(), o); }),

@@ -197,6 +197,20 @@ TEST(CpuOps, SpmmReductionTiesNanAndErrors) {
   ops::spmm(ctx, a.view(), b.view(), c.view(), o);
   EXPECT_EQ(c.data()[4], -7.0f);
   EXPECT_EQ(arg[4], 1);
+  // A NaN after a finite best replaces it; a finite product after a NaN does not.
+  Csr<float, int32_t> late{1, 4, Buffer<int32_t>(std::vector<int32_t>{0, 3}),
+                           Buffer<int32_t>(std::vector<int32_t>{0, 3, 2}),
+                           Buffer<float>(std::vector<float>{1.0f, 1.0f, 5.0f})};
+  DenseMatrix<float> c1(1, 2, 0.0f);
+  std::vector<int64_t> arg1(2, 42);
+  o.arg = arg1.data();
+  for (ops::SpmmReduce op : {ops::SpmmReduce::max, ops::SpmmReduce::min}) {
+    o.reduce = op;
+    ops::spmm(ctx, late.view(), b.view(), c1.view(), o);
+    EXPECT_TRUE(std::isnan(c1.data()[1])) << ops::spmm_reduce_name(op);  // 1, then NaN, then 5
+    EXPECT_EQ(arg1[1], 3) << ops::spmm_reduce_name(op);
+  }
+  o.arg = arg.data();
   // Errors: arg with sum or mean; other formats are refused.
   o.reduce = ops::SpmmReduce::mean;
   EXPECT_THAT(error_of([&] { ops::spmm(ctx, a.view(), b.view(), c.view(), o); }),

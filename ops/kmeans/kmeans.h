@@ -70,7 +70,7 @@ struct KmeansOptions {
   /// copies overlap the kernels; a caller fitting the same X again and again can pin it once
   /// itself, and the fit then uses it as it is.
   bool gpu_streaming = false;
-  int64_t stream_chunk_points = 0;  ///< points per streamed chunk (0: N/16, at least 65536 and at most a quarter of free memory)
+  int64_t stream_chunk_points = 0;  ///< points per streamed chunk (0: N/16, at least 65536, then capped at a quarter of free GPU memory's worth)
   /// GPU only: time each iteration's update and assignment with CUDA events (iterations then run
   /// one by one instead of as a replayed CUDA graph) into KmeansResult::*_seconds.
   bool profile_stages = false;

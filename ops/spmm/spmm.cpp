@@ -11,6 +11,7 @@
 #include "ops/cpu/kernels.h"
 #include "ops/device_schedule.h"
 #if TESSERA_WITH_CUDA
+#include "core/device.h"
 #include "ops/cuda_kernels.h"
 #endif
 
@@ -60,8 +61,9 @@ const char* spmm_reduce_name(SpmmReduce r) {
 
 namespace {
 
-// reduce != sum or an arg output: host CSR only (checked by the caller). Each thread owns whole
-// rows; a row's products meet in row order, so results do not depend on the thread count.
+// reduce != sum or an arg output on host CSR (the GPU has ops/spmm/spmm_csr_reduce_cuda.cu).
+// Each thread owns whole rows; a row's products meet in row order, so results do not depend on
+// the thread count.
 template <class V, class I>
 void spmm_csr_reduce(const CsrView<V, I>& a, DenseView<const V> b, DenseView<float> c,
                      const SpmmOptions& o, int threads) {
@@ -121,6 +123,10 @@ void spmm(Context& ctx, const CsrView<V, I>& a, DenseView<const non_deduced_t<V>
             "spmm: an arg output goes with reduce=max or min, not ", spmm_reduce_name(o.reduce));
   if (o.reduce != SpmmReduce::sum) {
     if (a.space == MemorySpace::host) {
+#if TESSERA_WITH_CUDA
+      TSR_CHECK(o.arg == nullptr || !device::available() || !cuda::device_only_memory(o.arg),
+                "spmm: the arg output must be in host memory when A is");
+#endif
       if (o.validate) validate(a);
       return spmm_csr_reduce(a, b, c, o, ctx.cpu_threads());
     }

@@ -79,12 +79,8 @@ template <class V, class I>
 void spmm_csr_reduce(Context& ctx, const CsrView<V, I>& a, DenseView<const V> b, DenseView<float> c,
                      float alpha, float beta, SpmmReduce reduce, int64_t* arg) {
   TSR_CHECK(reduce != SpmmReduce::sum, "spmm_csr_reduce: sum runs in the SpMM kernels");
-  if (arg != nullptr) {
-    cudaPointerAttributes attributes{};
-    TSR_CUDA_CHECK(cudaPointerGetAttributes(&attributes, arg));
-    TSR_CHECK(attributes.type == cudaMemoryTypeDevice || attributes.type == cudaMemoryTypeManaged,
-              "spmm: the arg output must be in device memory when A is");
-  }
+  TSR_CHECK(arg == nullptr || device_memory_of(arg, ctx.device()),
+            "spmm: the arg output must be in device memory (of the context's device) when A is");
   if (a.rows == 0 || c.cols == 0) return;
   // One lane a feature up to a warp; at least 4 lanes, so that a row's entries load 4 at a time.
   int tpr = 4;
