@@ -63,54 +63,75 @@ namespace {
 
 // reduce != sum or an arg output on host CSR (the GPU has ops/spmm/spmm_csr_reduce_cuda.cu).
 // Each thread owns whole rows; a row's products meet in row order, so results do not depend on
-// the thread count.
-template <class V, class I>
-void spmm_csr_reduce(const CsrView<V, I>& a, DenseView<const V> b, DenseView<float> c,
-                     const SpmmOptions& o, int threads) {
+// the thread count. The reduction and the arg output are template parameters so that the
+// feature loops carry no run-time branches and vectorise (the winner's column is kept in I, the
+// index type, so that its select is as wide as the float compare for int32 indices).
+template <SpmmReduce kOp, bool kArg, class V, class I>
+void spmm_csr_reduce_rows(const CsrView<V, I>& a, DenseView<const V> b, DenseView<float> c,
+                          const SpmmOptions& o, int threads) {
+  static_assert(kOp != SpmmReduce::sum && (!kArg || kOp != SpmmReduce::mean));
   const int64_t F = c.cols;
-  const bool extreme = o.reduce == SpmmReduce::max || o.reduce == SpmmReduce::min;
+  constexpr bool kExtreme = kOp == SpmmReduce::max || kOp == SpmmReduce::min;
 #pragma omp parallel num_threads(threads > 0 ? threads : omp_get_max_threads())
   {
-    std::vector<float> acc(static_cast<size_t>(F));
-    std::vector<int64_t> who(static_cast<size_t>(F));
+    std::vector<float> acc_buffer(static_cast<size_t>(F));
+    std::vector<I> who_buffer(kArg ? static_cast<size_t>(F) : 0);
+    float* const acc = acc_buffer.data();
+    I* const who = who_buffer.data();
 #pragma omp for schedule(dynamic, 64)
     for (int64_t r = 0; r < a.rows; ++r) {
       const int64_t begin = a.indptr[r], end = a.indptr[r + 1];
-      std::fill(acc.begin(), acc.end(), 0.0f);
-      std::fill(who.begin(), who.end(), int64_t(-1));
+      std::fill(acc, acc + F, 0.0f);
+      if constexpr (kArg) std::fill(who, who + F, I(-1));
       for (int64_t e = begin; e < end; ++e) {
-        const int64_t j = a.indices[e];
+        const I j = a.indices[e];
         const float v = to_float(a.values[e]);
-        const V* brow = b.data + j * b.ld;
-        if (!extreme) {
-          for (int64_t f = 0; f < F; ++f) acc[size_t(f)] += v * to_float(brow[f]);
-          continue;
-        }
-        if (e == begin) {  // the first product of a max / min, as it is (a -0 stays -0)
-          for (int64_t f = 0; f < F; ++f) acc[size_t(f)] = v * to_float(brow[f]);
-          std::fill(who.begin(), who.end(), j);
-          continue;
-        }
-        // A later product replaces the best when strictly better (ties keep the earlier entry)
-        // or when it is a NaN and the best is not. Written branch-free; the compiler does not
-        // vectorise it yet (max and min run several times slower than sum).
-        const bool is_max = o.reduce == SpmmReduce::max;
-        for (int64_t f = 0; f < F; ++f) {
-          const float p = v * to_float(brow[f]), best = acc[size_t(f)];
-          const bool wins = (is_max ? p > best : p < best) | (p != p && best == best);
-          acc[size_t(f)] = wins ? p : best;
-          who[size_t(f)] = wins ? j : who[size_t(f)];
+        const V* brow = b.data + int64_t(j) * b.ld;
+        if constexpr (!kExtreme) {
+          for (int64_t f = 0; f < F; ++f) acc[f] += v * to_float(brow[f]);
+        } else if (e == begin) {  // the first product of a max / min, as it is (a -0 stays -0)
+          for (int64_t f = 0; f < F; ++f) acc[f] = v * to_float(brow[f]);
+          if constexpr (kArg) std::fill(who, who + F, j);
+        } else {
+          // A later product replaces the best when strictly better (ties keep the earlier
+          // entry) or when it is a NaN and the best is not. Branch-free selects.
+          for (int64_t f = 0; f < F; ++f) {
+            const float p = v * to_float(brow[f]), best = acc[f];
+            const bool better = kOp == SpmmReduce::max ? p > best : p < best;
+            const bool wins = better | ((p != p) & (best == best));
+            acc[f] = wins ? p : best;
+            if constexpr (kArg) who[f] = wins ? j : who[f];
+          }
         }
       }
-      const float scale = o.reduce == SpmmReduce::mean && end > begin ? 1.0f / float(end - begin) : 1.0f;
+      const float scale = kOp == SpmmReduce::mean && end > begin ? 1.0f / float(end - begin) : 1.0f;
       float* crow = c.data + r * c.ld;
       for (int64_t f = 0; f < F; ++f) {
-        const float value = o.alpha * (acc[size_t(f)] * scale);
+        const float value = o.alpha * (acc[f] * scale);
         crow[f] = o.beta == 0.0f ? value : value + o.beta * crow[f];
       }
-      if (o.arg) std::copy(who.begin(), who.end(), o.arg + r * F);
+      if constexpr (kArg) {
+        for (int64_t f = 0; f < F; ++f) o.arg[r * F + f] = int64_t(who[f]);
+      }
     }
   }
+}
+
+template <class V, class I>
+void spmm_csr_reduce(const CsrView<V, I>& a, DenseView<const V> b, DenseView<float> c,
+                     const SpmmOptions& o, int threads) {
+  const bool arg = o.arg != nullptr;
+  switch (o.reduce) {
+    case SpmmReduce::max:
+      return arg ? spmm_csr_reduce_rows<SpmmReduce::max, true>(a, b, c, o, threads)
+                 : spmm_csr_reduce_rows<SpmmReduce::max, false>(a, b, c, o, threads);
+    case SpmmReduce::min:
+      return arg ? spmm_csr_reduce_rows<SpmmReduce::min, true>(a, b, c, o, threads)
+                 : spmm_csr_reduce_rows<SpmmReduce::min, false>(a, b, c, o, threads);
+    case SpmmReduce::mean: return spmm_csr_reduce_rows<SpmmReduce::mean, false>(a, b, c, o, threads);
+    case SpmmReduce::sum: break;
+  }
+  TSR_FAIL("spmm_csr_reduce: sum runs in the SpMM kernels");
 }
 
 }  // namespace
