@@ -34,6 +34,7 @@
 #include "core/cuda_check.h"
 #include "core/error.h"
 #include "ops/cuda_common.cuh"
+#include "ops/hopper.cuh"
 #include "ops/mma.cuh"
 
 namespace tessera::ops::kmeans_cuda {
@@ -242,18 +243,19 @@ __device__ __forceinline__ void store_block_results(const AssignArgs& a, int b, 
   }
 }
 
-// The point tile of block (b, tile) as tensor-core elements, zero-padded to d_pad columns, through
-// store(r, col, 16-byte word) (vector path: kV-element chunks) or store_elem(r, col, element).
-template <class V, int BM, class Store16, class StoreElem>
+// BM points from row0 of problem b (rows of them real, the rest zero) as tensor-core elements,
+// zero-padded to d_pad columns, through store(r, col, 16-byte word) (vector path: kV-element
+// chunks) or store_elem(r, col, element); kLoaders threads, this one number tid.
+template <class V, int BM, int kLoaders, class Store16, class StoreElem>
 __device__ __forceinline__ void load_point_tile(const V* __restrict__ x, const AssignArgs& a,
-                                                int b, int64_t row0, int rows, Store16&& store16,
-                                                StoreElem&& store_elem) {
+                                                int b, int64_t row0, int rows, int tid,
+                                                Store16&& store16, StoreElem&& store_elem) {
   using E = typename Tile<V>::Elem;
   const V* xb = x + int64_t(b) * a.batch_stride + row0 * a.ld;
   if (a.vector_loads) {
     constexpr int kV = 16 / sizeof(V);
     const int per_row = a.d_pad / kV;
-    for (int c = threadIdx.x; c < BM * per_row; c += kAssignThreads) {
+    for (int c = tid; c < BM * per_row; c += kLoaders) {
       const int r = c / per_row, col = (c % per_row) * kV;
       uint4 w = make_uint4(0, 0, 0, 0);
       if (r < rows && col < a.d) w = *reinterpret_cast<const uint4*>(xb + int64_t(r) * a.ld + col);
@@ -266,7 +268,7 @@ __device__ __forceinline__ void load_point_tile(const V* __restrict__ x, const A
       store16(r, col, w);
     }
   } else {
-    for (int c = threadIdx.x; c < BM * a.d_pad; c += kAssignThreads) {
+    for (int c = tid; c < BM * a.d_pad; c += kLoaders) {
       const int r = c / a.d_pad, col = c % a.d_pad;
       store_elem(r, col, (r < rows && col < a.d) ? input_elem<V>(xb[int64_t(r) * a.ld + col]) : E(0));
     }
@@ -318,8 +320,8 @@ __global__ void __launch_bounds__(kAssignThreads, 2)
   // The point tile, converted and zero-padded (overlaps the first centroid stages in flight).
   const int64_t row0 = int64_t(tile) * kBM;
   const int rows = a.n - row0 < kBM ? int(a.n - row0) : kBM;
-  load_point_tile<V, kBM>(
-      x, a, b, row0, rows,
+  load_point_tile<V, kBM, kAssignThreads>(
+      x, a, b, row0, rows, threadIdx.x,
       [&](int r, int col, uint4 w) { *reinterpret_cast<uint4*>(X_s + r * xs + col) = w; },
       [&](int r, int col, E e) { X_s[r * xs + col] = e; });
 
@@ -414,52 +416,22 @@ __global__ void __launch_bounds__(kAssignThreads, 2)
 }
 
 // ---- the Hopper assignment kernel (wgmma, sm_90a) -------------------------------------------
-// The same blocks, tiles and pipeline as assign_kernel, with warpgroup MMAs reading both operands
-// straight from shared memory: each of the two warpgroups multiplies its 64 points by the whole
-// 128-centroid tile (m64n128), so the tensor cores no longer take issue slots from the argmax.
-// Shared-memory tiles use the 128-byte swizzle: a row's 128-byte column block holds eight
-// 16-byte chunks, chunk q of row r stored at q ^ (r % 8), in 1024-byte-aligned blocks of rows.
+// Warp-specialised. One producer warp streams the centroid table through a ring of `stages`
+// shared-memory stages on the bulk-copy engine: the table is stored in exactly the stage layout
+// (table_kernel with tiled = true), so one 16 KiB copy fills a stage. Two consumer warpgroups
+// each keep 64 MT points resident (128-byte swizzle) and multiply them by every stage with
+// warpgroup MMAs (m64n128, both operands from shared memory). mbarriers order the ring: full[s]
+// completes when stage s has landed, empty[s] when all 256 consumer threads have read it.
+// The consumers take turns on the tensor cores (named barriers kTurn0 / kTurn1): one issues a
+// centroid tile's MMAs while the other folds its previous tile into its running argmax, so the
+// tensor cores keep working through the epilogue (FlashAttention-3's ping-pong schedule).
+// Scores, padding and ties are those of assign_kernel.
 
-constexpr int kStageBytes = kBN * 128;  // one 128-byte column block of a centroid tile (16 KiB)
-
-#if defined(__CUDA_ARCH_FEAT_SM90_ALL)
-__device__ __forceinline__ uint32_t swizzled(int r, int byte) {  // within a column block
-  return uint32_t(r * 128 + ((((byte >> 4) ^ r) & 7) << 4) + (byte & 15));
-}
-__device__ __forceinline__ uint64_t smem_descriptor(uint32_t address) {
-  return uint64_t((address & 0x3FFFF) >> 4)     // start address
-         | uint64_t(16 >> 4) << 16              // leading byte offset (unused with swizzle)
-         | uint64_t(1024 >> 4) << 32            // stride byte offset: 8 rows of 128 bytes
-         | uint64_t(1) << 62;                   // 128-byte swizzle
-}
-__device__ __forceinline__ void wgmma_fence() { asm volatile("wgmma.fence.sync.aligned;\n" ::: "memory"); }
-__device__ __forceinline__ void wgmma_commit() {
-  asm volatile("wgmma.commit_group.sync.aligned;\n" ::: "memory");
-}
-__device__ __forceinline__ void wgmma_wait_all() {
-  asm volatile("wgmma.wait_group.sync.aligned 0;\n" ::: "memory");
-}
-__device__ __forceinline__ void fence_async_shared() {
-  asm volatile("fence.proxy.async.shared::cta;\n" ::: "memory");
-}
-// d[64] += A (64 x k, descriptor da) * B (k x 128, descriptor db); k = 16 (16-bit) or 8 (tf32).
-template <class V>
-__device__ __forceinline__ void wgmma_m64n128(float (&d)[64], uint64_t da, uint64_t db) {
-  if constexpr (std::is_same_v<V, bf16>) {
-    asm volatile("{\n.reg .pred p;\nsetp.ne.b32 p, %66, 0;\nwgmma.mma_async.sync.aligned.m64n128k16.f32.bf16.bf16 {%0, %1, %2, %3, %4, %5, %6, %7, %8, %9, %10, %11, %12, %13, %14, %15, %16, %17, %18, %19, %20, %21, %22, %23, %24, %25, %26, %27, %28, %29, %30, %31, %32, %33, %34, %35, %36, %37, %38, %39, %40, %41, %42, %43, %44, %45, %46, %47, %48, %49, %50, %51, %52, %53, %54, %55, %56, %57, %58, %59, %60, %61, %62, %63}, %64, %65, p, 1, 1, 0, 0;\n}\n"
-                 : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3]), "+f"(d[4]), "+f"(d[5]), "+f"(d[6]), "+f"(d[7]), "+f"(d[8]), "+f"(d[9]), "+f"(d[10]), "+f"(d[11]), "+f"(d[12]), "+f"(d[13]), "+f"(d[14]), "+f"(d[15]), "+f"(d[16]), "+f"(d[17]), "+f"(d[18]), "+f"(d[19]), "+f"(d[20]), "+f"(d[21]), "+f"(d[22]), "+f"(d[23]), "+f"(d[24]), "+f"(d[25]), "+f"(d[26]), "+f"(d[27]), "+f"(d[28]), "+f"(d[29]), "+f"(d[30]), "+f"(d[31]), "+f"(d[32]), "+f"(d[33]), "+f"(d[34]), "+f"(d[35]), "+f"(d[36]), "+f"(d[37]), "+f"(d[38]), "+f"(d[39]), "+f"(d[40]), "+f"(d[41]), "+f"(d[42]), "+f"(d[43]), "+f"(d[44]), "+f"(d[45]), "+f"(d[46]), "+f"(d[47]), "+f"(d[48]), "+f"(d[49]), "+f"(d[50]), "+f"(d[51]), "+f"(d[52]), "+f"(d[53]), "+f"(d[54]), "+f"(d[55]), "+f"(d[56]), "+f"(d[57]), "+f"(d[58]), "+f"(d[59]), "+f"(d[60]), "+f"(d[61]), "+f"(d[62]), "+f"(d[63])
-                 : "l"(da), "l"(db), "r"(1));
-  } else if constexpr (std::is_same_v<V, f16>) {
-    asm volatile("{\n.reg .pred p;\nsetp.ne.b32 p, %66, 0;\nwgmma.mma_async.sync.aligned.m64n128k16.f32.f16.f16 {%0, %1, %2, %3, %4, %5, %6, %7, %8, %9, %10, %11, %12, %13, %14, %15, %16, %17, %18, %19, %20, %21, %22, %23, %24, %25, %26, %27, %28, %29, %30, %31, %32, %33, %34, %35, %36, %37, %38, %39, %40, %41, %42, %43, %44, %45, %46, %47, %48, %49, %50, %51, %52, %53, %54, %55, %56, %57, %58, %59, %60, %61, %62, %63}, %64, %65, p, 1, 1, 0, 0;\n}\n"
-                 : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3]), "+f"(d[4]), "+f"(d[5]), "+f"(d[6]), "+f"(d[7]), "+f"(d[8]), "+f"(d[9]), "+f"(d[10]), "+f"(d[11]), "+f"(d[12]), "+f"(d[13]), "+f"(d[14]), "+f"(d[15]), "+f"(d[16]), "+f"(d[17]), "+f"(d[18]), "+f"(d[19]), "+f"(d[20]), "+f"(d[21]), "+f"(d[22]), "+f"(d[23]), "+f"(d[24]), "+f"(d[25]), "+f"(d[26]), "+f"(d[27]), "+f"(d[28]), "+f"(d[29]), "+f"(d[30]), "+f"(d[31]), "+f"(d[32]), "+f"(d[33]), "+f"(d[34]), "+f"(d[35]), "+f"(d[36]), "+f"(d[37]), "+f"(d[38]), "+f"(d[39]), "+f"(d[40]), "+f"(d[41]), "+f"(d[42]), "+f"(d[43]), "+f"(d[44]), "+f"(d[45]), "+f"(d[46]), "+f"(d[47]), "+f"(d[48]), "+f"(d[49]), "+f"(d[50]), "+f"(d[51]), "+f"(d[52]), "+f"(d[53]), "+f"(d[54]), "+f"(d[55]), "+f"(d[56]), "+f"(d[57]), "+f"(d[58]), "+f"(d[59]), "+f"(d[60]), "+f"(d[61]), "+f"(d[62]), "+f"(d[63])
-                 : "l"(da), "l"(db), "r"(1));
-  } else {
-    asm volatile("{\n.reg .pred p;\nsetp.ne.b32 p, %66, 0;\nwgmma.mma_async.sync.aligned.m64n128k8.f32.tf32.tf32 {%0, %1, %2, %3, %4, %5, %6, %7, %8, %9, %10, %11, %12, %13, %14, %15, %16, %17, %18, %19, %20, %21, %22, %23, %24, %25, %26, %27, %28, %29, %30, %31, %32, %33, %34, %35, %36, %37, %38, %39, %40, %41, %42, %43, %44, %45, %46, %47, %48, %49, %50, %51, %52, %53, %54, %55, %56, %57, %58, %59, %60, %61, %62, %63}, %64, %65, p, 1, 1;\n}\n"
-                 : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3]), "+f"(d[4]), "+f"(d[5]), "+f"(d[6]), "+f"(d[7]), "+f"(d[8]), "+f"(d[9]), "+f"(d[10]), "+f"(d[11]), "+f"(d[12]), "+f"(d[13]), "+f"(d[14]), "+f"(d[15]), "+f"(d[16]), "+f"(d[17]), "+f"(d[18]), "+f"(d[19]), "+f"(d[20]), "+f"(d[21]), "+f"(d[22]), "+f"(d[23]), "+f"(d[24]), "+f"(d[25]), "+f"(d[26]), "+f"(d[27]), "+f"(d[28]), "+f"(d[29]), "+f"(d[30]), "+f"(d[31]), "+f"(d[32]), "+f"(d[33]), "+f"(d[34]), "+f"(d[35]), "+f"(d[36]), "+f"(d[37]), "+f"(d[38]), "+f"(d[39]), "+f"(d[40]), "+f"(d[41]), "+f"(d[42]), "+f"(d[43]), "+f"(d[44]), "+f"(d[45]), "+f"(d[46]), "+f"(d[47]), "+f"(d[48]), "+f"(d[49]), "+f"(d[50]), "+f"(d[51]), "+f"(d[52]), "+f"(d[53]), "+f"(d[54]), "+f"(d[55]), "+f"(d[56]), "+f"(d[57]), "+f"(d[58]), "+f"(d[59]), "+f"(d[60]), "+f"(d[61]), "+f"(d[62]), "+f"(d[63])
-                 : "l"(da), "l"(db), "r"(1));
-  }
-}
-#endif
+constexpr int kStageBytes = kBN * 128;  // a stage: one 128-byte column block of a centroid tile
+constexpr int kWgmmaThreads = 288;      // two consumer warpgroups, then the producer warp
+constexpr int kConsumerThreads = 256;
+constexpr int kMinStages = 4, kMaxStages = 8;
+enum NamedBarrier : int { kTurn0 = 1, kTurn1 = 2, kRowsLoaded0 = 3, kRowsLoaded1 = 4 };
 
 // True when this build holds the sm_90a kernel and the device runs it.
 __global__ void wgmma_probe_kernel(int* out) {
@@ -470,145 +442,193 @@ __global__ void wgmma_probe_kernel(int* out) {
 #endif
 }
 
-// MT m64 sub-tiles per warpgroup: BM = 128 MT points per block. MT = 2 halves the centroid
-// traffic from L2 per multiply-add (one block per SM: 128 accumulators a thread).
+// MT m64 sub-tiles per consumer warpgroup: BM = 128 MT points per block. MT = 2 halves the
+// centroid traffic per multiply-add (one block per SM: 128 accumulators a thread); MT = 1 runs
+// two blocks per SM.
 template <class V, int MT>
-__global__ void __launch_bounds__(kAssignThreads, MT == 1 ? 2 : 1)
-    assign_wgmma_kernel(const V* __restrict__ x, const AssignArgs a) {
+__global__ void __launch_bounds__(kWgmmaThreads, MT == 1 ? 2 : 1)
+    assign_wgmma_kernel(const V* __restrict__ x, const AssignArgs a, const int stages) {
 #if defined(__CUDA_ARCH_FEAT_SM90_ALL)
+  using namespace cuda::hopper;
   using E = typename Tile<V>::Elem;
   constexpr int BM = 128 * MT;
+  constexpr int kGroupRows = 64 * MT;    // points of one consumer warpgroup
   constexpr int kBlockBytes = BM * 128;  // one 128-byte column block of the point tile
-  constexpr int kStepBytes = 32;  // one k-step: 16 x 16-bit or 8 x tf32
+  constexpr int kStepBytes = 32;         // one MMA k-step: 16 x 16-bit or 8 x tf32
   const int b = int(blockIdx.x / unsigned(a.tiles));
   const int tile = int(blockIdx.x % unsigned(a.tiles));
   if (a.active && !a.active[b]) return;
   extern __shared__ __align__(16) unsigned char smem_raw[];
+  __shared__ __align__(8) uint64_t ring_barriers[2 * kMaxStages];  // full[stages], empty[stages]
   // 1024-byte alignment for the swizzle (the launch adds 1 KiB of slack).
   unsigned char* smem = smem_raw + ((1024 - (smem_address(smem_raw) & 1023)) & 1023);
-  const int nk = a.d_pad / Tile<V>::kBk;  // column blocks
+  const int nk = a.d_pad / Tile<V>::kBk;             // column blocks
   unsigned char* X_s = smem;                         // [nk][kBlockBytes]
-  unsigned char* C_s = smem + nk * kBlockBytes;      // [kStages][kStageBytes]
-  const E* table = static_cast<const E*>(a.table) + int64_t(b) * a.k_pad * a.d_pad;
+  unsigned char* C_s = smem + nk * kBlockBytes;      // [stages][kStageBytes]
   const int n_ctiles = a.k_pad / kBN;
-  const int total = n_ctiles * nk;
-
-  auto load_stage = [&](int s) {
-    const int j = s / nk, kc = s % nk;
-    unsigned char* dst = C_s + (s % kStages) * kStageBytes;
-    const E* src = table + int64_t(j) * kBN * a.d_pad + kc * Tile<V>::kBk;
-    for (int c = threadIdx.x; c < kBN * 8; c += kAssignThreads) {
-      const int r = c / 8, q = c % 8;
-      cp_async16(dst + swizzled(r, q * 16), src + int64_t(r) * a.d_pad + q * (16 / sizeof(E)));
+  const int total = n_ctiles * nk;  // stages streamed: (centroid tile, column block) in order
+  const uint32_t full0 = smem_address(ring_barriers);
+  const uint32_t empty0 = full0 + 8 * stages;
+  if (threadIdx.x == 0) {
+    for (int s = 0; s < stages; ++s) {
+      mbarrier_init(full0 + 8 * s, 1);                   // the producer's expect_tx arrival
+      mbarrier_init(empty0 + 8 * s, kConsumerThreads);   // every consumer thread
     }
-  };
-#pragma unroll
-  for (int s = 0; s < kStages - 1; ++s) {
-    if (s < total) load_stage(s);
-    cp_async_commit();
+    mbarrier_init_fence();
   }
-  const int64_t row0 = int64_t(tile) * BM;
-  const int rows = a.n - row0 < BM ? int(a.n - row0) : BM;
-  constexpr int kPerBlock = Tile<V>::kBk;
-  load_point_tile<V, BM>(
-      x, a, b, row0, rows,
-      [&](int r, int col, uint4 w) {
-        *reinterpret_cast<uint4*>(X_s + (col / kPerBlock) * kBlockBytes +
-                                  swizzled(r, (col % kPerBlock) * int(sizeof(E)))) = w;
-      },
-      [&](int r, int col, E e) {
-        *reinterpret_cast<E*>(X_s + (col / kPerBlock) * kBlockBytes +
-                              swizzled(r, (col % kPerBlock) * int(sizeof(E)))) = e;
-      });
+  __syncthreads();
 
   const int warp = threadIdx.x / kWarp, lane = threadIdx.x % kWarp;
-  const int wg = warp / 4;  // warpgroup: rows 64 MT wg .. 64 MT (wg + 1) - 1 of the tile
-  const float* c_half = a.c_half + int64_t(b) * a.k_pad;
-  float d[MT][64];
+  const int64_t row0 = int64_t(tile) * BM;
+  const int rows = a.n - row0 < BM ? int(a.n - row0) : BM;
   float best[MT][2];
   int best_i[MT][2];
-#pragma unroll
-  for (int m = 0; m < MT; ++m) {
-    best[m][0] = best[m][1] = -INFINITY;
-    best_i[m][0] = best_i[m][1] = INT_MAX;
-  }
-  auto start_tile = [&](int j) {  // accumulators of tile j start at -h of their columns
-#pragma unroll
-    for (int i = 0; i < 16; ++i) {
-      const int col = j * kBN + 8 * i + 2 * (lane % 4);
-      const float h0 = -__ldg(c_half + col), h1 = -__ldg(c_half + col + 1);
-#pragma unroll
-      for (int m = 0; m < MT; ++m) {
-        d[m][4 * i] = h0, d[m][4 * i + 1] = h1, d[m][4 * i + 2] = h0, d[m][4 * i + 3] = h1;
+  if (warp == kConsumerThreads / kWarp) {  // the producer
+    if (lane == 0) {
+      const unsigned char* src =
+          static_cast<const unsigned char*>(a.table) + int64_t(b) * total * kStageBytes;
+      const uint32_t c_base = smem_address(C_s);
+      for (int s = 0, st = 0, phase = 0; s < total; ++s) {
+        mbarrier_wait(empty0 + 8 * st, phase ^ 1);
+        mbarrier_arrive_expect_tx(full0 + 8 * st, kStageBytes);
+        bulk_copy_to_shared(c_base + st * kStageBytes, src + int64_t(s) * kStageBytes,
+                            kStageBytes, full0 + 8 * st);
+        if (++st == stages) st = 0, phase ^= 1;
       }
     }
-  };
-  start_tile(0);
-  const uint32_t x_base = smem_address(X_s) + wg * MT * 64 * 128;
-  const uint32_t c_base = smem_address(C_s);
+    __syncwarp();
+  } else {
+    const int wg = warp / 4;
+    const int group_row0 = wg * kGroupRows;
+    const int group_rows = max(0, min(rows - group_row0, kGroupRows));
+    constexpr int kPerBlock = Tile<V>::kBk;
+    load_point_tile<V, kGroupRows, 128>(
+        x, a, b, row0 + group_row0, group_rows, threadIdx.x % 128,
+        [&](int r, int col, uint4 w) {
+          *reinterpret_cast<uint4*>(X_s + (col / kPerBlock) * kBlockBytes +
+                                    swizzled(group_row0 + r, (col % kPerBlock) * int(sizeof(E)))) =
+              w;
+        },
+        [&](int r, int col, E e) {
+          *reinterpret_cast<E*>(X_s + (col / kPerBlock) * kBlockBytes +
+                                swizzled(group_row0 + r, (col % kPerBlock) * int(sizeof(E)))) = e;
+        });
+    fence_async_shared();  // st.shared writes, visible to the tensor cores
+    named_barrier_sync(kRowsLoaded0 + wg, 128);
 
-  for (int s = 0; s < total; ++s) {
-    cp_async_wait<kStages - 2>();
-    fence_async_shared();  // cp.async and st.shared writes, visible to the tensor cores
-    __syncthreads();       // stage s landed for everyone; stage s - 1's buffer is free
-    if (s + kStages - 1 < total) load_stage(s + kStages - 1);
-    cp_async_commit();
-    const int kc = s % nk;
-    const uint32_t a_addr = x_base + kc * kBlockBytes;
-    const uint32_t b_addr = c_base + (s % kStages) * kStageBytes;
-    wgmma_fence();
 #pragma unroll
-    for (int ks = 0; ks < 128 / kStepBytes; ++ks) {
-      const uint64_t db = smem_descriptor(b_addr + ks * kStepBytes);
-#pragma unroll
-      for (int m = 0; m < MT; ++m) {
-        wgmma_m64n128<V>(d[m], smem_descriptor(a_addr + m * 64 * 128 + ks * kStepBytes), db);
-      }
+    for (int m = 0; m < MT; ++m) {
+      best[m][0] = best[m][1] = -INFINITY;
+      best_i[m][0] = best_i[m][1] = INT_MAX;
     }
-    wgmma_commit();
-    wgmma_wait_all();
-    if (kc == nk - 1) {  // tile j done: fold into the running argmax, columns in rising order
-      const int j = s / nk;
+    // This thread's accumulator columns of a tile: 8 i + 2 (lane % 4) + {0, 1}, i < 16.
+    const float* c_half = a.c_half + int64_t(b) * a.k_pad + 2 * (lane % 4);
+    const uint64_t x_desc = smem_descriptor(smem_address(X_s) + group_row0 * 128);
+    const uint64_t c_desc = smem_descriptor(smem_address(C_s));
+    float d[MT][64];
+    // Turns need a tile's stages to fit the ring: else warpgroup 0 would wait for a stage that
+    // only warpgroup 1's next turn frees. Without turns the two run freely (no cycle).
+    const bool take_turns = stages >= nk;
+    if (take_turns && wg == 1) named_barrier_arrive(kTurn0, 256);  // warpgroup 0 goes first
+    int st = 0, last_st = 0;
+    uint32_t phase = 0;
+    for (int j = 0; j < n_ctiles; ++j) {
+      // The scores start at -h of their columns; the MMAs add x.c.
+      const float2* h = reinterpret_cast<const float2*>(c_half + j * kBN);
 #pragma unroll
       for (int i = 0; i < 16; ++i) {
-        const int col = j * kBN + 8 * i + 2 * (lane % 4);
+        const float2 hv = __ldg(h + 4 * i);
 #pragma unroll
         for (int m = 0; m < MT; ++m) {
-#pragma unroll
-          for (int h = 0; h < 2; ++h) {
-            const float v0 = d[m][4 * i + 2 * h], v1 = d[m][4 * i + 2 * h + 1];
-            if (v0 > best[m][h]) best[m][h] = v0, best_i[m][h] = col;
-            if (v1 > best[m][h]) best[m][h] = v1, best_i[m][h] = col + 1;
-          }
+          d[m][4 * i] = d[m][4 * i + 2] = -hv.x;
+          d[m][4 * i + 1] = d[m][4 * i + 3] = -hv.y;
         }
       }
-      if (j + 1 < n_ctiles) start_tile(j + 1);
-    }
-  }
-  cp_async_wait<0>();
 #pragma unroll
-  for (int m = 0; m < MT; ++m) {
+      for (int m = 0; m < MT; ++m) fence_accumulators(d[m]);
+      if (take_turns) named_barrier_sync(kTurn0 + wg, 256);  // our turn on the tensor cores
+      for (int kc = 0; kc < nk; ++kc) {
+        mbarrier_wait(full0 + 8 * st, phase);
+        wgmma_fence();
 #pragma unroll
-    for (int h = 0; h < 2; ++h) {  // the four lanes of a quad hold the same rows
+        for (int ks = 0; ks < 128 / kStepBytes; ++ks) {
+          const uint64_t db = c_desc + uint64_t((st * kStageBytes + ks * kStepBytes) >> 4);
 #pragma unroll
-      for (int off = 1; off <= 2; off *= 2) {
-        const float ov = __shfl_xor_sync(0xffffffffu, best[m][h], off);
-        const int oi = __shfl_xor_sync(0xffffffffu, best_i[m][h], off);
-        if (better(ov, oi, best[m][h], best_i[m][h])) best[m][h] = ov, best_i[m][h] = oi;
+          for (int m = 0; m < MT; ++m) {
+            wgmma_m64n128<V>(
+                d[m], x_desc + uint64_t((kc * kBlockBytes + m * 64 * 128 + ks * kStepBytes) >> 4),
+                db);
+          }
+        }
+        wgmma_commit();
+        // The tile's MMAs are all queued: the other warpgroup's turn (it takes n_ctiles turns,
+        // warpgroup 0 n_ctiles - 1 + the first).
+        if (take_turns && kc == nk - 1 && !(wg == 1 && j == n_ctiles - 1)) {
+          named_barrier_arrive(kTurn0 + (wg ^ 1), 256);
+        }
+        if (kc > 0) {  // the previous stage's MMAs are done with its buffer
+          wgmma_wait<1>();
+          mbarrier_arrive(empty0 + 8 * last_st);
+        }
+        last_st = st;
+        if (++st == stages) st = 0, phase ^= 1;
+      }
+      wgmma_wait<0>();
+#pragma unroll
+      for (int m = 0; m < MT; ++m) fence_accumulators(d[m]);
+      mbarrier_arrive(empty0 + 8 * last_st);
+      // Fold tile j: its best by a pairwise tree over the thread's 32 columns of a row (the
+      // lower columns win ties), then against the running best, whose columns are all lower.
+      // Five dependent steps instead of 32. Scores are never NaN (inputs are checked finite
+      // with bounded norms; padding scores -inf).
+#pragma unroll
+      for (int m = 0; m < MT; ++m) {
+#pragma unroll
+        for (int hh = 0; hh < 2; ++hh) {
+          float v[16];
+          int ix[16];
+#pragma unroll
+          for (int i = 0; i < 16; ++i) {
+            const float v0 = d[m][4 * i + 2 * hh], v1 = d[m][4 * i + 2 * hh + 1];
+            const bool right = v1 > v0;
+            v[i] = right ? v1 : v0;
+            ix[i] = right ? 8 * i + 1 : 8 * i;
+          }
+#pragma unroll
+          for (int w = 1; w < 16; w *= 2) {
+#pragma unroll
+            for (int i = 0; i < 16; i += 2 * w) {
+              if (v[i + w] > v[i]) v[i] = v[i + w], ix[i] = ix[i + w];
+            }
+          }
+          if (v[0] > best[m][hh]) best[m][hh] = v[0], best_i[m][hh] = j * kBN + 2 * (lane % 4) + ix[0];
+        }
       }
     }
-  }
-  __syncthreads();  // the pipeline buffers are reused below
-  float* score_s = reinterpret_cast<float*>(C_s);
-  int* label_s = reinterpret_cast<int*>(score_s + BM);
-  if (lane % 4 == 0) {
 #pragma unroll
     for (int m = 0; m < MT; ++m) {
 #pragma unroll
-      for (int h = 0; h < 2; ++h) {
-        const int r = wg * MT * 64 + m * 64 + (warp % 4) * 16 + h * 8 + lane / 4;
-        score_s[r] = best[m][h];
-        label_s[r] = best_i[m][h];
+      for (int hh = 0; hh < 2; ++hh) {  // the four lanes of a quad hold the same rows
+#pragma unroll
+        for (int off = 1; off <= 2; off *= 2) {
+          const float ov = __shfl_xor_sync(0xffffffffu, best[m][hh], off);
+          const int oi = __shfl_xor_sync(0xffffffffu, best_i[m][hh], off);
+          if (better(ov, oi, best[m][hh], best_i[m][hh])) best[m][hh] = ov, best_i[m][hh] = oi;
+        }
+      }
+    }
+  }
+  __syncthreads();  // every stage consumed: the ring's buffers are reused below
+  float* score_s = reinterpret_cast<float*>(C_s);
+  int* label_s = reinterpret_cast<int*>(score_s + BM);
+  if (warp < kConsumerThreads / kWarp && lane % 4 == 0) {
+#pragma unroll
+    for (int m = 0; m < MT; ++m) {
+#pragma unroll
+      for (int hh = 0; hh < 2; ++hh) {
+        const int r = (warp / 4) * kGroupRows + m * 64 + (warp % 4) * 16 + hh * 8 + lane / 4;
+        score_s[r] = best[m][hh];
+        label_s[r] = best_i[m][hh];
       }
     }
   }
@@ -658,11 +678,16 @@ __global__ void point_norms_kernel(const V* __restrict__ x, int64_t batch, int64
 // A warp per padded centroid row (b, j): the f32 centroid rounded to the tensor-core type and
 // zero-padded, and its score offset h (l2: ||rounded c||^2 / 2, else 0; padding: +inf). Rows
 // at or past rows_per_problem[b] (when given; k otherwise) are padding.
+// Layout: row-major [B][k_pad][d_pad], or (tiled, for assign_wgmma_kernel) the stages in the
+// order the kernel streams them, each in its shared-memory layout: problem b, centroid tile
+// j / kBN, column block col / kBk, then row j % kBN of a 128-byte swizzled block.
 template <class V>
 __global__ void table_kernel(const float* __restrict__ centroids, int batch, int k, int d,
-                             int k_pad, int d_pad, bool l2, const int* active,
+                             int k_pad, int d_pad, bool l2, bool tiled, const int* active,
                              const int* rows_per_problem, typename Tile<V>::Elem* table,
                              float* c_half) {
+  using E = typename Tile<V>::Elem;
+  constexpr int kBk = Tile<V>::kBk;
   const int64_t w = (int64_t(blockIdx.x) * blockDim.x + threadIdx.x) / kWarp;
   const int lane = threadIdx.x % kWarp;
   if (w >= int64_t(batch) * k_pad) return;
@@ -670,11 +695,19 @@ __global__ void table_kernel(const float* __restrict__ centroids, int batch, int
   if (active && !active[b]) return;
   const int rows = rows_per_problem ? rows_per_problem[b] : k;
   const float* src = centroids + (int64_t(b) * k + j) * d;
-  auto* dst = table + w * d_pad;
+  // Tiled: the stage holding (b, j) starts at element stage0 + kc * kStageElems.
+  constexpr int kStageElems = kStageBytes / int(sizeof(E));
+  const int nk = d_pad / kBk;
+  const int64_t stage0 = ((int64_t(b) * (k_pad / kBN) + j / kBN) * nk) * kStageElems;
   double s = 0;
   for (int col = lane; col < d_pad; col += kWarp) {
-    const auto e = to_elem<V>(j < rows && col < d ? src[col] : 0.0f);
-    dst[col] = e;
+    const E e = to_elem<V>(j < rows && col < d ? src[col] : 0.0f);
+    if (tiled) {
+      table[stage0 + int64_t(col / kBk) * kStageElems +
+            cuda::hopper::swizzled(j % kBN, (col % kBk) * int(sizeof(E))) / sizeof(E)] = e;
+    } else {
+      table[w * d_pad + col] = e;
+    }
     const float r = elem_f32<V>(e);
     s += double(r) * r;
   }
@@ -1061,9 +1094,28 @@ size_t assign_smem_bytes(int d_pad) {
 }
 
 template <class V>
-size_t wgmma_smem_bytes(int d_pad, int mt) {
-  return size_t(d_pad / Tile<V>::kBk) * (128 * mt) * 128 + size_t(kStages) * kStageBytes +
+size_t wgmma_smem_bytes(int d_pad, int mt, int stages) {
+  return size_t(d_pad / Tile<V>::kBk) * (128 * mt) * 128 + size_t(stages) * kStageBytes +
          1024;  // + alignment slack
+}
+
+// Ring stages for assign_wgmma_kernel<V, mt>: as many as fit up to kMaxStages, within half the
+// SM's shared memory when mt = 1 (two blocks per SM) and kMinStages fit there; 0 when fewer than
+// kMinStages fit at all. Budgets leave kStaticSmem for the kernel's static shared memory.
+template <class V>
+int wgmma_stages(int d_pad, int mt, size_t block_limit, size_t sm_bytes) {
+  constexpr size_t kStaticSmem = 256;  // ring barriers + store_block_results' sums
+  const size_t fixed = wgmma_smem_bytes<V>(d_pad, mt, 0) + kStaticSmem;
+  auto fitting = [&](size_t budget) {
+    return budget < fixed ? 0 : int(std::min<size_t>(kMaxStages, (budget - fixed) / kStageBytes));
+  };
+  if (mt == 1) {
+    // Two blocks: each also pays the 1 KiB the driver reserves per block.
+    const int two = fitting(std::min(block_limit, sm_bytes / 2 - 1024));
+    if (two >= kMinStages) return two;
+  }
+  const int one = fitting(block_limit);
+  return one >= kMinStages ? one : 0;
 }
 
 // Whether assignments run on the wgmma kernel: the build holds sm_90a code and the device runs
@@ -1153,6 +1205,7 @@ struct DeviceProblem {
   int64_t k = 0, k_pad = 0, d_pad = 0, tiles = 0;
   MetricCode metric = kL2;
   int wgmma_mt = 0;                      // assign_wgmma_kernel<V, wgmma_mt>, or 0: assign_kernel
+  int wgmma_ring = 0;                    // its ring stages
   int points_per_block = kBM;
   float* x_norms = nullptr;              // [B * n] (l2, cosine)
   Elem* table = nullptr;                 // [B, k_pad, d_pad]
@@ -1173,26 +1226,30 @@ struct DeviceProblem {
               ", the most the GPU assignment kernel holds in shared memory for this type");
     k_pad = round_up(k, kBN);
     d_pad = round_up(x.cols, Tile<V>::kBk);
-    // The wgmma kernel with 256-point blocks when the tile fits and there are enough blocks
-    // to fill the GPU (one per SM), else with 128-point blocks, else the mma.sync kernel.
+    // The wgmma kernel when its ring fits (128-point blocks need less than 256-point ones),
+    // else the mma.sync kernel.
     if (use_wgmma()) {
       const size_t limit = size_t(max_smem_optin());
-      int sms = 0, dev = 0;
+      int sms = 0, dev = 0, sm_bytes = 0;
       TSR_CUDA_CHECK(cudaGetDevice(&dev));
       TSR_CUDA_CHECK(cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, dev));
+      TSR_CUDA_CHECK(
+          cudaDeviceGetAttribute(&sm_bytes, cudaDevAttrMaxSharedMemoryPerMultiprocessor, dev));
+      const int stages2 = wgmma_stages<V>(int(d_pad), 2, limit, size_t(sm_bytes));
+      const int stages1 = wgmma_stages<V>(int(d_pad), 1, limit, size_t(sm_bytes));
+      // 16-bit inputs: 128-point blocks, two per SM (measured 10-15% faster than 256 on an
+      // H200). tf32 (half the MMA rate per byte of centroids): 256-point blocks when they fill
+      // the GPU, for half the centroid traffic per multiply-add (7-9% faster).
       const int64_t big_blocks = x.batch * ((x.rows + 255) / 256);
-      if (wgmma_smem_bytes<V>(int(d_pad), 2) <= limit && big_blocks >= 2 * sms) {
-        wgmma_mt = 2;
-      } else if (wgmma_smem_bytes<V>(int(d_pad), 1) <= limit) {
-        wgmma_mt = 1;
+      if (std::is_same_v<V, float> && stages2 > 0 && big_blocks >= 2 * sms) {
+        wgmma_mt = 2, wgmma_ring = stages2;
+      } else if (stages1 > 0) {
+        wgmma_mt = 1, wgmma_ring = stages1;
       }
-    }
-    if (const char* force = std::getenv("TESSERA_KMEANS_KERNEL")) {  // tests pin one kernel
-      const std::string f = force;
-      if (f == "wgmma128" && wgmma_mt == 2) wgmma_mt = 1;
-      if (f == "wgmma256" && wgmma_mt == 1 &&
-          wgmma_smem_bytes<V>(int(d_pad), 2) <= size_t(max_smem_optin())) {
-        wgmma_mt = 2;
+      if (const char* force = std::getenv("TESSERA_KMEANS_KERNEL")) {  // tests pin one kernel
+        const std::string f = force;
+        if (f == "wgmma128" && stages1 > 0) wgmma_mt = 1, wgmma_ring = stages1;
+        if (f == "wgmma256" && stages2 > 0) wgmma_mt = 2, wgmma_ring = stages2;
       }
     }
     points_per_block = wgmma_mt == 2 ? 256 : kBM;
@@ -1201,11 +1258,11 @@ struct DeviceProblem {
     if (wgmma_mt == 2) {
       TSR_CUDA_CHECK(cudaFuncSetAttribute(assign_wgmma_kernel<V, 2>,
                                           cudaFuncAttributeMaxDynamicSharedMemorySize,
-                                          int(wgmma_smem_bytes<V>(int(d_pad), 2))));
+                                          int(wgmma_smem_bytes<V>(int(d_pad), 2, wgmma_ring))));
     } else if (wgmma_mt == 1) {
       TSR_CUDA_CHECK(cudaFuncSetAttribute(assign_wgmma_kernel<V, 1>,
                                           cudaFuncAttributeMaxDynamicSharedMemorySize,
-                                          int(wgmma_smem_bytes<V>(int(d_pad), 1))));
+                                          int(wgmma_smem_bytes<V>(int(d_pad), 1, wgmma_ring))));
     } else {
       TSR_CUDA_CHECK(cudaFuncSetAttribute(assign_kernel<V>,
                                           cudaFuncAttributeMaxDynamicSharedMemorySize,
@@ -1272,7 +1329,7 @@ struct DeviceProblem {
                    const int* rows_per_problem = nullptr) {
     table_kernel<V><<<warp_blocks(x.batch * k_pad), kThreads, 0, stream>>>(
         centroids, int(x.batch), int(k), int(x.cols), int(k_pad), int(d_pad), metric == kL2,
-        active, rows_per_problem, table, c_half);
+        /*tiled=*/wgmma_mt != 0, active, rows_per_problem, table, c_half);
     TSR_CUDA_CHECK_LAUNCH("kmeans centroid table");
   }
 
@@ -1301,11 +1358,13 @@ struct DeviceProblem {
     const int64_t blocks = x.batch * tiles;
     TSR_CHECK(blocks <= int64_t(INT32_MAX), "kmeans: ", blocks, " point tiles exceed a launch");
     if (wgmma_mt == 2) {
-      assign_wgmma_kernel<V, 2><<<unsigned(blocks), kAssignThreads,
-                                  wgmma_smem_bytes<V>(int(d_pad), 2), stream>>>(x.data, a);
+      assign_wgmma_kernel<V, 2><<<unsigned(blocks), kWgmmaThreads,
+                                  wgmma_smem_bytes<V>(int(d_pad), 2, wgmma_ring), stream>>>(
+          x.data, a, wgmma_ring);
     } else if (wgmma_mt == 1) {
-      assign_wgmma_kernel<V, 1><<<unsigned(blocks), kAssignThreads,
-                                  wgmma_smem_bytes<V>(int(d_pad), 1), stream>>>(x.data, a);
+      assign_wgmma_kernel<V, 1><<<unsigned(blocks), kWgmmaThreads,
+                                  wgmma_smem_bytes<V>(int(d_pad), 1, wgmma_ring), stream>>>(
+          x.data, a, wgmma_ring);
     } else {
       assign_kernel<V><<<unsigned(blocks), kAssignThreads, assign_smem_bytes<V>(int(d_pad)),
                          stream>>>(x.data, a);
