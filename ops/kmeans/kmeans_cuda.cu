@@ -518,7 +518,7 @@ __global__ void __launch_bounds__(kWgmmaThreads, MT == 1 ? 2 : 1)
 
 #pragma unroll
     for (int m = 0; m < MT; ++m) {
-      best[m][0] = best[m][1] = -INFINITY;
+      best[m][0] = best[m][1] = INFINITY;  // smallest h - x.c so far
       best_i[m][0] = best_i[m][1] = INT_MAX;
     }
     // This thread's accumulator columns of a tile: 8 i + 2 (lane % 4) + {0, 1}, i < 16.
@@ -533,15 +533,16 @@ __global__ void __launch_bounds__(kWgmmaThreads, MT == 1 ? 2 : 1)
     int st = 0, last_st = 0;
     uint32_t phase = 0;
     for (int j = 0; j < n_ctiles; ++j) {
-      // The scores start at -h of their columns; the MMAs add x.c.
+      // Here the accumulators hold h(c) - x.c (the negated score): they start at h of their
+      // columns, loaded straight into them, and the MMAs subtract the products.
       const float2* h = reinterpret_cast<const float2*>(c_half + j * kBN);
 #pragma unroll
       for (int i = 0; i < 16; ++i) {
         const float2 hv = __ldg(h + 4 * i);
 #pragma unroll
         for (int m = 0; m < MT; ++m) {
-          d[m][4 * i] = d[m][4 * i + 2] = -hv.x;
-          d[m][4 * i + 1] = d[m][4 * i + 3] = -hv.y;
+          d[m][4 * i] = d[m][4 * i + 2] = hv.x;
+          d[m][4 * i + 1] = d[m][4 * i + 3] = hv.y;
         }
       }
 #pragma unroll
@@ -555,7 +556,7 @@ __global__ void __launch_bounds__(kWgmmaThreads, MT == 1 ? 2 : 1)
           const uint64_t db = c_desc + uint64_t((st * kStageBytes + ks * kStepBytes) >> 4);
 #pragma unroll
           for (int m = 0; m < MT; ++m) {
-            wgmma_m64n128<V>(
+            wgmma_m64n128_sub<V>(
                 d[m], x_desc + uint64_t((kc * kBlockBytes + m * 64 * 128 + ks * kStepBytes) >> 4),
                 db);
           }
@@ -577,10 +578,10 @@ __global__ void __launch_bounds__(kWgmmaThreads, MT == 1 ? 2 : 1)
 #pragma unroll
       for (int m = 0; m < MT; ++m) fence_accumulators(d[m]);
       mbarrier_arrive(empty0 + 8 * last_st);
-      // Fold tile j: its best by a pairwise tree over the thread's 32 columns of a row (the
-      // lower columns win ties), then against the running best, whose columns are all lower.
-      // Five dependent steps instead of 32. Scores are never NaN (inputs are checked finite
-      // with bounded norms; padding scores -inf).
+      // Fold tile j: its smallest h - x.c by a pairwise tree over the thread's 32 columns of a
+      // row (the lower columns win ties), then against the running best, whose columns are all
+      // lower. Five dependent steps instead of 32. Never NaN: inputs are checked finite with
+      // bounded norms, and padding holds +inf.
 #pragma unroll
       for (int m = 0; m < MT; ++m) {
 #pragma unroll
@@ -590,7 +591,7 @@ __global__ void __launch_bounds__(kWgmmaThreads, MT == 1 ? 2 : 1)
 #pragma unroll
           for (int i = 0; i < 16; ++i) {
             const float v0 = d[m][4 * i + 2 * hh], v1 = d[m][4 * i + 2 * hh + 1];
-            const bool right = v1 > v0;
+            const bool right = v1 < v0;
             v[i] = right ? v1 : v0;
             ix[i] = right ? 8 * i + 1 : 8 * i;
           }
@@ -598,10 +599,10 @@ __global__ void __launch_bounds__(kWgmmaThreads, MT == 1 ? 2 : 1)
           for (int w = 1; w < 16; w *= 2) {
 #pragma unroll
             for (int i = 0; i < 16; i += 2 * w) {
-              if (v[i + w] > v[i]) v[i] = v[i + w], ix[i] = ix[i + w];
+              if (v[i + w] < v[i]) v[i] = v[i + w], ix[i] = ix[i + w];
             }
           }
-          if (v[0] > best[m][hh]) best[m][hh] = v[0], best_i[m][hh] = j * kBN + 2 * (lane % 4) + ix[0];
+          if (v[0] < best[m][hh]) best[m][hh] = v[0], best_i[m][hh] = j * kBN + 2 * (lane % 4) + ix[0];
         }
       }
     }
@@ -609,6 +610,7 @@ __global__ void __launch_bounds__(kWgmmaThreads, MT == 1 ? 2 : 1)
     for (int m = 0; m < MT; ++m) {
 #pragma unroll
       for (int hh = 0; hh < 2; ++hh) {  // the four lanes of a quad hold the same rows
+        best[m][hh] = -best[m][hh];     // the score x.c - h
 #pragma unroll
         for (int off = 1; off <= 2; off *= 2) {
           const float ov = __shfl_xor_sync(0xffffffffu, best[m][hh], off);
@@ -776,20 +778,27 @@ __global__ void sum_chunks_kernel(const V* __restrict__ x, int n, int d, int k, 
   for (int col0 = 0; col0 < d; col0 += 4 * kWarp) {
     const int col = col0 + 4 * lane;
     float acc[4] = {0, 0, 0, 0};
-#pragma unroll 4
-    for (int p = p0; p < p1; ++p) {
-      const unsigned g = unsigned(order[p]);
-      const V* row = x + int64_t(g / unsigned(n)) * batch_stride + int64_t(g % unsigned(n)) * ld;
-      const float scale = inv_norms ? inv_norms[g] : 1.0f;
-      float v[4] = {0, 0, 0, 0};
-      if (vec4 && col < d) {
-        cuda::load_vec<4>(row + col, v);
-      } else {
+    // 32 rows at a time: their point indices (and cosine scales) in one coalesced load, handed
+    // out by shuffles, so each row load waits on no index load of its own.
+    for (int base = p0; base < p1; base += kWarp) {
+      const int count = min(kWarp, p1 - base);
+      const unsigned mine = lane < count ? unsigned(order[base + lane]) : 0u;
+      const float my_scale = inv_norms && lane < count ? inv_norms[mine] : 1.0f;
+#pragma unroll 8
+      for (int t = 0; t < count; ++t) {
+        const unsigned g = __shfl_sync(0xffffffffu, mine, t);
+        const float scale = __shfl_sync(0xffffffffu, my_scale, t);
+        const V* row = x + int64_t(g / unsigned(n)) * batch_stride + int64_t(g % unsigned(n)) * ld;
+        float v[4] = {0, 0, 0, 0};
+        if (vec4 && col < d) {
+          cuda::load_vec<4>(row + col, v);
+        } else {
 #pragma unroll
-        for (int e = 0; e < 4; ++e) v[e] = col + e < d ? load_f32(row[col + e]) : 0.0f;
+          for (int e = 0; e < 4; ++e) v[e] = col + e < d ? load_f32(row[col + e]) : 0.0f;
+        }
+#pragma unroll
+        for (int e = 0; e < 4; ++e) acc[e] += v[e] * scale;
       }
-#pragma unroll
-      for (int e = 0; e < 4; ++e) acc[e] += v[e] * scale;
     }
 #pragma unroll
     for (int e = 0; e < 4; ++e) {
