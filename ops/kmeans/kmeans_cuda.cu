@@ -778,27 +778,20 @@ __global__ void sum_chunks_kernel(const V* __restrict__ x, int n, int d, int k, 
   for (int col0 = 0; col0 < d; col0 += 4 * kWarp) {
     const int col = col0 + 4 * lane;
     float acc[4] = {0, 0, 0, 0};
-    // 32 rows at a time: their point indices (and cosine scales) in one coalesced load, handed
-    // out by shuffles, so each row load waits on no index load of its own.
-    for (int base = p0; base < p1; base += kWarp) {
-      const int count = min(kWarp, p1 - base);
-      const unsigned mine = lane < count ? unsigned(order[base + lane]) : 0u;
-      const float my_scale = inv_norms && lane < count ? inv_norms[mine] : 1.0f;
-#pragma unroll 8
-      for (int t = 0; t < count; ++t) {
-        const unsigned g = __shfl_sync(0xffffffffu, mine, t);
-        const float scale = __shfl_sync(0xffffffffu, my_scale, t);
-        const V* row = x + int64_t(g / unsigned(n)) * batch_stride + int64_t(g % unsigned(n)) * ld;
-        float v[4] = {0, 0, 0, 0};
-        if (vec4 && col < d) {
-          cuda::load_vec<4>(row + col, v);
-        } else {
+#pragma unroll 4
+    for (int p = p0; p < p1; ++p) {
+      const unsigned g = unsigned(order[p]);
+      const V* row = x + int64_t(g / unsigned(n)) * batch_stride + int64_t(g % unsigned(n)) * ld;
+      const float scale = inv_norms ? inv_norms[g] : 1.0f;
+      float v[4] = {0, 0, 0, 0};
+      if (vec4 && col < d) {
+        cuda::load_vec<4>(row + col, v);
+      } else {
 #pragma unroll
-          for (int e = 0; e < 4; ++e) v[e] = col + e < d ? load_f32(row[col + e]) : 0.0f;
-        }
-#pragma unroll
-        for (int e = 0; e < 4; ++e) acc[e] += v[e] * scale;
+        for (int e = 0; e < 4; ++e) v[e] = col + e < d ? load_f32(row[col + e]) : 0.0f;
       }
+#pragma unroll
+      for (int e = 0; e < 4; ++e) acc[e] += v[e] * scale;
     }
 #pragma unroll
     for (int e = 0; e < 4; ++e) {
