@@ -14,6 +14,7 @@
 
 #include "core/buffer.h"
 #include "core/cuda_check.h"
+#include "formats/validate.h"
 #include "ops/cuda_kernels.h"
 #endif
 
@@ -125,13 +126,31 @@ CusparsePlan CusparsePlan::spmm(Context& ctx, const CsrView<float, I>& a, DenseV
 
 namespace {
 
+// The start both BSR plans share: cuSPARSE's shape rules (square, whole blocks), the state, and
+// the plans that never ask cuSPARSE (nothing to do, or C = beta * C for an empty matrix: done
+// is set then).
 template <class I>
-void check_square_whole_blocks(const BsrView<float, I>& a, const char* variant) {
+std::unique_ptr<CusparsePlan::State> start_bsr_plan(Context& ctx, const BsrView<float, I>& a,
+                                                    DenseView<float> c, float alpha, float beta,
+                                                    cusparseSpMMAlg_t alg, const char* variant,
+                                                    bool& done) {
   TSR_CHECK(a.block_rows == a.block_cols, variant, ": ", a.block_rows, "x", a.block_cols,
             " blocks; cuSPARSE takes square blocks only");
   TSR_CHECK(a.rows % a.block_rows == 0 && a.cols % a.block_cols == 0, variant, ": a ", a.rows,
             "x", a.cols, " matrix is not made of whole ", a.block_rows, "x", a.block_cols,
             " blocks (cuSPARSE takes whole blocks only)");
+  auto s = std::make_unique<CusparsePlan::State>();
+  s->spmm_alg = alg;
+  s->alpha = alpha, s->beta = beta;
+  done = a.rows == 0 || c.cols == 0 || a.num_blocks == 0;
+  if (a.rows > 0 && c.cols > 0 && a.num_blocks == 0) {
+    s->ours = [&ctx, c, beta] { cuda::scale_rows(ctx, c, beta); };
+  }
+  if (!done) {
+    s->kind = CusparsePlan::State::Kind::spmm;
+    s->handle = static_cast<cusparseHandle_t>(ctx.cusparse_handle());
+  }
+  return s;
 }
 
 template <class T>
@@ -150,36 +169,27 @@ std::vector<T> download(Context& ctx, const T* device, size_t n) {
 template <class I>
 CusparsePlan CusparsePlan::spmm_blocked_ell(Context& ctx, const BsrView<float, I>& a, DenseView<const float> b,
                                             DenseView<float> c, float alpha, float beta, bool preprocess) {
-  check_square_whole_blocks(a, "bsr.cusparse_blocked_ell");
-  auto s = std::make_unique<State>();
-  s->spmm_alg = CUSPARSE_SPMM_BLOCKED_ELL_ALG1;
-  s->alpha = alpha, s->beta = beta;
-  if (a.rows == 0 || c.cols == 0) return CusparsePlan(std::move(s));
-  if (a.num_blocks == 0) {  // C = beta * C without asking cuSPARSE about an empty matrix
-    s->ours = [&ctx, c, beta] { cuda::scale_rows(ctx, c, beta); };
-    return CusparsePlan(std::move(s));
-  }
+  bool done = false;
+  auto s = start_bsr_plan(ctx, a, c, alpha, beta, CUSPARSE_SPMM_BLOCKED_ELL_ALG1,
+                          "bsr.cusparse_blocked_ell", done);
+  if (done) return CusparsePlan(std::move(s));
   // Blocked-ELL: block row i holds `width` block slots, the first indptr[i+1] - indptr[i] of them
   // A's blocks in order, the rest column -1 (empty). Values: a rows x (width * block) row-major
   // matrix whose slot s spans columns [s * block, (s + 1) * block).
   const int64_t block = a.block_rows, block_row_count = a.block_row_count();
   const std::vector<I> indptr = download(ctx, a.indptr, size_t(block_row_count + 1));
   const std::vector<I> indices = download(ctx, a.indices, size_t(a.num_blocks));
-  // The copy below indexes by these arrays: check them here (the op validates A on the device
-  // first, a plan made directly does not).
+  const std::vector<float> values = download(ctx, a.values, size_t(a.num_blocks * block * block));
+  // The copy below indexes by these arrays: validate them here (the op validates A on the
+  // device first, a plan made directly does not).
+  BsrView<float, I> host = a;
+  host.indptr = indptr.data(), host.indices = indices.data(), host.values = values.data();
+  host.space = MemorySpace::host;
+  validate(host);
   const int64_t block_cols = a.cols / block;
-  TSR_CHECK(int64_t(indptr[0]) == 0 && int64_t(indptr[size_t(block_row_count)]) == a.num_blocks,
-            "bsr.cusparse_blocked_ell: Bsr.indptr runs from ", int64_t(indptr[0]), " to ",
-            int64_t(indptr[size_t(block_row_count)]), ", not from 0 to num_blocks = ", a.num_blocks);
   int64_t width = 0;
   for (int64_t i = 0; i < block_row_count; ++i) {
-    TSR_CHECK(indptr[size_t(i + 1)] >= indptr[size_t(i)], "bsr.cusparse_blocked_ell: Bsr.indptr is not monotone at ", i);
     width = std::max<int64_t>(width, int64_t(indptr[size_t(i + 1)] - indptr[size_t(i)]));
-  }
-  for (int64_t k = 0; k < a.num_blocks; ++k) {
-    TSR_CHECK(int64_t(indices[size_t(k)]) >= 0 && int64_t(indices[size_t(k)]) < block_cols,
-              "bsr.cusparse_blocked_ell: Bsr.indices[", k, "] = ", int64_t(indices[size_t(k)]),
-              " is outside [0, ", block_cols, ")");
   }
   // cuSPARSE's Blocked-ELL SpMM takes 32-bit block columns only (64-bit ones are "not
   // supported"): the copy uses int32 whatever A's index type.
@@ -196,7 +206,6 @@ CusparsePlan CusparsePlan::spmm_blocked_ell(Context& ctx, const BsrView<float, I
             width, " blocks) takes ", padded_bytes / 1e6, " MB, ", padded_bytes / (double(a.num_blocks) * block * block * 4),
             "x the matrix's values, over half the free device memory (", double(free_bytes) / 1e6,
             " MB); bsr.cusparse and bsr.tensor_core take the matrix as it is");
-  const std::vector<float> values = download(ctx, a.values, size_t(a.num_blocks * block * block));
   std::vector<int32_t> ell_index(size_t(block_row_count * width), -1);
   std::vector<float> ell_value(size_t(a.rows * ell_cols), 0.0f);
   for (int64_t i = 0; i < block_row_count; ++i) {
@@ -213,8 +222,6 @@ CusparsePlan CusparsePlan::spmm_blocked_ell(Context& ctx, const BsrView<float, I
   // ctx.stream() reads the whole copy.
   s->ell_columns = Buffer<int32_t>(ell_index, MemorySpace::device);
   s->ell_values = Buffer<float>(ell_value, MemorySpace::device);
-  s->kind = State::Kind::spmm;
-  s->handle = static_cast<cusparseHandle_t>(ctx.cusparse_handle());
   TSR_CUSPARSE_CHECK(cusparseCreateBlockedEll(&s->sparse, a.rows, a.cols, block, ell_cols,
                                               s->ell_columns.data(), s->ell_values.data(), CUSPARSE_INDEX_32I,
                                               CUSPARSE_INDEX_BASE_ZERO, CUDA_R_32F));
@@ -225,17 +232,9 @@ CusparsePlan CusparsePlan::spmm_blocked_ell(Context& ctx, const BsrView<float, I
 template <class I>
 CusparsePlan CusparsePlan::spmm_bsr(Context& ctx, const BsrView<float, I>& a, DenseView<const float> b,
                                     DenseView<float> c, float alpha, float beta, bool preprocess) {
-  check_square_whole_blocks(a, "bsr.cusparse");
-  auto s = std::make_unique<State>();
-  s->spmm_alg = CUSPARSE_SPMM_BSR_ALG1;
-  s->alpha = alpha, s->beta = beta;
-  if (a.rows == 0 || c.cols == 0) return CusparsePlan(std::move(s));
-  if (a.num_blocks == 0) {  // C = beta * C without asking cuSPARSE about an empty matrix
-    s->ours = [&ctx, c, beta] { cuda::scale_rows(ctx, c, beta); };
-    return CusparsePlan(std::move(s));
-  }
-  s->kind = State::Kind::spmm;
-  s->handle = static_cast<cusparseHandle_t>(ctx.cusparse_handle());
+  bool done = false;
+  auto s = start_bsr_plan(ctx, a, c, alpha, beta, CUSPARSE_SPMM_BSR_ALG1, "bsr.cusparse", done);
+  if (done) return CusparsePlan(std::move(s));
   TSR_CUSPARSE_CHECK(cusparseCreateBsr(&s->sparse, a.block_row_count(), a.cols / a.block_cols,
                                        a.num_blocks, a.block_rows, a.block_cols,
                                        const_cast<I*>(a.indptr), const_cast<I*>(a.indices),

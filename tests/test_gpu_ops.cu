@@ -751,6 +751,16 @@ TEST(GpuOps, BadEllHybridAndBsrInputGetsClearErrors) {
   Bsr<float, int32_t> bsr = csr_to_bsr(csr, 4, 4);
   bsr.indptr[2] = bsr.indptr[3] + 1;
   EXPECT_THAT(run(bsr.to(MemorySpace::device)), ::testing::HasSubstr("Bsr.indptr is not monotone"));
+  // A Blocked-ELL plan made directly (no op-level validation) checks A before it copies it.
+  Bsr<float, int32_t> bad_column = csr_to_bsr(csr, 2, 2);
+  ASSERT_GE(bad_column.num_blocks(), 2);
+  bad_column.indices[1] = 15;  // 30 columns: block columns 0 .. 14
+  const Bsr<float, int32_t> dbad = bad_column.to(MemorySpace::device);
+  EXPECT_THAT(error_of([&] {
+                ops::CusparsePlan::spmm_blocked_ell(ctx, dbad.view(), db.view(), dc.view(), 1.0f,
+                                                    0.0f, false);
+              }),
+              ::testing::HasSubstr("Bsr.indices[1] = 15 is outside [0, 15)"));
   // Schedules that cannot run the problem say why.
   ops::SpmmOptions o;
   o.deterministic = true;
