@@ -1,7 +1,8 @@
 // ops::kmeans on the GPU. Stages of one Lloyd iteration, each one launch over the whole batch:
 //   assign      fused tensor-core scores x.c - ||c||^2 / 2 + running argmax (no N x K buffer),
 //               per-tile inertia and changed-label counts: assign_wgmma_kernel on sm_90a builds
-//               (warpgroup MMAs), assign_kernel (mma.sync) elsewhere
+//               (warp-specialised: bulk-copy producer, warpgroup MMAs taking turns),
+//               assign_kernel (mma.sync) elsewhere
 //   sort        CUB radix sort of the keys b * K + label (stable: points stay in index order)
 //   bounds      segment offsets by binary search, chunks of kChunk points per cluster, scan
 //   sum_chunks  a warp sums one chunk's rows in point order into a partial (f32)
@@ -49,7 +50,7 @@ using namespace cuda::mma_sync;
 
 constexpr int kBM = 128;  // points per block (resident in shared memory for the whole block)
 constexpr int kBN = 128;  // centroids per streamed tile
-constexpr int kStages = 3;
+constexpr int kStages = 3;            // cp.async pipeline stages of assign_kernel
 constexpr int kAssignThreads = 256;  // 8 warps: 4 along points x 2 along centroids, 32 x 64 each
 constexpr int kChunk = 128;          // points per partial sum of the update
 constexpr int kCheckEvery = 4;       // iterations between host looks at the convergence flag
