@@ -420,6 +420,20 @@ TEST(Kmeans, BadInputGetsClearErrors) {
                                           KmeansMetric::l2, labels.data());
               }),
               HasSubstr("centroids are [1, 3, 5]"));
+  // Points of dimension 0, on either side: refused before any kernel runs.
+  DenseView<const float> no_dims = x.view();
+  no_dims.cols = 0;
+  DenseView<const float> no_dim_centroids = wrong.view();
+  no_dim_centroids.cols = 0;
+  for (MemorySpace space : {MemorySpace::host, MemorySpace::device}) {
+    no_dims.space = space;
+    EXPECT_THAT(error_of([&] {
+                  ops::kmeans_assign<float>(ctx, batch_of_one(no_dims),
+                                            batch_of_one(no_dim_centroids), KmeansMetric::l2,
+                                            labels.data());
+                }),
+                HasSubstr("kmeans_assign: points have dimension 0"));
+  }
 }
 
 TEST(Kmeans, SiftVectors) {

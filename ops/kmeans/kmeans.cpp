@@ -692,6 +692,8 @@ void kmeans_assign(Context& ctx, BatchedDenseView<const V> x,
                    BatchedDenseView<const float> centroids, KmeansMetric metric, int32_t* labels,
                    float* distances, int threads) {
   (void)ctx;  // the CPU path keeps no state in it
+  // As kmeans() does; on the GPU, a tile without column blocks would never hand over its turn.
+  TSR_CHECK(x.cols > 0, "kmeans_assign: points have dimension 0");
   if (x.space == MemorySpace::device) {
     validate_batch(x, "kmeans_assign");
     TSR_CHECK(centroids.rows > 0, "kmeans_assign: no centroids");
