@@ -528,9 +528,8 @@ __global__ void __launch_bounds__(kWgmmaThreads, MT == 1 ? 2 : 1)
     const uint64_t c_desc = smem_descriptor(smem_address(C_s));
     float d[MT][64];
     // Turns need a tile's stages to fit the ring: else warpgroup 0 would wait for a stage that
-    // only warpgroup 1's next turn frees. Without turns the two run freely (no cycle). A tile
-    // without stages (D = 0, refused by the callers) would never hand its turn over.
-    const bool take_turns = nk > 0 && stages >= nk;
+    // only warpgroup 1's next turn frees. Without turns the two run freely (no cycle).
+    const bool take_turns = stages >= nk;
     if (take_turns && wg == 1) named_barrier_arrive(kTurn0, 256);  // warpgroup 0 goes first
     int st = 0, last_st = 0;
     uint32_t phase = 0;
