@@ -11,6 +11,9 @@
 //   stages   the assignment's and the update's median seconds per iteration (profiled run), the
 //            assignment's share of the tensor-core peak (useful 2BNKD flops) and the update's
 //            share of the measured copy bandwidth (reading X once, labels, writing centroids)
+// --exact-f32: the f32 cases with KmeansOptions::exact_f32 (3xTF32: three times the MMAs; the
+// peak fraction still counts useful flops against the tf32 peak). Peers at the same precision:
+// flash-kmeans under TRITON_F32_DEFAULT=tf32x3, PyTorch without TF32 (its default here).
 // Data: standard normal points (a counter-based generator, the same distribution the peers draw
 // with torch.randn), initial centroids K distinct random points of each problem.
 #include <cuda_runtime_api.h>
@@ -82,7 +85,8 @@ double tensor_core_peak(const std::string& device, const std::string& dtype) {
 
 template <class V>
 nlohmann::ordered_json run_case(Context& ctx, bench::Timer& timer, const Case& c, int reps,
-                                int step_extra, double copy_gbps, const std::string& device) {
+                                int step_extra, double copy_gbps, const std::string& device,
+                                bool exact_f32) {
   const int64_t total = c.batch * c.n * c.d;
   std::vector<V> host(static_cast<size_t>(total));
 #pragma omp parallel for schedule(static)
@@ -95,6 +99,7 @@ nlohmann::ordered_json run_case(Context& ctx, bench::Timer& timer, const Case& c
   o.init = KmeansInit::random;
   o.seed = 1;
   o.max_iterations = 0;
+  o.exact_f32 = exact_f32;
   std::vector<float> c0 = ops::kmeans(ctx, x, c.k, o).centroids.to_vector();
   o.init = KmeansInit::given;
   o.fixed_iterations = true;
@@ -143,6 +148,7 @@ nlohmann::ordered_json run_case(Context& ctx, bench::Timer& timer, const Case& c
   j["name"] = c.name;
   j["shape"] = {{"B", c.batch}, {"N", c.n}, {"K", c.k}, {"D", c.d}};
   j["dtype"] = c.dtype;
+  j["exact_f32"] = exact_f32 && c.dtype == "fp32";
   j["iters_per_run"] = c.iters;
   j["warm_start"] = c.svg2;
   j["step_s"] = step_s;
@@ -287,6 +293,9 @@ int main(int argc, char** argv) {
   auto* out_option = app.add_option("--out", out, "output JSON file");
   app.add_option("--reps", reps, "timed calls per measurement (median)");
   app.add_option("--step-extra", step_extra, "extra iterations m in the step difference");
+  bool exact_f32 = false;
+  app.add_flag("--exact-f32", exact_f32,
+               "f32 cases at f32 precision (KmeansOptions::exact_f32) instead of tf32");
   bool stream = false;
   app.add_flag("--stream", stream,
                "the streaming cases instead (X in host memory, copied every pass; --quick ignored; "
@@ -308,7 +317,8 @@ int main(int argc, char** argv) {
                       {"date", bench::utc_now()},
                       {"copy_gbps", copy_gbps},
                       {"reps", reps},
-                      {"step_extra_iterations", step_extra}};
+                      {"step_extra_iterations", step_extra},
+                      {"exact_f32", exact_f32}};
     doc["cases"] = nlohmann::ordered_json::array();
     if (stream) {
       if (!out_given) out = "bench/results/kmeans_stream.json";  // not the in-memory cases' file
@@ -330,11 +340,14 @@ int main(int argc, char** argv) {
       if (!only.empty() && std::find(only.begin(), only.end(), c.name) == only.end()) continue;
       try {
         if (c.dtype == "fp32") {
-          doc["cases"].push_back(run_case<float>(ctx, timer, c, reps, step_extra, copy_gbps, device_name));
+          doc["cases"].push_back(run_case<float>(ctx, timer, c, reps, step_extra, copy_gbps, device_name,
+                                                 exact_f32));
         } else if (c.dtype == "bf16") {
-          doc["cases"].push_back(run_case<bf16>(ctx, timer, c, reps, step_extra, copy_gbps, device_name));
+          doc["cases"].push_back(run_case<bf16>(ctx, timer, c, reps, step_extra, copy_gbps, device_name,
+                                                 exact_f32));
         } else {
-          doc["cases"].push_back(run_case<f16>(ctx, timer, c, reps, step_extra, copy_gbps, device_name));
+          doc["cases"].push_back(run_case<f16>(ctx, timer, c, reps, step_extra, copy_gbps, device_name,
+                                                 exact_f32));
         }
       } catch (const std::exception& e) {
         std::fprintf(stderr, "%s: %s\n", c.name.c_str(), e.what());

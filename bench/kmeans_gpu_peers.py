@@ -492,6 +492,8 @@ def main():
         "python": platform.python_version(),
         "host": platform.node(),
         "torch_allow_tf32": bool(args.tf32),
+        # tf32x3 or ieee make flash-kmeans' fp32 tl.dot as precise as Tessera's exact_f32
+        "triton_f32_default": os.environ.get("TRITON_F32_DEFAULT"),
         "torch_dist": args.torch_dist,
         "quick": args.quick,
         "seed": args.seed,
@@ -505,7 +507,8 @@ def main():
             "sec_per_iter = median seconds of one Lloyd iteration (assign+update), warm state",
             "run = end-to-end call with fixed iters from the shared initial centroids; "
             "flash: batch_kmeans_Euclid(x, K, max_iters=iters, tol=-1.0, init_centroids=c0) (never stops early)",
-            "flash-kmeans fp32 uses Triton tl.dot default precision (TF32); torch peer TF32 per torch_allow_tf32",
+            "flash-kmeans fp32 uses Triton tl.dot's default precision (TF32 unless TRITON_F32_DEFAULT says "
+            "otherwise, see triton_f32_default); torch peer TF32 per torch_allow_tf32",
             "check.inertia is computed in fp32 against the final centroids with a fresh exact assignment",
         ],
     }

@@ -8,6 +8,7 @@
 #include <cstring>
 #include <filesystem>
 #include <iostream>
+#include <type_traits>
 #include <vector>
 
 #include <omp.h>
@@ -401,6 +402,7 @@ struct KmeansCliOptions {
   uint64_t seed = 0;
   bool check = false;
   bool stream = false;        // keep X on the host and stream it to the GPU in chunks
+  bool exact_f32 = false;     // f32 on the GPU: distances at f32 precision (3xTF32), not tf32
   int64_t stream_chunk = 0;   // points per streamed chunk (0: N/16, capped by free GPU memory)
   std::string output;  // prefix for <output>.centroids.npy [B*K, D] and <output>.labels.npy [B*N, 1]
 };
@@ -426,6 +428,7 @@ int run_kmeans(const KmeansCliOptions& c) {
   o.metric = ops::parse_kmeans_metric(c.metric);
   o.seed = c.seed;
   o.threads = c.threads;
+  o.exact_f32 = c.exact_f32;
   Context ctx;
   Buffer<V> on_device;
   BatchedDenseView<const V> input = batch;
@@ -457,9 +460,11 @@ int run_kmeans(const KmeansCliOptions& c) {
   }
   if (!c.check) return 0;
   int64_t failures = 0, near_ties = 0, rising = 0, checked = 0;
-  // The GPU computes distances on tensor cores: f32 as tf32, 16-bit centroids rounded to the
-  // input type. Ties and the inertia's monotonicity are judged at that rounding.
-  const double rounding = gpu ? reference::tensor_core_rounding<V>() : 0.0;
+  // The GPU computes distances on tensor cores: f32 as tf32 (f32 precision with --exact-f32),
+  // 16-bit centroids rounded to the input type. Ties and the inertia's monotonicity are judged
+  // at that rounding.
+  const bool f32_precision = !gpu || (std::is_same_v<V, float> && c.exact_f32);
+  const double rounding = f32_precision ? 0.0 : reference::tensor_core_rounding<V>();
   // At most ~2e9 reference multiply-adds a problem: every point of a small one, a stride of a big one.
   const int64_t stride = std::max<int64_t>(1, n * c.k * points.cols() / 2000000000);
   for (int64_t b = 0; b < c.batch; ++b) {
@@ -529,6 +534,9 @@ int main(int argc, char** argv) {
                    "with --device cuda: keep the points in host memory and stream them to the GPU in "
                    "chunks every iteration (data larger than GPU memory)");
   kmeans->add_option("--stream-chunk", km.stream_chunk, "points per streamed chunk (0: N/16, at least 65536, at most a quarter of free GPU memory)");
+  kmeans->add_flag("--exact-f32", km.exact_f32,
+                   "with --device cuda and --dtype f32: distances at f32 precision (3xTF32, three "
+                   "times the tensor-core work) instead of tf32");
   kmeans->add_flag("--check", km.check, "labels against a float64 reference; inertia never rises");
   kmeans->add_option("-o,--output", km.output, "write <prefix>.centroids.npy and <prefix>.labels.npy");
 

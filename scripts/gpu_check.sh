@@ -57,7 +57,7 @@ if command -v compute-sanitizer >/dev/null; then
     # matches nothing leaves compute-sanitizer nothing to instrument: an error, not a pass).
     filter='GpuOps/1.SpmmCsr*:GpuOps/1.SddmmCsr*:GpuOps/1.SpmmBsr*:GpuOps/3.SpmmBsr*'
     filter+=':GpuOps.Deterministic*:GpuOps.EllHybrid*'
-    filter+=':GpuKmeans/1.One*:GpuKmeansOps.Ties*:GpuKmeansOps.Empty*'
+    filter+=':GpuKmeans/1.One*:GpuKmeansOps.Ties*:GpuKmeansOps.Empty*:GpuKmeansOps.ExactF32*'
     if "$t" --gtest_list_tests --gtest_filter="$filter" | grep -q '^  '; then
       step "racecheck $(basename "$t")" timeout "$sanitizer_limit" compute-sanitizer --tool racecheck \
         --error-exitcode 1 "$t" --gtest_brief=1 --gtest_filter="$filter"
@@ -92,6 +92,8 @@ if [ -x "$build/cli/tessera" ]; then
     --features 64 --device cuda --schedule csr.cusparse --check
   step "cli kmeans --device cuda --check (f32)" "$build/cli/tessera" kmeans \
     -g blobs:n=60000,d=37,centers=50 -k 50 --batch 3 --device cuda --check
+  step "cli kmeans --device cuda --exact-f32 --check" "$build/cli/tessera" kmeans \
+    -g uniform:n=20000,d=128 -k 300 --init random --iterations 5 --device cuda --exact-f32 --check
   step "cli kmeans --device cuda --check (bf16 cosine)" "$build/cli/tessera" kmeans \
     -g uniform:n=20000,d=128 -k 300 --dtype bf16 --metric cosine --init random --device cuda --check
   step "cli kmeans --device cuda --stream --check" "$build/cli/tessera" kmeans \

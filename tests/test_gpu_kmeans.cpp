@@ -2,7 +2,8 @@
 // strided views for every value type and metric, one Lloyd step against the float64 update, the
 // loop's guarantees (inertia never increases beyond the tensor-core rounding, same bits on every
 // run, a batch equals its problems run alone), empty-cluster policies, ties across centroid
-// tiles, the KMeans object, bad input and real SIFT data. Skips without a device.
+// tiles, the exact-f32 option, the KMeans object, bad input and real SIFT data. Skips without a
+// device.
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
 
@@ -303,6 +304,119 @@ TEST(GpuKmeansOps, MatchesTheCpuPathFromTheSameRandomSeeds) {
   for (size_t i = 0; i < gl.size(); ++i) same += gl[i] == cl[i];
   EXPECT_GE(double(same), 0.99 * double(gl.size()));
   for (size_t p = 0; p < 2; ++p) EXPECT_NEAR(g.inertia[p], c.inertia[p], 1e-3 * c.inertia[p]);
+}
+
+// Centroids in near pairs (c and c plus a step of a few 1e-3 per coordinate): many points lie
+// within tf32's rounding of a tie between the two of a pair, but far outside f32's. With
+// exact_f32 every label and distance is the float64 one up to f32 rounding, whichever kernel is
+// asked for; tf32 on the same data misses some (so the check can fail).
+TEST(GpuKmeansOps, ExactF32AssignsAtF32Precision) {
+  REQUIRE_DEVICE();
+  Context ctx;
+  constexpr double kF32Rounding = 0x1p-18;  // tf32's allowance (tensor_core_rounding) is 2^-8
+  struct Shape {
+    int64_t b, n, d, ld, k;  // k even: the pairs stay inside a problem
+  };
+  int64_t tf32_failures = 0;
+  for (const char* kernel : kAssignKernels) {
+    const AssignKernel choice(kernel);
+    for (const Shape s : {Shape{1, 1, 1, 1, 2}, Shape{2, 700, 37, 40, 130},
+                          Shape{1, 1500, 128, 128, 300}, Shape{1, 200, 129, 131, 8}}) {
+      const Points<float> x(s.b, s.n, s.d, s.ld, 500 + s.d);
+      std::vector<float> c = random_centroids(s.b, s.k, s.d, 600 + s.k);
+      Rng rng(700 + s.k);
+      for (int64_t j = 1; j < s.b * s.k; j += 2) {
+        for (int64_t t = 0; t < s.d; ++t)
+          c[size_t(j * s.d + t)] = c[size_t((j - 1) * s.d + t)] + float(rng.uniform(-4e-3, 4e-3));
+      }
+      const auto centroids = contiguous_batch<const float>(c.data(), s.b, s.k, s.d);
+      for (KmeansMetric metric :
+           {KmeansMetric::l2, KmeansMetric::cosine, KmeansMetric::inner_product}) {
+        Buffer<int32_t> labels(size_t(s.b * s.n), MemorySpace::device);
+        Buffer<float> dist(size_t(s.b * s.n), MemorySpace::device);
+        ops::kmeans_assign(ctx, x.on(MemorySpace::device), centroids, metric, labels.data(),
+                           dist.data(), 0, /*exact_f32=*/true);
+        const std::vector<int32_t> got = labels.to_vector();
+        const std::vector<float> got_dist = dist.to_vector();
+        ops::kmeans_assign(ctx, x.on(MemorySpace::device), centroids, metric, labels.data());
+        const std::vector<int32_t> tf32 = labels.to_vector();
+        for (int64_t b = 0; b < s.b; ++b) {
+          const std::string what = std::string(kernel ? kernel : "default") + " " +
+                                   ops::to_string(metric) + " b=" + std::to_string(b) +
+                                   " d=" + std::to_string(s.d) + " k=" + std::to_string(s.k);
+          const float* cb = c.data() + b * s.k * s.d;
+          const reference::LabelCheck exact = reference::check_labels(
+              x.problem(b), cb, s.k, metric, got.data() + b * s.n, 1, kF32Rounding);
+          EXPECT_EQ(exact.failures, 0) << what << ": first at point " << exact.first_failure;
+          tf32_failures += reference::check_labels(x.problem(b), cb, s.k, metric,
+                                                   tf32.data() + b * s.n, 1, kF32Rounding)
+                               .failures;
+          const std::vector<float> prepared = reference::prepared_centroids(cb, s.k, s.d, metric);
+          for (int64_t i = 0; i < s.n; ++i) {
+            const std::vector<double> p = reference::point64(x.problem(b), i, metric);
+            const int32_t l = got[size_t(b * s.n + i)];
+            ASSERT_TRUE(l >= 0 && l < s.k) << what;
+            double scale = 1;
+            for (int64_t t = 0; t < s.d; ++t)
+              scale += p[size_t(t)] * p[size_t(t)] +
+                       double(prepared[size_t(l * s.d + t)]) * prepared[size_t(l * s.d + t)];
+            ASSERT_NEAR(got_dist[size_t(b * s.n + i)],
+                        reference::distance64(p, prepared.data() + l * s.d, metric),
+                        kF32Rounding * scale)
+                << what << " point " << i;
+          }
+        }
+      }
+    }
+  }
+  EXPECT_GT(tf32_failures, 0) << "the data should tell tf32 from f32 precision";
+
+  // A fit: the same bits every run, labels of the returned centroids at f32 precision, the
+  // inertia never rising beyond f32 rounding; the streamed fit and KMeans::predict agree.
+  const int64_t b = 2, n = 4000, d = 48, k = 16;
+  const Points<float> blobs(b, n, d, d, 800, 16);
+  KmeansOptions o;
+  o.init = KmeansInit::random;
+  o.seed = 3;
+  o.max_iterations = 10;
+  o.exact_f32 = true;
+  const ops::KmeansResult r1 = ops::kmeans(ctx, blobs.on(MemorySpace::device), k, o);
+  const ops::KmeansResult r2 = ops::kmeans(ctx, blobs.on(MemorySpace::device), k, o);
+  EXPECT_EQ(r1.centroids.to_vector(), r2.centroids.to_vector());
+  EXPECT_EQ(r1.labels.to_vector(), r2.labels.to_vector());
+  KmeansOptions so = o;
+  so.gpu_streaming = true;
+  so.stream_chunk_points = 1500;
+  const ops::KmeansResult st = ops::kmeans(ctx, blobs.on(MemorySpace::host), k, so);
+  const std::vector<float> c = r1.centroids.to_vector();
+  const std::vector<int32_t> labels = r1.labels.to_vector();
+  for (int64_t p = 0; p < b; ++p) {
+    const auto& h = r1.inertia_history[size_t(p)];
+    for (size_t t = 1; t < h.size(); ++t) EXPECT_LE(h[t], h[t - 1] * (1 + 1e-6)) << t;
+    EXPECT_EQ(reference::check_labels(blobs.problem(p), c.data() + p * k * d, k,
+                                      KmeansMetric::l2, labels.data() + p * n, 1, kF32Rounding)
+                  .failures,
+              0)
+        << "fit, problem " << p;
+    EXPECT_EQ(reference::check_labels(blobs.problem(p), st.centroids.data() + p * k * d, k,
+                                      KmeansMetric::l2, st.labels.data() + p * n, 1,
+                                      kF32Rounding)
+                  .failures,
+              0)
+        << "streamed fit, problem " << p;
+    EXPECT_NEAR(st.inertia[size_t(p)], r1.inertia[size_t(p)], 1e-5 * r1.inertia[size_t(p)]);
+  }
+  ops::KMeans km(k, o);
+  km.fit(ctx, blobs.on(MemorySpace::device));
+  const std::vector<float> kc = km.result().centroids.to_vector();
+  const std::vector<int32_t> predicted = km.predict(ctx, blobs.on(MemorySpace::device));
+  for (int64_t p = 0; p < b; ++p) {
+    EXPECT_EQ(reference::check_labels(blobs.problem(p), kc.data() + p * k * d, k,
+                                      KmeansMetric::l2, predicted.data() + p * n, 1, kF32Rounding)
+                  .failures,
+              0)
+        << "predict, problem " << p;
+  }
 }
 
 TEST(GpuKmeansOps, KmeansParallelSeedsFindEveryBlobDeterministically) {

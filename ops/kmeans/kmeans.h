@@ -8,7 +8,7 @@
 //   on every run and thread count.
 // Host inputs run on the CPU (OpenMP; the GEMM is Eigen's, built for AVX2 + FMA where the CPU
 // has them). Device inputs run on the GPU (kmeans_cuda.cu): the assignment on tensor cores
-// (bf16/f16 as given, f32 as tf32), the update by a CUB radix sort and ordered segment sums, the
+// (bf16/f16 as given, f32 as tf32, or at f32 precision with exact_f32), the update by a CUB radix sort and ordered segment sums, the
 // iterations captured in a CUDA graph with convergence tested on the device. Both are
 // deterministic: no floating-point atomics.
 #pragma once
@@ -64,6 +64,13 @@ struct KmeansOptions {
   bool deterministic = true;
   BatchedDenseView<const float> initial_centroids;  ///< [B, K, D] when init == given (host or device)
   int threads = 0;                                  ///< 0: OpenMP's default
+  /// f32 points on the GPU: distances at f32 precision instead of tf32's (about 1e-3 relative).
+  /// Each product is split into tf32 high and low parts and multiplied as hi*hi + hi*lo + lo*hi
+  /// ("3xTF32", error about 2^-21 relative): three times the tensor-core work, on the portable
+  /// mma.sync kernel. No effect on 16-bit points (their products are exact already; centroids
+  /// are still rounded to the input type) or on the CPU (plain f32 arithmetic there), nor on
+  /// k-means|| seeding (sampling weights stay tf32).
+  bool exact_f32 = false;
   /// Host X only: run on the GPU, streaming chunks of points from host memory every iteration
   /// (data larger than GPU memory). Empty clusters keep their centroids; k-means++ seeds on the
   /// CPU. Results come back in host memory. X is pinned (cudaHostRegister) for the call so that
@@ -119,11 +126,11 @@ void kmeans(Context& ctx, BatchedDenseView<const V> x, int64_t k, const KmeansOp
 
 /// Labels each point of x with its nearest centroid (the metric's distance; ties to the lower
 /// index). labels: [B, N]; distances: [B, N] or null; both in x's memory space. Centroids may be
-/// on the host or the device.
+/// on the host or the device. exact_f32: as KmeansOptions::exact_f32.
 template <class V>
 void kmeans_assign(Context& ctx, BatchedDenseView<const V> x,
                    BatchedDenseView<const float> centroids, KmeansMetric metric, int32_t* labels,
-                   float* distances = nullptr, int threads = 0);
+                   float* distances = nullptr, int threads = 0, bool exact_f32 = false);
 
 /// Holds the centroids between calls: fit, then predict; fitting again warm-starts from the
 /// held centroids (a few iterations per diffusion step, say).

@@ -100,11 +100,12 @@ __device__ __forceinline__ float elem_f32(typename Tile<V>::Elem e) {
     return e;
   }
 }
-// An input element as the tensor-core element (exact for 16-bit inputs).
-template <class V>
+// An input element as the tensor-core element (exact for 16-bit inputs; f32 rounded to tf32
+// unless kTf32 is off: the exact-f32 kernel splits it itself).
+template <class V, bool kTf32 = true>
 __device__ __forceinline__ typename Tile<V>::Elem input_elem(V v) {
   if constexpr (std::is_same_v<V, float>) {
-    return round_tf32(v);
+    return kTf32 ? round_tf32(v) : v;
   } else {
     return v.bits;
   }
@@ -128,14 +129,52 @@ struct AssignArgs {
   int* tile_changed = nullptr;     // [B * tiles] or null
 };
 
-// One k-chunk of the 128 x 128 tile: X_s rows against the centroid rows of Cb.
-template <class V>
+// v = hi + lo + O(2^-22 |v|) with hi and lo both tf32 (3xTF32: a product of two such sums,
+// less its lo * lo term, keeps about f32's precision).
+__device__ __forceinline__ void split_tf32(float v, uint32_t& hi, uint32_t& lo) {
+  const float h = round_tf32(v);
+  hi = __float_as_uint(h);
+  lo = __float_as_uint(round_tf32(v - h));
+}
+
+// One k-chunk of the 128 x 128 tile: X_s rows against the centroid rows of Cb. kExact (f32
+// only): X_s and Cb hold unrounded f32, and each product is hi*hi + hi*lo + lo*hi of their tf32
+// splits, three MMAs instead of one.
+template <class V, bool kExact = false>
 __device__ __forceinline__ void mma_chunk(const typename Tile<V>::Elem* X_s, int xs, int k0,
                                           const typename Tile<V>::Elem* Cb, int wm, int wn,
                                           int lane, float (&acc)[2][8][4]) {
   using T = Tile<V>;
   constexpr int cs = T::kBk + T::kPad;
-  if constexpr (std::is_same_v<V, float>) {
+  static_assert(!kExact || std::is_same_v<V, float>, "the exact split is for f32 inputs");
+  if constexpr (kExact) {
+    const int g = lane / 4, t = lane % 4;
+#pragma unroll
+    for (int ks = 0; ks < T::kBk / 8; ++ks) {
+      uint32_t a_hi[2][4], a_lo[2][4];
+#pragma unroll
+      for (int mt = 0; mt < 2; ++mt) {
+        const float* p = X_s + (wm * 32 + mt * 16 + g) * xs + k0 + ks * 8 + t;
+        split_tf32(p[0], a_hi[mt][0], a_lo[mt][0]);
+        split_tf32(p[8 * xs], a_hi[mt][1], a_lo[mt][1]);
+        split_tf32(p[4], a_hi[mt][2], a_lo[mt][2]);
+        split_tf32(p[8 * xs + 4], a_hi[mt][3], a_lo[mt][3]);
+      }
+#pragma unroll
+      for (int nt = 0; nt < 8; ++nt) {
+        const float* p = Cb + (wn * 64 + nt * 8 + g) * cs + ks * 8 + t;
+        uint32_t b_hi0, b_lo0, b_hi1, b_lo1;
+        split_tf32(p[0], b_hi0, b_lo0);
+        split_tf32(p[4], b_hi1, b_lo1);
+#pragma unroll
+        for (int mt = 0; mt < 2; ++mt) {  // the small terms first
+          mma<V>(acc[mt][nt], a_lo[mt], b_hi0, b_hi1);
+          mma<V>(acc[mt][nt], a_hi[mt], b_lo0, b_lo1);
+          mma<V>(acc[mt][nt], a_hi[mt], b_hi0, b_hi1);
+        }
+      }
+    }
+  } else if constexpr (std::is_same_v<V, float>) {
     const int g = lane / 4, t = lane % 4;
 #pragma unroll
     for (int ks = 0; ks < T::kBk / 8; ++ks) {
@@ -246,8 +285,9 @@ __device__ __forceinline__ void store_block_results(const AssignArgs& a, int b, 
 
 // BM points from row0 of problem b (rows of them real, the rest zero) as tensor-core elements,
 // zero-padded to d_pad columns, through store(r, col, 16-byte word) (vector path: kV-element
-// chunks) or store_elem(r, col, element); kLoaders threads, this one number tid.
-template <class V, int BM, int kLoaders, class Store16, class StoreElem>
+// chunks) or store_elem(r, col, element); kLoaders threads, this one number tid. kTf32: f32
+// rounded to tf32 (off: kept as it is, for the exact-f32 kernel).
+template <class V, int BM, int kLoaders, bool kTf32 = true, class Store16, class StoreElem>
 __device__ __forceinline__ void load_point_tile(const V* __restrict__ x, const AssignArgs& a,
                                                 int b, int64_t row0, int rows, int tid,
                                                 Store16&& store16, StoreElem&& store_elem) {
@@ -260,7 +300,7 @@ __device__ __forceinline__ void load_point_tile(const V* __restrict__ x, const A
       const int r = c / per_row, col = (c % per_row) * kV;
       uint4 w = make_uint4(0, 0, 0, 0);
       if (r < rows && col < a.d) w = *reinterpret_cast<const uint4*>(xb + int64_t(r) * a.ld + col);
-      if constexpr (std::is_same_v<V, float>) {
+      if constexpr (std::is_same_v<V, float> && kTf32) {
         w.x = __float_as_uint(round_tf32(__uint_as_float(w.x)));
         w.y = __float_as_uint(round_tf32(__uint_as_float(w.y)));
         w.z = __float_as_uint(round_tf32(__uint_as_float(w.z)));
@@ -271,7 +311,8 @@ __device__ __forceinline__ void load_point_tile(const V* __restrict__ x, const A
   } else {
     for (int c = tid; c < BM * a.d_pad; c += kLoaders) {
       const int r = c / a.d_pad, col = c % a.d_pad;
-      store_elem(r, col, (r < rows && col < a.d) ? input_elem<V>(xb[int64_t(r) * a.ld + col]) : E(0));
+      store_elem(r, col,
+                 (r < rows && col < a.d) ? input_elem<V, kTf32>(xb[int64_t(r) * a.ld + col]) : E(0));
     }
   }
 }
@@ -284,7 +325,9 @@ __device__ __forceinline__ void load_point_tile(const V* __restrict__ x, const A
 // 2 score). Each thread keeps the best (score, index) of its four rows; padded centroids score
 // -inf, so they never win; ties go to the lower index.
 // Two blocks per SM (<= 128 registers a thread): 16 warps to hide the pipeline's latency.
-template <class V>
+// kExact (f32 only): the point tile and the table hold unrounded f32, split into tf32 pairs at
+// each MMA (mma_chunk), for distances of f32 precision at three times the tensor-core work.
+template <class V, bool kExact = false>
 __global__ void __launch_bounds__(kAssignThreads, 2)
     assign_kernel(const V* __restrict__ x, const AssignArgs a) {
   using T = Tile<V>;
@@ -321,7 +364,7 @@ __global__ void __launch_bounds__(kAssignThreads, 2)
   // The point tile, converted and zero-padded (overlaps the first centroid stages in flight).
   const int64_t row0 = int64_t(tile) * kBM;
   const int rows = a.n - row0 < kBM ? int(a.n - row0) : kBM;
-  load_point_tile<V, kBM, kAssignThreads>(
+  load_point_tile<V, kBM, kAssignThreads, !kExact>(
       x, a, b, row0, rows, threadIdx.x,
       [&](int r, int col, uint4 w) { *reinterpret_cast<uint4*>(X_s + r * xs + col) = w; },
       [&](int r, int col, E e) { X_s[r * xs + col] = e; });
@@ -358,7 +401,8 @@ __global__ void __launch_bounds__(kAssignThreads, 2)
     if (s + kStages - 1 < total) load_stage(s + kStages - 1);
     cp_async_commit();
     const int kc = s % nk;
-    mma_chunk<V>(X_s, xs, kc * T::kBk, C_s + (s % kStages) * kBN * cs, wm, wn, lane, acc);
+    mma_chunk<V, kExact>(X_s, xs, kc * T::kBk, C_s + (s % kStages) * kBN * cs, wm, wn, lane,
+                         acc);
     if (kc == nk - 1) {  // tile j done: fold into the running argmax, columns in rising order
       const int j = s / nk;
 #pragma unroll
@@ -528,8 +572,9 @@ __global__ void __launch_bounds__(kWgmmaThreads, MT == 1 ? 2 : 1)
     const uint64_t c_desc = smem_descriptor(smem_address(C_s));
     float d[MT][64];
     // Turns need a tile's stages to fit the ring: else warpgroup 0 would wait for a stage that
-    // only warpgroup 1's next turn frees. Without turns the two run freely (no cycle).
-    const bool take_turns = stages >= nk;
+    // only warpgroup 1's next turn frees. Without turns the two run freely (no cycle). A tile
+    // without column blocks (D = 0, refused by the callers) would never pass the turn on.
+    const bool take_turns = nk > 0 && stages >= nk;
     if (take_turns && wg == 1) named_barrier_arrive(kTurn0, 256);  // warpgroup 0 goes first
     int st = 0, last_st = 0;
     uint32_t phase = 0;
@@ -678,15 +723,17 @@ __global__ void point_norms_kernel(const V* __restrict__ x, int64_t batch, int64
 
 // ---- centroids -----------------------------------------------------------------------------
 
-// A warp per padded centroid row (b, j): the f32 centroid rounded to the tensor-core type and
-// zero-padded, and its score offset h (l2: ||rounded c||^2 / 2, else 0; padding: +inf). Rows
+// A warp per padded centroid row (b, j): the f32 centroid rounded to the tensor-core type (f32
+// kept unrounded when exact: the exact-f32 kernel splits it) and zero-padded, and its score
+// offset h (l2: ||rounded c||^2 / 2, else 0; padding: +inf). Rows
 // at or past rows_per_problem[b] (when given; k otherwise) are padding.
 // Layout: row-major [B][k_pad][d_pad], or (tiled, for assign_wgmma_kernel) the stages in the
 // order the kernel streams them, each in its shared-memory layout: problem b, centroid tile
 // j / kBN, column block col / kBk, then row j % kBN of a 128-byte swizzled block.
 template <class V>
 __global__ void table_kernel(const float* __restrict__ centroids, int batch, int k, int d,
-                             int k_pad, int d_pad, bool l2, bool tiled, const int* active,
+                             int k_pad, int d_pad, bool l2, bool tiled, bool exact,
+                             const int* active,
                              const int* rows_per_problem, typename Tile<V>::Elem* table,
                              float* c_half) {
   using E = typename Tile<V>::Elem;
@@ -704,7 +751,11 @@ __global__ void table_kernel(const float* __restrict__ centroids, int batch, int
   const int64_t stage0 = ((int64_t(b) * (k_pad / kBN) + j / kBN) * nk) * kStageElems;
   double s = 0;
   for (int col = lane; col < d_pad; col += kWarp) {
-    const E e = to_elem<V>(j < rows && col < d ? src[col] : 0.0f);
+    const float v = j < rows && col < d ? src[col] : 0.0f;
+    E e = to_elem<V>(v);
+    if constexpr (std::is_same_v<V, float>) {
+      if (exact) e = v;
+    }
     if (tiled) {
       table[stage0 + int64_t(col / kBk) * kStageElems +
             cuda::hopper::swizzled(j % kBN, (col % kBk) * int(sizeof(E))) / sizeof(E)] = e;
@@ -1208,6 +1259,7 @@ struct DeviceProblem {
   int64_t k = 0, k_pad = 0, d_pad = 0, tiles = 0;
   MetricCode metric = kL2;
   int wgmma_mt = 0;                      // assign_wgmma_kernel<V, wgmma_mt>, or 0: assign_kernel
+  bool exact = false;                    // f32 distances at f32 precision: assign_kernel<float, true>
   int wgmma_ring = 0;                    // its ring stages
   int points_per_block = kBM;
   float* x_norms = nullptr;              // [B * n] (l2, cosine)
@@ -1217,9 +1269,11 @@ struct DeviceProblem {
   // huge centroid
   unsigned long long* flags = nullptr;
 
+  // exact_f32: f32 inputs keep f32 precision (KmeansOptions::exact_f32); no effect on 16-bit.
   DeviceProblem(BatchedDenseView<const V> points, int64_t clusters, KmeansMetric m,
-                const char* what)
-      : x(points), k(clusters), metric(metric_code(m)) {
+                const char* what, bool exact_f32 = false)
+      : x(points), k(clusters), metric(metric_code(m)),
+        exact(std::is_same_v<V, float> && exact_f32) {
     TSR_CHECK(x.batch * x.rows <= int64_t(INT32_MAX), what, ": B * N = ", x.batch * x.rows,
               " points exceed the GPU path's int32 point indices");
     TSR_CHECK(x.batch * k <= int64_t(INT32_MAX) / 2, what, ": B * K = ", x.batch * k,
@@ -1230,8 +1284,8 @@ struct DeviceProblem {
     k_pad = round_up(k, kBN);
     d_pad = round_up(x.cols, Tile<V>::kBk);
     // The wgmma kernel when its ring fits (128-point blocks need less than 256-point ones),
-    // else the mma.sync kernel.
-    if (use_wgmma()) {
+    // else the mma.sync kernel (which alone has the exact-f32 split).
+    if (!exact && use_wgmma()) {
       const size_t limit = size_t(max_smem_optin());
       int sms = 0, dev = 0, sm_bytes = 0;
       TSR_CUDA_CHECK(cudaGetDevice(&dev));
@@ -1266,6 +1320,12 @@ struct DeviceProblem {
       TSR_CUDA_CHECK(cudaFuncSetAttribute(assign_wgmma_kernel<V, 1>,
                                           cudaFuncAttributeMaxDynamicSharedMemorySize,
                                           int(wgmma_smem_bytes<V>(int(d_pad), 1, wgmma_ring))));
+    } else if (exact) {
+      if constexpr (std::is_same_v<V, float>) {
+        TSR_CUDA_CHECK(cudaFuncSetAttribute(assign_kernel<float, true>,
+                                            cudaFuncAttributeMaxDynamicSharedMemorySize,
+                                            int(assign_smem_bytes<V>(int(d_pad)))));
+      }
     } else {
       TSR_CUDA_CHECK(cudaFuncSetAttribute(assign_kernel<V>,
                                           cudaFuncAttributeMaxDynamicSharedMemorySize,
@@ -1332,7 +1392,7 @@ struct DeviceProblem {
                    const int* rows_per_problem = nullptr) {
     table_kernel<V><<<warp_blocks(x.batch * k_pad), kThreads, 0, stream>>>(
         centroids, int(x.batch), int(k), int(x.cols), int(k_pad), int(d_pad), metric == kL2,
-        /*tiled=*/wgmma_mt != 0, active, rows_per_problem, table, c_half);
+        /*tiled=*/wgmma_mt != 0, exact, active, rows_per_problem, table, c_half);
     TSR_CUDA_CHECK_LAUNCH("kmeans centroid table");
   }
 
@@ -1368,6 +1428,11 @@ struct DeviceProblem {
       assign_wgmma_kernel<V, 1><<<unsigned(blocks), kWgmmaThreads,
                                   wgmma_smem_bytes<V>(int(d_pad), 1, wgmma_ring), stream>>>(
           x.data, a, wgmma_ring);
+    } else if (exact) {
+      if constexpr (std::is_same_v<V, float>) {
+        assign_kernel<float, true><<<unsigned(blocks), kAssignThreads,
+                                     assign_smem_bytes<V>(int(d_pad)), stream>>>(x.data, a);
+      }
     } else {
       assign_kernel<V><<<unsigned(blocks), kAssignThreads, assign_smem_bytes<V>(int(d_pad)),
                          stream>>>(x.data, a);
@@ -1393,7 +1458,7 @@ int64_t max_dimension() {
 
 template <class V>
 void assign(Context& ctx, BatchedDenseView<const V> x, BatchedDenseView<const float> centroids,
-            KmeansMetric metric, int32_t* labels, float* distances) {
+            KmeansMetric metric, int32_t* labels, float* distances, bool exact_f32) {
   if (x.batch * x.rows == 0) return;
   // The outputs must be device memory: a host pointer would fault the whole context.
   for (const void* out : {static_cast<const void*>(labels), static_cast<const void*>(distances)}) {
@@ -1407,7 +1472,7 @@ void assign(Context& ctx, BatchedDenseView<const V> x, BatchedDenseView<const fl
   }
   const auto stream = static_cast<cudaStream_t>(ctx.stream());
   const int64_t k = centroids.rows;
-  DeviceProblem<V> p(x, k, metric, "kmeans_assign");
+  DeviceProblem<V> p(x, k, metric, "kmeans_assign", exact_f32);
   float* c = nullptr;
   carve_workspace(ctx, [&](Arena& a) {
     p.carve(a);
@@ -1437,7 +1502,7 @@ void fit(Context& ctx, BatchedDenseView<const V> x, int64_t k, const KmeansOptio
     return;
   }
 
-  DeviceProblem<V> p(x, k, o.metric, "kmeans");
+  DeviceProblem<V> p(x, k, o.metric, "kmeans", o.exact_f32);
   const int64_t max_chunks = (total + kChunk - 1) / kChunk + clusters;
   // 4-wide row loads in the update (8 or 16 bytes): D, ld and the batch stride multiples of 4.
   const bool vec4 = d % 4 == 0 && x.ld % 4 == 0 && x.batch_stride % 4 == 0 &&
@@ -1948,7 +2013,7 @@ void fit_streamed(Context& ctx, BatchedDenseView<const V> x, int64_t k, const Km
   StreamAndEvents se;
 
   const BatchedDenseView<const V> shape{1, chunk, d, d, chunk * d, nullptr, MemorySpace::device};
-  DeviceProblem<V> p(shape, k, o.metric, "kmeans");
+  DeviceProblem<V> p(shape, k, o.metric, "kmeans", o.exact_f32);
   Buffer<V> xbuf[2] = {device_buffer<V>(chunk * d), device_buffer<V>(chunk * d)};
   Buffer<typename Tile<V>::Elem> table = device_buffer<typename Tile<V>::Elem>(p.k_pad * p.d_pad);
   Buffer<float> c_half = device_buffer<float>(p.k_pad), norms = device_buffer<float>(chunk);
@@ -2138,7 +2203,7 @@ void fit_streamed(Context& ctx, BatchedDenseView<const V> x, int64_t k, const Km
   template void fit(Context&, BatchedDenseView<const V>, int64_t, const KmeansOptions&,         \
                     const InitialCentroids&, KmeansResult&);                                    \
   template void assign(Context&, BatchedDenseView<const V>, BatchedDenseView<const float>,      \
-                       KmeansMetric, int32_t*, float*);                                         \
+                       KmeansMetric, int32_t*, float*, bool);                                   \
   template int64_t max_dimension<V>();                                                          \
   template void fit_streamed(Context&, BatchedDenseView<const V>, int64_t, const KmeansOptions&, \
                              BatchedDenseView<const float>, KmeansResult&);                      \

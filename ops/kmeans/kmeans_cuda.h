@@ -36,10 +36,10 @@ void fit_streamed(Context& ctx, BatchedDenseView<const V> x, int64_t k, const Km
 
 /// Labels (and distances, unless null) of x's points against centroids [B, K, D] (host or
 /// device, shape already checked; NaN checked and cosine scaling done here). labels and
-/// distances are device pointers [B, N].
+/// distances are device pointers [B, N]. exact_f32: KmeansOptions::exact_f32.
 template <class V>
 void assign(Context& ctx, BatchedDenseView<const V> x, BatchedDenseView<const float> centroids,
-            KmeansMetric metric, int32_t* labels, float* distances);
+            KmeansMetric metric, int32_t* labels, float* distances, bool exact_f32);
 
 /// k-means|| candidates of one problem: point indices (distinct, at least K), their rows as the
 /// seeding sees them (unit length for cosine), and weights (points nearest to each).
