@@ -66,10 +66,10 @@ struct KmeansOptions {
   int threads = 0;                                  ///< 0: OpenMP's default
   /// f32 points on the GPU: distances at f32 precision instead of tf32's (about 1e-3 relative).
   /// Each product is split into tf32 high and low parts and multiplied as hi*hi + hi*lo + lo*hi
-  /// ("3xTF32", error about 2^-21 relative): three times the tensor-core work, on the portable
-  /// mma.sync kernel. No effect on 16-bit points (their products are exact already; centroids
-  /// are still rounded to the input type) or on the CPU (plain f32 arithmetic there), nor on
-  /// k-means|| seeding (sampling weights stay tf32).
+  /// ("3xTF32", error about 2^-21 relative): three times the tensor-core work (on sm_90a the
+  /// warpgroup-MMA kernel for D <= 160, else the mma.sync kernel). No effect on 16-bit points
+  /// (their products are exact already; centroids are still rounded to the input type) or on
+  /// the CPU (plain f32 arithmetic there), nor on k-means|| seeding (sampling weights stay tf32).
   bool exact_f32 = false;
   /// Host X only: run on the GPU, streaming chunks of points from host memory every iteration
   /// (data larger than GPU memory). Empty clusters keep their centroids; k-means++ seeds on the

@@ -2,7 +2,7 @@
 //   assign      fused tensor-core scores x.c - ||c||^2 / 2 + running argmax (no N x K buffer),
 //               per-tile inertia and changed-label counts: assign_wgmma_kernel on sm_90a builds
 //               (warp-specialised: bulk-copy producer, warpgroup MMAs taking turns),
-//               assign_kernel (mma.sync) elsewhere
+//               assign_kernel (mma.sync) elsewhere; both have a 3xTF32 form for exact f32
 //   sort        CUB radix sort of the keys b * K + label (stable: points stay in index order)
 //   bounds      segment offsets by binary search, chunks of kChunk points per cluster, scan
 //   sum_chunks  a warp sums one chunk's rows in point order into a partial (f32)
@@ -471,6 +471,10 @@ __global__ void __launch_bounds__(kAssignThreads, 2)
 // centroid tile's MMAs while the other folds its previous tile into its running argmax, so the
 // tensor cores keep working through the epilogue (FlashAttention-3's ping-pong schedule).
 // Scores, padding and ties are those of assign_kernel.
+// kSplit (f32 only, MT = 1; KmeansOptions::exact_f32): 3xTF32. The point tile is held twice, as
+// its tf32 high parts and then its tf32 low parts, and the table streams each column block as
+// two stages (the centroids' high parts, then their low parts); a k-step is three MMAs,
+// lo*hi + hi*lo + hi*hi, on the same accumulators.
 
 constexpr int kStageBytes = kBN * 128;  // a stage: one 128-byte column block of a centroid tile
 constexpr int kWgmmaThreads = 288;      // two consumer warpgroups, then the producer warp
@@ -490,12 +494,14 @@ __global__ void wgmma_probe_kernel(int* out) {
 // MT m64 sub-tiles per consumer warpgroup: BM = 128 MT points per block. MT = 2 halves the
 // centroid traffic per multiply-add (one block per SM: 128 accumulators a thread); MT = 1 runs
 // two blocks per SM.
-template <class V, int MT>
-__global__ void __launch_bounds__(kWgmmaThreads, MT == 1 ? 2 : 1)
+template <class V, int MT, bool kSplit = false>
+__global__ void __launch_bounds__(kWgmmaThreads, MT == 1 && !kSplit ? 2 : 1)
     assign_wgmma_kernel(const V* __restrict__ x, const AssignArgs a, const int stages) {
 #if defined(__CUDA_ARCH_FEAT_SM90_ALL)
   using namespace cuda::hopper;
   using E = typename Tile<V>::Elem;
+  static_assert(!kSplit || (std::is_same_v<V, float> && MT == 1), "3xTF32: f32, 128-point blocks");
+  constexpr int kParts = kSplit ? 2 : 1;  // stages (and point tiles) per column block
   constexpr int BM = 128 * MT;
   constexpr int kGroupRows = 64 * MT;    // points of one consumer warpgroup
   constexpr int kBlockBytes = BM * 128;  // one 128-byte column block of the point tile
@@ -508,10 +514,11 @@ __global__ void __launch_bounds__(kWgmmaThreads, MT == 1 ? 2 : 1)
   // 1024-byte alignment for the swizzle (the launch adds 1 KiB of slack).
   unsigned char* smem = smem_raw + ((1024 - (smem_address(smem_raw) & 1023)) & 1023);
   const int nk = a.d_pad / Tile<V>::kBk;             // column blocks
-  unsigned char* X_s = smem;                         // [nk][kBlockBytes]
-  unsigned char* C_s = smem + nk * kBlockBytes;      // [stages][kStageBytes]
+  unsigned char* X_s = smem;                         // [kParts][nk][kBlockBytes]
+  unsigned char* C_s = smem + kParts * nk * kBlockBytes;  // [stages][kStageBytes]
   const int n_ctiles = a.k_pad / kBN;
-  const int total = n_ctiles * nk;  // stages streamed: (centroid tile, column block) in order
+  // Stages streamed: (centroid tile, column block, part) in order.
+  const int total = n_ctiles * nk * kParts;
   const uint32_t full0 = smem_address(ring_barriers);
   const uint32_t empty0 = full0 + 8 * stages;
   if (threadIdx.x == 0) {
@@ -547,16 +554,33 @@ __global__ void __launch_bounds__(kWgmmaThreads, MT == 1 ? 2 : 1)
     const int group_row0 = wg * kGroupRows;
     const int group_rows = max(0, min(rows - group_row0, kGroupRows));
     constexpr int kPerBlock = Tile<V>::kBk;
-    load_point_tile<V, kGroupRows, 128>(
+    // Split: the high parts at X_s, the low parts nk column blocks further on.
+    load_point_tile<V, kGroupRows, 128, !kSplit>(
         x, a, b, row0 + group_row0, group_rows, threadIdx.x % 128,
         [&](int r, int col, uint4 w) {
-          *reinterpret_cast<uint4*>(X_s + (col / kPerBlock) * kBlockBytes +
-                                    swizzled(group_row0 + r, (col % kPerBlock) * int(sizeof(E)))) =
-              w;
+          unsigned char* at = X_s + (col / kPerBlock) * kBlockBytes +
+                              swizzled(group_row0 + r, (col % kPerBlock) * int(sizeof(E)));
+          if constexpr (kSplit) {
+            uint4 lo;
+            split_tf32(__uint_as_float(w.x), w.x, lo.x);
+            split_tf32(__uint_as_float(w.y), w.y, lo.y);
+            split_tf32(__uint_as_float(w.z), w.z, lo.z);
+            split_tf32(__uint_as_float(w.w), w.w, lo.w);
+            *reinterpret_cast<uint4*>(at + nk * kBlockBytes) = lo;
+          }
+          *reinterpret_cast<uint4*>(at) = w;
         },
         [&](int r, int col, E e) {
-          *reinterpret_cast<E*>(X_s + (col / kPerBlock) * kBlockBytes +
-                                swizzled(group_row0 + r, (col % kPerBlock) * int(sizeof(E)))) = e;
+          unsigned char* at = X_s + (col / kPerBlock) * kBlockBytes +
+                              swizzled(group_row0 + r, (col % kPerBlock) * int(sizeof(E)));
+          if constexpr (kSplit) {
+            uint32_t hi, lo;
+            split_tf32(e, hi, lo);
+            *reinterpret_cast<uint32_t*>(at) = hi;
+            *reinterpret_cast<uint32_t*>(at + nk * kBlockBytes) = lo;
+          } else {
+            *reinterpret_cast<E*>(at) = e;
+          }
         });
     fence_async_shared();  // st.shared writes, visible to the tensor cores
     named_barrier_sync(kRowsLoaded0 + wg, 128);
@@ -569,14 +593,16 @@ __global__ void __launch_bounds__(kWgmmaThreads, MT == 1 ? 2 : 1)
     // This thread's accumulator columns of a tile: 8 i + 2 (lane % 4) + {0, 1}, i < 16.
     const float* c_half = a.c_half + int64_t(b) * a.k_pad + 2 * (lane % 4);
     const uint64_t x_desc = smem_descriptor(smem_address(X_s) + group_row0 * 128);
+    const uint64_t x_lo_step = uint64_t((nk * kBlockBytes) >> 4);  // split: high -> low parts
     const uint64_t c_desc = smem_descriptor(smem_address(C_s));
     float d[MT][64];
     // Turns need a tile's stages to fit the ring: else warpgroup 0 would wait for a stage that
     // only warpgroup 1's next turn frees. Without turns the two run freely (no cycle). A tile
     // without column blocks (D = 0, refused by the callers) would never pass the turn on.
-    const bool take_turns = nk > 0 && stages >= nk;
+    const bool take_turns = nk > 0 && stages >= kParts * nk;
     if (take_turns && wg == 1) named_barrier_arrive(kTurn0, 256);  // warpgroup 0 goes first
-    int st = 0, last_st = 0;
+    int st = 0;
+    int last_st[kParts] = {};
     uint32_t phase = 0;
     for (int j = 0; j < n_ctiles; ++j) {
       // Here the accumulators hold h(c) - x.c (the negated score): they start at h of their
@@ -595,16 +621,28 @@ __global__ void __launch_bounds__(kWgmmaThreads, MT == 1 ? 2 : 1)
       for (int m = 0; m < MT; ++m) fence_accumulators(d[m]);
       if (take_turns) named_barrier_sync(kTurn0 + wg, 256);  // our turn on the tensor cores
       for (int kc = 0; kc < nk; ++kc) {
-        mbarrier_wait(full0 + 8 * st, phase);
+        int cur_st[kParts];  // this column block's stages (split: high parts, then low parts)
+#pragma unroll
+        for (int part = 0; part < kParts; ++part) {
+          mbarrier_wait(full0 + 8 * st, phase);
+          cur_st[part] = st;
+          if (++st == stages) st = 0, phase ^= 1;
+        }
         wgmma_fence();
 #pragma unroll
         for (int ks = 0; ks < 128 / kStepBytes; ++ks) {
-          const uint64_t db = c_desc + uint64_t((st * kStageBytes + ks * kStepBytes) >> 4);
+          const uint64_t db = c_desc + uint64_t((cur_st[0] * kStageBytes + ks * kStepBytes) >> 4);
 #pragma unroll
           for (int m = 0; m < MT; ++m) {
-            wgmma_m64n128_sub<V>(
-                d[m], x_desc + uint64_t((kc * kBlockBytes + m * 64 * 128 + ks * kStepBytes) >> 4),
-                db);
+            const uint64_t da =
+                x_desc + uint64_t((kc * kBlockBytes + m * 64 * 128 + ks * kStepBytes) >> 4);
+            if constexpr (kSplit) {  // the small terms first
+              const uint64_t db_lo =
+                  c_desc + uint64_t((cur_st[kParts - 1] * kStageBytes + ks * kStepBytes) >> 4);
+              wgmma_m64n128_sub<V>(d[m], da + x_lo_step, db);
+              wgmma_m64n128_sub<V>(d[m], da, db_lo);
+            }
+            wgmma_m64n128_sub<V>(d[m], da, db);
           }
         }
         wgmma_commit();
@@ -613,17 +651,19 @@ __global__ void __launch_bounds__(kWgmmaThreads, MT == 1 ? 2 : 1)
         if (take_turns && kc == nk - 1 && !(wg == 1 && j == n_ctiles - 1)) {
           named_barrier_arrive(kTurn0 + (wg ^ 1), 256);
         }
-        if (kc > 0) {  // the previous stage's MMAs are done with its buffer
+        if (kc > 0) {  // the previous column block's MMAs are done with its buffers
           wgmma_wait<1>();
-          mbarrier_arrive(empty0 + 8 * last_st);
+#pragma unroll
+          for (int part = 0; part < kParts; ++part) mbarrier_arrive(empty0 + 8 * last_st[part]);
         }
-        last_st = st;
-        if (++st == stages) st = 0, phase ^= 1;
+#pragma unroll
+        for (int part = 0; part < kParts; ++part) last_st[part] = cur_st[part];
       }
       wgmma_wait<0>();
 #pragma unroll
       for (int m = 0; m < MT; ++m) fence_accumulators(d[m]);
-      mbarrier_arrive(empty0 + 8 * last_st);
+#pragma unroll
+      for (int part = 0; part < kParts; ++part) mbarrier_arrive(empty0 + 8 * last_st[part]);
       // Fold tile j: its smallest h - x.c by a pairwise tree over the thread's 32 columns of a
       // row (the lower columns win ties), then against the running best, whose columns are all
       // lower. Five dependent steps instead of 32. Never NaN: inputs are checked finite with
@@ -723,13 +763,15 @@ __global__ void point_norms_kernel(const V* __restrict__ x, int64_t batch, int64
 
 // ---- centroids -----------------------------------------------------------------------------
 
-// A warp per padded centroid row (b, j): the f32 centroid rounded to the tensor-core type (f32
-// kept unrounded when exact: the exact-f32 kernel splits it) and zero-padded, and its score
-// offset h (l2: ||rounded c||^2 / 2, else 0; padding: +inf). Rows
-// at or past rows_per_problem[b] (when given; k otherwise) are padding.
+// A warp per padded centroid row (b, j): the f32 centroid rounded to the tensor-core type and
+// zero-padded, and its score offset h (l2: ||rounded c||^2 / 2, else 0; padding: +inf). Rows
+// at or past rows_per_problem[b] (when given; k otherwise) are padding. exact (f32 only): h of
+// the unrounded centroid, and the table holds the f32 values (row-major, for assign_kernel's
+// own split) or their tf32 high and low parts (tiled, for assign_wgmma_kernel's kSplit).
 // Layout: row-major [B][k_pad][d_pad], or (tiled, for assign_wgmma_kernel) the stages in the
 // order the kernel streams them, each in its shared-memory layout: problem b, centroid tile
-// j / kBN, column block col / kBk, then row j % kBN of a 128-byte swizzled block.
+// j / kBN, column block col / kBk, (exact: high parts, then low parts,) then row j % kBN of a
+// 128-byte swizzled block.
 template <class V>
 __global__ void table_kernel(const float* __restrict__ centroids, int batch, int k, int d,
                              int k_pad, int d_pad, bool l2, bool tiled, bool exact,
@@ -747,8 +789,9 @@ __global__ void table_kernel(const float* __restrict__ centroids, int batch, int
   const float* src = centroids + (int64_t(b) * k + j) * d;
   // Tiled: the stage holding (b, j) starts at element stage0 + kc * kStageElems.
   constexpr int kStageElems = kStageBytes / int(sizeof(E));
+  const int parts = tiled && exact ? 2 : 1;  // stages per column block
   const int nk = d_pad / kBk;
-  const int64_t stage0 = ((int64_t(b) * (k_pad / kBN) + j / kBN) * nk) * kStageElems;
+  const int64_t stage0 = ((int64_t(b) * (k_pad / kBN) + j / kBN) * nk * parts) * kStageElems;
   double s = 0;
   for (int col = lane; col < d_pad; col += kWarp) {
     const float v = j < rows && col < d ? src[col] : 0.0f;
@@ -757,8 +800,17 @@ __global__ void table_kernel(const float* __restrict__ centroids, int batch, int
       if (exact) e = v;
     }
     if (tiled) {
-      table[stage0 + int64_t(col / kBk) * kStageElems +
-            cuda::hopper::swizzled(j % kBN, (col % kBk) * int(sizeof(E))) / sizeof(E)] = e;
+      E* at = table + stage0 + int64_t(col / kBk) * parts * kStageElems +
+              cuda::hopper::swizzled(j % kBN, (col % kBk) * int(sizeof(E))) / sizeof(E);
+      if constexpr (std::is_same_v<V, float>) {
+        if (parts == 2) {
+          uint32_t hi, lo;
+          split_tf32(v, hi, lo);
+          at[0] = __uint_as_float(hi);
+          at[kStageElems] = __uint_as_float(lo);
+        }
+      }
+      if (parts == 1) *at = e;
     } else {
       table[w * d_pad + col] = e;
     }
@@ -1147,23 +1199,25 @@ size_t assign_smem_bytes(int d_pad) {
          (size_t(kBM) * (d_pad + T::kPad) + size_t(kStages) * kBN * (T::kBk + T::kPad));
 }
 
+// parts: 2 for the 3xTF32 kernel (kSplit), which holds its point tile twice.
 template <class V>
-size_t wgmma_smem_bytes(int d_pad, int mt, int stages) {
-  return size_t(d_pad / Tile<V>::kBk) * (128 * mt) * 128 + size_t(stages) * kStageBytes +
-         1024;  // + alignment slack
+size_t wgmma_smem_bytes(int d_pad, int mt, int stages, int parts = 1) {
+  return size_t(parts) * (d_pad / Tile<V>::kBk) * (128 * mt) * 128 +
+         size_t(stages) * kStageBytes + 1024;  // + alignment slack
 }
 
 // Ring stages for assign_wgmma_kernel<V, mt>: as many as fit up to kMaxStages, within half the
 // SM's shared memory when mt = 1 (two blocks per SM) and kMinStages fit there; 0 when fewer than
 // kMinStages fit at all. Budgets leave kStaticSmem for the kernel's static shared memory.
+// parts = 2 (kSplit): one block per SM.
 template <class V>
-int wgmma_stages(int d_pad, int mt, size_t block_limit, size_t sm_bytes) {
+int wgmma_stages(int d_pad, int mt, size_t block_limit, size_t sm_bytes, int parts = 1) {
   constexpr size_t kStaticSmem = 256;  // ring barriers + store_block_results' sums
-  const size_t fixed = wgmma_smem_bytes<V>(d_pad, mt, 0) + kStaticSmem;
+  const size_t fixed = wgmma_smem_bytes<V>(d_pad, mt, 0, parts) + kStaticSmem;
   auto fitting = [&](size_t budget) {
     return budget < fixed ? 0 : int(std::min<size_t>(kMaxStages, (budget - fixed) / kStageBytes));
   };
-  if (mt == 1) {
+  if (mt == 1 && parts == 1) {
     // Two blocks: each also pays the 1 KiB the driver reserves per block.
     const int two = fitting(std::min(block_limit, sm_bytes / 2 - 1024));
     if (two >= kMinStages) return two;
@@ -1258,12 +1312,15 @@ struct DeviceProblem {
   BatchedDenseView<const V> x;
   int64_t k = 0, k_pad = 0, d_pad = 0, tiles = 0;
   MetricCode metric = kL2;
+  // f32 distances at f32 precision (3xTF32): assign_wgmma_kernel<float, 1, true> when split,
+  // else assign_kernel<float, true>
+  bool exact = false;
   int wgmma_mt = 0;                      // assign_wgmma_kernel<V, wgmma_mt>, or 0: assign_kernel
-  bool exact = false;                    // f32 distances at f32 precision: assign_kernel<float, true>
+  bool split = false;                    // exact on the wgmma kernel (its table: tf32 hi/lo stages)
   int wgmma_ring = 0;                    // its ring stages
   int points_per_block = kBM;
   float* x_norms = nullptr;              // [B * n] (l2, cosine)
-  Elem* table = nullptr;                 // [B, k_pad, d_pad]
+  Elem* table = nullptr;                 // [B, k_pad, d_pad] (split: twice that)
   float* c_half = nullptr;               // [B, k_pad]
   // [6]: first bad point element, zero point, bad centroid element, zero centroid, huge point,
   // huge centroid
@@ -1284,35 +1341,32 @@ struct DeviceProblem {
     k_pad = round_up(k, kBN);
     d_pad = round_up(x.cols, Tile<V>::kBk);
     // The wgmma kernel when its ring fits (128-point blocks need less than 256-point ones),
-    // else the mma.sync kernel (which alone has the exact-f32 split).
-    if (!exact && use_wgmma()) {
+    // else the mma.sync kernel. Exact f32: the 3xTF32 wgmma kernel when its doubled point tile
+    // and kMinStages fit (D <= 160 with 227 KiB), else the mma.sync kernel's own split.
+    if (use_wgmma()) {
       const size_t limit = size_t(max_smem_optin());
       int sms = 0, dev = 0, sm_bytes = 0;
       TSR_CUDA_CHECK(cudaGetDevice(&dev));
       TSR_CUDA_CHECK(cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, dev));
       TSR_CUDA_CHECK(
           cudaDeviceGetAttribute(&sm_bytes, cudaDevAttrMaxSharedMemoryPerMultiprocessor, dev));
-      const int stages2 = wgmma_stages<V>(int(d_pad), 2, limit, size_t(sm_bytes));
-      const int stages1 = wgmma_stages<V>(int(d_pad), 1, limit, size_t(sm_bytes));
-      // 16-bit inputs: 128-point blocks, two per SM (measured 10-15% faster than 256 on an
-      // H200). tf32 (half the MMA rate per byte of centroids): 256-point blocks when they fill
-      // the GPU, for half the centroid traffic per multiply-add (7-9% faster).
-      const int64_t big_blocks = x.batch * ((x.rows + 255) / 256);
-      if (std::is_same_v<V, float> && stages2 > 0 && big_blocks >= 2 * sms) {
-        wgmma_mt = 2, wgmma_ring = stages2;
-      } else if (stages1 > 0) {
-        wgmma_mt = 1, wgmma_ring = stages1;
-      }
-      if (const char* force = std::getenv("TESSERA_KMEANS_KERNEL")) {  // tests pin one kernel
-        const std::string f = force;
-        if (f == "wgmma128" && stages1 > 0) wgmma_mt = 1, wgmma_ring = stages1;
-        if (f == "wgmma256" && stages2 > 0) wgmma_mt = 2, wgmma_ring = stages2;
+      if (exact) {
+        const int split_stages = wgmma_stages<V>(int(d_pad), 1, limit, size_t(sm_bytes), 2);
+        if (split_stages > 0) wgmma_mt = 1, split = true, wgmma_ring = split_stages;
+      } else {
+        choose_block_size(limit, size_t(sm_bytes), sms);
       }
     }
     points_per_block = wgmma_mt == 2 ? 256 : kBM;
     tiles = (x.rows + points_per_block - 1) / points_per_block;
     // Outside any stream capture: the kernel's shared memory above the default 48 KiB.
-    if (wgmma_mt == 2) {
+    if (split) {
+      if constexpr (std::is_same_v<V, float>) {
+        TSR_CUDA_CHECK(cudaFuncSetAttribute(
+            assign_wgmma_kernel<float, 1, true>, cudaFuncAttributeMaxDynamicSharedMemorySize,
+            int(wgmma_smem_bytes<V>(int(d_pad), 1, wgmma_ring, 2))));
+      }
+    } else if (wgmma_mt == 2) {
       TSR_CUDA_CHECK(cudaFuncSetAttribute(assign_wgmma_kernel<V, 2>,
                                           cudaFuncAttributeMaxDynamicSharedMemorySize,
                                           int(wgmma_smem_bytes<V>(int(d_pad), 2, wgmma_ring))));
@@ -1333,9 +1387,29 @@ struct DeviceProblem {
     }
   }
 
+  // The wgmma kernel's block size and ring for plain (not exact) inputs.
+  void choose_block_size(size_t limit, size_t sm_bytes, int sms) {
+    const int stages2 = wgmma_stages<V>(int(d_pad), 2, limit, size_t(sm_bytes));
+    const int stages1 = wgmma_stages<V>(int(d_pad), 1, limit, size_t(sm_bytes));
+    // 16-bit inputs: 128-point blocks, two per SM (measured 10-15% faster than 256 on an
+    // H200). tf32 (half the MMA rate per byte of centroids): 256-point blocks when they fill
+    // the GPU, for half the centroid traffic per multiply-add (7-9% faster).
+    const int64_t big_blocks = x.batch * ((x.rows + 255) / 256);
+    if (std::is_same_v<V, float> && stages2 > 0 && big_blocks >= 2 * sms) {
+      wgmma_mt = 2, wgmma_ring = stages2;
+    } else if (stages1 > 0) {
+      wgmma_mt = 1, wgmma_ring = stages1;
+    }
+    if (const char* force = std::getenv("TESSERA_KMEANS_KERNEL")) {  // tests pin one kernel
+      const std::string f = force;
+      if (f == "wgmma128" && stages1 > 0) wgmma_mt = 1, wgmma_ring = stages1;
+      if (f == "wgmma256" && stages2 > 0) wgmma_mt = 2, wgmma_ring = stages2;
+    }
+  }
+
   void carve(Arena& a) {
     x_norms = a.take<float>(x.batch * x.rows);
-    table = a.take<Elem>(x.batch * k_pad * d_pad);
+    table = a.take<Elem>(x.batch * k_pad * d_pad * (split ? 2 : 1));
     c_half = a.take<float>(x.batch * k_pad);
     flags = a.take<unsigned long long>(6);
   }
@@ -1420,7 +1494,13 @@ struct DeviceProblem {
   void launch_assign(cudaStream_t stream, const AssignArgs& a) const {
     const int64_t blocks = x.batch * tiles;
     TSR_CHECK(blocks <= int64_t(INT32_MAX), "kmeans: ", blocks, " point tiles exceed a launch");
-    if (wgmma_mt == 2) {
+    if (split) {
+      if constexpr (std::is_same_v<V, float>) {
+        assign_wgmma_kernel<float, 1, true><<<unsigned(blocks), kWgmmaThreads,
+                                              wgmma_smem_bytes<V>(int(d_pad), 1, wgmma_ring, 2),
+                                              stream>>>(x.data, a, wgmma_ring);
+      }
+    } else if (wgmma_mt == 2) {
       assign_wgmma_kernel<V, 2><<<unsigned(blocks), kWgmmaThreads,
                                   wgmma_smem_bytes<V>(int(d_pad), 2, wgmma_ring), stream>>>(
           x.data, a, wgmma_ring);
