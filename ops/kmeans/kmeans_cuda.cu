@@ -1407,9 +1407,12 @@ struct DeviceProblem {
     }
   }
 
+  // The centroid table's elements: [B, k_pad, d_pad], twice that for the split (hi/lo) form.
+  int64_t table_elems() const { return x.batch * k_pad * d_pad * (split ? 2 : 1); }
+
   void carve(Arena& a) {
     x_norms = a.take<float>(x.batch * x.rows);
-    table = a.take<Elem>(x.batch * k_pad * d_pad * (split ? 2 : 1));
+    table = a.take<Elem>(table_elems());
     c_half = a.take<float>(x.batch * k_pad);
     flags = a.take<unsigned long long>(6);
   }
@@ -1900,7 +1903,7 @@ std::vector<Candidates> parallel_candidates(Context& ctx, BatchedDenseView<const
     const Buffer<int> counts_dev(counts, MemorySpace::device);
     Buffer<float> centroids = device_buffer<float>(batch * m * d);
     DeviceProblem<V> p(x, m, seeding, "kmeans");
-    Buffer<typename Tile<V>::Elem> table = device_buffer<typename Tile<V>::Elem>(batch * p.k_pad * p.d_pad);
+    Buffer<typename Tile<V>::Elem> table = device_buffer<typename Tile<V>::Elem>(p.table_elems());
     Buffer<float> c_half = device_buffer<float>(batch * p.k_pad);
     p.x_norms = norms.data();
     p.table = table.data();
@@ -2095,7 +2098,7 @@ void fit_streamed(Context& ctx, BatchedDenseView<const V> x, int64_t k, const Km
   const BatchedDenseView<const V> shape{1, chunk, d, d, chunk * d, nullptr, MemorySpace::device};
   DeviceProblem<V> p(shape, k, o.metric, "kmeans", o.exact_f32);
   Buffer<V> xbuf[2] = {device_buffer<V>(chunk * d), device_buffer<V>(chunk * d)};
-  Buffer<typename Tile<V>::Elem> table = device_buffer<typename Tile<V>::Elem>(p.k_pad * p.d_pad);
+  Buffer<typename Tile<V>::Elem> table = device_buffer<typename Tile<V>::Elem>(p.table_elems());
   Buffer<float> c_half = device_buffer<float>(p.k_pad), norms = device_buffer<float>(chunk);
   Buffer<int32_t> labels = device_buffer<int32_t>(labels_resident ? n : chunk);  // one problem's
   Buffer<int32_t> keys = device_buffer<int32_t>(chunk);
