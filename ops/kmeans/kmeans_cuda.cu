@@ -601,8 +601,7 @@ __global__ void __launch_bounds__(kWgmmaThreads, MT == 1 && !kSplit ? 2 : 1)
     // without column blocks (D = 0, refused by the callers) would never pass the turn on.
     const bool take_turns = nk > 0 && stages >= kParts * nk;
     if (take_turns && wg == 1) named_barrier_arrive(kTurn0, 256);  // warpgroup 0 goes first
-    int st = 0;
-    int last_st[kParts] = {};
+    int st = 0, last_st = 0, last_hi_st = 0;
     uint32_t phase = 0;
     for (int j = 0; j < n_ctiles; ++j) {
       // Here the accumulators hold h(c) - x.c (the negated score): they start at h of their
@@ -621,28 +620,30 @@ __global__ void __launch_bounds__(kWgmmaThreads, MT == 1 && !kSplit ? 2 : 1)
       for (int m = 0; m < MT; ++m) fence_accumulators(d[m]);
       if (take_turns) named_barrier_sync(kTurn0 + wg, 256);  // our turn on the tensor cores
       for (int kc = 0; kc < nk; ++kc) {
-        int cur_st[kParts];  // this column block's stages (split: high parts, then low parts)
-#pragma unroll
-        for (int part = 0; part < kParts; ++part) {
+        // Split: the column block's high-part stage first (hi_st), then st holds its low parts.
+        int hi_st = st;
+        if constexpr (kSplit) {
           mbarrier_wait(full0 + 8 * st, phase);
-          cur_st[part] = st;
           if (++st == stages) st = 0, phase ^= 1;
         }
+        mbarrier_wait(full0 + 8 * st, phase);
         wgmma_fence();
 #pragma unroll
         for (int ks = 0; ks < 128 / kStepBytes; ++ks) {
-          const uint64_t db = c_desc + uint64_t((cur_st[0] * kStageBytes + ks * kStepBytes) >> 4);
+          const uint64_t db = c_desc + uint64_t((st * kStageBytes + ks * kStepBytes) >> 4);
 #pragma unroll
           for (int m = 0; m < MT; ++m) {
             const uint64_t da =
                 x_desc + uint64_t((kc * kBlockBytes + m * 64 * 128 + ks * kStepBytes) >> 4);
-            if constexpr (kSplit) {  // the small terms first
-              const uint64_t db_lo =
-                  c_desc + uint64_t((cur_st[kParts - 1] * kStageBytes + ks * kStepBytes) >> 4);
-              wgmma_m64n128_sub<V>(d[m], da + x_lo_step, db);
-              wgmma_m64n128_sub<V>(d[m], da, db_lo);
+            if constexpr (kSplit) {  // lo * hi + hi * lo + hi * hi, the small terms first
+              const uint64_t db_hi =
+                  c_desc + uint64_t((hi_st * kStageBytes + ks * kStepBytes) >> 4);
+              wgmma_m64n128_sub<V>(d[m], da + x_lo_step, db_hi);
+              wgmma_m64n128_sub<V>(d[m], da, db);
+              wgmma_m64n128_sub<V>(d[m], da, db_hi);
+            } else {
+              wgmma_m64n128_sub<V>(d[m], da, db);
             }
-            wgmma_m64n128_sub<V>(d[m], da, db);
           }
         }
         wgmma_commit();
@@ -653,17 +654,18 @@ __global__ void __launch_bounds__(kWgmmaThreads, MT == 1 && !kSplit ? 2 : 1)
         }
         if (kc > 0) {  // the previous column block's MMAs are done with its buffers
           wgmma_wait<1>();
-#pragma unroll
-          for (int part = 0; part < kParts; ++part) mbarrier_arrive(empty0 + 8 * last_st[part]);
+          if constexpr (kSplit) mbarrier_arrive(empty0 + 8 * last_hi_st);
+          mbarrier_arrive(empty0 + 8 * last_st);
         }
-#pragma unroll
-        for (int part = 0; part < kParts; ++part) last_st[part] = cur_st[part];
+        last_hi_st = hi_st;
+        last_st = st;
+        if (++st == stages) st = 0, phase ^= 1;
       }
       wgmma_wait<0>();
 #pragma unroll
       for (int m = 0; m < MT; ++m) fence_accumulators(d[m]);
-#pragma unroll
-      for (int part = 0; part < kParts; ++part) mbarrier_arrive(empty0 + 8 * last_st[part]);
+      if constexpr (kSplit) mbarrier_arrive(empty0 + 8 * last_hi_st);
+      mbarrier_arrive(empty0 + 8 * last_st);
       // Fold tile j: its smallest h - x.c by a pairwise tree over the thread's 32 columns of a
       // row (the lower columns win ties), then against the running best, whose columns are all
       // lower. Five dependent steps instead of 32. Never NaN: inputs are checked finite with
