@@ -126,6 +126,7 @@ nlohmann::ordered_json run_case(Context& ctx, bench::Timer& timer, const Case& c
   po.init = KmeansInit::kmeans_plus_plus;
   po.max_iterations = 0;
   po.seed = 1;
+  po.exact_f32 = exact_f32;  // the seeding itself stays tf32; its final assignment does not
   double plus_inertia = 0;
   const double init_ms = timer.median_ms([&] {
     const ops::KmeansResult r = ops::kmeans(ctx, x, c.k, po);
@@ -301,6 +302,10 @@ int main(int argc, char** argv) {
                "the streaming cases instead (X in host memory, copied every pass; --quick ignored; "
                "default output bench/results/kmeans_stream.json)");
   CLI11_PARSE(app, argc, argv);
+  if (stream && exact_f32) {
+    std::fprintf(stderr, "kmeans_gpu: --exact-f32 applies to the in-memory cases, not --stream\n");
+    return 1;
+  }
   const bool out_given = out_option->count() > 0;
   try {
     if (!device::available()) {

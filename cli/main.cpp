@@ -419,6 +419,9 @@ int run_kmeans(const KmeansCliOptions& c) {
   TSR_CHECK(c.device == "cpu" || c.device == "cuda", "--device must be cpu or cuda, not '", c.device, "'");
   const bool gpu = c.device == "cuda";
   TSR_CHECK(!c.stream || gpu, "--stream needs --device cuda (it streams host points to the GPU)");
+  TSR_CHECK(!c.exact_f32 || (gpu && std::is_same_v<V, float>),
+            "--exact-f32 needs --device cuda and --dtype f32 (the CPU computes in f32 already; "
+            "16-bit points multiply exactly)");
   ops::KmeansOptions o;
   o.gpu_streaming = c.stream;
   o.stream_chunk_points = c.stream_chunk;

@@ -307,53 +307,69 @@ TEST(GpuKmeansOps, MatchesTheCpuPathFromTheSameRandomSeeds) {
 }
 
 // Centroids in near pairs (c and c plus a step of a few 1e-3 per coordinate): many points lie
-// within tf32's rounding of a tie between the two of a pair, but far outside f32's. With
-// exact_f32 every label and distance is the float64 one up to f32 rounding, whichever kernel is
-// asked for; tf32 on the same data misses some (so the check can fail).
+// within tf32's rounding of a tie between the two of a pair, but far outside f32's.
+std::vector<float> near_pair_centroids(int64_t b, int64_t k, int64_t d, uint64_t seed) {
+  std::vector<float> c = random_centroids(b, k, d, seed);
+  Rng rng(seed + 1);
+  for (int64_t j = 1; j < b * k; j += 2) {  // k even: the pairs stay inside a problem
+    for (int64_t t = 0; t < d; ++t)
+      c[size_t(j * d + t)] = c[size_t((j - 1) * d + t)] + float(rng.uniform(-4e-3, 4e-3));
+  }
+  return c;
+}
+
+// Labels of problem-major x against c [B, k, d] that miss the float64 nearest by more than
+// `rounding` of the norm scale, summed over the problems.
+int64_t label_failures(const Points<float>& x, const std::vector<float>& c, int64_t k,
+                       KmeansMetric metric, const int32_t* labels, double rounding) {
+  int64_t failures = 0;
+  for (int64_t b = 0; b < x.batch; ++b) {
+    failures += reference::check_labels(x.problem(b), c.data() + b * k * x.d, k, metric,
+                                        labels + b * x.n, 1, rounding)
+                    .failures;
+  }
+  return failures;
+}
+
+constexpr double kF32Rounding = 0x1p-18;  // tf32's allowance (tensor_core_rounding) is 2^-8
+
+// With exact_f32 every label and distance is the float64 one up to f32 rounding, on the 3xTF32
+// wgmma kernel (the default on sm_90a for D <= 160, taking turns up to D = 96) and on the
+// mma.sync one (asked for, or D = 200: too wide for the wgmma kernel's doubled point tile); tf32
+// on the same data misses labels in every shape, so each check can fail.
 TEST(GpuKmeansOps, ExactF32AssignsAtF32Precision) {
   REQUIRE_DEVICE();
   Context ctx;
-  constexpr double kF32Rounding = 0x1p-18;  // tf32's allowance (tensor_core_rounding) is 2^-8
   struct Shape {
-    int64_t b, n, d, ld, k;  // k even: the pairs stay inside a problem
+    int64_t b, n, d, ld, k;  // k even
   };
-  int64_t tf32_failures = 0;
-  for (const char* kernel : kAssignKernels) {
+  for (const char* kernel : {static_cast<const char*>(nullptr), "mma_sync"}) {
     const AssignKernel choice(kernel);
-    // D = 200: too wide for the 3xTF32 wgmma kernel's doubled point tile (the mma.sync split).
     for (const Shape s : {Shape{1, 1, 1, 1, 2}, Shape{2, 700, 37, 40, 130},
-                          Shape{1, 1500, 128, 128, 300}, Shape{1, 200, 129, 131, 8},
-                          Shape{1, 300, 200, 200, 10}}) {
+                          Shape{1, 400, 96, 96, 260}, Shape{1, 1500, 128, 128, 300},
+                          Shape{1, 200, 129, 131, 8}, Shape{1, 300, 200, 200, 10}}) {
       const Points<float> x(s.b, s.n, s.d, s.ld, 500 + s.d);
-      std::vector<float> c = random_centroids(s.b, s.k, s.d, 600 + s.k);
-      Rng rng(700 + s.k);
-      for (int64_t j = 1; j < s.b * s.k; j += 2) {
-        for (int64_t t = 0; t < s.d; ++t)
-          c[size_t(j * s.d + t)] = c[size_t((j - 1) * s.d + t)] + float(rng.uniform(-4e-3, 4e-3));
-      }
+      const std::vector<float> c = near_pair_centroids(s.b, s.k, s.d, 600 + s.k);
       const auto centroids = contiguous_batch<const float>(c.data(), s.b, s.k, s.d);
+      const std::string shape = std::string(kernel ? kernel : "default") +
+                                " d=" + std::to_string(s.d) + " k=" + std::to_string(s.k);
+      int64_t tf32_failures = 0;
       for (KmeansMetric metric :
            {KmeansMetric::l2, KmeansMetric::cosine, KmeansMetric::inner_product}) {
+        const std::string what = shape + " " + ops::to_string(metric);
         Buffer<int32_t> labels(size_t(s.b * s.n), MemorySpace::device);
         Buffer<float> dist(size_t(s.b * s.n), MemorySpace::device);
         ops::kmeans_assign(ctx, x.on(MemorySpace::device), centroids, metric, labels.data(),
-                           dist.data(), 0, /*exact_f32=*/true);
+                           dist.data(), 0, ops::KmeansF32Precision::exact);
         const std::vector<int32_t> got = labels.to_vector();
         const std::vector<float> got_dist = dist.to_vector();
+        EXPECT_EQ(label_failures(x, c, s.k, metric, got.data(), kF32Rounding), 0) << what;
         ops::kmeans_assign(ctx, x.on(MemorySpace::device), centroids, metric, labels.data());
-        const std::vector<int32_t> tf32 = labels.to_vector();
+        tf32_failures +=
+            label_failures(x, c, s.k, metric, labels.to_vector().data(), kF32Rounding);
         for (int64_t b = 0; b < s.b; ++b) {
-          const std::string what = std::string(kernel ? kernel : "default") + " " +
-                                   ops::to_string(metric) + " b=" + std::to_string(b) +
-                                   " d=" + std::to_string(s.d) + " k=" + std::to_string(s.k);
-          const float* cb = c.data() + b * s.k * s.d;
-          const reference::LabelCheck exact = reference::check_labels(
-              x.problem(b), cb, s.k, metric, got.data() + b * s.n, 1, kF32Rounding);
-          EXPECT_EQ(exact.failures, 0) << what << ": first at point " << exact.first_failure;
-          tf32_failures += reference::check_labels(x.problem(b), cb, s.k, metric,
-                                                   tf32.data() + b * s.n, 1, kF32Rounding)
-                               .failures;
-          const std::vector<float> prepared = reference::prepared_centroids(cb, s.k, s.d, metric);
+          const std::vector<float> prepared =
+              reference::prepared_centroids(c.data() + b * s.k * s.d, s.k, s.d, metric);
           for (int64_t i = 0; i < s.n; ++i) {
             const std::vector<double> p = reference::point64(x.problem(b), i, metric);
             const int32_t l = got[size_t(b * s.n + i)];
@@ -365,59 +381,73 @@ TEST(GpuKmeansOps, ExactF32AssignsAtF32Precision) {
             ASSERT_NEAR(got_dist[size_t(b * s.n + i)],
                         reference::distance64(p, prepared.data() + l * s.d, metric),
                         kF32Rounding * scale)
-                << what << " point " << i;
+                << what << " problem " << b << " point " << i;
           }
         }
       }
+      if (s.n >= 200) {
+        EXPECT_GT(tf32_failures, 0) << shape << ": tf32 should miss some here";
+      }
     }
   }
-  EXPECT_GT(tf32_failures, 0) << "the data should tell tf32 from f32 precision";
+}
 
-  // A fit: the same bits every run, labels of the returned centroids at f32 precision, the
-  // inertia never rising beyond f32 rounding; the streamed fit and KMeans::predict agree.
-  const int64_t b = 2, n = 4000, d = 48, k = 16;
-  const Points<float> blobs(b, n, d, d, 800, 16);
+// The option reaches every entry point: a fit (no iterations: the labels of the given near-pair
+// centroids), a streamed fit and KMeans::predict are at f32 precision with it and miss labels
+// without it. Then a fit of several iterations: the same bits every run, labels of the returned
+// centroids at f32 precision, the inertia never rising beyond f32 rounding.
+TEST(GpuKmeansOps, ExactF32ReachesFitsStreamingAndPredict) {
+  REQUIRE_DEVICE();
+  Context ctx;
+  const int64_t b = 2, n = 1500, d = 128, k = 300;
+  const Points<float> x(b, n, d, d, 900);
+  const std::vector<float> c = near_pair_centroids(b, k, d, 901);
   KmeansOptions o;
-  o.init = KmeansInit::random;
-  o.seed = 3;
-  o.max_iterations = 10;
-  o.exact_f32 = true;
-  const ops::KmeansResult r1 = ops::kmeans(ctx, blobs.on(MemorySpace::device), k, o);
-  const ops::KmeansResult r2 = ops::kmeans(ctx, blobs.on(MemorySpace::device), k, o);
+  o.init = KmeansInit::given;
+  o.initial_centroids = contiguous_batch<const float>(c.data(), b, k, d);
+  o.max_iterations = 0;
+  for (const bool exact : {true, false}) {
+    o.exact_f32 = exact;
+    const ops::KmeansResult fit = ops::kmeans(ctx, x.on(MemorySpace::device), k, o);
+    KmeansOptions so = o;
+    so.gpu_streaming = true;
+    so.stream_chunk_points = 700;
+    const ops::KmeansResult streamed = ops::kmeans(ctx, x.on(MemorySpace::host), k, so);
+    ops::KMeans km(k, o);
+    km.fit(ctx, x.on(MemorySpace::device));
+    const std::vector<int32_t> predicted = km.predict(ctx, x.on(MemorySpace::device));
+    const std::vector<int32_t> fit_labels = fit.labels.to_vector();
+    const int64_t misses[3] = {
+        label_failures(x, c, k, KmeansMetric::l2, fit_labels.data(), kF32Rounding),
+        label_failures(x, c, k, KmeansMetric::l2, streamed.labels.data(), kF32Rounding),
+        label_failures(x, c, k, KmeansMetric::l2, predicted.data(), kF32Rounding)};
+    for (int e = 0; e < 3; ++e) {
+      const char* entry[] = {"fit", "streamed fit", "predict"};
+      if (exact) {
+        EXPECT_EQ(misses[e], 0) << entry[e];
+      } else {
+        EXPECT_GT(misses[e], 0) << entry[e] << " at tf32: the data should tell";
+      }
+    }
+  }
+
+  const Points<float> blobs(b, 4000, 48, 48, 800, 16);
+  KmeansOptions f;
+  f.init = KmeansInit::random;
+  f.seed = 3;
+  f.max_iterations = 10;
+  f.exact_f32 = true;
+  const ops::KmeansResult r1 = ops::kmeans(ctx, blobs.on(MemorySpace::device), 16, f);
+  const ops::KmeansResult r2 = ops::kmeans(ctx, blobs.on(MemorySpace::device), 16, f);
   EXPECT_EQ(r1.centroids.to_vector(), r2.centroids.to_vector());
   EXPECT_EQ(r1.labels.to_vector(), r2.labels.to_vector());
-  KmeansOptions so = o;
-  so.gpu_streaming = true;
-  so.stream_chunk_points = 1500;
-  const ops::KmeansResult st = ops::kmeans(ctx, blobs.on(MemorySpace::host), k, so);
-  const std::vector<float> c = r1.centroids.to_vector();
-  const std::vector<int32_t> labels = r1.labels.to_vector();
+  const std::vector<float> rc = r1.centroids.to_vector();
+  EXPECT_EQ(label_failures(blobs, rc, 16, KmeansMetric::l2, r1.labels.to_vector().data(),
+                           kF32Rounding),
+            0);
   for (int64_t p = 0; p < b; ++p) {
     const auto& h = r1.inertia_history[size_t(p)];
     for (size_t t = 1; t < h.size(); ++t) EXPECT_LE(h[t], h[t - 1] * (1 + 1e-6)) << t;
-    EXPECT_EQ(reference::check_labels(blobs.problem(p), c.data() + p * k * d, k,
-                                      KmeansMetric::l2, labels.data() + p * n, 1, kF32Rounding)
-                  .failures,
-              0)
-        << "fit, problem " << p;
-    EXPECT_EQ(reference::check_labels(blobs.problem(p), st.centroids.data() + p * k * d, k,
-                                      KmeansMetric::l2, st.labels.data() + p * n, 1,
-                                      kF32Rounding)
-                  .failures,
-              0)
-        << "streamed fit, problem " << p;
-    EXPECT_NEAR(st.inertia[size_t(p)], r1.inertia[size_t(p)], 1e-5 * r1.inertia[size_t(p)]);
-  }
-  ops::KMeans km(k, o);
-  km.fit(ctx, blobs.on(MemorySpace::device));
-  const std::vector<float> kc = km.result().centroids.to_vector();
-  const std::vector<int32_t> predicted = km.predict(ctx, blobs.on(MemorySpace::device));
-  for (int64_t p = 0; p < b; ++p) {
-    EXPECT_EQ(reference::check_labels(blobs.problem(p), kc.data() + p * k * d, k,
-                                      KmeansMetric::l2, predicted.data() + p * n, 1, kF32Rounding)
-                  .failures,
-              0)
-        << "predict, problem " << p;
   }
 }
 

@@ -144,13 +144,6 @@ TEST(Kmeans, AssignMatchesTheReferenceForEveryMetric) {
                                                 pc.data() + labels[size_t(i)] * d, metric);
       EXPECT_NEAR(dist[size_t(i)], want, 1e-4 * (1 + std::abs(want))) << i;
     }
-    // The CPU computes in f32 already: exact_f32 changes nothing there.
-    std::vector<int32_t> exact_labels(static_cast<size_t>(n));
-    std::vector<float> exact_dist(static_cast<size_t>(n));
-    ops::kmeans_assign<float>(ctx, batch_of_one(x.view()), batch_of_one(c.view()), metric,
-                              exact_labels.data(), exact_dist.data(), 0, /*exact_f32=*/true);
-    EXPECT_EQ(exact_labels, labels);
-    EXPECT_EQ(exact_dist, dist);
   }
 }
 

@@ -690,7 +690,7 @@ void kmeans(Context& ctx, BatchedDenseView<const V> x, int64_t k, const KmeansOp
 template <class V>
 void kmeans_assign(Context& ctx, BatchedDenseView<const V> x,
                    BatchedDenseView<const float> centroids, KmeansMetric metric, int32_t* labels,
-                   float* distances, int threads, bool exact_f32) {
+                   float* distances, int threads, KmeansF32Precision precision) {
   (void)ctx;  // the CPU path keeps no state in it
   // As kmeans() does; on the GPU, a tile without column blocks would never hand over its turn.
   TSR_CHECK(x.cols > 0, "kmeans_assign: points have dimension 0");
@@ -700,13 +700,14 @@ void kmeans_assign(Context& ctx, BatchedDenseView<const V> x,
     TSR_CHECK(labels != nullptr || x.batch * x.rows == 0, "kmeans_assign: labels is null");
 #if TESSERA_WITH_CUDA
     check_centroid_shape(centroids, x.batch, centroids.rows, x.cols, "kmeans_assign");
-    kmeans_cuda::assign(ctx, x, centroids, metric, labels, distances, exact_f32);
+    kmeans_cuda::assign(ctx, x, centroids, metric, labels, distances,
+                        precision == KmeansF32Precision::exact);
     return;
 #else
     TSR_FAIL("kmeans_assign: X is in device memory, but this build has no CUDA");
 #endif
   }
-  (void)exact_f32;  // the CPU computes in f32 anyway
+  (void)precision;  // the CPU computes in f32 anyway
   const std::vector<float> inv_norms = check_points(x, metric, "kmeans_assign");
   TSR_CHECK(centroids.rows > 0, "kmeans_assign: no centroids");
   check_centroid_shape(centroids, x.batch, centroids.rows, x.cols, "kmeans_assign");
@@ -741,7 +742,8 @@ std::vector<int32_t> KMeans::predict(Context& ctx, BatchedDenseView<const V> x) 
   if (x.space == MemorySpace::device) {
     Buffer<int32_t> labels(static_cast<size_t>(x.batch * x.rows), MemorySpace::device);
     kmeans_assign(ctx, x, result_.centroid_view(), options_.metric, labels.data(), nullptr,
-                  options_.threads, options_.exact_f32);
+                  options_.threads,
+                  options_.exact_f32 ? KmeansF32Precision::exact : KmeansF32Precision::tf32);
     return labels.to_vector();
   }
   std::vector<int32_t> labels(static_cast<size_t>(x.batch * x.rows));
@@ -807,7 +809,7 @@ KmeansInit parse_kmeans_init(const std::string& text) {
   template void kmeans(Context&, BatchedDenseView<const V>, int64_t, const KmeansOptions&,         \
                        KmeansResult&);                                                            \
   template void kmeans_assign(Context&, BatchedDenseView<const V>, BatchedDenseView<const float>, \
-                              KmeansMetric, int32_t*, float*, int, bool);                         \
+                              KmeansMetric, int32_t*, float*, int, KmeansF32Precision);           \
   template const KmeansResult& KMeans::fit(Context&, BatchedDenseView<const V>);                  \
   template std::vector<int32_t> KMeans::predict(Context&, BatchedDenseView<const V>) const;      \
   template int64_t kmeans_max_device_dimension<V>();

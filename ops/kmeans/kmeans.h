@@ -37,6 +37,12 @@ enum class KmeansMetric {
   inner_product,  ///< -x.c (largest inner product wins); centroids are means
 };
 
+/// How f32 points meet the GPU's tensor cores (KmeansOptions::exact_f32 for fits).
+enum class KmeansF32Precision {
+  tf32,   ///< rounded to tf32 (about 1e-3 relative)
+  exact,  ///< 3xTF32: f32 precision at three times the tensor-core work
+};
+
 enum class EmptyClusters {
   keep_centroid,    ///< an empty cluster keeps its centroid
   reseed_farthest,  ///< an empty cluster moves to the point farthest from its own centroid
@@ -66,8 +72,10 @@ struct KmeansOptions {
   int threads = 0;                                  ///< 0: OpenMP's default
   /// f32 points on the GPU: distances at f32 precision instead of tf32's (about 1e-3 relative).
   /// Each product is split into tf32 high and low parts and multiplied as hi*hi + hi*lo + lo*hi
-  /// ("3xTF32", error about 2^-21 relative): three times the tensor-core work (on sm_90a the
-  /// warpgroup-MMA kernel for D <= 160, else the mma.sync kernel). No effect on 16-bit points
+  /// ("3xTF32": products to about 2^-21 relative; a distance then carries the f32 rounding of
+  /// its accumulation, within 2^-18 of ||x||^2 + ||c||^2 in the tests): three times the
+  /// tensor-core work (on sm_90a the warpgroup-MMA kernel for D <= 160, else the mma.sync
+  /// kernel). No effect on 16-bit points
   /// (their products are exact already; centroids are still rounded to the input type) or on
   /// the CPU (plain f32 arithmetic there), nor on k-means|| seeding (sampling weights stay tf32).
   bool exact_f32 = false;
@@ -126,11 +134,12 @@ void kmeans(Context& ctx, BatchedDenseView<const V> x, int64_t k, const KmeansOp
 
 /// Labels each point of x with its nearest centroid (the metric's distance; ties to the lower
 /// index). labels: [B, N]; distances: [B, N] or null; both in x's memory space. Centroids may be
-/// on the host or the device. exact_f32: as KmeansOptions::exact_f32.
+/// on the host or the device. precision: f32 points on the GPU (KmeansOptions::exact_f32).
 template <class V>
 void kmeans_assign(Context& ctx, BatchedDenseView<const V> x,
                    BatchedDenseView<const float> centroids, KmeansMetric metric, int32_t* labels,
-                   float* distances = nullptr, int threads = 0, bool exact_f32 = false);
+                   float* distances = nullptr, int threads = 0,
+                   KmeansF32Precision precision = KmeansF32Precision::tf32);
 
 /// Holds the centroids between calls: fit, then predict; fitting again warm-starts from the
 /// held centroids (a few iterations per diffusion step, say).

@@ -791,7 +791,7 @@ __global__ void table_kernel(const float* __restrict__ centroids, int batch, int
   const float* src = centroids + (int64_t(b) * k + j) * d;
   // Tiled: the stage holding (b, j) starts at element stage0 + kc * kStageElems.
   constexpr int kStageElems = kStageBytes / int(sizeof(E));
-  const int parts = tiled && exact ? 2 : 1;  // stages per column block
+  const int parts = std::is_same_v<V, float> && tiled && exact ? 2 : 1;  // stages per column block
   const int nk = d_pad / kBk;
   const int64_t stage0 = ((int64_t(b) * (k_pad / kBN) + j / kBN) * nk * parts) * kStageElems;
   double s = 0;
