@@ -8,9 +8,9 @@
 //   on every run and thread count.
 // Host inputs run on the CPU (OpenMP; the GEMM is Eigen's, built for AVX2 + FMA where the CPU
 // has them). Device inputs run on the GPU (kmeans_cuda.cu): the assignment on tensor cores
-// (bf16/f16 as given, f32 as tf32, or at f32 precision with exact_f32), the update by a CUB radix sort and ordered segment sums, the
-// iterations captured in a CUDA graph with convergence tested on the device. Both are
-// deterministic: no floating-point atomics.
+// (bf16/f16 as given, f32 as tf32, or at f32 precision with exact_f32), the update by a CUB
+// radix sort and ordered segment sums, the iterations captured in a CUDA graph with convergence
+// tested on the device. Both are deterministic: no floating-point atomics.
 #pragma once
 
 #include <cstdint>
@@ -75,9 +75,9 @@ struct KmeansOptions {
   /// ("3xTF32": products to about 2^-21 relative; a distance then carries the f32 rounding of
   /// its accumulation, within 2^-18 of ||x||^2 + ||c||^2 in the tests): three times the
   /// tensor-core work (on sm_90a the warpgroup-MMA kernel for D <= 160, else the mma.sync
-  /// kernel). No effect on 16-bit points
-  /// (their products are exact already; centroids are still rounded to the input type) or on
-  /// the CPU (plain f32 arithmetic there), nor on k-means|| seeding (sampling weights stay tf32).
+  /// kernel). No effect on 16-bit points (their products are exact already; centroids are
+  /// still rounded to the input type) or on the CPU (plain f32 arithmetic there), nor on
+  /// k-means|| seeding (sampling weights stay tf32).
   bool exact_f32 = false;
   /// Host X only: run on the GPU, streaming chunks of points from host memory every iteration
   /// (data larger than GPU memory). Empty clusters keep their centroids; k-means++ seeds on the
