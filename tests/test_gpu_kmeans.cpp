@@ -2,8 +2,8 @@
 // strided views for every value type and metric, one Lloyd step against the float64 update, the
 // loop's guarantees (inertia never increases beyond the tensor-core rounding, same bits on every
 // run, a batch equals its problems run alone), empty-cluster policies, ties across centroid
-// tiles, the exact-f32 option, the KMeans object, bad input and real SIFT data. Skips without a
-// device.
+// tiles, the exact-f32 option, points too wide for a resident tile, the KMeans object, bad
+// input and real SIFT data. Skips without a device.
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
 
@@ -108,12 +108,15 @@ TYPED_TEST(GpuKmeans, AssignmentMatchesTheReferenceOnOddShapes) {
   struct Shape {
     int64_t b, n, d, ld, k;
   };
-  // Partial point tiles, D not a multiple of 8 (scalar loads), ld > d, several centroid tiles.
+  // Partial point tiles, D not a multiple of 8 (scalar loads), ld > d, several centroid tiles;
+  // D = 700 and 1024: too wide for a resident point tile, the points stream with the centroids
+  // (scalar and 16-byte loads).
   for (const char* kernel : kAssignKernels) {
   const AssignKernel choice(kernel);
   for (const Shape s : {Shape{1, 1, 1, 1, 1}, Shape{2, 129, 3, 3, 5}, Shape{1, 300, 37, 40, 130},
                         Shape{3, 257, 128, 128, 300}, Shape{1, 200, 129, 131, 7},
-                        Shape{2, 1000, 64, 72, 1000}, Shape{1, 130, 256, 256, 129}}) {
+                        Shape{2, 1000, 64, 72, 1000}, Shape{1, 130, 256, 256, 129},
+                        Shape{1, 150, 700, 703, 130}, Shape{2, 130, 1024, 1024, 64}}) {
     const Points<V> x(s.b, s.n, s.d, s.ld, 1000 + s.n + s.d);
     const std::vector<float> c = random_centroids(s.b, s.k, s.d, 7 + s.k);
     for (KmeansMetric metric :
@@ -335,8 +338,9 @@ constexpr double kF32Rounding = 0x1p-18;  // tf32's allowance (tensor_core_round
 
 // With exact_f32 every label and distance is the float64 one up to f32 rounding, on the 3xTF32
 // wgmma kernel (the default on sm_90a for D <= 160, taking turns up to D = 96) and on the
-// mma.sync one (asked for, or D = 200: too wide for the wgmma kernel's doubled point tile); tf32
-// on the same data misses labels in every shape, so each check can fail.
+// mma.sync one (asked for, or D = 200: too wide for the wgmma kernel's doubled point tile; D =
+// 400: points streamed with the centroids); tf32 on the same data misses labels in every shape,
+// so each check can fail.
 TEST(GpuKmeansOps, ExactF32AssignsAtF32Precision) {
   REQUIRE_DEVICE();
   Context ctx;
@@ -347,7 +351,8 @@ TEST(GpuKmeansOps, ExactF32AssignsAtF32Precision) {
     const AssignKernel choice(kernel);
     for (const Shape s : {Shape{1, 1, 1, 1, 2}, Shape{2, 700, 37, 40, 130},
                           Shape{1, 400, 96, 96, 260}, Shape{1, 1500, 128, 128, 300},
-                          Shape{1, 200, 129, 131, 8}, Shape{1, 300, 200, 200, 10}}) {
+                          Shape{1, 200, 129, 131, 8}, Shape{1, 300, 200, 200, 10},
+                          Shape{1, 300, 400, 400, 10}}) {
       const Points<float> x(s.b, s.n, s.d, s.ld, 500 + s.d);
       const std::vector<float> c = near_pair_centroids(s.b, s.k, s.d, 600 + s.k);
       const auto centroids = contiguous_batch<const float>(c.data(), s.b, s.k, s.d);
@@ -449,6 +454,54 @@ TEST(GpuKmeansOps, ExactF32ReachesFitsStreamingAndPredict) {
     const auto& h = r1.inertia_history[size_t(p)];
     for (size_t t = 1; t < h.size(); ++t) EXPECT_LE(h[t], h[t - 1] * (1 + 1e-6)) << t;
   }
+}
+
+// Points wider than a resident shared-memory tile (900 bf16, 700 f32) stream through the
+// assignment with the centroids: a fit converges on blobs with labels of its own centroids, the
+// same bits every run, the inertia never rising beyond the rounding; a streamed fit agrees.
+TEST(GpuKmeansOps, WidePointsStreamThroughTheAssignment) {
+  REQUIRE_DEVICE();
+  Context ctx;
+  const Points<bf16> x(2, 1000, 900, 900, 950, 8);
+  KmeansOptions o;
+  o.init = KmeansInit::random;
+  o.seed = 4;
+  o.max_iterations = 10;
+  const ops::KmeansResult r1 = ops::kmeans(ctx, x.on(MemorySpace::device), 8, o);
+  const ops::KmeansResult r2 = ops::kmeans(ctx, x.on(MemorySpace::device), 8, o);
+  EXPECT_EQ(r1.centroids.to_vector(), r2.centroids.to_vector());
+  EXPECT_EQ(r1.labels.to_vector(), r2.labels.to_vector());
+  const std::vector<float> c = r1.centroids.to_vector();
+  const std::vector<int32_t> labels = r1.labels.to_vector();
+  for (int64_t p = 0; p < 2; ++p) {
+    const auto& h = r1.inertia_history[size_t(p)];
+    for (size_t t = 1; t < h.size(); ++t) {
+      EXPECT_LE(h[t], h[t - 1] * (1 + 4 * tensor_core_rounding<bf16>()) + 1e-9) << t;
+    }
+    expect_labels(x.problem(p), c.data() + p * 8 * 900, 8, KmeansMetric::l2,
+                  labels.data() + p * 1000, "wide fit");
+  }
+  const Points<float> xf(1, 2000, 700, 701, 951, 6);
+  KmeansOptions so;
+  so.init = KmeansInit::random;
+  so.seed = 5;
+  so.max_iterations = 0;
+  const std::vector<float> c0 = ops::kmeans(ctx, xf.on(MemorySpace::device), 6, so).centroids.to_vector();
+  so.init = KmeansInit::given;
+  so.initial_centroids = contiguous_batch<const float>(c0.data(), 1, 6, 700);
+  so.max_iterations = 4;
+  so.fixed_iterations = true;
+  const ops::KmeansResult mem = ops::kmeans(ctx, xf.on(MemorySpace::device), 6, so);
+  so.gpu_streaming = true;
+  so.stream_chunk_points = 700;
+  const ops::KmeansResult st = ops::kmeans(ctx, xf.on(MemorySpace::host), 6, so);
+  const std::vector<int32_t> ml = mem.labels.to_vector();
+  int64_t same = 0;
+  for (int64_t i = 0; i < 2000; ++i) same += ml[size_t(i)] == st.labels.data()[i];
+  EXPECT_GE(same, 1998);
+  EXPECT_NEAR(st.inertia[0], mem.inertia[0], 1e-4 * mem.inertia[0]);
+  expect_labels(xf.problem(0), st.centroids.data(), 6, KmeansMetric::l2, st.labels.data(),
+                "wide streamed fit");
 }
 
 TEST(GpuKmeansOps, KmeansParallelSeedsFindEveryBlobDeterministically) {

@@ -165,8 +165,9 @@ class KMeans {
   bool fitted_ = false;
 };
 
-/// The largest point dimension the GPU path takes for value type V on the current device (its
-/// tile of points lives in shared memory); 0 in a build without CUDA.
+/// The largest point dimension the GPU path takes for value type V (2^20: points wider than a
+/// shared-memory tile holds, a few hundred dimensions, stream through the assignment with the
+/// centroids, slower); 0 in a build without CUDA.
 template <class V>
 int64_t kmeans_max_device_dimension();
 

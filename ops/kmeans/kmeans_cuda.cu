@@ -139,8 +139,9 @@ __device__ __forceinline__ void split_tf32(float v, uint32_t& hi, uint32_t& lo) 
 
 // One k-chunk of the 128 x 128 tile: X_s rows against the centroid rows of Cb. kExact (f32
 // only): X_s and Cb hold unrounded f32, and each product is hi*hi + hi*lo + lo*hi of their tf32
-// splits, three MMAs instead of one.
-template <class V, bool kExact = false>
+// splits, three MMAs instead of one. kRoundA (f32, not exact): X_s holds unrounded f32 (the
+// streamed point chunks of the wide kernel), rounded to tf32 here.
+template <class V, bool kExact = false, bool kRoundA = false>
 __device__ __forceinline__ void mma_chunk(const typename Tile<V>::Elem* X_s, int xs, int k0,
                                           const typename Tile<V>::Elem* Cb, int wm, int wn,
                                           int lane, float (&acc)[2][8][4]) {
@@ -179,13 +180,14 @@ __device__ __forceinline__ void mma_chunk(const typename Tile<V>::Elem* X_s, int
 #pragma unroll
     for (int ks = 0; ks < T::kBk / 8; ++ks) {
       uint32_t af[2][4];
+      auto a_bits = [](float v) { return __float_as_uint(kRoundA ? round_tf32(v) : v); };
 #pragma unroll
       for (int mt = 0; mt < 2; ++mt) {
         const float* p = X_s + (wm * 32 + mt * 16 + g) * xs + k0 + ks * 8 + t;
-        af[mt][0] = __float_as_uint(p[0]);
-        af[mt][1] = __float_as_uint(p[8 * xs]);
-        af[mt][2] = __float_as_uint(p[4]);
-        af[mt][3] = __float_as_uint(p[8 * xs + 4]);
+        af[mt][0] = a_bits(p[0]);
+        af[mt][1] = a_bits(p[8 * xs]);
+        af[mt][2] = a_bits(p[4]);
+        af[mt][3] = a_bits(p[8 * xs + 4]);
       }
 #pragma unroll
       for (int nt = 0; nt < 8; ++nt) {
@@ -327,32 +329,58 @@ __device__ __forceinline__ void load_point_tile(const V* __restrict__ x, const A
 // Two blocks per SM (<= 128 registers a thread): 16 warps to hide the pipeline's latency.
 // kExact (f32 only): the point tile and the table hold unrounded f32, split into tf32 pairs at
 // each MMA (mma_chunk), for distances of f32 precision at three times the tensor-core work.
-template <class V, bool kExact = false>
+// kWide: for D too wide for a resident point tile (assign_smem_bytes), the points stream with
+// the centroids instead: each stage also holds the k-chunk of the block's points (as input
+// values: f32 unrounded, rounded at the MMA), reloaded for every centroid tile (from L2 mostly).
+template <class V, bool kExact = false, bool kWide = false>
 __global__ void __launch_bounds__(kAssignThreads, 2)
     assign_kernel(const V* __restrict__ x, const AssignArgs a) {
   using T = Tile<V>;
   using E = typename T::Elem;
   constexpr int cs = T::kBk + T::kPad;
+  // A stage: the centroid chunk [kBN][cs], then (kWide) the point chunk [kBM][cs].
+  constexpr int kStageElems = (kWide ? kBN + kBM : kBN) * cs;
   const int b = int(blockIdx.x / unsigned(a.tiles));
   const int tile = int(blockIdx.x % unsigned(a.tiles));
   if (a.active && !a.active[b]) return;
   extern __shared__ __align__(16) unsigned char smem[];
-  const int xs = a.d_pad + T::kPad;
-  E* X_s = reinterpret_cast<E*>(smem);
-  E* C_s = X_s + kBM * xs;  // [kStages][kBN][cs]
+  const int xs = kWide ? cs : a.d_pad + T::kPad;
+  E* X_s = reinterpret_cast<E*>(smem);              // the resident point tile (not kWide)
+  E* C_s = kWide ? X_s : X_s + kBM * xs;            // [kStages][kStageElems]
   const E* table = static_cast<const E*>(a.table) + int64_t(b) * a.k_pad * a.d_pad;
   const int nk = a.d_pad / T::kBk;
   const int total = (a.k_pad / kBN) * nk;
+  const int64_t row0 = int64_t(tile) * kBM;
+  const int rows = a.n - row0 < kBM ? int(a.n - row0) : kBM;
+  constexpr int kPerChunk = 16 / sizeof(E);
+  constexpr int kChunksPerRow = T::kBk / kPerChunk;
 
   auto load_stage = [&](int s) {
     const int j = s / nk, kc = s % nk;
-    E* dst = C_s + (s % kStages) * kBN * cs;
+    E* dst = C_s + (s % kStages) * kStageElems;
     const E* src = table + int64_t(j) * kBN * a.d_pad + kc * T::kBk;
-    constexpr int kPerChunk = 16 / sizeof(E);
-    constexpr int kChunksPerRow = T::kBk / kPerChunk;
     for (int c = threadIdx.x; c < kBN * kChunksPerRow; c += kAssignThreads) {
       const int r = c / kChunksPerRow, q = c % kChunksPerRow;
       cp_async16(dst + r * cs + q * kPerChunk, src + int64_t(r) * a.d_pad + q * kPerChunk);
+    }
+    if constexpr (kWide) {  // the points' columns [kc * kBk, + kBk), zero past rows and d
+      E* xdst = dst + kBN * cs;
+      const V* xb = x + int64_t(b) * a.batch_stride + row0 * a.ld;
+      const int col0 = kc * T::kBk;
+      if (a.vector_loads) {  // d a multiple of kPerChunk: a chunk is all in or all out
+        for (int c = threadIdx.x; c < kBM * kChunksPerRow; c += kAssignThreads) {
+          const int r = c / kChunksPerRow, col = col0 + (c % kChunksPerRow) * kPerChunk;
+          const bool in = r < rows && col < a.d;
+          cp_async16_zfill(xdst + r * cs + (col - col0), in ? xb + int64_t(r) * a.ld + col : xb,
+                           in);
+        }
+      } else {
+        for (int c = threadIdx.x; c < kBM * T::kBk; c += kAssignThreads) {
+          const int r = c / T::kBk, col = col0 + c % T::kBk;
+          xdst[r * cs + (col - col0)] =
+              r < rows && col < a.d ? input_elem<V, false>(xb[int64_t(r) * a.ld + col]) : E(0);
+        }
+      }
     }
   };
 #pragma unroll
@@ -362,12 +390,12 @@ __global__ void __launch_bounds__(kAssignThreads, 2)
   }
 
   // The point tile, converted and zero-padded (overlaps the first centroid stages in flight).
-  const int64_t row0 = int64_t(tile) * kBM;
-  const int rows = a.n - row0 < kBM ? int(a.n - row0) : kBM;
-  load_point_tile<V, kBM, kAssignThreads, !kExact>(
-      x, a, b, row0, rows, threadIdx.x,
-      [&](int r, int col, uint4 w) { *reinterpret_cast<uint4*>(X_s + r * xs + col) = w; },
-      [&](int r, int col, E e) { X_s[r * xs + col] = e; });
+  if constexpr (!kWide) {
+    load_point_tile<V, kBM, kAssignThreads, !kExact>(
+        x, a, b, row0, rows, threadIdx.x,
+        [&](int r, int col, uint4 w) { *reinterpret_cast<uint4*>(X_s + r * xs + col) = w; },
+        [&](int r, int col, E e) { X_s[r * xs + col] = e; });
+  }
 
   const int warp = threadIdx.x / kWarp, lane = threadIdx.x % kWarp;
   const int wm = warp % 4, wn = warp / 4;
@@ -401,8 +429,13 @@ __global__ void __launch_bounds__(kAssignThreads, 2)
     if (s + kStages - 1 < total) load_stage(s + kStages - 1);
     cp_async_commit();
     const int kc = s % nk;
-    mma_chunk<V, kExact>(X_s, xs, kc * T::kBk, C_s + (s % kStages) * kBN * cs, wm, wn, lane,
-                         acc);
+    const E* stage = C_s + (s % kStages) * kStageElems;
+    if constexpr (kWide) {
+      mma_chunk<V, kExact, std::is_same_v<V, float> && !kExact>(stage + kBN * cs, cs, 0, stage,
+                                                                 wm, wn, lane, acc);
+    } else {
+      mma_chunk<V, kExact>(X_s, xs, kc * T::kBk, stage, wm, wn, lane, acc);
+    }
     if (kc == nk - 1) {  // tile j done: fold into the running argmax, columns in rising order
       const int j = s / nk;
 #pragma unroll
@@ -1194,12 +1227,19 @@ Buffer<T> device_buffer(int64_t n) {  // at least one element: a valid pointer f
   return Buffer<T>(static_cast<size_t>(std::max<int64_t>(n, 1)), MemorySpace::device);
 }
 
+// assign_kernel's shared memory: the resident point tile and the stages, or (wide) stages that
+// carry a point chunk too.
 template <class V>
-size_t assign_smem_bytes(int d_pad) {
+size_t assign_smem_bytes(int d_pad, bool wide = false) {
   using T = Tile<V>;
-  return sizeof(typename T::Elem) *
-         (size_t(kBM) * (d_pad + T::kPad) + size_t(kStages) * kBN * (T::kBk + T::kPad));
+  const size_t resident = wide ? 0 : size_t(kBM) * (d_pad + T::kPad);
+  const size_t stage = size_t(wide ? kBN + kBM : kBN) * (T::kBk + T::kPad);
+  return sizeof(typename T::Elem) * (resident + size_t(kStages) * stage);
 }
+
+// The widest D the GPU path takes (wider than a resident point tile allows, the points stream
+// with the centroids: assign_kernel's kWide).
+constexpr int64_t kMaxDimension = int64_t(1) << 20;
 
 // parts: 2 for the 3xTF32 kernel (kSplit), which holds its point tile twice.
 template <class V>
@@ -1315,8 +1355,9 @@ struct DeviceProblem {
   int64_t k = 0, k_pad = 0, d_pad = 0, tiles = 0;
   MetricCode metric = kL2;
   // f32 distances at f32 precision (3xTF32): assign_wgmma_kernel<float, 1, true> when split,
-  // else assign_kernel<float, true>
+  // else assign_kernel<float, true, wide>
   bool exact = false;
+  bool wide = false;                     // D too wide for a resident point tile: kWide
   int wgmma_mt = 0;                      // assign_wgmma_kernel<V, wgmma_mt>, or 0: assign_kernel
   bool split = false;                    // exact on the wgmma kernel (its table: tf32 hi/lo stages)
   int wgmma_ring = 0;                    // its ring stages
@@ -1337,15 +1378,16 @@ struct DeviceProblem {
               " points exceed the GPU path's int32 point indices");
     TSR_CHECK(x.batch * k <= int64_t(INT32_MAX) / 2, what, ": B * K = ", x.batch * k,
               " clusters exceed the GPU path's int32 cluster keys");
-    TSR_CHECK(x.cols <= max_dimension<V>(), what, ": D = ", x.cols, " exceeds ",
-              max_dimension<V>(),
-              ", the most the GPU assignment kernel holds in shared memory for this type");
+    TSR_CHECK(x.cols <= kMaxDimension, what, ": D = ", x.cols, " exceeds ", kMaxDimension,
+              ", the widest points the GPU path takes");
     k_pad = round_up(k, kBN);
     d_pad = round_up(x.cols, Tile<V>::kBk);
+    // (1 KiB left for the kernel's static shared memory)
+    wide = assign_smem_bytes<V>(int(d_pad)) > size_t(max_smem_optin() - 1024);
     // The wgmma kernel when its ring fits (128-point blocks need less than 256-point ones),
     // else the mma.sync kernel. Exact f32: the 3xTF32 wgmma kernel when its doubled point tile
     // and kMinStages fit (D <= 160 with 227 KiB), else the mma.sync kernel's own split.
-    if (use_wgmma()) {
+    if (!wide && use_wgmma()) {
       const size_t limit = size_t(max_smem_optin());
       int sms = 0, dev = 0, sm_bytes = 0;
       TSR_CUDA_CHECK(cudaGetDevice(&dev));
@@ -1376,17 +1418,20 @@ struct DeviceProblem {
       TSR_CUDA_CHECK(cudaFuncSetAttribute(assign_wgmma_kernel<V, 1>,
                                           cudaFuncAttributeMaxDynamicSharedMemorySize,
                                           int(wgmma_smem_bytes<V>(int(d_pad), 1, wgmma_ring))));
-    } else if (exact) {
-      if constexpr (std::is_same_v<V, float>) {
-        TSR_CUDA_CHECK(cudaFuncSetAttribute(assign_kernel<float, true>,
-                                            cudaFuncAttributeMaxDynamicSharedMemorySize,
-                                            int(assign_smem_bytes<V>(int(d_pad)))));
-      }
     } else {
-      TSR_CUDA_CHECK(cudaFuncSetAttribute(assign_kernel<V>,
+      TSR_CUDA_CHECK(cudaFuncSetAttribute(mma_sync_kernel(),
                                           cudaFuncAttributeMaxDynamicSharedMemorySize,
-                                          int(assign_smem_bytes<V>(int(d_pad)))));
+                                          int(assign_smem_bytes<V>(int(d_pad), wide))));
     }
+  }
+
+  // assign_kernel in the form this problem needs (exact, wide).
+  using AssignKernelFn = void (*)(const V*, AssignArgs);
+  AssignKernelFn mma_sync_kernel() const {
+    if constexpr (std::is_same_v<V, float>) {
+      if (exact) return wide ? assign_kernel<float, true, true> : assign_kernel<float, true, false>;
+    }
+    return wide ? assign_kernel<V, false, true> : assign_kernel<V, false, false>;
   }
 
   // The wgmma kernel's block size and ring for plain (not exact) inputs.
@@ -1513,14 +1558,9 @@ struct DeviceProblem {
       assign_wgmma_kernel<V, 1><<<unsigned(blocks), kWgmmaThreads,
                                   wgmma_smem_bytes<V>(int(d_pad), 1, wgmma_ring), stream>>>(
           x.data, a, wgmma_ring);
-    } else if (exact) {
-      if constexpr (std::is_same_v<V, float>) {
-        assign_kernel<float, true><<<unsigned(blocks), kAssignThreads,
-                                     assign_smem_bytes<V>(int(d_pad)), stream>>>(x.data, a);
-      }
     } else {
-      assign_kernel<V><<<unsigned(blocks), kAssignThreads, assign_smem_bytes<V>(int(d_pad)),
-                         stream>>>(x.data, a);
+      mma_sync_kernel()<<<unsigned(blocks), kAssignThreads,
+                          assign_smem_bytes<V>(int(d_pad), wide), stream>>>(x.data, a);
     }
     TSR_CUDA_CHECK_LAUNCH("kmeans assign");
   }
@@ -1535,10 +1575,7 @@ constexpr int kHistoryRows = 4096;  // inertia history entries kept per problem
 
 template <class V>
 int64_t max_dimension() {
-  const int limit = max_smem_optin() - 1024;  // the kernel's static shared memory
-  int64_t d = 0;
-  while (assign_smem_bytes<V>(int(d + Tile<V>::kBk)) <= size_t(limit)) d += Tile<V>::kBk;
-  return d;
+  return kMaxDimension;
 }
 
 template <class V>

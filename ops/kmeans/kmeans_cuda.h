@@ -60,8 +60,8 @@ std::vector<Candidates> parallel_candidates(Context& ctx, BatchedDenseView<const
                                             const std::vector<uint64_t>& seeds, int rounds,
                                             double oversampling);
 
-/// The largest D the fused assignment kernel takes for this value type on this device (its tile
-/// of points lives in shared memory).
+/// The largest D the GPU path takes (2^20). Up to a few hundred (by type and shared memory) the
+/// block's points stay resident in shared memory; wider ones stream with the centroid tiles.
 template <class V>
 int64_t max_dimension();
 
