@@ -504,6 +504,42 @@ TEST(GpuKmeansOps, WidePointsStreamThroughTheAssignment) {
                 "wide streamed fit");
 }
 
+// On a GPU with 99 KiB of shared memory a block (sm_86/89/120), simulated here by lowering the
+// opt-in the planner sees: the streaming kernel does not fit, so the GPU path takes only what a
+// resident point tile holds, reports that limit, fits within it, and refuses wider points with
+// one clear error instead of a failed launch.
+TEST(GpuKmeansOps, ASmallerSharedMemoryGpuTakesResidentWidthsAndRefusesWider) {
+  REQUIRE_DEVICE();
+  EXPECT_EQ(ops::kmeans_max_device_dimension<float>(), int64_t(1) << 20);
+  struct SmallerGpu {
+    SmallerGpu() { setenv("TESSERA_KMEANS_SMEM_OPTIN", "101376", 1); }
+    ~SmallerGpu() { unsetenv("TESSERA_KMEANS_SMEM_OPTIN"); }
+  } smaller;
+  EXPECT_EQ(ops::kmeans_max_device_dimension<float>(), 64);
+  EXPECT_EQ(ops::kmeans_max_device_dimension<bf16>(), 128);
+  EXPECT_EQ(ops::kmeans_max_device_dimension<f16>(), 128);
+  Context ctx;
+  KmeansOptions o;
+  o.init = KmeansInit::random;
+  o.seed = 6;
+  o.max_iterations = 6;
+  for (const char* kernel : kAssignKernels) {
+    const AssignKernel choice(kernel);
+    const Points<float> x(1, 1500, 64, 64, 960, 5);
+    const ops::KmeansResult r = ops::kmeans(ctx, x.on(MemorySpace::device), 5, o);
+    expect_labels(x.problem(0), r.centroids.to_vector().data(), 5, KmeansMetric::l2,
+                  r.labels.to_vector().data(), kernel ? kernel : "default kernel");
+    const Points<bf16> xb(1, 1500, 128, 128, 961, 5);
+    const ops::KmeansResult rb = ops::kmeans(ctx, xb.on(MemorySpace::device), 5, o);
+    expect_labels(xb.problem(0), rb.centroids.to_vector().data(), 5, KmeansMetric::l2,
+                  rb.labels.to_vector().data(), kernel ? kernel : "default kernel");
+  }
+  const Points<float> wide(1, 100, 65, 65, 962);
+  EXPECT_THAT(error_of([&] { ops::kmeans(ctx, wide.on(MemorySpace::device), 2, o); }),
+              HasSubstr("D = 65 needs the streaming assignment kernel, whose 108 KiB of shared "
+                        "memory a block this GPU does not have (99 KiB); here the GPU path takes D up to 64"));
+}
+
 TEST(GpuKmeansOps, KmeansParallelSeedsFindEveryBlobDeterministically) {
   REQUIRE_DEVICE();
   Context ctx;

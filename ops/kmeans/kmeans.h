@@ -165,9 +165,11 @@ class KMeans {
   bool fitted_ = false;
 };
 
-/// The largest point dimension the GPU path takes for value type V (2^20: points wider than a
+/// The largest point dimension the GPU path takes for value type V on the current device: 2^20
+/// where the streaming assignment fits the GPU's shared memory (points wider than a
 /// shared-memory tile holds, a few hundred dimensions, stream through the assignment with the
-/// centroids, slower); 0 in a build without CUDA.
+/// centroids, slower), else the widest resident tile (f32 64, 16-bit 128 on 99 KiB GPUs such as
+/// sm_86/89); 0 in a build without CUDA.
 template <class V>
 int64_t kmeans_max_device_dimension();
 

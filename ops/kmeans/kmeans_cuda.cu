@@ -23,6 +23,7 @@
 #include <algorithm>
 #include <climits>
 #include <cmath>
+#include <cstdlib>
 #include <cub/device/device_radix_sort.cuh>
 #include <cub/device/device_scan.cuh>
 #include <cub/device/device_select.cuh>
@@ -1286,11 +1287,32 @@ bool use_wgmma() {
   return available && !(force && std::string(force) == "mma_sync");
 }
 
+// The shared memory a block may opt in to on the current device. TESSERA_KMEANS_SMEM_OPTIN
+// lowers it (tests: an H100 then plans as a GPU with less, such as the 99 KiB of sm_86/89/120).
 int max_smem_optin() {
   int dev = 0, bytes = 0;
   TSR_CUDA_CHECK(cudaGetDevice(&dev));
   TSR_CUDA_CHECK(cudaDeviceGetAttribute(&bytes, cudaDevAttrMaxSharedMemoryPerBlockOptin, dev));
+  if (const char* cap = std::getenv("TESSERA_KMEANS_SMEM_OPTIN")) {
+    const long v = std::strtol(cap, nullptr, 10);
+    if (v > 0 && v < bytes) bytes = int(v);
+  }
   return bytes;
+}
+
+// Dynamic shared memory assign_kernel may take: the opt-in less 1 KiB for its static shared memory.
+size_t assign_smem_limit() { return size_t(max_smem_optin() - 1024); }
+
+// The widest D assign_kernel takes on this device: any up to kMaxDimension when the streaming
+// (kWide) form fits its shared memory, else the widest resident point tile that fits.
+template <class V>
+int64_t device_max_dimension() {
+  using T = Tile<V>;
+  const size_t limit = assign_smem_limit();
+  if (assign_smem_bytes<V>(T::kBk, true) <= limit) return kMaxDimension;
+  const int64_t stages = int64_t(assign_smem_bytes<V>(0)) - int64_t(sizeof(typename T::Elem)) * kBM * T::kPad;
+  const int64_t room = (int64_t(limit) - stages) / int64_t(sizeof(typename T::Elem) * kBM) - T::kPad;
+  return std::max<int64_t>(0, room / T::kBk * T::kBk);
 }
 
 MetricCode metric_code(KmeansMetric m) {
@@ -1382,8 +1404,11 @@ struct DeviceProblem {
               ", the widest points the GPU path takes");
     k_pad = round_up(k, kBN);
     d_pad = round_up(x.cols, Tile<V>::kBk);
-    // (1 KiB left for the kernel's static shared memory)
-    wide = assign_smem_bytes<V>(int(d_pad)) > size_t(max_smem_optin() - 1024);
+    wide = assign_smem_bytes<V>(int(d_pad)) > assign_smem_limit();
+    TSR_CHECK(!wide || assign_smem_bytes<V>(int(d_pad), true) <= assign_smem_limit(), what, ": D = ",
+              x.cols, " needs the streaming assignment kernel, whose ",
+              assign_smem_bytes<V>(int(d_pad), true) / 1024, " KiB of shared memory a block this GPU does not have (",
+              max_smem_optin() / 1024, " KiB); here the GPU path takes D up to ", device_max_dimension<V>());
     // The wgmma kernel when its ring fits (128-point blocks need less than 256-point ones),
     // else the mma.sync kernel. Exact f32: the 3xTF32 wgmma kernel when its doubled point tile
     // and kMinStages fit (D <= 160 with 227 KiB), else the mma.sync kernel's own split.
@@ -1575,7 +1600,7 @@ constexpr int kHistoryRows = 4096;  // inertia history entries kept per problem
 
 template <class V>
 int64_t max_dimension() {
-  return kMaxDimension;
+  return device_max_dimension<V>();
 }
 
 template <class V>

@@ -60,8 +60,11 @@ std::vector<Candidates> parallel_candidates(Context& ctx, BatchedDenseView<const
                                             const std::vector<uint64_t>& seeds, int rounds,
                                             double oversampling);
 
-/// The largest D the GPU path takes (2^20). Up to a few hundred (by type and shared memory) the
-/// block's points stay resident in shared memory; wider ones stream with the centroid tiles.
+/// The largest D the GPU path takes on the current device: 2^20 where the streaming assignment
+/// kernel fits (108 KiB of shared memory a block: sm_80, sm_90); else only what a resident point
+/// tile allows (f32 D <= 64, 16-bit D <= 128 with the 99 KiB of sm_86/89/120). Up to a few
+/// hundred (H100: f32 320, 16-bit 640) the block's points stay resident in shared memory; wider
+/// ones stream with the centroid tiles.
 template <class V>
 int64_t max_dimension();
 
