@@ -5,6 +5,7 @@
 // timing after warm-up, median of --reps runs, L2 flushed before every run. Writes
 // <out>/<device>/spmm.json with a top-level `summary` and prints a table.
 //   spmm_gpu [--quick] [--only NAME,...] [--out DIR] [--data DIR] [--features 32,64,...] [--reps N]
+//            [--schedules "S1;S2;..."]   (sweep just these schedules: a quick look at a few knobs)
 // With --only the file is named spmm-<first name>.json so that split runs do not overwrite
 // each other; scripts/merge_bench.py joins them into spmm.json.
 #include <CLI/CLI.hpp>
@@ -27,7 +28,7 @@ namespace {
 
 // The schedules the sweep tries: every merge-path schedule, and row-split sub-warps of 4..32
 // threads in blocks of 128..512 threads.
-bool in_sweep(const schedule::Schedule& s) {
+bool in_default_sweep(const schedule::Schedule& s) {
   if (s.variant == "csr.merge_path") return true;
   if (s.variant != "csr.row_split" || s.knob("tpr") < 4) return false;
   const int64_t threads = s.knob("tpr") * s.knob("rpb");
@@ -43,8 +44,10 @@ struct Tuned {
   std::vector<std::pair<std::string, double>> sweep;  // every schedule tried, with its time
 };
 using Runner = std::function<void(const std::optional<schedule::Schedule>&)>;
+// `listed`, when not empty, replaces the default sweep (those of them that can run the problem).
 Tuned tune(Timer& timer, const schedule::Problem& problem, const schedule::Schedule& def, int reps,
-           int sweep_reps, const Runner& run, const std::function<void(const schedule::Schedule&)>& check) {
+           int sweep_reps, const std::vector<schedule::Schedule>& listed, const Runner& run,
+           const std::function<void(const schedule::Schedule&)>& check) {
   Tuned t;
   t.def = def;
   run(std::nullopt);
@@ -52,8 +55,16 @@ Tuned tune(Timer& timer, const schedule::Problem& problem, const schedule::Sched
   t.default_ms = timer.median_ms([&] { run(std::nullopt); }, reps);
   t.best = t.def;
   double best_sweep = INFINITY;
-  for (const schedule::Schedule& s : schedule::space(problem)) {
-    if (!in_sweep(s)) continue;
+  std::vector<schedule::Schedule> candidates;
+  for (const schedule::Schedule& s : listed) {
+    if (schedule::can_implement(s, problem).ok) candidates.push_back(s);
+  }
+  if (listed.empty()) {
+    for (const schedule::Schedule& s : schedule::space(problem)) {
+      if (in_default_sweep(s)) candidates.push_back(s);
+    }
+  }
+  for (const schedule::Schedule& s : candidates) {
     const double ms = timer.median_ms([&] { run(s); }, sweep_reps, 1);
     t.sweep.emplace_back(s.to_string(), ms);
     if (ms < best_sweep) best_sweep = ms, t.best = s;
@@ -72,7 +83,7 @@ int main(int argc, char** argv) try {
   std::string out_dir = "bench/results", data_dir = TESSERA_SHARED_DATA;
   std::vector<int64_t> features{32, 64, 128, 256};
   int reps = 20, sweep_reps = 3;
-  std::vector<std::string> only;
+  std::vector<std::string> only, schedule_texts;
   app.add_flag("--quick", quick, "small graphs only (a smoke run)");
   app.add_option("--only", only, "run just these matrices (names as in the table)")->delimiter(',');
   app.add_option("--out", out_dir, "results folder; the file goes to <out>/<device>/spmm.json");
@@ -80,8 +91,11 @@ int main(int argc, char** argv) try {
   app.add_option("--features", features, "feature widths F")->delimiter(',');
   app.add_option("--reps", reps, "timed repetitions per variant (median reported)");
   app.add_option("--sweep-reps", sweep_reps, "repetitions per schedule in the sweep");
+  app.add_option("--schedules", schedule_texts, "sweep just these schedules (';'-separated)")->delimiter(';');
   CLI11_PARSE(app, argc, argv);
   TSR_CHECK(device::available(), "spmm_gpu needs a CUDA device");
+  std::vector<schedule::Schedule> listed;
+  for (const std::string& text : schedule_texts) listed.push_back(schedule::parse(schedule::Op::spmm, text));
 
   const std::vector<Matrix> matrices = suite(data_dir, quick, only);
   Context ctx;
@@ -107,7 +121,8 @@ int main(int argc, char** argv) try {
                       {"geomean_bf16_speedup_vs_our_f32", bf16_geomean},
                       {"min_bf16_speedup_vs_our_f32", bf16_lowest}, {"bf16_cases", bf16_speedups.size()},
                       {"complete", complete}, {"copy_gbps", copy_gbps},
-                      {"timing", "CUDA events, L2 flushed, median"}, {"quick", quick}};
+                      {"timing", "CUDA events, L2 flushed, median"}, {"quick", quick},
+                      {"sweep", listed.empty() ? "default" : "listed"}};
     doc["cases"] = cases;
     std::ofstream(dir / file) << doc.dump(2) << "\n";
     return std::pair(geomean, lowest);
@@ -144,7 +159,7 @@ int main(int argc, char** argv) try {
       const auto default_of = [&](const auto& view) {
         return ops::detail::choose_schedule(ctx, schedule::Op::spmm, view, F, F, F, std::nullopt);
       };
-      const Tuned f32 = tune(timer, problem, default_of(da.view()), reps, sweep_reps,
+      const Tuned f32 = tune(timer, problem, default_of(da.view()), reps, sweep_reps, listed,
                              [&](const std::optional<schedule::Schedule>& s) {
         ops::SpmmOptions o;
         o.validate = false;
@@ -156,7 +171,7 @@ int main(int argc, char** argv) try {
       if (m.large) {
         const DenseMatrix<bf16> db16 = uniform_dense<bf16>(m.csr.cols, F, 7).to(MemorySpace::device);
         const schedule::Problem p16 = schedule::describe(schedule::Op::spmm, da16.view(), F, F, F);
-        b16 = tune(timer, p16, default_of(da16.view()), reps, sweep_reps,
+        b16 = tune(timer, p16, default_of(da16.view()), reps, sweep_reps, listed,
                    [&](const std::optional<schedule::Schedule>& s) {
           ops::SpmmOptions o;
           o.validate = false;

@@ -12,6 +12,7 @@
 //   after the main kernel has stored the row. No atomics: the same bits on every run.
 // - Each team finds its own stretch by two binary searches (its first and last diagonal, by two
 //   lanes at once) and records its start for the fix-up: two launches per product, not three.
+#include <algorithm>
 #include <cstdint>
 #include <type_traits>
 
@@ -180,8 +181,10 @@ __device__ int64_t carried_row(const I* indptr, int64_t rows, const int64_t* sta
   return start_nnz[t + 1] > first ? r : -1;
 }
 
-// One warp per team; the warp of the first team carrying a row adds that row's carries, in team
-// order, into C. Most rows cross one boundary, so a chain of one is found without a search.
+// One warp per team and 32-feature slice (blockIdx.y); the warps of the first team carrying a
+// row add that row's carries, in team order, into C. Most rows cross one boundary, so a chain of
+// one is found without a search. Slices in parallel: a warp looping over a wide row's features
+// would wait on each slice's loads in turn (the C stores keep them from overlapping).
 template <class I>
 __global__ void __launch_bounds__(kFixupWarps* kWarp)
     merge_path_fixup_kernel(const I* indptr, int64_t rows, int64_t teams, const int64_t* start_row,
@@ -189,8 +192,10 @@ __global__ void __launch_bounds__(kFixupWarps* kWarp)
                             DenseView<float> c, float alpha) {
   const int64_t first = int64_t(blockIdx.x) * kFixupWarps + threadIdx.x / kWarp;
   if (first >= teams) return;
+  // Both looked up at once (independent loads); the warp of a later team of the chain leaves.
   const int64_t r = carried_row(indptr, rows, start_row, start_nnz, first);
-  if (r < 0 || (first > 0 && carried_row(indptr, rows, start_row, start_nnz, first - 1) == r)) return;
+  const int64_t previous = first > 0 ? carried_row(indptr, rows, start_row, start_nnz, first - 1) : -1;
+  if (r < 0 || previous == r) return;
   // The teams carrying r are first..last-1: those whose unfinished row (start_row[t + 1]) is r.
   int64_t last = first + 1;
   if (last < teams && start_row[last + 1] == r) {
@@ -205,7 +210,8 @@ __global__ void __launch_bounds__(kFixupWarps* kWarp)
     }
     last = lo;
   }
-  for (int64_t f = threadIdx.x % kWarp; f < c.cols; f += kWarp) {
+  for (int64_t f = int64_t(blockIdx.y) * kWarp + threadIdx.x % kWarp; f < c.cols;
+       f += int64_t(gridDim.y) * kWarp) {
     float sum = 0.0f;
 #pragma unroll 4
     for (int64_t t = first; t < last; ++t) sum += carry[t * carry_ld + f];
@@ -264,7 +270,9 @@ void spmm_csr_merge_path(Context& ctx, const CsrView<V, I>& a, DenseView<const V
     default: TSR_FAIL("spmm_csr_merge_path: vec = ", vec, " must be 1, 2 or 4");
   }
   TSR_CUDA_CHECK_LAUNCH("spmm_csr_merge_path");
-  merge_path_fixup_kernel<<<grid_for(teams, kFixupWarps), kFixupWarps * kWarp, 0, stream>>>(
+  const dim3 fixup_grid(grid_for(teams, kFixupWarps),
+                        unsigned(std::min<int64_t>((c.cols + kWarp - 1) / kWarp, 65535)));
+  merge_path_fixup_kernel<<<fixup_grid, kFixupWarps * kWarp, 0, stream>>>(
       a.indptr, a.rows, teams, start_row, start_nnz, carry, carry_ld, c, alpha);
   TSR_CUDA_CHECK_LAUNCH("spmm_csr_merge_path (carry fix-up)");
 }
