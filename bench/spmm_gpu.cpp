@@ -5,7 +5,8 @@
 // timing after warm-up, median of --reps runs, L2 flushed before every run. Writes
 // <out>/<device>/spmm.json with a top-level `summary` and prints a table.
 //   spmm_gpu [--quick] [--only NAME,...] [--out DIR] [--data DIR] [--features 32,64,...] [--reps N]
-//            [--schedules "S1;S2;..."]   (sweep just these schedules: a quick look at a few knobs)
+//            [--schedules "S1;S2;..."]   (sweep just these schedules: a quick look at a few knobs;
+//                                          the file then ends in -listed.json)
 // With --only the file is named spmm-<first name>.json so that split runs do not overwrite
 // each other; scripts/merge_bench.py joins them into spmm.json.
 #include <CLI/CLI.hpp>
@@ -57,7 +58,12 @@ Tuned tune(Timer& timer, const schedule::Problem& problem, const schedule::Sched
   double best_sweep = INFINITY;
   std::vector<schedule::Schedule> candidates;
   for (const schedule::Schedule& s : listed) {
-    if (schedule::can_implement(s, problem).ok) candidates.push_back(s);
+    const schedule::Verdict verdict = schedule::can_implement(s, problem);
+    if (verdict.ok) {
+      candidates.push_back(s);
+    } else {
+      std::fprintf(stderr, "note: %s skipped here: %s\n", s.to_string().c_str(), verdict.reason.c_str());
+    }
   }
   if (listed.empty()) {
     for (const schedule::Schedule& s : schedule::space(problem)) {
@@ -106,7 +112,9 @@ int main(int argc, char** argv) try {
   std::vector<double> speedups, best_speedups, bf16_speedups;
   const std::filesystem::path dir = std::filesystem::path(out_dir) / device::tag(ctx.device());
   std::filesystem::create_directories(dir);
-  const std::string file = only.empty() ? "spmm.json" : "spmm-" + only.front() + ".json";
+  // A listed sweep never overwrites the file of a full run.
+  const std::string file = std::string(only.empty() ? "spmm" : "spmm-" + only.front()) +
+                           (listed.empty() ? "" : "-listed") + ".json";
   // Rewritten after every case, so a run cut short still leaves what it measured.
   auto write_results = [&](bool complete) {
     const auto [geomean, lowest] = geomean_and_min(speedups);

@@ -169,7 +169,7 @@ class KMeans {
 /// where the streaming assignment fits the GPU's shared memory (points wider than a
 /// shared-memory tile holds, a few hundred dimensions, stream through the assignment with the
 /// centroids, slower), else the widest resident tile (f32 64, 16-bit 128 on 99 KiB GPUs such as
-/// sm_86/89); 0 in a build without CUDA.
+/// sm_86/89); 0 in a build without CUDA or when no GPU is visible.
 template <class V>
 int64_t kmeans_max_device_dimension();
 

@@ -61,11 +61,15 @@ std::vector<Candidates> parallel_candidates(Context& ctx, BatchedDenseView<const
                                             double oversampling);
 
 /// The largest D the GPU path takes on the current device: 2^20 where the streaming assignment
-/// kernel fits (108 KiB of shared memory a block: sm_80, sm_90); else only what a resident point
-/// tile allows (f32 D <= 64, 16-bit D <= 128 with the 99 KiB of sm_86/89/120). Up to a few
-/// hundred (H100: f32 320, 16-bit 640) the block's points stay resident in shared memory; wider
-/// ones stream with the centroid tiles.
+/// kernel fits (108 KiB of dynamic shared memory a block, so an opt-in of at least 109 KiB: A100,
+/// H100/H200, B200); else only what a resident point tile allows (f32 D <= 64, 16-bit D <= 128
+/// with the 99 KiB of sm_86/89/120). Up to a few hundred (H100: f32 320, 16-bit 640) the block's
+/// points stay resident in shared memory; wider ones stream with the centroid tiles.
 template <class V>
 int64_t max_dimension();
+/// Throws when D exceeds max_dimension<V>() (the error says why: 2^20, or this GPU's shared
+/// memory); for the entry points that do host work before their first DeviceProblem.
+template <class V>
+void check_max_dimension(int64_t d, const char* what);
 
 }  // namespace tessera::ops::kmeans_cuda
