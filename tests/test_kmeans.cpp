@@ -59,6 +59,15 @@ int64_t expect_labels_match(const DenseView<const V>& x, const float* centroids,
   return differ;
 }
 
+// With no GPU visible (CI, or a CUDA build on a machine without one) the GPU path takes nothing,
+// and saying so must not need a device.
+TEST(Kmeans, MaxDeviceDimensionIsZeroWithoutAGpu) {
+  if (device::available()) GTEST_SKIP() << "a GPU is visible (test_gpu_kmeans covers this)";
+  EXPECT_EQ(ops::kmeans_max_device_dimension<float>(), 0);
+  EXPECT_EQ(ops::kmeans_max_device_dimension<bf16>(), 0);
+  EXPECT_EQ(ops::kmeans_max_device_dimension<f16>(), 0);
+}
+
 TEST(Kmeans, BlockKernelsMatchTheReferenceOnOddShapes) {
   for (int64_t d : {1, 3, 37, 128, 129}) {
     for (int64_t k : {1, 7, 300}) {  // 300: more than one centroid tile

@@ -1288,21 +1288,20 @@ bool use_wgmma() {
 }
 
 // The shared memory a block may opt in to on the current device. TESSERA_KMEANS_SMEM_OPTIN
-// lowers it (tests: an H100 then plans as a GPU with less, such as the 99 KiB of sm_86/89/120);
-// values under 48 KiB, the default every GPU allows, are ignored.
+// lowers it (tests: an H100 then plans as a GPU with less, such as the 99 KiB of sm_86/89/120).
 int max_smem_optin() {
   int dev = 0, bytes = 0;
   TSR_CUDA_CHECK(cudaGetDevice(&dev));
   TSR_CUDA_CHECK(cudaDeviceGetAttribute(&bytes, cudaDevAttrMaxSharedMemoryPerBlockOptin, dev));
   if (const char* cap = std::getenv("TESSERA_KMEANS_SMEM_OPTIN")) {
     const long v = std::strtol(cap, nullptr, 10);
-    if (v >= 48 * 1024 && v < bytes) bytes = int(v);
+    if (v > 0 && v < bytes) bytes = int(v);
   }
   return bytes;
 }
 
 // Dynamic shared memory assign_kernel may take: the opt-in less 1 KiB for its static shared memory.
-size_t assign_smem_limit() { return size_t(std::max(0, max_smem_optin() - 1024)); }
+size_t assign_smem_limit() { return size_t(max_smem_optin() - 1024); }
 
 // The widest D assign_kernel takes on this device: any up to kMaxDimension when the streaming
 // (kWide) form fits its shared memory, else the widest resident point tile that fits.
@@ -1314,19 +1313,6 @@ int64_t device_max_dimension() {
   const int64_t stages = int64_t(assign_smem_bytes<V>(0)) - int64_t(sizeof(typename T::Elem)) * kBM * T::kPad;
   const int64_t room = (int64_t(limit) - stages) / int64_t(sizeof(typename T::Elem) * kBM) - T::kPad;
   return std::max<int64_t>(0, room / T::kBk * T::kBk);
-}
-
-// Refuses points wider than this device's GPU path takes (device_max_dimension), naming why.
-template <class V>
-void check_dimension(int64_t d, const char* what) {
-  const int64_t widest = device_max_dimension<V>();
-  if (d <= widest) return;
-  if (widest == kMaxDimension) {
-    TSR_FAIL(what, ": D = ", d, " exceeds ", kMaxDimension, ", the widest points the GPU path takes");
-  }
-  TSR_FAIL(what, ": D = ", d, " needs the streaming assignment kernel, whose ",
-           assign_smem_bytes<V>(Tile<V>::kBk, true) / 1024, " KiB of shared memory a block this GPU "
-           "does not allow (", assign_smem_limit() / 1024, " KiB); the GPU path here takes D up to ", widest);
 }
 
 MetricCode metric_code(KmeansMetric m) {
@@ -1414,10 +1400,15 @@ struct DeviceProblem {
               " points exceed the GPU path's int32 point indices");
     TSR_CHECK(x.batch * k <= int64_t(INT32_MAX) / 2, what, ": B * K = ", x.batch * k,
               " clusters exceed the GPU path's int32 cluster keys");
-    check_dimension<V>(x.cols, what);
+    TSR_CHECK(x.cols <= kMaxDimension, what, ": D = ", x.cols, " exceeds ", kMaxDimension,
+              ", the widest points the GPU path takes");
     k_pad = round_up(k, kBN);
     d_pad = round_up(x.cols, Tile<V>::kBk);
     wide = assign_smem_bytes<V>(int(d_pad)) > assign_smem_limit();
+    TSR_CHECK(!wide || assign_smem_bytes<V>(int(d_pad), true) <= assign_smem_limit(), what, ": D = ",
+              x.cols, " needs the streaming assignment kernel, whose ",
+              assign_smem_bytes<V>(int(d_pad), true) / 1024, " KiB of shared memory a block this GPU does not have (",
+              max_smem_optin() / 1024, " KiB); here the GPU path takes D up to ", device_max_dimension<V>());
     // The wgmma kernel when its ring fits (128-point blocks need less than 256-point ones),
     // else the mma.sync kernel. Exact f32: the 3xTF32 wgmma kernel when its doubled point tile
     // and kMinStages fit (D <= 160 with 227 KiB), else the mma.sync kernel's own split.
@@ -1610,11 +1601,6 @@ constexpr int kHistoryRows = 4096;  // inertia history entries kept per problem
 template <class V>
 int64_t max_dimension() {
   return device_max_dimension<V>();
-}
-
-template <class V>
-void check_max_dimension(int64_t d, const char* what) {
-  check_dimension<V>(d, what);
 }
 
 template <class V>
@@ -2366,7 +2352,6 @@ void fit_streamed(Context& ctx, BatchedDenseView<const V> x, int64_t k, const Km
   template void assign(Context&, BatchedDenseView<const V>, BatchedDenseView<const float>,      \
                        KmeansMetric, int32_t*, float*, bool);                                   \
   template int64_t max_dimension<V>();                                                          \
-  template void check_max_dimension<V>(int64_t, const char*);                                    \
   template void fit_streamed(Context&, BatchedDenseView<const V>, int64_t, const KmeansOptions&, \
                              BatchedDenseView<const float>, KmeansResult&);                      \
   template std::vector<Candidates> parallel_candidates(Context&, BatchedDenseView<const V>,      \
