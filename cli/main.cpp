@@ -465,8 +465,8 @@ int run_kmeans(const KmeansCliOptions& c) {
   int64_t failures = 0, near_ties = 0, rising = 0, checked = 0;
   // The GPU computes distances on tensor cores: f32 as tf32 (f32 precision with --exact-f32),
   // 16-bit centroids rounded to the input type. Ties and the inertia's monotonicity are judged
-  // at that rounding.
-  const bool f32_precision = !gpu || (std::is_same_v<V, float> && c.exact_f32);
+  // at that rounding. (exact_f32 implies f32 points: checked above.)
+  const bool f32_precision = !gpu || c.exact_f32;
   const double rounding = f32_precision ? 0.0 : reference::tensor_core_rounding<V>();
   // At most ~2e9 reference multiply-adds a problem: every point of a small one, a stride of a big one.
   const int64_t stride = std::max<int64_t>(1, n * c.k * points.cols() / 2000000000);
