@@ -11,6 +11,7 @@
 #include <cstdlib>
 #include <filesystem>
 #include <numeric>
+#include <string>
 
 #include "core/device.h"
 #include "core/random.h"
@@ -45,6 +46,13 @@ class AssignKernel {
   AssignKernel& operator=(const AssignKernel&) = delete;
 };
 const char* const kAssignKernels[] = {nullptr, "wgmma256", "wgmma128", "mma_sync"};
+
+// Whether this GPU's k-means path takes points of width d (a GPU without the 108 KiB a block of
+// the streaming kernel, such as sm_86/89, takes only resident widths: f32 64, 16-bit 128).
+template <class V>
+bool gpu_takes(int64_t d) {
+  return d <= ops::kmeans_max_device_dimension<V>();
+}
 
 
 using reference::tensor_core_rounding;
@@ -117,6 +125,7 @@ TYPED_TEST(GpuKmeans, AssignmentMatchesTheReferenceOnOddShapes) {
                         Shape{3, 257, 128, 128, 300}, Shape{1, 200, 129, 131, 7},
                         Shape{2, 1000, 64, 72, 1000}, Shape{1, 130, 256, 256, 129},
                         Shape{1, 150, 700, 703, 130}, Shape{2, 130, 1024, 1024, 64}}) {
+    if (!gpu_takes<V>(s.d)) continue;
     const Points<V> x(s.b, s.n, s.d, s.ld, 1000 + s.n + s.d);
     const std::vector<float> c = random_centroids(s.b, s.k, s.d, 7 + s.k);
     for (KmeansMetric metric :
@@ -353,6 +362,7 @@ TEST(GpuKmeansOps, ExactF32AssignsAtF32Precision) {
                           Shape{1, 400, 96, 96, 260}, Shape{1, 1500, 128, 128, 300},
                           Shape{1, 200, 129, 131, 8}, Shape{1, 300, 200, 200, 10},
                           Shape{1, 300, 400, 400, 10}}) {
+      if (!gpu_takes<float>(s.d)) continue;
       const Points<float> x(s.b, s.n, s.d, s.ld, 500 + s.d);
       const std::vector<float> c = near_pair_centroids(s.b, s.k, s.d, 600 + s.k);
       const auto centroids = contiguous_batch<const float>(c.data(), s.b, s.k, s.d);
@@ -405,6 +415,8 @@ TEST(GpuKmeansOps, ExactF32ReachesFitsStreamingAndPredict) {
   REQUIRE_DEVICE();
   Context ctx;
   const int64_t b = 2, n = 1500, d = 128, k = 300;
+  if (!gpu_takes<float>(d)) GTEST_SKIP() << "this GPU's k-means path takes f32 D up to "
+                                          << ops::kmeans_max_device_dimension<float>();
   const Points<float> x(b, n, d, d, 900);
   const std::vector<float> c = near_pair_centroids(b, k, d, 901);
   KmeansOptions o;
@@ -461,6 +473,9 @@ TEST(GpuKmeansOps, ExactF32ReachesFitsStreamingAndPredict) {
 // same bits every run, the inertia never rising beyond the rounding; a streamed fit agrees.
 TEST(GpuKmeansOps, WidePointsStreamThroughTheAssignment) {
   REQUIRE_DEVICE();
+  if (!gpu_takes<bf16>(900) || !gpu_takes<float>(700)) {
+    GTEST_SKIP() << "this GPU's shared memory does not hold the streaming assignment kernel";
+  }
   Context ctx;
   const Points<bf16> x(2, 1000, 900, 900, 950, 8);
   KmeansOptions o;
@@ -510,10 +525,19 @@ TEST(GpuKmeansOps, WidePointsStreamThroughTheAssignment) {
 // one clear error instead of a failed launch.
 TEST(GpuKmeansOps, ASmallerSharedMemoryGpuTakesResidentWidthsAndRefusesWider) {
   REQUIRE_DEVICE();
-  EXPECT_EQ(ops::kmeans_max_device_dimension<float>(), int64_t(1) << 20);
-  struct SmallerGpu {
-    SmallerGpu() { setenv("TESSERA_KMEANS_SMEM_OPTIN", "101376", 1); }
-    ~SmallerGpu() { unsetenv("TESSERA_KMEANS_SMEM_OPTIN"); }
+  // Any D on GPUs with the streaming kernel's shared memory; under 100 on any other (at most
+  // 108 KiB a block leaves at most 96 for a resident f32 tile).
+  const int64_t full = ops::kmeans_max_device_dimension<float>();
+  EXPECT_TRUE(full == int64_t(1) << 20 || full <= 96) << full;
+  if (full < 64) GTEST_SKIP() << "this GPU has less shared memory than the one simulated";
+  struct SmallerGpu {  // sets the variable for its lifetime, then restores what was there
+    const char* name = "TESSERA_KMEANS_SMEM_OPTIN";
+    const char* before = std::getenv(name);
+    std::string saved = before ? before : "";
+    SmallerGpu() { setenv(name, "101376", 1); }
+    ~SmallerGpu() {
+      if (before) setenv(name, saved.c_str(), 1); else unsetenv(name);
+    }
   } smaller;
   EXPECT_EQ(ops::kmeans_max_device_dimension<float>(), 64);
   EXPECT_EQ(ops::kmeans_max_device_dimension<bf16>(), 128);
@@ -536,8 +560,11 @@ TEST(GpuKmeansOps, ASmallerSharedMemoryGpuTakesResidentWidthsAndRefusesWider) {
   }
   const Points<float> wide(1, 100, 65, 65, 962);
   EXPECT_THAT(error_of([&] { ops::kmeans(ctx, wide.on(MemorySpace::device), 2, o); }),
-              HasSubstr("D = 65 needs the streaming assignment kernel, whose 108 KiB of shared "
-                        "memory a block this GPU does not have (99 KiB); here the GPU path takes D up to 64"));
+              HasSubstr("kmeans: D = 65 needs the streaming assignment kernel, whose 108 KiB of shared "
+                        "memory a block this GPU does not allow (98 KiB); the GPU path here takes D up to 64"));
+  o.gpu_streaming = true;  // refused before the host seeding pass over X
+  EXPECT_THAT(error_of([&] { ops::kmeans(ctx, wide.on(MemorySpace::host), 2, o); }),
+              HasSubstr("kmeans: D = 65 needs the streaming assignment kernel"));
 }
 
 TEST(GpuKmeansOps, KmeansParallelSeedsFindEveryBlobDeterministically) {
@@ -937,7 +964,7 @@ TEST(GpuKmeansOps, BadInputGetsClearErrors) {
   const Points<float> wide(1, 4, too_wide, too_wide, 3);
   o.init = KmeansInit::random;
   EXPECT_THAT(error_of([&] { ops::kmeans(ctx, wide.on(MemorySpace::device), 2, o); }),
-              HasSubstr("exceeds"));
+              HasSubstr("kmeans: D = " + std::to_string(too_wide) + " "));
 }
 
 TEST(GpuKmeansOps, RealSiftVectors) {
@@ -945,6 +972,8 @@ TEST(GpuKmeansOps, RealSiftVectors) {
   namespace fs = std::filesystem;
   const fs::path path = fs::path(testing::shared_data_dir()) / "ann" / "ngt_sift5k" / "sift5k_base.fvecs";
   if (!fs::exists(path)) GTEST_SKIP() << path << " is absent";
+  if (!gpu_takes<float>(128)) GTEST_SKIP() << "this GPU's k-means path takes f32 D up to "
+                                           << ops::kmeans_max_device_dimension<float>();
   const DenseMatrix<float> sift = read_vecs<float>(path.string());
   Context ctx;
   const Buffer<float> dev = sift.buffer().to(MemorySpace::device);

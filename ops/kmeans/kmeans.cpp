@@ -526,6 +526,7 @@ void kmeans_on_device(Context& ctx, BatchedDenseView<const V> x, int64_t k, cons
   validate_batch(x, "kmeans");
   check_options(x, k, o);
 #if TESSERA_WITH_CUDA
+  kmeans_cuda::check_max_dimension<V>(x.cols, "kmeans");
   const int64_t batch = x.batch, n = x.rows, d = x.cols;
   kmeans_cuda::InitialCentroids init;
   std::vector<int64_t> rows;
@@ -574,6 +575,7 @@ void kmeans_streamed(Context& ctx, BatchedDenseView<const V> x, int64_t k, const
             " is negative");
 #if TESSERA_WITH_CUDA
   TSR_CHECK(device::available(), "kmeans: gpu_streaming needs a CUDA device, and none is visible");
+  kmeans_cuda::check_max_dimension<V>(x.cols, "kmeans");  // before the host seeding pass over X
   std::vector<float> seeds;
   BatchedDenseView<const float> initial = o.initial_centroids;
   if (o.init == KmeansInit::given) {

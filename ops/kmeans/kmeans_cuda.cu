@@ -588,12 +588,16 @@ __global__ void __launch_bounds__(kWgmmaThreads, MT == 1 && !kSplit ? 2 : 1)
     const int group_row0 = wg * kGroupRows;
     const int group_rows = max(0, min(rows - group_row0, kGroupRows));
     constexpr int kPerBlock = Tile<V>::kBk;
+    // Point (r, col) of this warpgroup's rows: its column block, then the 128-byte swizzle.
+    auto point_address = [&](int r, int col) {
+      return X_s + (col / kPerBlock) * kBlockBytes +
+             swizzled(group_row0 + r, (col % kPerBlock) * int(sizeof(E)));
+    };
     // Split: the high parts at X_s, the low parts nk column blocks further on.
     load_point_tile<V, kGroupRows, 128, !kSplit>(
         x, a, b, row0 + group_row0, group_rows, threadIdx.x % 128,
         [&](int r, int col, uint4 w) {
-          unsigned char* at = X_s + (col / kPerBlock) * kBlockBytes +
-                              swizzled(group_row0 + r, (col % kPerBlock) * int(sizeof(E)));
+          unsigned char* at = point_address(r, col);
           if constexpr (kSplit) {
             uint4 lo;
             split_tf32(__uint_as_float(w.x), w.x, lo.x);
@@ -605,8 +609,7 @@ __global__ void __launch_bounds__(kWgmmaThreads, MT == 1 && !kSplit ? 2 : 1)
           *reinterpret_cast<uint4*>(at) = w;
         },
         [&](int r, int col, E e) {
-          unsigned char* at = X_s + (col / kPerBlock) * kBlockBytes +
-                              swizzled(group_row0 + r, (col % kPerBlock) * int(sizeof(E)));
+          unsigned char* at = point_address(r, col);
           if constexpr (kSplit) {
             uint32_t hi, lo;
             split_tf32(e, hi, lo);
@@ -1288,31 +1291,45 @@ bool use_wgmma() {
 }
 
 // The shared memory a block may opt in to on the current device. TESSERA_KMEANS_SMEM_OPTIN
-// lowers it (tests: an H100 then plans as a GPU with less, such as the 99 KiB of sm_86/89/120).
+// lowers it (tests: an H100 then plans as a GPU with less, such as the 99 KiB of sm_86/89/120);
+// values under 48 KiB, the default every GPU allows, are ignored.
 int max_smem_optin() {
   int dev = 0, bytes = 0;
   TSR_CUDA_CHECK(cudaGetDevice(&dev));
   TSR_CUDA_CHECK(cudaDeviceGetAttribute(&bytes, cudaDevAttrMaxSharedMemoryPerBlockOptin, dev));
   if (const char* cap = std::getenv("TESSERA_KMEANS_SMEM_OPTIN")) {
     const long v = std::strtol(cap, nullptr, 10);
-    if (v > 0 && v < bytes) bytes = int(v);
+    if (v >= 48 * 1024 && v < bytes) bytes = int(v);
   }
   return bytes;
 }
 
 // Dynamic shared memory assign_kernel may take: the opt-in less 1 KiB for its static shared memory.
-size_t assign_smem_limit() { return size_t(max_smem_optin() - 1024); }
+size_t assign_smem_limit() { return size_t(std::max(0, max_smem_optin() - 1024)); }
 
 // The widest D assign_kernel takes on this device: any up to kMaxDimension when the streaming
-// (kWide) form fits its shared memory, else the widest resident point tile that fits.
+// (kWide) form fits its shared memory, else the widest resident point tile that fits (0: none).
 template <class V>
 int64_t device_max_dimension() {
-  using T = Tile<V>;
+  constexpr int kBk = Tile<V>::kBk;
   const size_t limit = assign_smem_limit();
-  if (assign_smem_bytes<V>(T::kBk, true) <= limit) return kMaxDimension;
-  const int64_t stages = int64_t(assign_smem_bytes<V>(0)) - int64_t(sizeof(typename T::Elem)) * kBM * T::kPad;
-  const int64_t room = (int64_t(limit) - stages) / int64_t(sizeof(typename T::Elem) * kBM) - T::kPad;
-  return std::max<int64_t>(0, room / T::kBk * T::kBk);
+  if (assign_smem_bytes<V>(kBk, true) <= limit) return kMaxDimension;
+  int64_t widest = 0;
+  while (assign_smem_bytes<V>(int(widest + kBk)) <= limit) widest += kBk;
+  return widest;
+}
+
+// Refuses points wider than this device's GPU path takes (device_max_dimension), naming why.
+template <class V>
+void check_dimension(int64_t d, const char* what) {
+  const int64_t widest = device_max_dimension<V>();
+  if (d <= widest) return;
+  if (widest == kMaxDimension) {
+    TSR_FAIL(what, ": D = ", d, " exceeds ", kMaxDimension, ", the widest points the GPU path takes");
+  }
+  TSR_FAIL(what, ": D = ", d, " needs the streaming assignment kernel, whose ",
+           assign_smem_bytes<V>(Tile<V>::kBk, true) / 1024, " KiB of shared memory a block this GPU "
+           "does not allow (", assign_smem_limit() / 1024, " KiB); the GPU path here takes D up to ", widest);
 }
 
 MetricCode metric_code(KmeansMetric m) {
@@ -1381,7 +1398,6 @@ struct DeviceProblem {
   bool exact = false;
   bool wide = false;                     // D too wide for a resident point tile: kWide
   int wgmma_mt = 0;                      // assign_wgmma_kernel<V, wgmma_mt>, or 0: assign_kernel
-  bool split = false;                    // exact on the wgmma kernel (its table: tf32 hi/lo stages)
   int wgmma_ring = 0;                    // its ring stages
   int points_per_block = kBM;
   float* x_norms = nullptr;              // [B * n] (l2, cosine)
@@ -1400,15 +1416,10 @@ struct DeviceProblem {
               " points exceed the GPU path's int32 point indices");
     TSR_CHECK(x.batch * k <= int64_t(INT32_MAX) / 2, what, ": B * K = ", x.batch * k,
               " clusters exceed the GPU path's int32 cluster keys");
-    TSR_CHECK(x.cols <= kMaxDimension, what, ": D = ", x.cols, " exceeds ", kMaxDimension,
-              ", the widest points the GPU path takes");
+    check_dimension<V>(x.cols, what);
     k_pad = round_up(k, kBN);
     d_pad = round_up(x.cols, Tile<V>::kBk);
     wide = assign_smem_bytes<V>(int(d_pad)) > assign_smem_limit();
-    TSR_CHECK(!wide || assign_smem_bytes<V>(int(d_pad), true) <= assign_smem_limit(), what, ": D = ",
-              x.cols, " needs the streaming assignment kernel, whose ",
-              assign_smem_bytes<V>(int(d_pad), true) / 1024, " KiB of shared memory a block this GPU does not have (",
-              max_smem_optin() / 1024, " KiB); here the GPU path takes D up to ", device_max_dimension<V>());
     // The wgmma kernel when its ring fits (128-point blocks need less than 256-point ones),
     // else the mma.sync kernel. Exact f32: the 3xTF32 wgmma kernel when its doubled point tile
     // and kMinStages fit (D <= 160 with 227 KiB), else the mma.sync kernel's own split.
@@ -1421,7 +1432,7 @@ struct DeviceProblem {
           cudaDeviceGetAttribute(&sm_bytes, cudaDevAttrMaxSharedMemoryPerMultiprocessor, dev));
       if (exact) {
         const int split_stages = wgmma_stages<V>(int(d_pad), 1, limit, size_t(sm_bytes), 2);
-        if (split_stages > 0) wgmma_mt = 1, split = true, wgmma_ring = split_stages;
+        if (split_stages > 0) wgmma_mt = 1, wgmma_ring = split_stages;
       } else {
         choose_block_size(limit, size_t(sm_bytes), sms);
       }
@@ -1429,25 +1440,28 @@ struct DeviceProblem {
     points_per_block = wgmma_mt == 2 ? 256 : kBM;
     tiles = (x.rows + points_per_block - 1) / points_per_block;
     // Outside any stream capture: the kernel's shared memory above the default 48 KiB.
-    if (split) {
-      if constexpr (std::is_same_v<V, float>) {
-        TSR_CUDA_CHECK(cudaFuncSetAttribute(
-            assign_wgmma_kernel<float, 1, true>, cudaFuncAttributeMaxDynamicSharedMemorySize,
-            int(wgmma_smem_bytes<V>(int(d_pad), 1, wgmma_ring, 2))));
-      }
-    } else if (wgmma_mt == 2) {
-      TSR_CUDA_CHECK(cudaFuncSetAttribute(assign_wgmma_kernel<V, 2>,
-                                          cudaFuncAttributeMaxDynamicSharedMemorySize,
-                                          int(wgmma_smem_bytes<V>(int(d_pad), 2, wgmma_ring))));
-    } else if (wgmma_mt == 1) {
-      TSR_CUDA_CHECK(cudaFuncSetAttribute(assign_wgmma_kernel<V, 1>,
-                                          cudaFuncAttributeMaxDynamicSharedMemorySize,
-                                          int(wgmma_smem_bytes<V>(int(d_pad), 1, wgmma_ring))));
-    } else {
-      TSR_CUDA_CHECK(cudaFuncSetAttribute(mma_sync_kernel(),
-                                          cudaFuncAttributeMaxDynamicSharedMemorySize,
-                                          int(assign_smem_bytes<V>(int(d_pad), wide))));
+    const void* kernel = wgmma_mt != 0 ? reinterpret_cast<const void*>(wgmma_kernel())
+                                       : reinterpret_cast<const void*>(mma_sync_kernel());
+    TSR_CUDA_CHECK(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize,
+                                        int(assign_kernel_smem())));
+  }
+
+  // Exact f32 on the wgmma kernel: its point tile and table hold tf32 high and low parts.
+  bool split() const { return exact && wgmma_mt != 0; }
+
+  // The wgmma kernel this problem runs (wgmma_mt != 0): its block size, and the split form.
+  using WgmmaKernelFn = void (*)(const V*, AssignArgs, int);
+  WgmmaKernelFn wgmma_kernel() const {
+    if constexpr (std::is_same_v<V, float>) {
+      if (split()) return assign_wgmma_kernel<float, 1, true>;
     }
+    return wgmma_mt == 2 ? assign_wgmma_kernel<V, 2> : assign_wgmma_kernel<V, 1>;
+  }
+
+  // Dynamic shared memory of the assignment kernel this problem runs.
+  size_t assign_kernel_smem() const {
+    if (wgmma_mt == 0) return assign_smem_bytes<V>(int(d_pad), wide);
+    return wgmma_smem_bytes<V>(int(d_pad), wgmma_mt, wgmma_ring, split() ? 2 : 1);
   }
 
   // assign_kernel in the form this problem needs (exact, wide).
@@ -1480,7 +1494,7 @@ struct DeviceProblem {
   }
 
   // The centroid table's elements: [B, k_pad, d_pad], twice that for the split (hi/lo) form.
-  int64_t table_elems() const { return x.batch * k_pad * d_pad * (split ? 2 : 1); }
+  int64_t table_elems() const { return x.batch * k_pad * d_pad * (split() ? 2 : 1); }
 
   void carve(Arena& a) {
     x_norms = a.take<float>(x.batch * x.rows);
@@ -1569,23 +1583,11 @@ struct DeviceProblem {
   void launch_assign(cudaStream_t stream, const AssignArgs& a) const {
     const int64_t blocks = x.batch * tiles;
     TSR_CHECK(blocks <= int64_t(INT32_MAX), "kmeans: ", blocks, " point tiles exceed a launch");
-    if (split) {
-      if constexpr (std::is_same_v<V, float>) {
-        assign_wgmma_kernel<float, 1, true><<<unsigned(blocks), kWgmmaThreads,
-                                              wgmma_smem_bytes<V>(int(d_pad), 1, wgmma_ring, 2),
-                                              stream>>>(x.data, a, wgmma_ring);
-      }
-    } else if (wgmma_mt == 2) {
-      assign_wgmma_kernel<V, 2><<<unsigned(blocks), kWgmmaThreads,
-                                  wgmma_smem_bytes<V>(int(d_pad), 2, wgmma_ring), stream>>>(
-          x.data, a, wgmma_ring);
-    } else if (wgmma_mt == 1) {
-      assign_wgmma_kernel<V, 1><<<unsigned(blocks), kWgmmaThreads,
-                                  wgmma_smem_bytes<V>(int(d_pad), 1, wgmma_ring), stream>>>(
-          x.data, a, wgmma_ring);
+    if (wgmma_mt != 0) {
+      wgmma_kernel()<<<unsigned(blocks), kWgmmaThreads, assign_kernel_smem(), stream>>>(x.data, a,
+                                                                                  wgmma_ring);
     } else {
-      mma_sync_kernel()<<<unsigned(blocks), kAssignThreads,
-                          assign_smem_bytes<V>(int(d_pad), wide), stream>>>(x.data, a);
+      mma_sync_kernel()<<<unsigned(blocks), kAssignThreads, assign_kernel_smem(), stream>>>(x.data, a);
     }
     TSR_CUDA_CHECK_LAUNCH("kmeans assign");
   }
@@ -1601,6 +1603,11 @@ constexpr int kHistoryRows = 4096;  // inertia history entries kept per problem
 template <class V>
 int64_t max_dimension() {
   return device_max_dimension<V>();
+}
+
+template <class V>
+void check_max_dimension(int64_t d, const char* what) {
+  check_dimension<V>(d, what);
 }
 
 template <class V>
@@ -2352,6 +2359,7 @@ void fit_streamed(Context& ctx, BatchedDenseView<const V> x, int64_t k, const Km
   template void assign(Context&, BatchedDenseView<const V>, BatchedDenseView<const float>,      \
                        KmeansMetric, int32_t*, float*, bool);                                   \
   template int64_t max_dimension<V>();                                                          \
+  template void check_max_dimension<V>(int64_t, const char*);                                    \
   template void fit_streamed(Context&, BatchedDenseView<const V>, int64_t, const KmeansOptions&, \
                              BatchedDenseView<const float>, KmeansResult&);                      \
   template std::vector<Candidates> parallel_candidates(Context&, BatchedDenseView<const V>,      \

@@ -67,5 +67,9 @@ std::vector<Candidates> parallel_candidates(Context& ctx, BatchedDenseView<const
 /// points stay resident in shared memory; wider ones stream with the centroid tiles.
 template <class V>
 int64_t max_dimension();
+/// Throws when D exceeds max_dimension<V>() (the error says why: 2^20, or this GPU's shared
+/// memory); for the entry points that do host work before their first DeviceProblem.
+template <class V>
+void check_max_dimension(int64_t d, const char* what);
 
 }  // namespace tessera::ops::kmeans_cuda
