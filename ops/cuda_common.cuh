@@ -81,6 +81,16 @@ __device__ __forceinline__ void load_partial(const V* p, int width, float (&out)
   for (int i = 0; i < VEC; ++i) out[i] = i < width ? load_f32(p[i]) : 0.0f;
 }
 
+/// Stores the first `width` (< VEC) elements of v at p: the ragged end of a feature row (static
+/// indices, so v stays in registers).
+template <int VEC>
+__device__ __forceinline__ void store_partial(float* p, int width, const float (&v)[VEC]) {
+#pragma unroll
+  for (int i = 0; i < VEC - 1; ++i) {
+    if (i < width) p[i] = v[i];
+  }
+}
+
 /// Shuffle mask of the aligned team of `team` lanes (a power of two <= 32) holding this thread.
 __device__ __forceinline__ unsigned team_mask(int team) {
   const int warp_lane = threadIdx.x % kWarp;

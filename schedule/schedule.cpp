@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstdint>
 #include <sstream>
 
 #include "core/error.h"
@@ -301,6 +302,11 @@ Verdict can_implement(const Schedule& s, const Problem& p) {
     }
   }
   if (s.op == Op::spmm && s.variant == "csr.merge_path") {
+    // Its gather loop addresses B's rows with a 32-bit byte stride.
+    if (p.ld_b > int64_t(INT32_MAX) / int64_t(dtype_size(p.value))) {
+      return no("B's leading dimension " + std::to_string(p.ld_b) +
+                " is a row stride over 2 GiB; the merge path gathers with 32-bit strides");
+    }
     const int64_t tile = s.knob("tpr") * s.knob("vec");
     if ((p.features + tile - 1) / tile > 65535) {
       return no("F = " + std::to_string(p.features) + " needs more than 65535 feature tiles of " +
@@ -478,7 +484,9 @@ Schedule default_spmm(const Problem& p) {
   // lanes per team (arxiv-like F = 32: 8 lanes x 4 took 1.5x longer than 32 x 1 on the H200).
   // GNN-sized graphs have teams to spare and keep the widest loads.
   while (path / double(ipt) * double(tpr) < kGpuThreads && vec > 1 && tpr < 32) vec /= 2, tpr *= 2;
-  return Schedule{Op::spmm, "csr.merge_path", {{"tpr", tpr}, {"vec", vec}, {"ipt", ipt}}};
+  const Schedule merge_path{Op::spmm, "csr.merge_path", {{"tpr", tpr}, {"vec", vec}, {"ipt", ipt}}};
+  // B rows more than 2 GiB apart (a view into a huge matrix): the row split takes any stride.
+  return can_implement(merge_path, p) ? merge_path : sub_warp_per_row(p, "csr.row_split");
 }
 
 }  // namespace

@@ -3,6 +3,7 @@
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <cmath>
 #include <cstring>
 #include <optional>
@@ -216,6 +217,24 @@ TEST(GpuOps, MergePathSharesAHubRowAndSkipsEmptyRuns) {
           first = got;
         } else {
           ASSERT_EQ(got, first) << text << " F=" << F << " run " << run;
+        }
+      }
+      // B and C rows ld = F + 3 apart (the gathers step by B's stride, the stores by C's): the
+      // same bits, and C's padding untouched.
+      const int64_t ld = F + 3;
+      std::vector<float> b_wide(size_t(csr.cols * ld), 7.0f), c_wide(size_t(csr.rows * ld), -2.0f);
+      for (int64_t r = 0; r < csr.cols; ++r) std::copy_n(b.data() + r * F, F, b_wide.data() + r * ld);
+      for (int64_t r = 0; r < csr.rows; ++r) std::copy_n(c0.data() + r * F, F, c_wide.data() + r * ld);
+      const Buffer<float> db_wide(b_wide, MemorySpace::device);
+      Buffer<float> dc_wide(c_wide, MemorySpace::device);
+      ops::spmm(ctx, dcsr.view(), DenseView<const float>{csr.cols, F, ld, db_wide.data(), MemorySpace::device},
+                DenseView<float>{csr.rows, F, ld, dc_wide.data(), MemorySpace::device}, options);
+      ctx.synchronize();
+      const std::vector<float> got = dc_wide.to_vector();
+      for (int64_t r = 0; r < csr.rows; ++r) {
+        for (int64_t f = 0; f < ld; ++f) {
+          const float want_here = f < F ? first[size_t(r * F + f)] : -2.0f;
+          ASSERT_EQ(got[size_t(r * ld + f)], want_here) << text << " F=" << F << " ld=" << ld << " row " << r;
         }
       }
     }

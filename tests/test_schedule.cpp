@@ -166,6 +166,15 @@ TEST(Schedule, MergePathAndSddmmVariants) {
   EXPECT_THAT(can_implement(parse(Op::spmm, "csr.merge_path:tpr=4,vec=1"), device_problem(300000, 300000)).reason,
               HasSubstr("65535 feature tiles"));
   EXPECT_TRUE(can_implement(parse(Op::spmm, "csr.merge_path:tpr=32,vec=4"), device_problem(300000, 300000)).ok);
+  // B's rows more than 2 GiB apart: the merge path (32-bit gather strides) refuses, and the
+  // default takes the row split, which the heuristic would otherwise not pick here (rows of
+  // unknown length).
+  Problem far_rows = device_problem(64, int64_t(1) << 29);
+  EXPECT_THAT(can_implement(parse(Op::spmm, "csr.merge_path"), far_rows).reason, HasSubstr("over 2 GiB"));
+  EXPECT_EQ(default_schedule(device_problem(64, 64)).variant, "csr.merge_path");
+  EXPECT_EQ(default_schedule(far_rows).variant, "csr.row_split");
+  far_rows.value = DType::bf16;  // 2-byte elements: the same stride is 1 GiB
+  EXPECT_TRUE(can_implement(parse(Op::spmm, "csr.merge_path"), far_rows).ok);
 
   Problem sddmm = device_problem(64, 64);
   sddmm.op = Op::sddmm;

@@ -13,6 +13,7 @@
 // - Each team finds its own stretch by two binary searches (its first and last diagonal, by two
 //   lanes at once) and records its start for the fix-up: two launches per product, not three.
 #include <algorithm>
+#include <climits>
 #include <cstdint>
 #include <type_traits>
 
@@ -27,6 +28,10 @@ namespace {
 
 constexpr int kThreads = 256;  // threads per block of the main kernel (kThreads / tpr teams)
 constexpr int kFixupWarps = 8;
+// Bounds that let the gather loop use 32-bit offsets (positions on a team's stretch, B's row
+// stride in bytes).
+constexpr int64_t kMaxItemsPerTeam = int64_t(1) << 30;
+constexpr int64_t kMaxGatherStride = INT32_MAX;
 
 // Where the path's diagonal `diag` crosses it: (row, nnz) with row + nnz = diag, such that rows
 // [0, row) have ended and nonzeros [0, nnz) have been consumed. A row end indptr[r + 1] == j is
@@ -46,6 +51,40 @@ __device__ void path_search(const I* indptr, int64_t rows, int64_t nnz, int64_t 
   *row = lo;
   *consumed = diag - lo;
 }
+
+// The ends of a team's rows as offsets from its first nonzero nnz0: lane k holds the end of row
+// row0 + window + k, so one load serves tpr consecutive rows and end_of() hands an end out by a
+// 32-bit shuffle. Rows past the matrix, and ends beyond INT_MAX, read as INT_MAX (never reached:
+// a stretch is shorter). Call only in team-uniform control flow.
+template <class I>
+class StretchRowEnds {
+ public:
+  __device__ StretchRowEnds(const I* indptr, int64_t rows, int64_t row0, int64_t nnz0, int tpr,
+                            unsigned mask)
+      : ends_(indptr + row0 + 1), rows_left_(rows - row0), nnz0_(nnz0), tpr_(tpr),
+        lane_(int(threadIdx.x) % tpr), mask_(mask), chunk_(load(0)) {}
+  /// The end of the team's row r (row0 + r) minus nnz0; r never below the previous call's.
+  __device__ int end_of(int r) {
+    if (r - window_ >= tpr_) {
+      window_ = r;
+      chunk_ = load(r);
+    }
+    return __shfl_sync(mask_, chunk_, r - window_, tpr_);
+  }
+
+ private:
+  __device__ int load(int first) const {
+    const int r = first + lane_;
+    if (r >= rows_left_) return INT_MAX;
+    const int64_t end = int64_t(ends_[r]) - nnz0_;
+    return end < INT_MAX ? int(end) : INT_MAX;
+  }
+  const I* ends_;
+  int64_t rows_left_, nnz0_;
+  int tpr_, lane_;
+  unsigned mask_;
+  int window_ = 0, chunk_;
+};
 
 template <class V, class I, int VEC>
 __global__ void __launch_bounds__(kThreads)
@@ -68,57 +107,77 @@ __global__ void __launch_bounds__(kThreads)
     const int64_t diag = (team + lane) * ipt < path ? (team + lane) * ipt : path;
     path_search(a.indptr, a.rows, a.nnz, diag, &found_row, &found_nnz);
   }
-  int64_t row = __shfl_sync(mask, static_cast<long long>(found_row), 0, tpr);
+  const int64_t row0 = __shfl_sync(mask, static_cast<long long>(found_row), 0, tpr);
   const int64_t nnz_begin = __shfl_sync(mask, static_cast<long long>(found_nnz), 0, tpr);
   const int64_t last_row = __shfl_sync(mask, static_cast<long long>(found_row), 1, tpr);  // left unfinished
   const int64_t nnz_end = __shfl_sync(mask, static_cast<long long>(found_nnz), 1, tpr);
-  if (blockIdx.y == 0 && lane == 0) start_row[team] = row, start_nnz[team] = nnz_begin;
+  if (blockIdx.y == 0 && lane == 0) start_row[team] = row0, start_nnz[team] = nnz_begin;
   if (blockIdx.y == 0 && lane == 1 && team == teams - 1) start_row[teams] = last_row, start_nnz[teams] = nnz_end;
 
-  RowEnds<I> ends(a.indptr, a.rows, row, tpr, mask);
-  int64_t row_end = ends.end_of(row);
+  // From here on, positions are 32-bit offsets from the team's start: nonzero p is
+  // nnz_begin + p and the team's row r is row0 + r (a stretch holds at most ipt < 2^30 items,
+  // checked on the host), so the gather loop does 32-bit index arithmetic. B rows are addressed
+  // in bytes with a 32-bit stride (under 2 GiB, can_implement's condition).
+  const int span = int(nnz_end - nnz_begin);
+  const int rows_finished = int(last_row - row0);  // rows this team stores
+  const I* col_at = a.indices + nnz_begin;
+  const V* val_at = a.values + nnz_begin;
+  const char* b_at = reinterpret_cast<const char*>(b.data + f);
+  const int b_ld_bytes = int(b.ld * int64_t(sizeof(V)));
+  const auto b_row = [&](I j) {
+    // int32 indices: one 32 x 32 -> 64-bit multiply-add (a valid column index is not negative).
+    if constexpr (sizeof(I) == 4) {
+      return reinterpret_cast<const V*>(b_at + uint64_t(uint32_t(j)) * uint32_t(b_ld_bytes));
+    } else {
+      return reinterpret_cast<const V*>(b_at + int64_t(j) * b_ld_bytes);
+    }
+  };
+  StretchRowEnds<I> ends(a.indptr, a.rows, row0, nnz_begin, tpr, mask);
+  int r = 0;
+  int row_end = ends.end_of(0);
+  float* c_row = c.data + row0 * c.ld + f;
   float acc[VEC] = {};
   const auto finish_row = [&] {
     if (width > 0) {
-      float* out = c.data + row * c.ld + f;
       float old[VEC] = {};
       if (beta != 0.0f) {
         if (width == VEC) {
-          load_vec<VEC>(out, old);
+          load_vec<VEC>(c_row, old);
         } else {
-          load_partial<VEC>(out, width, old);
+          load_partial<VEC>(c_row, width, old);
         }
       }
       float v[VEC];
 #pragma unroll
       for (int i = 0; i < VEC; ++i) v[i] = beta == 0.0f ? alpha * acc[i] : alpha * acc[i] + beta * old[i];
       if (width == VEC) {
-        store_vec<VEC>(out, v);
+        store_vec<VEC>(c_row, v);
       } else {
-        for (int i = 0; i < width; ++i) out[i] = v[i];
+        store_partial<VEC>(c_row, width, v);
       }
     }
 #pragma unroll
     for (int i = 0; i < VEC; ++i) acc[i] = 0.0f;
-    ++row;
-    row_end = ends.end_of(row);
+    ++r;
+    c_row += c.ld;
+    row_end = ends.end_of(r);
   };
 
   // (col, val) of the next tpr entries are loaded one chunk ahead, off the critical path.
   I next_col = 0;
   float next_val = 0.0f;
-  if (nnz_begin + lane < nnz_end) {
-    next_col = a.indices[nnz_begin + lane];
-    next_val = load_f32(a.values[nnz_begin + lane]);
+  if (lane < span) {
+    next_col = col_at[lane];
+    next_val = load_f32(val_at[lane]);
   }
-  for (int64_t e0 = nnz_begin; e0 < nnz_end; e0 += tpr) {
+  for (int p0 = 0; p0 < span; p0 += tpr) {
     const I col = next_col;
     const float val = next_val;
-    if (e0 + tpr + lane < nnz_end) {
-      next_col = a.indices[e0 + tpr + lane];
-      next_val = load_f32(a.values[e0 + tpr + lane]);
+    if (p0 + tpr + lane < span) {
+      next_col = col_at[p0 + tpr + lane];
+      next_val = load_f32(val_at[p0 + tpr + lane]);
     }
-    const int batch = nnz_end - e0 < tpr ? int(nnz_end - e0) : tpr;
+    const int batch = span - p0 < tpr ? span - p0 : tpr;
     int k = 0;
     // U gathers in flight, then the U products in path order (rows may end between them).
     const auto gather_batches = [&](auto in_flight) {
@@ -127,13 +186,13 @@ __global__ void __launch_bounds__(kThreads)
         float x[U][VEC], v[U];
 #pragma unroll
         for (int u = 0; u < U; ++u) {
-          const int64_t j = int64_t(__shfl_sync(mask, col, k + u, tpr));
+          const I j = __shfl_sync(mask, col, k + u, tpr);
           v[u] = __shfl_sync(mask, val, k + u, tpr);
-          load_vec<VEC>(b.data + j * b.ld + f, x[u]);
+          load_vec<VEC>(b_row(j), x[u]);
         }
 #pragma unroll
         for (int u = 0; u < U; ++u) {
-          while (e0 + k + u >= row_end) finish_row();
+          while (p0 + k + u >= row_end) finish_row();
 #pragma unroll
           for (int i = 0; i < VEC; ++i) acc[i] += v[u] * x[u][i];
         }
@@ -144,28 +203,28 @@ __global__ void __launch_bounds__(kThreads)
       gather_batches(std::integral_constant<int, 4>{});  // short batches (tpr = 4)
     }
     for (; k < batch; ++k) {
-      const int64_t j = int64_t(__shfl_sync(mask, col, k, tpr));
+      const I j = __shfl_sync(mask, col, k, tpr);
       const float v = __shfl_sync(mask, val, k, tpr);
-      const V* brow = b.data + j * b.ld + f;
+      const V* brow = b_row(j);
       float x[VEC];
       if (width == VEC) {
         load_vec<VEC>(brow, x);
       } else {
         load_partial<VEC>(brow, width, x);
       }
-      while (e0 + k >= row_end) finish_row();
+      while (p0 + k >= row_end) finish_row();
 #pragma unroll
       for (int i = 0; i < VEC; ++i) acc[i] += v * x[i];
     }
   }
-  while (row < last_row) finish_row();  // rows ending after this team's last nonzero (empty ones)
+  while (r < rows_finished) finish_row();  // rows ending after this team's last nonzero (empty ones)
   // The partial sum of last_row (zero when the team holds none of its nonzeros; the fix-up skips it).
   if (width > 0 && last_row < a.rows) {
     float* out = carry + team * carry_ld + f;
     if (width == VEC) {
       store_vec<VEC>(out, acc);
     } else {
-      for (int i = 0; i < width; ++i) out[i] = acc[i];
+      store_partial<VEC>(out, width, acc);
     }
   }
 }
@@ -228,7 +287,10 @@ void spmm_csr_merge_path(Context& ctx, const CsrView<V, I>& a, DenseView<const V
                          DenseView<float> c, float alpha, float beta, int tpr, int vec, int64_t ipt) {
   TSR_CHECK(tpr >= 4 && tpr <= kWarp && (tpr & (tpr - 1)) == 0, "spmm_csr_merge_path: tpr = ", tpr,
             " must be a power of two in [4, 32]");
-  TSR_CHECK(ipt >= 1, "spmm_csr_merge_path: ipt = ", ipt, " must be positive");
+  TSR_CHECK(ipt >= 1 && ipt <= kMaxItemsPerTeam, "spmm_csr_merge_path: ipt = ", ipt,
+            " must be in [1, ", kMaxItemsPerTeam, "]");
+  TSR_CHECK(b.ld <= kMaxGatherStride / int64_t(sizeof(V)), "spmm_csr_merge_path: B's leading dimension ",
+            b.ld, " is a stride over 2 GiB; the merge path gathers rows with 32-bit strides");
   if (vec > 1) {
     const auto aligned = [&](const void* p, size_t bytes) { return reinterpret_cast<uintptr_t>(p) % bytes == 0; };
     TSR_CHECK(b.ld % vec == 0 && c.ld % vec == 0 && aligned(b.data, vec * sizeof(V)) &&
