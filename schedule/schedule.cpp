@@ -480,10 +480,12 @@ Schedule default_spmm(const Problem& p) {
   // carries and searches, shorter ones more teams in flight.
   const double path = double(p.rows + p.nnz);
   const int64_t ipt = nearest_pow2(std::sqrt(path) * double(tpr * tiles) / 64.0, 32, 8192);
-  // Teams too few to fill the GPU once (a path of ~1M items at F <= 64): narrower loads, more
-  // lanes per team (arxiv-like F = 32: 8 lanes x 4 took 1.5x longer than 32 x 1 on the H200).
-  // GNN-sized graphs have teams to spare and keep the widest loads.
-  while (path / double(ipt) * double(tpr) < kGpuThreads && vec > 1 && tpr < 32) vec /= 2, tpr *= 2;
+  // Teams too few to fill a quarter of the GPU (a path of ~1M items at F <= 64): narrower loads,
+  // more lanes per team, as for the row split. On the H200 at F = 32 since the 32-bit gather
+  // loop (6c198fb): arxiv-like 8 x 4 lanes 60.5 us, 16 x 2 48.7, 32 x 1 55.7 (ipt = 128);
+  // luxembourg 16 x 2 30.1 us, 32 x 1 34.0 (ipt = 64). GNN-sized graphs have teams to spare
+  // and keep the widest loads.
+  while (path / double(ipt) * double(tpr) < kGpuThreads / 4 && vec > 1 && tpr < 32) vec /= 2, tpr *= 2;
   const Schedule merge_path{Op::spmm, "csr.merge_path", {{"tpr", tpr}, {"vec", vec}, {"ipt", ipt}}};
   // B rows more than 2 GiB apart (a view into a huge matrix): the row split takes any stride.
   return can_implement(merge_path, p) ? merge_path : sub_warp_per_row(p, "csr.row_split");

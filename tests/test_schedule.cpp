@@ -117,9 +117,14 @@ TEST(Schedule, DefaultHeuristicFollowsFeatureWidthAndRowLengths) {
   larger.nnz *= 16;
   EXPECT_GT(default_schedule(larger).knob("ipt"), s.knob("ipt"));
   EXPECT_EQ(default_schedule(device_problem(64, 64)).variant, "csr.merge_path");  // longest row unknown
-  // A path too short to fill the GPU with 8-lane teams trades vector width for lanes.
-  const Problem arxiv = resized(skewed, 131072, 878318);
-  EXPECT_EQ(default_schedule(arxiv).to_string(), "csr.merge_path:tpr=32,vec=1,ipt=128");
+  // A path too short to fill a quarter of the GPU with 8-lane teams trades vector width for
+  // lanes (the H200's winners at F = 32 and 64).
+  Problem arxiv = resized(skewed, 131072, 878318);
+  EXPECT_EQ(default_schedule(arxiv).to_string(), "csr.merge_path:tpr=16,vec=2,ipt=128");
+  arxiv.features = arxiv.ld_b = arxiv.ld_c = 64;
+  EXPECT_EQ(default_schedule(arxiv).to_string(), "csr.merge_path:tpr=32,vec=2,ipt=256");
+  road.features = road.ld_b = road.ld_c = 32;
+  EXPECT_EQ(default_schedule(road).to_string(), "csr.merge_path:tpr=16,vec=2,ipt=64");
   // The GNN-sized graphs of the H200 benchmark keep the schedules it measured.
   Problem reddit = resized(skewed, 262144, 76389651);
   EXPECT_EQ(default_schedule(reddit).to_string(), "csr.merge_path:tpr=8,vec=4,ipt=1024");
