@@ -47,6 +47,8 @@ void spmm_csr_row_split(Context& ctx, const CsrView<V, I>& a, DenseView<const V>
 /// CSR SpMM (schedule csr.merge_path): the rows + nnz items of the merge path split evenly, ipt
 /// items per team of tpr threads, vec features per thread; carries of rows shared by several
 /// teams added by a second kernel in a fixed order (deterministic). Uses ctx.workspace().
+/// Throws when ipt is outside [1, 2^30] or B's rows are more than 2 GiB apart (its gather
+/// loop's offsets are 32-bit).
 template <class V, class I>
 void spmm_csr_merge_path(Context& ctx, const CsrView<V, I>& a, DenseView<const V> b,
                          DenseView<float> c, float alpha, float beta, int tpr, int vec, int64_t ipt);

@@ -487,7 +487,8 @@ Schedule default_spmm(const Problem& p) {
   // and keep the widest loads.
   while (path / double(ipt) * double(tpr) < kGpuThreads / 4 && vec > 1 && tpr < 32) vec /= 2, tpr *= 2;
   const Schedule merge_path{Op::spmm, "csr.merge_path", {{"tpr", tpr}, {"vec", vec}, {"ipt", ipt}}};
-  // B rows more than 2 GiB apart (a view into a huge matrix): the row split takes any stride.
+  // A problem the merge path cannot run (B rows more than 2 GiB apart, a view into a huge
+  // matrix; more than 65535 feature tiles): the row split, which takes any stride and width.
   return can_implement(merge_path, p) ? merge_path : sub_warp_per_row(p, "csr.row_split");
 }
 

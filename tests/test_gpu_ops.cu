@@ -130,6 +130,22 @@ TEST(GpuOps, ScheduleThatCannotRunIsRejected) {
   const DenseMatrix<bf16> dbb = random_dense<bf16>(30, 33, 5).to(MemorySpace::device);
   options.schedule = schedule::parse(schedule::Op::spmm, "csr.cusparse");
   EXPECT_THROW(ops::spmm(ctx, dbf.view(), dbb.view(), dc.view(), options), Error);
+  // B's rows 2 GiB apart (f32, ld = 2^29): the merge path, whose gathers use 32-bit strides,
+  // refuses; the default takes the row split. B has one row, so only its first F floats exist.
+  const Csr<float, int32_t> column = random_csr<float, int32_t>({50, 1, 0.6}, 6);
+  const Csr<float, int32_t> dcolumn = column.to(MemorySpace::device);
+  const DenseMatrix<float> one_row = random_dense<float>(1, 4, 7);
+  const DenseMatrix<float> done_row = one_row.to(MemorySpace::device);
+  const DenseView<const float> far{1, 4, int64_t(1) << 29, done_row.data(), MemorySpace::device};
+  DenseMatrix<float> dout(50, 4, MemorySpace::device);
+  options.schedule = schedule::parse(schedule::Op::spmm, "csr.merge_path");
+  EXPECT_THAT(error_of([&] { ops::spmm(ctx, dcolumn.view(), far, dout.view(), options); }),
+              ::testing::HasSubstr("over 2 GiB"));
+  options.schedule.reset();
+  ops::spmm(ctx, dcolumn.view(), far, dout.view(), options);
+  ctx.synchronize();
+  const DenseMatrix<float> got = dout.to(MemorySpace::host);
+  EXPECT_LT(reference::relative_error(got.data(), reference::spmm(column, one_row)), 1e-6);
 }
 
 TYPED_TEST(GpuOps, SddmmCsrEveryScheduleMatchesReference) {
@@ -201,7 +217,8 @@ TEST(GpuOps, MergePathSharesAHubRowAndSkipsEmptyRuns) {
     const DenseMatrix<float> db = b.to(MemorySpace::device);
     const auto want = reference::spmm(csr, b, 0.5, 2.0, &c0);
     for (const char* text : {"csr.merge_path:tpr=4,vec=1,ipt=32", "csr.merge_path:tpr=32,vec=1,ipt=2048",
-                             "csr.merge_path:tpr=8,vec=1,ipt=256"}) {
+                             "csr.merge_path:tpr=8,vec=1,ipt=256", "csr.merge_path:tpr=8,vec=4,ipt=64"}) {
+      if (std::string(text).find("vec=4") != std::string::npos && F % 4 != 0) continue;
       ops::SpmmOptions options;
       options.alpha = 0.5f;
       options.beta = 2.0f;
@@ -219,9 +236,9 @@ TEST(GpuOps, MergePathSharesAHubRowAndSkipsEmptyRuns) {
           ASSERT_EQ(got, first) << text << " F=" << F << " run " << run;
         }
       }
-      // B and C rows ld = F + 3 apart (the gathers step by B's stride, the stores by C's): the
+      // B and C rows ld = F + 4 apart (the gathers step by B's stride, the stores by C's): the
       // same bits, and C's padding untouched.
-      const int64_t ld = F + 3;
+      const int64_t ld = F + 4;  // rows stay 16-byte aligned for vec = 4
       std::vector<float> b_wide(size_t(csr.cols * ld), 7.0f), c_wide(size_t(csr.rows * ld), -2.0f);
       for (int64_t r = 0; r < csr.cols; ++r) std::copy_n(b.data() + r * F, F, b_wide.data() + r * ld);
       for (int64_t r = 0; r < csr.rows; ++r) std::copy_n(c0.data() + r * F, F, c_wide.data() + r * ld);

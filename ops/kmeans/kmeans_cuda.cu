@@ -1322,11 +1322,10 @@ int64_t device_max_dimension() {
 // Refuses points wider than this device's GPU path takes (device_max_dimension), naming why.
 template <class V>
 void check_dimension(int64_t d, const char* what) {
+  TSR_CHECK(d <= kMaxDimension, what, ": D = ", d, " exceeds ", kMaxDimension,
+            ", the widest points the GPU path takes");
   const int64_t widest = device_max_dimension<V>();
   if (d <= widest) return;
-  if (widest == kMaxDimension) {
-    TSR_FAIL(what, ": D = ", d, " exceeds ", kMaxDimension, ", the widest points the GPU path takes");
-  }
   TSR_FAIL(what, ": D = ", d, " needs the streaming assignment kernel, whose ",
            assign_smem_bytes<V>(Tile<V>::kBk, true) / 1024, " KiB of shared memory a block this GPU "
            "does not allow (", assign_smem_limit() / 1024, " KiB); the GPU path here takes D up to ", widest);

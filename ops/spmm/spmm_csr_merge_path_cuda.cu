@@ -115,7 +115,7 @@ __global__ void __launch_bounds__(kThreads)
   if (blockIdx.y == 0 && lane == 1 && team == teams - 1) start_row[teams] = last_row, start_nnz[teams] = nnz_end;
 
   // From here on, positions are 32-bit offsets from the team's start: nonzero p is
-  // nnz_begin + p and the team's row r is row0 + r (a stretch holds at most ipt < 2^30 items,
+  // nnz_begin + p and the team's row r is row0 + r (a stretch holds at most ipt <= 2^30 items,
   // checked on the host), so the gather loop does 32-bit index arithmetic. B rows are addressed
   // in bytes with a 32-bit stride (under 2 GiB, can_implement's condition).
   const int span = int(nnz_end - nnz_begin);
