@@ -6,6 +6,8 @@
 // - sddmm_csr_edge_group: the nonzeros split evenly (ept per team), so a hub row is shared by many
 //   teams; a team finds its first row by binary search and follows the rows its edges cross.
 // - sddmm_coo_edge_group: the same split over a COO matrix; each edge carries its row.
+#include <type_traits>
+
 #include "core/cuda_check.h"
 #include "core/error.h"
 #include "ops/cuda_common.cuh"
@@ -24,6 +26,25 @@ enum class Walk {
   edge_range,  // edges [t * ept, (t + 1) * ept) of a CSR, rows followed through indptr
   coo,         // the same range of a COO: coo_rows[e] is edge e's row (a.indptr unused)
 };
+
+// Sums dot[u] over the team's lanes and leaves edge u's total on lane u (u < kEdgesInFlight; the
+// other lanes hold copies). A reduce-scatter: the first two butterfly steps each send half the
+// edges and keep the other half (2 + 1 shuffles instead of 4 + 4), the rest sum whole values.
+// Fixed order: deterministic bits.
+__device__ __forceinline__ float team_sum_by_edge(float (&dot)[kEdgesInFlight], int lane, int tpe,
+                                                  unsigned mask) {
+  static_assert(kEdgesInFlight == 4, "the reduce-scatter below splits four edges over two lane bits");
+  const bool upper = lane & 2;  // keeps edges 2, 3; sends 0, 1
+  float keep0 = upper ? dot[2] : dot[0], send0 = upper ? dot[0] : dot[2];
+  float keep1 = upper ? dot[3] : dot[1], send1 = upper ? dot[1] : dot[3];
+  keep0 += __shfl_xor_sync(mask, send0, 2, tpe);
+  keep1 += __shfl_xor_sync(mask, send1, 2, tpe);
+  const bool odd = lane & 1;  // keeps the odd edge of the pair
+  float sum = odd ? keep1 : keep0;
+  sum += __shfl_xor_sync(mask, odd ? keep0 : keep1, 1, tpe);
+  for (int offset = 4; offset < tpe; offset *= 2) sum += __shfl_xor_sync(mask, sum, offset, tpe);
+  return sum;  // edge 2 * bit 1 + bit 0 of the lane, that is lane % 4
+}
 
 template <class V, class I, int VEC, Walk WALK>
 __global__ void __launch_bounds__(kTeamThreads)
@@ -62,11 +83,26 @@ __global__ void __launch_bounds__(kTeamThreads)
   // COO: no offsets to follow (rows = -1: the window loads nothing and is never consulted).
   RowEnds<I> ends(a.indptr, WALK == Walk::coo ? -1 : a.rows, row, tpe, mask);
   int64_t row_end = WALK == Walk::coo ? INT64_MAX : ends.end_of(row);
-  const int64_t F = x.cols;
+  // Rows addressed in bytes from this lane's first feature: a Y row (int32 index) by one 32 x 32
+  // -> 64-bit multiply-add, plus one for the stride's high word, so any stride works.
+  const int F = int(x.cols);  // < 2^31, checked on the host
+  const char* x_at = reinterpret_cast<const char*>(x.data + lane * VEC);
+  const char* y_at = reinterpret_cast<const char*>(y.data + lane * VEC);
+  const uint64_t x_ld_bytes = uint64_t(x.ld) * sizeof(V), y_ld_bytes = uint64_t(y.ld) * sizeof(V);
+  const auto y_row = [&](I j) {
+    if constexpr (sizeof(I) == 4) {
+      return reinterpret_cast<const V*>(y_at + uint64_t(uint32_t(j)) * y_ld_bytes);
+    } else {
+      return reinterpret_cast<const V*>(y_at + j * int64_t(y_ld_bytes));
+    }
+  };
+  const auto x_row = [&](int64_t r) { return reinterpret_cast<const V*>(x_at + uint64_t(r) * x_ld_bytes); };
+  const int step = tpe * VEC;  // features a team covers per pass
   for (int64_t e0 = first; e0 < last; e0 += kEdgesInFlight) {
     const int n = last - e0 < kEdgesInFlight ? int(last - e0) : kEdgesInFlight;
     const V* xrow[kEdgesInFlight];
     const V* yrow[kEdgesInFlight];
+    int64_t first_row = 0;
 #pragma unroll
     for (int u = 0; u < kEdgesInFlight; ++u) {
       if (u < n) {
@@ -75,41 +111,48 @@ __global__ void __launch_bounds__(kTeamThreads)
         } else {
           while (e0 + u >= row_end) row_end = ends.end_of(++row);
         }
-        xrow[u] = x.data + row * x.ld;
-        yrow[u] = y.data + int64_t(a.indices[e0 + u]) * y.ld;
+        if (u == 0) first_row = row;
+        xrow[u] = x_row(row);
+        yrow[u] = y_row(a.indices[e0 + u]);
       } else {  // past the team's last edge: repeat the last one, never written
         xrow[u] = xrow[0];
         yrow[u] = yrow[0];
       }
     }
+    // Every edge in flight on one row (team-uniform): its X slice is loaded once, not per edge.
+    const bool one_row = WALK == Walk::by_row || row == first_row;
     float dot[kEdgesInFlight] = {};
-    for (int64_t f = int64_t(lane) * VEC; f < F; f += int64_t(tpe) * VEC) {
-      const int width = F - f >= VEC ? VEC : int(F - f);
-      float xv[kEdgesInFlight][VEC], yv[kEdgesInFlight][VEC];
+    const auto features = [&](auto shared_row) {
+      constexpr bool kShared = decltype(shared_row)::value;
+      for (int f = lane * VEC; f < F; f += step) {
+        const int width = F - f >= VEC ? VEC : F - f;
+        float xv[kShared ? 1 : kEdgesInFlight][VEC], yv[kEdgesInFlight][VEC];
 #pragma unroll
-      for (int u = 0; u < kEdgesInFlight; ++u) {
-        if (width == VEC) {
-          load_vec<VEC>(xrow[u] + f, xv[u]);
-          load_vec<VEC>(yrow[u] + f, yv[u]);
-        } else {
-          load_partial<VEC>(xrow[u] + f, width, xv[u]);
-          load_partial<VEC>(yrow[u] + f, width, yv[u]);
+        for (int u = 0; u < kEdgesInFlight; ++u) {
+          if (width == VEC) {
+            if (!kShared || u == 0) load_vec<VEC>(xrow[u], xv[kShared ? 0 : u]);
+            load_vec<VEC>(yrow[u], yv[u]);
+          } else {
+            if (!kShared || u == 0) load_partial<VEC>(xrow[u], width, xv[kShared ? 0 : u]);
+            load_partial<VEC>(yrow[u], width, yv[u]);
+          }
+        }
+#pragma unroll
+        for (int u = 0; u < kEdgesInFlight; ++u) {
+#pragma unroll
+          for (int i = 0; i < VEC; ++i) dot[u] += xv[kShared ? 0 : u][i] * yv[u][i];
+          xrow[u] += step;
+          yrow[u] += step;
         }
       }
-#pragma unroll
-      for (int u = 0; u < kEdgesInFlight; ++u) {
-#pragma unroll
-        for (int i = 0; i < VEC; ++i) dot[u] += xv[u][i] * yv[u][i];
-      }
+    };
+    if (one_row) {
+      features(std::true_type{});
+    } else {
+      features(std::false_type{});
     }
-#pragma unroll
-    for (int u = 0; u < kEdgesInFlight; ++u) {
-      for (int offset = tpe / 2; offset > 0; offset /= 2) dot[u] += __shfl_xor_sync(mask, dot[u], offset, tpe);
-    }
+    const float d = team_sum_by_edge(dot, lane, tpe, mask);
     if (lane < n) {  // lane u writes edge e0 + u
-      float d = dot[0];
-#pragma unroll
-      for (int u = 1; u < kEdgesInFlight; ++u) d = lane == u ? dot[u] : d;
       out[e0 + lane] = scale_by_a ? d * load_f32(a.values[e0 + lane]) : d;
     }
   }
@@ -135,6 +178,8 @@ void launch_teams(Context& ctx, const char* name, const CsrView<V, I>& a, const 
               ": vec=", vec, " needs X and Y rows aligned to ", vec, " elements (leading dimensions ",
               x.ld, ", ", y.ld, ")");
   }
+  TSR_CHECK(x.cols <= int64_t(INT32_MAX) - kWarp * 4, name, ": F = ", x.cols,
+            " features is more than the kernel's 32-bit feature offsets hold");
   if (a.rows == 0 || a.nnz == 0) return;
   const unsigned blocks = grid_for(teams, kTeamThreads / tpe);
   const auto stream = static_cast<cudaStream_t>(ctx.stream());
