@@ -102,6 +102,8 @@ __global__ void __launch_bounds__(kTeamThreads)
     const int n = last - e0 < kEdgesInFlight ? int(last - e0) : kEdgesInFlight;
     const V* xrow[kEdgesInFlight];
     const V* yrow[kEdgesInFlight];
+    // Every edge in flight on one row (team-uniform): its X slice is loaded once, not per edge.
+    bool one_row = true;
     int64_t first_row = 0;
 #pragma unroll
     for (int u = 0; u < kEdgesInFlight; ++u) {
@@ -112,6 +114,7 @@ __global__ void __launch_bounds__(kTeamThreads)
           while (e0 + u >= row_end) row_end = ends.end_of(++row);
         }
         if (u == 0) first_row = row;
+        one_row = one_row && row == first_row;  // COO rows come in any order
         xrow[u] = x_row(row);
         yrow[u] = y_row(a.indices[e0 + u]);
       } else {  // past the team's last edge: repeat the last one, never written
@@ -119,8 +122,6 @@ __global__ void __launch_bounds__(kTeamThreads)
         yrow[u] = yrow[0];
       }
     }
-    // Every edge in flight on one row (team-uniform): its X slice is loaded once, not per edge.
-    const bool one_row = WALK == Walk::by_row || row == first_row;
     float dot[kEdgesInFlight] = {};
     const auto features = [&](auto shared_row) {
       constexpr bool kShared = decltype(shared_row)::value;
