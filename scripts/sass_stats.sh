@@ -51,7 +51,7 @@ for line in open(f"{work}/ptxas.txt"):
     m = re.search(r"Used (\d+) registers", line)
     if m and name:
         regs.setdefault(name, {})["registers"] = m.group(1)
-print(f"{'kernel':70} {'regs':>4} {'stack/st/ld':>12} {'instrs':>6} {'LDL/STL':>7} {'LDG':>4} {'SHFL':>4}")
+print(f"{'regs':>4} {'stack/st/ld':>12} {'instrs':>6} {'LDL/STL':>7} {'LDG':>4} {'SHFL':>4}  kernel")
 for part in re.split(r"\n\s*Function : ", open(f"{work}/k.sass").read())[1:]:
     mangled = part.split("\n")[0].strip()
     pretty = demangle(mangled)
@@ -61,7 +61,8 @@ for part in re.split(r"\n\s*Function : ", open(f"{work}/k.sass").read())[1:]:
            for i in re.findall(r"/\*[0-9a-f]{4,}\*/\s+([^;]*);", part)]
     count = lambda prefix: sum(o.startswith(prefix) for o in ops)
     info = regs.get(mangled, {})
-    short = re.sub(r"^void |tessera::ops::|\(anonymous namespace\)::|cuda::|tessera::", "", pretty).split("(")[0]
-    print(f"{short[:70]:70} {info.get('registers', '?'):>4} {info.get('stack/spill st/ld', '?'):>12} "
-          f"{len(ops):>6} {count('LDL') + count('STL'):>7} {count('LDG'):>4} {count('SHFL'):>4}")
+    short = re.sub(r"^void |tessera::ops::|\(anonymous namespace\)::|cuda::|tessera::", "", pretty)
+    short = re.sub(r"\((\w+)\)(-?\d+)", r"\1=\2", short).split("(")[0]  # "(Walk)2" -> "Walk=2"
+    print(f"{info.get('registers', '?'):>4} {info.get('stack/spill st/ld', '?'):>12} "
+          f"{len(ops):>6} {count('LDL') + count('STL'):>7} {count('LDG'):>4} {count('SHFL'):>4}  {short}")
 EOF
