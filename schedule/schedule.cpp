@@ -409,16 +409,24 @@ bool balanced_rows(const Problem& p) {
 }
 
 Schedule default_sddmm(const Problem& p) {
-  // Teams of 4..8 lanes with vector loads (the sweep's winners on the H100 suite). Rows of at most
-  // 16 edges (road networks): a team per row. Otherwise a row is a chain of edges four at a time
-  // (one of 168 edges cost Cora 7x), so runs of edges about one row long, shortened until the
-  // teams just fill the GPU (filling it twice over cost bcsstk33 1.3x on the H200; GNN-sized
-  // graphs fill it many times over at a row's length either way).
+  // Teams of 4..8 lanes with vector loads (the sweep's winners on the H100 suite; wider on small
+  // matrices, below). Rows of at most 16 edges (road networks): a team per row. Otherwise a row
+  // is a chain of edges four at a time (one of 168 edges cost Cora 7x), so runs of edges about
+  // one row long, shortened until the teams just fill the GPU (filling it twice over cost
+  // bcsstk33 1.3x on the H200; GNN-sized graphs fill it many times over at a row's length
+  // either way).
   const int64_t vec = widest_vec(p);
-  const int64_t tpe = std::min<int64_t>(8, lanes_for(p, vec * 4, 4));
+  const int64_t narrow_tpe = std::min<int64_t>(8, lanes_for(p, vec * 4, 4));
   if (p.format == Format::csr && p.max_row_length >= 0 && p.max_row_length <= 16) {
-    return Schedule{Op::sddmm, "csr.row_split", {{"tpr", tpe}, {"vec", vec}}};
+    return Schedule{Op::sddmm, "csr.row_split", {{"tpr", narrow_tpe}, {"vec", vec}}};
   }
+  // A small matrix (Cora, ca-GrQc: runs of 4 edges fill under half the GPU's threads) leaves
+  // lanes idle: wider teams, up to one pass over F, put them to work (Cora F = 512: tpe = 32 took
+  // 13 us against 20 at 8 on the H200).
+  const double min_teams = double(p.nnz) / 4.0;
+  const int64_t one_pass = lanes_for(p, vec, 4);
+  int64_t tpe = narrow_tpe;
+  while (tpe < one_pass && min_teams * double(2 * tpe) <= kGpuThreads / 2) tpe *= 2;
   const double fill = double(p.nnz) * double(tpe) / kGpuThreads;
   const int64_t ept = nearest_pow2(std::min(std::max(p.mean_row_length, 1.0), fill), 4, 256);
   // COO: the same split; its edges carry their rows, so a run need not follow a row.
