@@ -114,7 +114,7 @@ __global__ void __launch_bounds__(kTeamThreads)
         }
         xrow[u] = x_row(row);
         yrow[u] = y_row(a.indices[e0 + u]);
-      } else {  // past the team's last edge: repeat the last one, never written
+      } else {  // past the team's last edge: repeat the first one, never written
         xrow[u] = xrow[0];
         yrow[u] = yrow[0];
       }
