@@ -933,11 +933,7 @@ __global__ void bounds_kernel(const int32_t* __restrict__ sorted_keys, int64_t t
 
 // A warp per chunk q: the rows of its cluster's points at sorted positions [p0, p1), summed in
 // order in f32 (cosine: unit vectors) into partial[q][0, d). Lane l holds columns
-// 4l .. 4l + 3 of each 128-column block (one vector load per row when vec4). The points' row
-// addresses (and cosine scales) are worked out 32 at a time, a point per lane, and handed round by
-// shuffle, so a row's load waits on no other load and 8 are in flight. (Each lane reading
-// order[p] and dividing before every row cost 491 us a pass over 3M points of D = 128 under
-// Nsight Compute, 2.7x the memory floor.)
+// 4l .. 4l + 3 of each 128-column block (one vector load per row when vec4).
 template <class V>
 __global__ void sum_chunks_kernel(const V* __restrict__ x, int n, int d, int k, int clusters,
                                   int64_t ld, int64_t batch_stride, bool vec4,
@@ -947,7 +943,7 @@ __global__ void sum_chunks_kernel(const V* __restrict__ x, int n, int d, int k, 
                                   const int* active, int64_t max_chunks, float* partial) {
   const int64_t q = (int64_t(blockIdx.x) * blockDim.x + threadIdx.x) / kWarp;
   const int lane = threadIdx.x % kWarp;
-  if (q >= max_chunks || q >= chunk_offsets[clusters]) return;  // whole warps leave
+  if (q >= max_chunks || q >= chunk_offsets[clusters]) return;
   int lo = 0, hi = clusters;  // the last cluster c with chunk_offsets[c] <= q
   while (hi - lo > 1) {
     const int mid = (lo + hi) / 2;
@@ -960,31 +956,20 @@ __global__ void sum_chunks_kernel(const V* __restrict__ x, int n, int d, int k, 
   for (int col0 = 0; col0 < d; col0 += 4 * kWarp) {
     const int col = col0 + 4 * lane;
     float acc[4] = {0, 0, 0, 0};
-    for (int pb = p0; pb < p1; pb += kWarp) {
-      const int count = min(kWarp, p1 - pb);
-      // This lane's point of the batch: its row at column col0 and its scale.
-      const V* my_row = x;
-      float my_scale = 1.0f;
-      if (lane < count) {
-        const unsigned g = unsigned(order[pb + lane]);
-        my_row = x + int64_t(g / unsigned(n)) * batch_stride + int64_t(g % unsigned(n)) * ld;
-        if (inv_norms) my_scale = inv_norms[g];
-      }
-#pragma unroll 8
-      for (int j = 0; j < count; ++j) {
-        const V* row = reinterpret_cast<const V*>(
-            __shfl_sync(0xffffffffu, reinterpret_cast<long long>(my_row), j));
-        const float scale = __shfl_sync(0xffffffffu, my_scale, j);
-        float v[4] = {0, 0, 0, 0};
-        if (vec4 && col < d) {
-          cuda::load_vec<4>(row + col, v);
-        } else {
+#pragma unroll 4
+    for (int p = p0; p < p1; ++p) {
+      const unsigned g = unsigned(order[p]);
+      const V* row = x + int64_t(g / unsigned(n)) * batch_stride + int64_t(g % unsigned(n)) * ld;
+      const float scale = inv_norms ? inv_norms[g] : 1.0f;
+      float v[4] = {0, 0, 0, 0};
+      if (vec4 && col < d) {
+        cuda::load_vec<4>(row + col, v);
+      } else {
 #pragma unroll
-          for (int e = 0; e < 4; ++e) v[e] = col + e < d ? load_f32(row[col + e]) : 0.0f;
-        }
-#pragma unroll
-        for (int e = 0; e < 4; ++e) acc[e] += v[e] * scale;
+        for (int e = 0; e < 4; ++e) v[e] = col + e < d ? load_f32(row[col + e]) : 0.0f;
       }
+#pragma unroll
+      for (int e = 0; e < 4; ++e) acc[e] += v[e] * scale;
     }
 #pragma unroll
     for (int e = 0; e < 4; ++e) {
