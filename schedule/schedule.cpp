@@ -420,13 +420,17 @@ Schedule default_sddmm(const Problem& p) {
   if (p.format == Format::csr && p.max_row_length >= 0 && p.max_row_length <= 16) {
     return Schedule{Op::sddmm, "csr.row_split", {{"tpr", narrow_tpe}, {"vec", vec}}};
   }
-  // A small matrix (Cora, ca-GrQc: runs of 4 edges fill under half the GPU's threads) leaves
-  // lanes idle: wider teams, up to one pass over F, put them to work (Cora F = 512: tpe = 32 took
-  // 13 us against 20 at 8 on the H200).
+  // A small matrix leaves lanes idle: wider teams, up to one pass over F, put them to work. From
+  // 4 lanes to 8 while runs of 4 edges fill under half the GPU's threads (fidapex6 F = 64: 9.8 us
+  // against 10.7 on the H200); past 8 only under a third (Cora F = 512: 32 lanes 13 us against
+  // 21 at 8; ca-GrQc, at 16 lanes 0.43 of the GPU, ran 13-34% slower than at 8).
   const double min_teams = double(p.nnz) / 4.0;
   const int64_t one_pass = lanes_for(p, vec, 4);
   int64_t tpe = narrow_tpe;
-  while (tpe < one_pass && min_teams * double(2 * tpe) <= kGpuThreads / 2) tpe *= 2;
+  while (tpe < one_pass &&
+         min_teams * double(2 * tpe) <= kGpuThreads / (2 * tpe <= 8 ? 2.0 : 3.0)) {
+    tpe *= 2;
+  }
   const double fill = double(p.nnz) * double(tpe) / kGpuThreads;
   const int64_t ept = nearest_pow2(std::min(std::max(p.mean_row_length, 1.0), fill), 4, 256);
   // COO: the same split; its edges carry their rows, so a run need not follow a row.

@@ -198,16 +198,18 @@ TEST(Schedule, MergePathAndSddmmVariants) {
   // balanced, else runs of edges about a row long (mean 12 here) unless that leaves the GPU short
   // of teams. 12000 edges fill so little of the GPU that teams widen to one pass over F = 64.
   EXPECT_EQ(default_schedule(sddmm).to_string(), "csr.edge_group:tpe=16,vec=4,ept=4");  // longest unknown
-  // The small matrices of the H200 sweep: Cora widens to a pass over F, ca-GrQc while its teams
-  // fill under half the GPU, fidapex6 only from 4 lanes to 8.
+  // The small matrices of the H200 sweep: Cora widens to a pass over F (its teams stay under a
+  // third of the GPU), ca-GrQc and fidapex6 only to 8 lanes (under half).
   Problem cora = resized(sddmm, 2708, 10556);
   cora.features = cora.ld_b = cora.ld_c = 512;
   EXPECT_EQ(default_schedule(cora).to_string(), "csr.edge_group:tpe=32,vec=4,ept=4");
   Problem grqc = resized(sddmm, 5242, 28980);
   grqc.features = grqc.ld_b = grqc.ld_c = 512;
-  EXPECT_EQ(default_schedule(grqc).to_string(), "csr.edge_group:tpe=16,vec=4,ept=4");
+  EXPECT_EQ(default_schedule(grqc).to_string(), "csr.edge_group:tpe=8,vec=4,ept=4");
+  grqc.features = grqc.ld_b = grqc.ld_c = 32;
+  EXPECT_EQ(default_schedule(grqc).to_string(), "csr.edge_group:tpe=8,vec=4,ept=4");
   Problem fidap = resized(sddmm, 1651, 49533);
-  fidap.features = fidap.ld_b = fidap.ld_c = 32;
+  fidap.features = fidap.ld_b = fidap.ld_c = 64;
   EXPECT_EQ(default_schedule(fidap).to_string(), "csr.edge_group:tpe=8,vec=4,ept=4");
   Problem short_rows = sddmm;
   short_rows.max_row_length = 16;
