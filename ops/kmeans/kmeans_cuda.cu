@@ -1351,10 +1351,12 @@ int max_smem_optin() {
 // Dynamic shared memory assign_kernel may take: the opt-in less 1 KiB for its static shared memory.
 size_t assign_smem_limit() { return size_t(std::max(0, max_smem_optin() - 1024)); }
 
+}  // namespace
+
 // The widest D assign_kernel takes on this device: any up to kMaxDimension when the streaming
 // (kWide) form fits its shared memory, else the widest resident point tile that fits (0: none).
 template <class V>
-int64_t device_max_dimension() {
+int64_t max_dimension() {
   constexpr int kBk = Tile<V>::kBk;
   const size_t limit = assign_smem_limit();
   if (assign_smem_bytes<V>(kBk, true) <= limit) return kMaxDimension;
@@ -1363,17 +1365,19 @@ int64_t device_max_dimension() {
   return widest;
 }
 
-// Refuses points wider than this device's GPU path takes (device_max_dimension), naming why.
+// Refuses points wider than this device's GPU path takes (max_dimension), naming why.
 template <class V>
-void check_dimension(int64_t d, const char* what) {
+void check_max_dimension(int64_t d, const char* what) {
   TSR_CHECK(d <= kMaxDimension, what, ": D = ", d, " exceeds ", kMaxDimension,
             ", the widest points the GPU path takes");
-  const int64_t widest = device_max_dimension<V>();
+  const int64_t widest = max_dimension<V>();
   if (d <= widest) return;
   TSR_FAIL(what, ": D = ", d, " needs the streaming assignment kernel, whose ",
            assign_smem_bytes<V>(Tile<V>::kBk, true) / 1024, " KiB of shared memory a block this GPU "
            "does not allow (", assign_smem_limit() / 1024, " KiB); the GPU path here takes D up to ", widest);
 }
+
+namespace {
 
 MetricCode metric_code(KmeansMetric m) {
   switch (m) {
@@ -1459,7 +1463,7 @@ struct DeviceProblem {
               " points exceed the GPU path's int32 point indices");
     TSR_CHECK(x.batch * k <= int64_t(INT32_MAX) / 2, what, ": B * K = ", x.batch * k,
               " clusters exceed the GPU path's int32 cluster keys");
-    check_dimension<V>(x.cols, what);
+    check_max_dimension<V>(x.cols, what);
     k_pad = round_up(k, kBN);
     d_pad = round_up(x.cols, Tile<V>::kBk);
     wide = assign_smem_bytes<V>(int(d_pad)) > assign_smem_limit();
@@ -1640,16 +1644,6 @@ constexpr int kGraphFromIterations = 4;
 constexpr int kHistoryRows = 4096;  // inertia history entries kept per problem
 
 }  // namespace
-
-template <class V>
-int64_t max_dimension() {
-  return device_max_dimension<V>();
-}
-
-template <class V>
-void check_max_dimension(int64_t d, const char* what) {
-  check_dimension<V>(d, what);
-}
 
 template <class V>
 void assign(Context& ctx, BatchedDenseView<const V> x, BatchedDenseView<const float> centroids,
