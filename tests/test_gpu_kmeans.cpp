@@ -170,41 +170,52 @@ TYPED_TEST(GpuKmeans, OneLloydStepMatchesTheFloat64Update) {
   using V = TypeParam;
   REQUIRE_DEVICE();
   Context ctx;
-  const int64_t b = 2, n = 3000, d = 45, k = 140;  // clusters of ~20: several per chunk boundary
-  const Points<V> x(b, n, d, d, 31);
-  const std::vector<float> c0 = random_centroids(b, k, d, 32);
-  for (KmeansMetric metric : {KmeansMetric::l2, KmeansMetric::cosine, KmeansMetric::inner_product}) {
-    Buffer<int32_t> l0(size_t(b * n), MemorySpace::device);
-    ops::kmeans_assign(ctx, x.on(MemorySpace::device),
-                       contiguous_batch<const float>(c0.data(), b, k, d), metric, l0.data());
-    KmeansOptions o;
-    o.init = KmeansInit::given;
-    o.initial_centroids = contiguous_batch<const float>(c0.data(), b, k, d);
-    o.max_iterations = 1;
-    o.fixed_iterations = true;
-    o.metric = metric;
-    const ops::KmeansResult r = ops::kmeans(ctx, x.on(MemorySpace::device), k, o);
-    ASSERT_EQ(r.iterations, 1);
-    EXPECT_EQ(r.centroids.space(), MemorySpace::device);
-    const std::vector<int32_t> labels0 = l0.to_vector(), labels1 = r.labels.to_vector();
-    const std::vector<float> c1 = r.centroids.to_vector();
-    const std::vector<int64_t> counts = r.counts.to_vector();
-    for (int64_t p = 0; p < b; ++p) {
-      const std::vector<int32_t> lp(labels0.begin() + p * n, labels0.begin() + (p + 1) * n);
-      const std::vector<float> old =
-          reference::prepared_centroids(c0.data() + p * k * d, k, d, metric);
-      const std::vector<double> want = reference::update64(x.problem(p), lp, k, old, metric);
-      for (int64_t e = 0; e < k * d; ++e) {
-        ASSERT_NEAR(c1[size_t(p * k * d + e)], want[size_t(e)], 2e-5 * (1 + std::abs(want[size_t(e)])))
-            << ops::to_string(metric) << " problem " << p << " centroid " << e / d;
+  struct Shape {
+    int64_t b, n, d, k;
+  };
+  // Clusters of ~20 points (one chunk each); of ~400 points over D = 133 (several 128-point
+  // chunks, scalar loads, two passes over the columns); of ~700 over D = 136 (vector loads, the
+  // second pass with lanes past D).
+  for (const Shape& shape :
+       {Shape{2, 3000, 45, 140}, Shape{2, 2000, 133, 5}, Shape{1, 2100, 136, 3}}) {
+    const int64_t b = shape.b, n = shape.n, d = shape.d, k = shape.k;
+    const Points<V> x(b, n, d, d, 31);
+    const std::vector<float> c0 = random_centroids(b, k, d, 32);
+    for (KmeansMetric metric :
+         {KmeansMetric::l2, KmeansMetric::cosine, KmeansMetric::inner_product}) {
+      Buffer<int32_t> l0(size_t(b * n), MemorySpace::device);
+      ops::kmeans_assign(ctx, x.on(MemorySpace::device),
+                         contiguous_batch<const float>(c0.data(), b, k, d), metric, l0.data());
+      KmeansOptions o;
+      o.init = KmeansInit::given;
+      o.initial_centroids = contiguous_batch<const float>(c0.data(), b, k, d);
+      o.max_iterations = 1;
+      o.fixed_iterations = true;
+      o.metric = metric;
+      const ops::KmeansResult r = ops::kmeans(ctx, x.on(MemorySpace::device), k, o);
+      ASSERT_EQ(r.iterations, 1);
+      EXPECT_EQ(r.centroids.space(), MemorySpace::device);
+      const std::vector<int32_t> labels0 = l0.to_vector(), labels1 = r.labels.to_vector();
+      const std::vector<float> c1 = r.centroids.to_vector();
+      const std::vector<int64_t> counts = r.counts.to_vector();
+      for (int64_t p = 0; p < b; ++p) {
+        const std::vector<int32_t> lp(labels0.begin() + p * n, labels0.begin() + (p + 1) * n);
+        const std::vector<float> old =
+            reference::prepared_centroids(c0.data() + p * k * d, k, d, metric);
+        const std::vector<double> want = reference::update64(x.problem(p), lp, k, old, metric);
+        for (int64_t e = 0; e < k * d; ++e) {
+          ASSERT_NEAR(c1[size_t(p * k * d + e)], want[size_t(e)],
+                      2e-5 * (1 + std::abs(want[size_t(e)])))
+              << ops::to_string(metric) << " D = " << d << " problem " << p << " centroid " << e / d;
+        }
+        expect_labels(x.problem(p), c1.data() + p * k * d, k, metric, labels1.data() + p * n,
+                      "after one step");
+        std::vector<int64_t> hist(size_t(k), 0);
+        for (int64_t i = 0; i < n; ++i) ++hist[size_t(labels1[size_t(p * n + i)])];
+        EXPECT_EQ(std::vector<int64_t>(counts.begin() + p * k, counts.begin() + (p + 1) * k), hist);
+        ASSERT_EQ(r.inertia_history[size_t(p)].size(), 2u);
+        EXPECT_EQ(r.inertia[size_t(p)], r.inertia_history[size_t(p)][1]);
       }
-      expect_labels(x.problem(p), c1.data() + p * k * d, k, metric, labels1.data() + p * n,
-                    "after one step");
-      std::vector<int64_t> hist(size_t(k), 0);
-      for (int64_t i = 0; i < n; ++i) ++hist[size_t(labels1[size_t(p * n + i)])];
-      EXPECT_EQ(std::vector<int64_t>(counts.begin() + p * k, counts.begin() + (p + 1) * k), hist);
-      ASSERT_EQ(r.inertia_history[size_t(p)].size(), 2u);
-      EXPECT_EQ(r.inertia[size_t(p)], r.inertia_history[size_t(p)][1]);
     }
   }
 }
@@ -267,6 +278,35 @@ TYPED_TEST(GpuKmeans, BatchEqualsProblemsAlone) {
     const std::vector<int32_t> l = r.labels.to_vector();
     EXPECT_TRUE(std::equal(l.begin(), l.end(), lall.begin() + p * n)) << "problem " << p;
     EXPECT_EQ(r.inertia_history[0], all.inertia_history[size_t(p)]) << "problem " << p;
+  }
+}
+
+// The returned counts are those of the returned labels: counted in shared memory per span of
+// points (one span, several, spans over a batch) and, past 12288 clusters, by global atomics.
+TEST(GpuKmeansOps, CountsAreThoseOfTheLabels) {
+  REQUIRE_DEVICE();
+  Context ctx;
+  struct Shape {
+    int64_t b, n, d, k;
+  };
+  for (const Shape& shape : {Shape{1, 3000, 8, 40}, Shape{3, 20000, 5, 100},
+                             Shape{2, 7000, 6, 3000}, Shape{1, 14000, 4, 13000}}) {
+    const Points<float> x(shape.b, shape.n, shape.d, shape.d, 61);
+    KmeansOptions o;
+    o.init = KmeansInit::random;
+    o.seed = 3;
+    o.max_iterations = 2;
+    const ops::KmeansResult r = ops::kmeans(ctx, x.on(MemorySpace::device), shape.k, o);
+    const std::vector<int32_t> labels = r.labels.to_vector();
+    std::vector<int64_t> want(size_t(shape.b * shape.k), 0);
+    for (int64_t p = 0; p < shape.b; ++p) {
+      for (int64_t i = 0; i < shape.n; ++i) {
+        const int32_t j = labels[size_t(p * shape.n + i)];
+        ASSERT_TRUE(j >= 0 && j < shape.k) << "label " << j;
+        ++want[size_t(p * shape.k + j)];
+      }
+    }
+    EXPECT_EQ(r.counts.to_vector(), want) << "k = " << shape.k;
   }
 }
 
