@@ -30,8 +30,6 @@
 #include <cstdlib>
 #include <limits>
 #include <string>
-#include <thrust/iterator/counting_iterator.h>
-#include <thrust/iterator/transform_iterator.h>
 #include <unordered_set>
 #include <vector>
 
@@ -926,16 +924,14 @@ __global__ void bounds_kernel(const int32_t* __restrict__ sorted_keys, int64_t t
   for (int c = prev + 1; c <= cur; ++c) offsets[c] = int32_t(p);
 }
 
-// The number of kChunk-point chunks cluster c splits into (0 for c = clusters): the input of the
-// chunk-offset scan.
-struct ChunkCount {
-  const int32_t* offsets;
-  int clusters;
-  __host__ __device__ int32_t operator()(int c) const {
-    return c < clusters ? (offsets[c + 1] - offsets[c] + kChunk - 1) / kChunk : 0;
-  }
-};
-using ChunkCounts = thrust::transform_iterator<ChunkCount, thrust::counting_iterator<int>>;
+// Thread c in [0, clusters]: the number of kChunk-point chunks cluster c splits into (0 for
+// c = clusters), the input of the chunk-offset scan.
+__global__ void chunk_counts_kernel(const int32_t* __restrict__ offsets, int clusters,
+                                    int32_t* chunk_counts) {
+  const int c = blockIdx.x * blockDim.x + threadIdx.x;
+  if (c > clusters) return;
+  chunk_counts[c] = c < clusters ? (offsets[c + 1] - offsets[c] + kChunk - 1) / kChunk : 0;
+}
 
 // The warp's chunk q's cluster: the last c with chunk_offsets[c] <= q (empty clusters own no
 // chunk). A 32-way search: each round every lane probes one point of the range and a ballot
@@ -1035,15 +1031,17 @@ __global__ void __launch_bounds__(kThreads)
 
 constexpr int kFinalizeThreads = 128;
 
-// Sum over a block's threads in f64, in a fixed order (warps by shuffle, then warp 0 over the
-// warps' sums); every thread gets the result. blockDim.x: a multiple of kWarp, at most 32 warps.
-__device__ double block_sum_f64(double v) {
-  __shared__ double warp_sums[kWarp];
-  v = warp_sum_f64(v);
+// Sum over a block's threads in a fixed order (warps by shuffle, then every thread over the warps'
+// sums in warp order); every thread gets the result. blockDim.x: a multiple of kWarp.
+template <class T>
+__device__ T block_sum(T v) {
+  __shared__ T warp_sums[kWarp];
+#pragma unroll
+  for (int off = kWarp / 2; off > 0; off /= 2) v += __shfl_xor_sync(0xffffffffu, v, off);
   const int warp = threadIdx.x / kWarp, warps = blockDim.x / kWarp;
   if (threadIdx.x % kWarp == 0) warp_sums[warp] = v;
   __syncthreads();
-  double s = 0;
+  T s = 0;
   for (int w = 0; w < warps; ++w) s += warp_sums[w];
   __syncthreads();  // warp_sums may be reused by a later call
   return s;
@@ -1075,7 +1073,7 @@ __global__ void __launch_bounds__(kFinalizeThreads)
       const double acc = column_sum(col);
       s += acc * acc;
     }
-    s = block_sum_f64(s);
+    s = block_sum(s);
     if (s <= 0) return;  // points that cancel out leave the centroid where it was
     scale = 1.0 / sqrt(s);
   }
@@ -1146,28 +1144,27 @@ __global__ void reseed_kernel(const V* __restrict__ x, int64_t n, int k, int d, 
   }
 }
 
-// A warp per active problem: the inertia (tile sums in a fixed order), the history entry and the
-// convergence test of iteration *iteration (0: the initial assignment); any_active set while a
-// problem goes on.
+// A block per problem b (blockDim.x: a multiple of kWarp, by the tile count only): if active,
+// the inertia (tile sums in a fixed order), the history entry and the convergence test of
+// iteration *iteration (0: the initial assignment); any_active set while a problem goes on.
 __global__ void converge_kernel(const double* __restrict__ tile_inertia,
-                                const int* __restrict__ tile_changed, int batch, int tiles,
+                                const int* __restrict__ tile_changed, int tiles,
                                 const int* iteration, double tolerance, bool fixed, int* active,
                                 double* last_inertia, double* history, int history_rows,
-                                int* iterations,
-                                int* any_active) {
-  const int b = (blockIdx.x * blockDim.x + threadIdx.x) / kWarp;
-  const int lane = threadIdx.x % kWarp;
-  if (b >= batch || !active[b]) return;
+                                int* iterations, int* any_active) {
+  const int b = blockIdx.x;
+  if (!active[b]) return;
+  const double* inertia_b = tile_inertia + int64_t(b) * tiles;
+  const int* changed_b = tile_changed + int64_t(b) * tiles;
   double s = 0;
   int changed = 0;
-  for (int t = lane; t < tiles; t += kWarp) {
-    s += tile_inertia[int64_t(b) * tiles + t];
-    changed += tile_changed[int64_t(b) * tiles + t];
-  }
-  s = warp_sum_f64(s);
-  changed = warp_sum_i32(changed);
-  if (lane != 0) return;
+#pragma unroll 8
+  for (int t = threadIdx.x; t < tiles; t += blockDim.x) s += inertia_b[t], changed += changed_b[t];
+  s = block_sum(s);
+  changed = block_sum(changed);
+  if (threadIdx.x != 0) return;
   const int it = *iteration;
+  const int batch = gridDim.x;
   if (it < history_rows) history[int64_t(it) * batch + b] = s;
   if (it > 0) {
     iterations[b] = it;
@@ -1377,22 +1374,24 @@ void count_labels(cudaStream_t stream, const int32_t* labels, int64_t batch, int
 
 // The sort-inverse update's segments: offsets[c] = the first sorted position of cluster c
 // (c <= clusters) and chunk_offsets[c] = the first chunk of cluster c, from the sorted keys.
-ChunkCounts chunk_counts_of(const int32_t* offsets, int clusters) {
-  return ChunkCounts(thrust::counting_iterator<int>(0), ChunkCount{offsets, clusters});
-}
+// chunk_counts: scratch of clusters + 1.
 size_t segment_temp_bytes(int clusters, cudaStream_t stream) {
   size_t bytes = 0;
-  TSR_CUDA_CHECK(cub::DeviceScan::ExclusiveSum(nullptr, bytes, chunk_counts_of(nullptr, clusters),
+  TSR_CUDA_CHECK(cub::DeviceScan::ExclusiveSum(nullptr, bytes, (int32_t*)nullptr,
                                                (int32_t*)nullptr, clusters + 1, stream));
   return bytes;
 }
 void segment(cudaStream_t stream, const int32_t* sorted_keys, int64_t total, int clusters,
-             int32_t* offsets, int32_t* chunk_offsets, void* temp, size_t temp_bytes) {
+             int32_t* offsets, int32_t* chunk_counts, int32_t* chunk_offsets, void* temp,
+             size_t temp_bytes) {
   bounds_kernel<<<blocks_for(total + 1), kThreads, 0, stream>>>(sorted_keys, total, clusters,
                                                                 offsets);
   TSR_CUDA_CHECK_LAUNCH("kmeans bounds");
-  TSR_CUDA_CHECK(cub::DeviceScan::ExclusiveSum(temp, temp_bytes, chunk_counts_of(offsets, clusters),
-                                               chunk_offsets, clusters + 1, stream));
+  chunk_counts_kernel<<<blocks_for(clusters + 1), kThreads, 0, stream>>>(offsets, clusters,
+                                                                         chunk_counts);
+  TSR_CUDA_CHECK_LAUNCH("kmeans chunk counts");
+  TSR_CUDA_CHECK(cub::DeviceScan::ExclusiveSum(temp, temp_bytes, chunk_counts, chunk_offsets,
+                                               clusters + 1, stream));
 }
 
 // sum_chunks_kernel with 4-wide row loads when vec4 (D, ld, the batch stride and x's address
@@ -1858,7 +1857,7 @@ void fit(Context& ctx, BatchedDenseView<const V> x, int64_t k, const KmeansOptio
   // still run and converge; only their history entries are dropped).
   const int history_rows = std::min(o.max_iterations, kHistoryRows - 1) + 1;
   float *distances, *partial, *start;
-  int32_t *keys, *sorted_keys, *points, *order, *offsets, *chunk_offsets, *counts32;
+  int32_t *keys, *sorted_keys, *points, *order, *offsets, *chunk_counts, *chunk_offsets, *counts32;
   double *tile_inertia, *last_inertia, *history;
   int *tile_changed, *active, *iterations, *scalars;
   int64_t* seed_rows;
@@ -1871,6 +1870,7 @@ void fit(Context& ctx, BatchedDenseView<const V> x, int64_t k, const KmeansOptio
     points = a.take<int32_t>(total);
     order = a.take<int32_t>(total);
     offsets = a.take<int32_t>(clusters + 1);
+    chunk_counts = a.take<int32_t>(clusters + 1);
     chunk_offsets = a.take<int32_t>(clusters + 1);
     counts32 = a.take<int32_t>(clusters);
     partial = a.take<float>(max_chunks * d);
@@ -1943,12 +1943,15 @@ void fit(Context& ctx, BatchedDenseView<const V> x, int64_t k, const KmeansOptio
     a.sort_keys = keys;
     a.tile_inertia = tile_inertia;
     a.tile_changed = tile_changed;
+    // About 8 tiles a thread (a warp held 8192 tiles, 1M points, for 40 us), 32 to 1024 threads.
+    const unsigned converge_threads =
+        unsigned(std::min<int64_t>(1024, round_up(std::max<int64_t>(1, p.tiles / 8), kWarp)));
     auto assign_and_converge = [&]() {
       p.launch_assign(stream, a);
       TSR_CUDA_CHECK(cudaMemsetAsync(any_active, 0, sizeof(int), stream));
-      converge_kernel<<<warp_blocks(batch), kThreads, 0, stream>>>(
-          tile_inertia, tile_changed, int(batch), int(p.tiles), iteration, o.tolerance,
-          o.fixed_iterations, active, last_inertia, history, history_rows, iterations, any_active);
+      converge_kernel<<<unsigned(batch), converge_threads, 0, stream>>>(
+          tile_inertia, tile_changed, int(p.tiles), iteration, o.tolerance, o.fixed_iterations,
+          active, last_inertia, history, history_rows, iterations, any_active);
       TSR_CUDA_CHECK_LAUNCH("kmeans converge");
       advance_kernel<<<1, 1, 0, stream>>>(iteration);
       TSR_CUDA_CHECK_LAUNCH("kmeans advance");
@@ -1957,7 +1960,8 @@ void fit(Context& ctx, BatchedDenseView<const V> x, int64_t k, const KmeansOptio
       size_t bytes = temp_bytes;
       TSR_CUDA_CHECK(cub::DeviceRadixSort::SortPairs(temp, bytes, keys, sorted_keys, points, order,
                                                      int(total), 0, key_bits, stream));
-      segment(stream, sorted_keys, total, clusters, offsets, chunk_offsets, temp, temp_bytes);
+      segment(stream, sorted_keys, total, clusters, offsets, chunk_counts, chunk_offsets, temp,
+              temp_bytes);
       sum_chunks<V>(stream, vec4, x.data, int(n), int(d), int(k), clusters, x.ld, x.batch_stride,
                     order, offsets, chunk_offsets, p.inv_norms_or_null(), active, max_chunks,
                     partial);
@@ -2345,6 +2349,7 @@ void fit_streamed(Context& ctx, BatchedDenseView<const V> x, int64_t k, const Km
   Buffer<int32_t> keys = device_buffer<int32_t>(chunk);
   Buffer<int32_t> sorted_keys = device_buffer<int32_t>(chunk), points = device_buffer<int32_t>(chunk);
   Buffer<int32_t> order = device_buffer<int32_t>(chunk), offsets = device_buffer<int32_t>(k + 1);
+  Buffer<int32_t> chunk_counts = device_buffer<int32_t>(k + 1);
   Buffer<int32_t> chunk_offsets = device_buffer<int32_t>(k + 1);
   Buffer<float> partial = device_buffer<float>(max_chunks * d);
   const int64_t tiles_max = (chunk + kBM - 1) / kBM * 2;  // 128- or 256-point tiles
@@ -2462,8 +2467,8 @@ void fit_streamed(Context& ctx, BatchedDenseView<const V> x, int64_t k, const Km
         TSR_CUDA_CHECK(cub::DeviceRadixSort::SortPairs(temp.data(), bytes, keys.data(),
                                                        sorted_keys.data(), points.data(),
                                                        order.data(), int(m), 0, key_bits, stream));
-        segment(stream, sorted_keys.data(), m, int(k), offsets.data(), chunk_offsets.data(),
-                temp.data(), temp_bytes);
+        segment(stream, sorted_keys.data(), m, int(k), offsets.data(), chunk_counts.data(),
+                chunk_offsets.data(), temp.data(), temp_bytes);
         sum_chunks<V>(stream, d % 4 == 0, pc.x.data, int(m), int(d), int(k), int(k), d, m * d,
                       order.data(), offsets.data(), chunk_offsets.data(), pc.inv_norms_or_null(),
                       nullptr, max_chunks, partial.data());
