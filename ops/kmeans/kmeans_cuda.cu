@@ -1060,9 +1060,11 @@ __global__ void __launch_bounds__(kFinalizeThreads)
   if (threadIdx.x == 0) counts[c] = count;
   if (count == 0) return;
   const int32_t q0 = chunk_offsets[c], q1 = chunk_offsets[c + 1];
+  // 16 loads in flight a thread: a cluster's chunks are summed in one chain, and one of the
+  // clusters can hold a large share of the points (1M points in 1024 clusters: 37 us with 4).
   auto column_sum = [&](int col) {
     double acc = 0;
-#pragma unroll 4
+#pragma unroll 16
     for (int32_t q = q0; q < q1; ++q) acc += partial[int64_t(q) * d + col];
     return acc;
   };
