@@ -90,6 +90,12 @@ __device__ __forceinline__ void bulk_copy_to_shared(uint32_t dst, const void* sr
       : "memory");
 }
 
+// bytes (a multiple of 16, src 16-byte aligned) from global memory into L2, asynchronously (no
+// completion to wait for: a hint).
+__device__ __forceinline__ void bulk_prefetch_l2(const void* src, uint32_t bytes) {
+  asm volatile("cp.async.bulk.prefetch.L2.global [%0], %1;\n" ::"l"(src), "r"(bytes) : "memory");
+}
+
 // ---- named barriers (id 0 is __syncthreads; count: threads taking part, a multiple of 32) ----
 __device__ __forceinline__ void named_barrier_sync(int id, int count) {
   asm volatile("bar.sync %0, %1;\n" ::"r"(id), "r"(count) : "memory");

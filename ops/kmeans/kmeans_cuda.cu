@@ -128,6 +128,9 @@ struct AssignArgs {
   int32_t* sort_keys = nullptr;    // [B * n]: b * k + label, or null
   double* tile_inertia = nullptr;  // [B * tiles] or null
   int* tile_changed = nullptr;     // [B * tiles] or null
+  // assign_wgmma_kernel: block i's producer warp prefetches block i + prefetch_ahead's point rows
+  // into L2 (about one wave of resident blocks ahead; 0: none). Needs vector_loads.
+  int prefetch_ahead = 0;
 };
 
 // v = hi + lo + O(2^-22 |v|) with hi and lo both tf32 (3xTF32: a product of two such sums,
@@ -580,6 +583,22 @@ __global__ void __launch_bounds__(kWgmmaThreads, MT == 1 && !kSplit ? 2 : 1)
         bulk_copy_to_shared(c_base + st * kStageBytes, src + int64_t(s) * kStageBytes,
                             kStageBytes, full0 + 8 * st);
         if (++st == stages) st = 0, phase ^= 1;
+      }
+    } else if (a.prefetch_ahead > 0 && blockIdx.x + unsigned(a.prefetch_ahead) < gridDim.x) {
+      // The other lanes: the rows of the block a wave ahead into L2, so that its point loads
+      // wait on L2 rather than on DRAM (rows 16-byte aligned: vector_loads).
+      const unsigned ahead = blockIdx.x + unsigned(a.prefetch_ahead);
+      const int ab = int(ahead / unsigned(a.tiles)), at = int(ahead % unsigned(a.tiles));
+      const int64_t arow0 = int64_t(at) * BM;
+      const int arows = a.n - arow0 < BM ? int(a.n - arow0) : BM;
+      const char* base =
+          reinterpret_cast<const char*>(x + int64_t(ab) * a.batch_stride + arow0 * a.ld);
+      const uint32_t row_bytes = uint32_t(a.d) * uint32_t(sizeof(V));
+      if (a.ld == a.d) {  // one contiguous range
+        if (lane == 1) bulk_prefetch_l2(base, uint32_t(arows) * row_bytes);
+      } else {
+        for (int r = lane - 1; r < arows; r += kWarp - 1)
+          bulk_prefetch_l2(base + int64_t(r) * a.ld * int64_t(sizeof(V)), row_bytes);
       }
     }
     __syncwarp();
@@ -1597,6 +1616,7 @@ struct DeviceProblem {
   bool wide = false;                     // D too wide for a resident point tile: kWide
   int wgmma_mt = 0;                      // assign_wgmma_kernel<V, wgmma_mt>, or 0: assign_kernel
   int wgmma_ring = 0;                    // its ring stages
+  int prefetch_ahead = 0;                // AssignArgs::prefetch_ahead
   int points_per_block = kBM;
   float* x_norms = nullptr;              // [B * n] (l2, cosine)
   Elem* table = nullptr;                 // [B, k_pad, d_pad] (split: twice that)
@@ -1642,6 +1662,18 @@ struct DeviceProblem {
                                        : reinterpret_cast<const void*>(mma_sync_kernel());
     TSR_CUDA_CHECK(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize,
                                         int(assign_kernel_smem())));
+    // The wgmma kernel prefetches one wave of resident blocks ahead (TESSERA_KMEANS_PREFETCH=0:
+    // off, for comparisons).
+    const char* prefetch_env = std::getenv("TESSERA_KMEANS_PREFETCH");
+    const bool prefetch_off = prefetch_env && std::string(prefetch_env) == "0";
+    if (wgmma_mt != 0 && rows_16b_aligned(x) && !prefetch_off) {
+      int per_sm = 0, sms = 0, dev = 0;
+      TSR_CUDA_CHECK(cudaGetDevice(&dev));
+      TSR_CUDA_CHECK(cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, dev));
+      TSR_CUDA_CHECK(cudaOccupancyMaxActiveBlocksPerMultiprocessor(
+          &per_sm, wgmma_kernel(), kWgmmaThreads, assign_kernel_smem()));
+      prefetch_ahead = per_sm * sms;
+    }
   }
 
   // Exact f32 on the wgmma kernel: its point tile and table hold tf32 high and low parts.
@@ -1773,6 +1805,7 @@ struct DeviceProblem {
     a.x_norms = x_norms;
     a.table = table;
     a.c_half = c_half;
+    a.prefetch_ahead = prefetch_ahead;
     return a;
   }
 
