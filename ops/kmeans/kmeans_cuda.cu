@@ -972,8 +972,8 @@ constexpr int kRowsInFlight = 8;  // rows a warp loads before it adds them (sum_
 
 // A warp per chunk q: the rows of its cluster's points at sorted positions [p0, p1), summed in
 // order in f32 (cosine: unit vectors) into partial[q][0, d). Lane l holds columns 4l .. 4l + 3 of
-// each 128-column block (one vector load per row when kVec4). The chunk's row offsets (and cosine
-// scales) are read once, a point per lane, and handed round by shuffle; each batch of
+// each 128-column block (one vector load per row when kVec4). The chunk's point indices (and
+// cosine scales) are read once, a point per lane, and handed round by shuffle; each batch of
 // kRowsInFlight rows is loaded unconditionally (rows past the chunk and columns past d read valid
 // addresses whose values are dropped) so that the loads share one basic block and are in flight
 // together. (Loading order[p] and then its row, one row at a time under branches, left one row in
@@ -996,18 +996,22 @@ __global__ void __launch_bounds__(kThreads)
   if (active && !active[b]) return;
   const int p0 = offsets[c] + int(q - chunk_offsets[c]) * kChunk;
   const int count = min(offsets[c + 1] - p0, kChunk);  // 1 .. kChunk
-  // The chunk's points all belong to problem b. Lane l: point p0 + l + kWarp * j's index in its
-  // problem and scale (past the chunk: its last point's, never added). No branches: the loads go
-  // out together.
-  // Problem b's rows by byte offsets (a 32 x 64-bit multiply-add a row, indices are >= 0).
+  // The chunk's points all belong to problem b, whose rows are addressed in bytes (a 32 x 64-bit
+  // multiply-add a row). Lane l: point p0 + l + kWarp * j's index in problem b and its scale
+  // (past the chunk: the chunk's last point's, never added). No branches: the loads go out
+  // together.
   const char* xb = reinterpret_cast<const char*>(x + b * batch_stride);
   const uint64_t row_bytes = uint64_t(ld) * sizeof(V);
   int my_point[kPerLane];
-#pragma unroll
-  for (int j = 0; j < kPerLane; ++j) my_point[j] = order[p0 + min(lane + kWarp * j, count - 1)] - b * n;
   float my_scale[kPerLane];
 #pragma unroll
-  for (int j = 0; j < kPerLane; ++j) my_scale[j] = inv_norms ? inv_norms[b * n + my_point[j]] : 1.0f;
+  for (int j = 0; j < kPerLane; ++j) {
+    my_point[j] = order[p0 + min(lane + kWarp * j, count - 1)] - b * n;
+  }
+#pragma unroll
+  for (int j = 0; j < kPerLane; ++j) {
+    my_scale[j] = inv_norms ? inv_norms[b * n + my_point[j]] : 1.0f;
+  }
 #pragma unroll 1
   for (int col0 = 0; col0 < d; col0 += 4 * kWarp) {
     const int col = col0 + 4 * lane;
@@ -1198,10 +1202,13 @@ __global__ void converge_kernel(const double* __restrict__ tile_inertia,
 
 __global__ void advance_kernel(int* iteration) { ++*iteration; }
 
+// Thread g: one global atomic for point g's label (count_labels past the shared-memory bins).
 __global__ void count_labels_kernel(const int32_t* __restrict__ labels, int64_t total, int64_t n,
                                     int k, int32_t* counts) {
   const int64_t g = int64_t(blockIdx.x) * blockDim.x + threadIdx.x;
-  if (g < total && unsigned(labels[g]) < unsigned(k)) atomicAdd(&counts[(g / n) * k + labels[g]], 1);
+  if (g >= total) return;
+  const int32_t j = labels[g];
+  if (unsigned(j) < unsigned(k)) atomicAdd(&counts[(g / n) * k + j], 1);  // integers: exact
 }
 
 // Block s of problem b (blockIdx.x = b * spans + s) counts the labels of points
@@ -1218,7 +1225,7 @@ __global__ void count_labels_shared_kernel(const int32_t* __restrict__ labels, i
   const int32_t* own = labels + b * n;
   for (int64_t i = begin + threadIdx.x; i < end; i += blockDim.x) {
     const int32_t j = own[i];
-    if (unsigned(j) < unsigned(k)) atomicAdd(&bins[j], 1);  // labels are in [0, k): kept so
+    if (unsigned(j) < unsigned(k)) atomicAdd(&bins[j], 1);  // (labels are in [0, k): a guard)
   }
   __syncthreads();
   for (int j = threadIdx.x; j < k; j += blockDim.x) {
