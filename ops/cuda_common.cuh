@@ -41,10 +41,19 @@ __device__ __forceinline__ void load_vec(const float* p, float (&out)[VEC]) {
     out[0] = *p;
   }
 }
-// 16-bit types: VEC halves in one 2/4/8-byte load, unpacked.
+// 16-bit types: VEC halves in one 2/4/8/16-byte load, unpacked.
 template <int VEC, class V>
 __device__ __forceinline__ void load_vec(const V* p, float (&out)[VEC]) {
-  if constexpr (VEC == 4) {
+  if constexpr (VEC == 8) {
+    const uint4 w = *reinterpret_cast<const uint4*>(p);
+    const uint32_t words[4] = {w.x, w.y, w.z, w.w};
+#pragma unroll
+    for (int i = 0; i < 8; ++i) {
+      V h;
+      h.bits = uint16_t(words[i / 2] >> (16 * (i % 2)));
+      out[i] = load_f32(h);
+    }
+  } else if constexpr (VEC == 4) {
     const uint2 w = *reinterpret_cast<const uint2*>(p);
     const uint32_t words[2] = {w.x, w.y};
 #pragma unroll

@@ -814,20 +814,12 @@ __global__ void point_norms_kernel(const V* __restrict__ x, int64_t batch, int64
   if (vec) {
     constexpr int kV = 16 / sizeof(V);
     for (int col = lane * kV; col < d; col += kNormLanes * kV) {
-      const uint4 w = *reinterpret_cast<const uint4*>(row + col);
-      const uint32_t words[4] = {w.x, w.y, w.z, w.w};
+      float v[kV];
+      cuda::load_vec<kV>(row + col, v);
 #pragma unroll
       for (int e = 0; e < kV; ++e) {
-        float v;
-        if constexpr (std::is_same_v<V, float>) {
-          v = __uint_as_float(words[e]);
-        } else {
-          V h;
-          h.bits = uint16_t(words[e / 2] >> (16 * (e % 2)));
-          v = load_f32(h);
-        }
-        if (!isfinite(v)) bad = min(bad, col + e);
-        s += double(v) * v;
+        if (!isfinite(v[e])) bad = min(bad, col + e);
+        s += double(v[e]) * v[e];
       }
     }
   } else {
@@ -1648,9 +1640,10 @@ struct DeviceProblem {
     // The wgmma kernel when its ring fits (128-point blocks need less than 256-point ones),
     // else the mma.sync kernel. Exact f32: the 3xTF32 wgmma kernel when its doubled point tile
     // and kMinStages fit (D <= 160 with 227 KiB), else the mma.sync kernel's own split.
+    int sms = 0;  // set where the wgmma kernel is considered
     if (!wide && use_wgmma()) {
       const size_t limit = size_t(max_smem_optin());
-      int sms = 0, dev = 0, sm_bytes = 0;
+      int dev = 0, sm_bytes = 0;
       TSR_CUDA_CHECK(cudaGetDevice(&dev));
       TSR_CUDA_CHECK(cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, dev));
       TSR_CUDA_CHECK(
@@ -1674,9 +1667,7 @@ struct DeviceProblem {
     const char* prefetch_env = std::getenv("TESSERA_KMEANS_PREFETCH");
     const bool prefetch_off = prefetch_env && std::string(prefetch_env) == "0";
     if (wgmma_mt != 0 && rows_16b_aligned(x) && !prefetch_off) {
-      int per_sm = 0, sms = 0, dev = 0;
-      TSR_CUDA_CHECK(cudaGetDevice(&dev));
-      TSR_CUDA_CHECK(cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, dev));
+      int per_sm = 0;
       TSR_CUDA_CHECK(cudaOccupancyMaxActiveBlocksPerMultiprocessor(
           &per_sm, wgmma_kernel(), kWgmmaThreads, assign_kernel_smem()));
       prefetch_ahead = per_sm * sms;
