@@ -603,7 +603,9 @@ __global__ void __launch_bounds__(kWgmmaThreads, MT == 1 && !kSplit ? 2 : 1)
     }
     __syncwarp();
   } else {
-    const int wg = warp / 4;
+    // The consumer warpgroup, read off lane 0 so that the compiler sees a warp-uniform value:
+    // the MMA descriptors built from it then stay in uniform registers.
+    const int wg = __shfl_sync(0xffffffffu, warp / 4, 0);
     const int group_row0 = wg * kGroupRows;
     const int group_rows = max(0, min(rows - group_row0, kGroupRows));
     constexpr int kPerBlock = Tile<V>::kBk;
@@ -648,9 +650,9 @@ __global__ void __launch_bounds__(kWgmmaThreads, MT == 1 && !kSplit ? 2 : 1)
     }
     // This thread's accumulator columns of a tile: 8 i + 2 (lane % 4) + {0, 1}, i < 16.
     const float* c_half = a.c_half + int64_t(b) * a.k_pad + 2 * (lane % 4);
-    const uint64_t x_desc = smem_descriptor(smem_address(X_s) + group_row0 * 128);
-    const uint64_t x_lo_step = uint64_t((nk * kBlockBytes) >> 4);  // split: high -> low parts
-    const uint64_t c_desc = smem_descriptor(smem_address(C_s));
+    const uint32_t x_desc = smem_descriptor(smem_address(X_s) + group_row0 * 128);
+    const uint32_t x_lo_step = uint32_t(nk * kBlockBytes) >> 4;  // split: high -> low parts
+    const uint32_t c_desc = smem_descriptor(smem_address(C_s));
     float d[MT][64];
     // Turns need a tile's stages to fit the ring: else warpgroup 0 would wait for a stage that
     // only warpgroup 1's next turn frees. Without turns the two run freely (no cycle). A tile
@@ -686,14 +688,14 @@ __global__ void __launch_bounds__(kWgmmaThreads, MT == 1 && !kSplit ? 2 : 1)
         wgmma_fence();
 #pragma unroll
         for (int ks = 0; ks < 128 / kStepBytes; ++ks) {
-          const uint64_t db = c_desc + uint64_t((st * kStageBytes + ks * kStepBytes) >> 4);
+          const uint32_t db = c_desc + uint32_t(st * kStageBytes + ks * kStepBytes) / 16;
 #pragma unroll
           for (int m = 0; m < MT; ++m) {
-            const uint64_t da =
-                x_desc + uint64_t((kc * kBlockBytes + m * 64 * 128 + ks * kStepBytes) >> 4);
+            const uint32_t da =
+                x_desc + uint32_t(kc * kBlockBytes + m * 64 * 128 + ks * kStepBytes) / 16;
             if constexpr (kSplit) {  // lo * hi + hi * lo + hi * hi, the small terms first
-              const uint64_t db_hi =
-                  c_desc + uint64_t((hi_st * kStageBytes + ks * kStepBytes) >> 4);
+              const uint32_t db_hi =
+                  c_desc + uint32_t(hi_st * kStageBytes + ks * kStepBytes) / 16;
               wgmma_m64n128_sub<V>(d[m], da + x_lo_step, db_hi);
               wgmma_m64n128_sub<V>(d[m], da, db);
               wgmma_m64n128_sub<V>(d[m], da, db_hi);
