@@ -114,6 +114,8 @@ __device__ __forceinline__ typename Tile<V>::Elem input_elem(V v) {
 
 enum MetricCode : int { kL2 = 0, kCosine = 1, kInnerProduct = 2 };
 
+constexpr int kKeySlotBits = 5;  // assign_wgmma_kernel's score keys: 32 column slots a thread
+
 struct AssignArgs {
   int64_t n = 0, ld = 0, batch_stride = 0;
   int d = 0, k = 0, k_pad = 0, d_pad = 0, tiles = 0, batch = 0;
@@ -131,6 +133,10 @@ struct AssignArgs {
   // assign_wgmma_kernel: block i's producer warp prefetches block i + prefetch_ahead's point rows
   // into L2 (about one wave of resident blocks ahead; 0: none). Needs vector_loads.
   int prefetch_ahead = 0;
+  // assign_wgmma_kernel<..., kKeys>: the mask that clears a score key's slot bits (kKeySlotBits).
+  // Passed at run time on purpose: as an immediate, ptxas packs each key with two instructions
+  // instead of one.
+  uint32_t key_mask = ~((1u << kKeySlotBits) - 1);
 };
 
 // v = hi + lo + O(2^-22 |v|) with hi and lo both tf32 (3xTF32: a product of two such sums,
@@ -528,16 +534,22 @@ __global__ void wgmma_probe_kernel(int* out) {
 #endif
 }
 
+// A distance with its low bits (clear in mask) replaced by slot: see kKeys below.
+__device__ __forceinline__ int score_key(float distance, uint32_t mask, int slot) {
+  return int((__float_as_uint(distance) & mask) | uint32_t(slot));
+}
+
 // MT m64 sub-tiles per consumer warpgroup: BM = 128 MT points per block. MT = 2 halves the
 // centroid traffic per multiply-add (one block per SM: 128 accumulators a thread); MT = 1 runs
 // two blocks per SM.
-template <class V, int MT, bool kSplit = false>
+template <class V, int MT, bool kSplit = false, bool kKeys = false>
 __global__ void __launch_bounds__(kWgmmaThreads, MT == 1 && !kSplit ? 2 : 1)
     assign_wgmma_kernel(const V* __restrict__ x, const AssignArgs a, const int stages) {
 #if defined(__CUDA_ARCH_FEAT_SM90_ALL)
   using namespace cuda::hopper;
   using E = typename Tile<V>::Elem;
   static_assert(!kSplit || (std::is_same_v<V, float> && MT == 1), "3xTF32: f32, 128-point blocks");
+  static_assert(!(kSplit && kKeys), "score keys drop bits the exact split keeps");
   constexpr int kParts = kSplit ? 2 : 1;  // stages (and point tiles) per column block
   constexpr int BM = 128 * MT;
   constexpr int kGroupRows = 64 * MT;    // points of one consumer warpgroup
@@ -648,6 +660,21 @@ __global__ void __launch_bounds__(kWgmmaThreads, MT == 1 && !kSplit ? 2 : 1)
       best[m][0] = best[m][1] = INFINITY;  // smallest h - x.c so far
       best_i[m][0] = best_i[m][1] = INT_MAX;
     }
+    // kKeys: this thread's rows' ||x||^2 / 2 (0 past the last point), the smallest score key so
+    // far and the centroid tile it came from.
+    float x_half[MT][2];
+    int best_key[MT][2], best_tile[MT][2];
+    if constexpr (kKeys) {
+#pragma unroll
+      for (int m = 0; m < MT; ++m) {
+#pragma unroll
+        for (int hh = 0; hh < 2; ++hh) {
+          const int r = group_row0 + m * 64 + (warp % 4) * 16 + hh * 8 + lane / 4;
+          x_half[m][hh] = r < rows ? 0.5f * a.x_norms[int64_t(b) * a.n + row0 + r] : 0.0f;
+          best_key[m][hh] = INT_MAX, best_tile[m][hh] = 0;
+        }
+      }
+    }
     // This thread's accumulator columns of a tile: 8 i + 2 (lane % 4) + {0, 1}, i < 16.
     const float* c_half = a.c_half + int64_t(b) * a.k_pad + 2 * (lane % 4);
     const uint32_t x_desc = smem_descriptor(smem_address(X_s) + group_row0 * 128);
@@ -663,15 +690,21 @@ __global__ void __launch_bounds__(kWgmmaThreads, MT == 1 && !kSplit ? 2 : 1)
     uint32_t phase = 0;
     for (int j = 0; j < n_ctiles; ++j) {
       // Here the accumulators hold h(c) - x.c (the negated score): they start at h of their
-      // columns, loaded straight into them, and the MMAs subtract the products.
+      // columns, loaded straight into them, and the MMAs subtract the products. kKeys: they
+      // start at h + ||x||^2 / 2 and so end at ||x - c||^2 / 2, not negative (up to rounding).
       const float2* h = reinterpret_cast<const float2*>(c_half + j * kBN);
 #pragma unroll
       for (int i = 0; i < 16; ++i) {
         const float2 hv = __ldg(h + 4 * i);
 #pragma unroll
         for (int m = 0; m < MT; ++m) {
-          d[m][4 * i] = d[m][4 * i + 2] = hv.x;
-          d[m][4 * i + 1] = d[m][4 * i + 3] = hv.y;
+          if constexpr (kKeys) {
+            d[m][4 * i] = hv.x + x_half[m][0], d[m][4 * i + 2] = hv.x + x_half[m][1];
+            d[m][4 * i + 1] = hv.y + x_half[m][0], d[m][4 * i + 3] = hv.y + x_half[m][1];
+          } else {
+            d[m][4 * i] = d[m][4 * i + 2] = hv.x;
+            d[m][4 * i + 1] = d[m][4 * i + 3] = hv.y;
+          }
         }
       }
 #pragma unroll
@@ -728,27 +761,58 @@ __global__ void __launch_bounds__(kWgmmaThreads, MT == 1 && !kSplit ? 2 : 1)
       // row (the lower columns win ties), then against the running best, whose columns are all
       // lower. Five dependent steps instead of 32. Never NaN: inputs are checked finite with
       // bounded norms, and padding holds +inf.
+      if constexpr (kKeys) {
+        // Score keys: a distance's bits (not negative: they order as integers) with the low
+        // kKeySlotBits replaced by its slot among the thread's 32 columns (slot 2 i + e for
+        // column 8 i + 2 (lane % 4) + e), so one integer minimum carries the argmin: one logic
+        // instruction a column to pack and about half a min (3-input) to reduce, where the float
+        // tree took three (compare, two selects). Distances equal up to the dropped bits
+        // (2^-18 relative) go to the lower column, as exact ties do; a tiny negative distance
+        // (a point on a centroid, up to rounding) still orders below every positive one.
 #pragma unroll
-      for (int m = 0; m < MT; ++m) {
+        for (int m = 0; m < MT; ++m) {
 #pragma unroll
-        for (int hh = 0; hh < 2; ++hh) {
-          float v[16];
-          int ix[16];
+          for (int hh = 0; hh < 2; ++hh) {
+            int key[16];
 #pragma unroll
-          for (int i = 0; i < 16; ++i) {
-            const float v0 = d[m][4 * i + 2 * hh], v1 = d[m][4 * i + 2 * hh + 1];
-            const bool right = v1 < v0;
-            v[i] = right ? v1 : v0;
-            ix[i] = right ? 8 * i + 1 : 8 * i;
-          }
+            for (int i = 0; i < 16; ++i) {
+              key[i] = min(score_key(d[m][4 * i + 2 * hh], a.key_mask, 2 * i),
+                           score_key(d[m][4 * i + 2 * hh + 1], a.key_mask, 2 * i + 1));
+            }
 #pragma unroll
-          for (int w = 1; w < 16; w *= 2) {
+            for (int w = 1; w < 16; w *= 2) {
 #pragma unroll
-            for (int i = 0; i < 16; i += 2 * w) {
-              if (v[i + w] < v[i]) v[i] = v[i + w], ix[i] = ix[i + w];
+              for (int i = 0; i < 16; i += 2 * w) key[i] = min(key[i], key[i + w]);
+            }
+            // Earlier tiles hold lower columns: they keep ties (compared without the slots).
+            if ((key[0] >> kKeySlotBits) < (best_key[m][hh] >> kKeySlotBits)) {
+              best_key[m][hh] = key[0], best_tile[m][hh] = j;
             }
           }
-          if (v[0] < best[m][hh]) best[m][hh] = v[0], best_i[m][hh] = j * kBN + 2 * (lane % 4) + ix[0];
+        }
+      } else {
+#pragma unroll
+        for (int m = 0; m < MT; ++m) {
+#pragma unroll
+          for (int hh = 0; hh < 2; ++hh) {
+            float v[16];
+            int ix[16];
+#pragma unroll
+            for (int i = 0; i < 16; ++i) {
+              const float v0 = d[m][4 * i + 2 * hh], v1 = d[m][4 * i + 2 * hh + 1];
+              const bool right = v1 < v0;
+              v[i] = right ? v1 : v0;
+              ix[i] = right ? 8 * i + 1 : 8 * i;
+            }
+#pragma unroll
+            for (int w = 1; w < 16; w *= 2) {
+#pragma unroll
+              for (int i = 0; i < 16; i += 2 * w) {
+                if (v[i + w] < v[i]) v[i] = v[i + w], ix[i] = ix[i + w];
+              }
+            }
+            if (v[0] < best[m][hh]) best[m][hh] = v[0], best_i[m][hh] = j * kBN + 2 * (lane % 4) + ix[0];
+          }
         }
       }
     }
@@ -756,7 +820,13 @@ __global__ void __launch_bounds__(kWgmmaThreads, MT == 1 && !kSplit ? 2 : 1)
     for (int m = 0; m < MT; ++m) {
 #pragma unroll
       for (int hh = 0; hh < 2; ++hh) {  // the four lanes of a quad hold the same rows
-        best[m][hh] = -best[m][hh];     // the score x.c - h
+        if constexpr (kKeys) {  // the score x.c - h = ||x||^2 / 2 - ||x - c||^2 / 2
+          const int slot = best_key[m][hh] & ~int(a.key_mask);
+          best[m][hh] = x_half[m][hh] - __int_as_float(int(uint32_t(best_key[m][hh]) & a.key_mask));
+          best_i[m][hh] = best_tile[m][hh] * kBN + 8 * (slot >> 1) + 2 * (lane % 4) + (slot & 1);
+        } else {
+          best[m][hh] = -best[m][hh];  // the score x.c - h
+        }
 #pragma unroll
         for (int off = 1; off <= 2; off *= 2) {
           const float ov = __shfl_xor_sync(0xffffffffu, best[m][hh], off);
@@ -1618,6 +1688,7 @@ struct DeviceProblem {
   int wgmma_mt = 0;                      // assign_wgmma_kernel<V, wgmma_mt>, or 0: assign_kernel
   int wgmma_ring = 0;                    // its ring stages
   int prefetch_ahead = 0;                // AssignArgs::prefetch_ahead
+  bool score_keys = false;               // L2 on the wgmma kernel: its kKeys form
   int points_per_block = kBM;
   float* x_norms = nullptr;              // [B * n] (l2, cosine)
   Elem* table = nullptr;                 // [B, k_pad, d_pad] (split: twice that)
@@ -1658,6 +1729,10 @@ struct DeviceProblem {
       }
     }
     points_per_block = wgmma_mt == 2 ? 256 : kBM;
+    // L2 distances are never negative, so the wgmma kernel folds them as integer keys
+    // (TESSERA_KMEANS_KEYS=0: the float fold, for comparisons).
+    const char* keys_env = std::getenv("TESSERA_KMEANS_KEYS");
+    score_keys = metric == kL2 && !split() && !(keys_env && std::string(keys_env) == "0");
     tiles = (x.rows + points_per_block - 1) / points_per_block;
     // Outside any stream capture: the kernel's shared memory above the default 48 KiB.
     const void* kernel = wgmma_mt != 0 ? reinterpret_cast<const void*>(wgmma_kernel())
@@ -1684,6 +1759,10 @@ struct DeviceProblem {
   WgmmaKernelFn wgmma_kernel() const {
     if constexpr (std::is_same_v<V, float>) {
       if (split()) return assign_wgmma_kernel<float, 1, true>;
+    }
+    if (score_keys) {
+      return wgmma_mt == 2 ? assign_wgmma_kernel<V, 2, false, true>
+                           : assign_wgmma_kernel<V, 1, false, true>;
     }
     return wgmma_mt == 2 ? assign_wgmma_kernel<V, 2> : assign_wgmma_kernel<V, 1>;
   }
