@@ -487,11 +487,15 @@ Schedule default_spmm(const Problem& p) {
   }
   int64_t tpr = lanes_for(p, vec, 4);
   const int64_t tiles = (p.features + tpr * vec - 1) / (tpr * vec);
-  // Items per team ~ sqrt(path) x lanes / 64: the sweep's winners on the H100 suite, from 128 at
-  // F = 32 on a 1M-item path to 4096 at F = 128 on a 77M-item one. Longer stretches mean fewer
-  // carries and searches, shorter ones more teams in flight.
+  // Items per team ~ sqrt(path) x lanes / 64 for one pass over F: the sweep's winners on the H100
+  // suite, from 128 at F = 32 on a 1M-item path to 4096 at F = 128 on a 77M-item one. Longer
+  // stretches mean fewer carries and searches, shorter ones more teams in flight. F over several
+  // passes walks the path once a pass: ~ sqrt(path) / 4 then (the H200 sweep at F = 256 / 512:
+  // luxembourg 99 / 189 us against 108 / 192 at the old 4x / 8x that, arxiv-like 162 / 281
+  // against 163 / 322, reddit-like 8.63 / 16.98 ms against 8.93 / 17.09; products-like 4% slower).
   const double path = double(p.rows + p.nnz);
-  const int64_t ipt = nearest_pow2(std::sqrt(path) * double(tpr * tiles) / 64.0, 32, 8192);
+  const double ipt_lanes = tiles > 1 ? 16.0 : double(tpr);
+  const int64_t ipt = nearest_pow2(std::sqrt(path) * ipt_lanes / 64.0, 32, 8192);
   // Teams too few to fill a quarter of the GPU (a path of ~1M items at F <= 64): narrower loads,
   // more lanes per team, as for the row split. On the H200 at F = 32 since the 32-bit gather
   // loop (6c198fb): arxiv-like 8 x 4 lanes 60.5 us, 16 x 2 48.7, 32 x 1 55.7 (ipt = 128);

@@ -130,6 +130,11 @@ TEST(Schedule, DefaultHeuristicFollowsFeatureWidthAndRowLengths) {
   EXPECT_EQ(default_schedule(reddit).to_string(), "csr.merge_path:tpr=8,vec=4,ipt=1024");
   reddit.features = reddit.ld_b = reddit.ld_c = 128;
   EXPECT_EQ(default_schedule(reddit).to_string(), "csr.merge_path:tpr=32,vec=4,ipt=4096");
+  // Several passes over F: shorter stretches, about sqrt(path) / 4 items.
+  reddit.features = reddit.ld_b = reddit.ld_c = 512;
+  EXPECT_EQ(default_schedule(reddit).to_string(), "csr.merge_path:tpr=32,vec=4,ipt=2048");
+  arxiv.features = arxiv.ld_b = arxiv.ld_c = 256;
+  EXPECT_EQ(default_schedule(arxiv).to_string(), "csr.merge_path:tpr=32,vec=4,ipt=256");
   Problem products = resized(skewed, 2097152, 112406120);
   EXPECT_EQ(default_schedule(products).to_string(), "csr.merge_path:tpr=8,vec=4,ipt=1024");
   products.features = products.ld_b = products.ld_c = 64;
