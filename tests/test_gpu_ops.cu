@@ -206,6 +206,33 @@ Csr<float, int32_t> hub_matrix() {
   return {rows, cols, Buffer<int32_t>(indptr), Buffer<int32_t>(indices), Buffer<float>(values)};
 }
 
+// The row split's 1-wide gathers run in two forms, chosen by how much of the GPU the launch fills
+// (16 gathers in flight for small launches, 8 otherwise): both against the reference, on a
+// matrix of 300k rows (filling the GPU) and one of 2,000 (not), at F = 1, 3 and 33.
+TEST(GpuOps, RowSplitOneWideGathersSmallAndLargeLaunches) {
+  SKIP_WITHOUT_GPU();
+  Context ctx;
+  uint64_t seed = 900;
+  for (int64_t rows : {2000, 300000}) {
+    const Csr<float, int32_t> csr = random_csr<float, int32_t>({rows, 64, 0.2}, ++seed);
+    const Csr<float, int32_t> dcsr = csr.to(MemorySpace::device);
+    for (int64_t F : {1, 3, 33}) {
+      const DenseMatrix<float> b = random_dense<float>(csr.cols, F, ++seed);
+      const DenseMatrix<float> db = b.to(MemorySpace::device);
+      const auto want = reference::spmm(csr, b);
+      for (const char* text : {"csr.row_split:tpr=32,rpb=4,vec=1", "csr.row_split:tpr=4,rpb=32,vec=1"}) {
+        DenseMatrix<float> dc(csr.rows, F, MemorySpace::device);
+        ops::SpmmOptions options;
+        options.schedule = schedule::parse(schedule::Op::spmm, text);
+        ops::spmm(ctx, dcsr.view(), db.view(), dc.view(), options);
+        ctx.synchronize();
+        const DenseMatrix<float> got = dc.to(MemorySpace::host);
+        EXPECT_LT(reference::relative_error(got.data(), want), 1e-5) << rows << " rows, F=" << F << " " << text;
+      }
+    }
+  }
+}
+
 TEST(GpuOps, MergePathSharesAHubRowAndSkipsEmptyRuns) {
   SKIP_WITHOUT_GPU();
   Context ctx;
