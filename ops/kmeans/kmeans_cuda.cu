@@ -821,8 +821,9 @@ __global__ void __launch_bounds__(kWgmmaThreads, MT == 1 && !kSplit ? 2 : 1)
 #pragma unroll
       for (int hh = 0; hh < 2; ++hh) {  // the four lanes of a quad hold the same rows
         if constexpr (kKeys) {  // the score x.c - h = ||x||^2 / 2 - ||x - c||^2 / 2
-          const int slot = best_key[m][hh] & ~int(a.key_mask);
-          best[m][hh] = x_half[m][hh] - __int_as_float(int(uint32_t(best_key[m][hh]) & a.key_mask));
+          const uint32_t key = uint32_t(best_key[m][hh]);
+          const int slot = int(key & ~a.key_mask);
+          best[m][hh] = x_half[m][hh] - __uint_as_float(key & a.key_mask);
           best_i[m][hh] = best_tile[m][hh] * kBN + 8 * (slot >> 1) + 2 * (lane % 4) + (slot & 1);
         } else {
           best[m][hh] = -best[m][hh];  // the score x.c - h
