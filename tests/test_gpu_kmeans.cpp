@@ -281,6 +281,36 @@ TYPED_TEST(GpuKmeans, BatchEqualsProblemsAlone) {
   }
 }
 
+// The update sorts 16-bit keys (b * K + label) while B * K <= 65536 and 32-bit ones past it:
+// a batch of 66,000 clusters gives each problem the bits it gets alone (16-bit keys).
+TEST(GpuKmeansOps, BatchesPastSixteenBitKeysEqualProblemsAlone) {
+  REQUIRE_DEVICE();
+  Context ctx;
+  const int64_t b = 33, n = 2100, d = 6, k = 2000;
+  const Points<f16> x(b, n, d, d, 95, 40);
+  const std::vector<float> c0 = random_centroids(b, k, d, 96);
+  KmeansOptions o;
+  o.init = KmeansInit::given;
+  o.initial_centroids = contiguous_batch<const float>(c0.data(), b, k, d);
+  o.max_iterations = 3;
+  const ops::KmeansResult all = ops::kmeans(ctx, x.on(MemorySpace::device), k, o);
+  const std::vector<float> call = all.centroids.to_vector();
+  const std::vector<int32_t> lall = all.labels.to_vector();
+  for (int64_t p : {int64_t(0), int64_t(17), b - 1}) {
+    BatchedDenseView<const f16> one = x.on(MemorySpace::device);
+    one.batch = 1;
+    one.data += p * n * x.ld;
+    KmeansOptions op = o;
+    op.initial_centroids = contiguous_batch<const float>(c0.data() + p * k * d, 1, k, d);
+    const ops::KmeansResult r = ops::kmeans(ctx, one, k, op);
+    const std::vector<float> c = r.centroids.to_vector();
+    EXPECT_TRUE(std::equal(c.begin(), c.end(), call.begin() + p * k * d)) << "problem " << p;
+    const std::vector<int32_t> l = r.labels.to_vector();
+    EXPECT_TRUE(std::equal(l.begin(), l.end(), lall.begin() + p * n)) << "problem " << p;
+    EXPECT_EQ(r.inertia_history[0], all.inertia_history[size_t(p)]) << "problem " << p;
+  }
+}
+
 // The returned counts are those of the returned labels: counted in shared memory per span of
 // points (one span, several, spans over a batch) and, past 12288 clusters, by global atomics.
 TEST(GpuKmeansOps, CountsAreThoseOfTheLabels) {

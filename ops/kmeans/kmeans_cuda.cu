@@ -127,7 +127,10 @@ struct AssignArgs {
   const int* active = nullptr;     // [B] or null (every problem)
   int32_t* labels = nullptr;       // [B * n]; read first when tile_changed is set
   float* distances = nullptr;      // [B * n] or null
-  int32_t* sort_keys = nullptr;    // [B * n]: b * k + label, or null
+  // [B * n]: b * k + label, or null; uint16_t when short_sort_keys (B * k <= 65536: the update's
+  // radix sort then moves 6 bytes a point per pass instead of 8), else int32_t.
+  void* sort_keys = nullptr;
+  bool short_sort_keys = false;
   double* tile_inertia = nullptr;  // [B * tiles] or null
   int* tile_changed = nullptr;     // [B * tiles] or null
   // assign_wgmma_kernel: block i's producer warp prefetches block i + prefetch_ahead's point rows
@@ -231,6 +234,15 @@ __device__ __forceinline__ void mma_chunk(const typename Tile<V>::Elem* X_s, int
   }
 }
 
+// Point g's sort key (AssignArgs::sort_keys set).
+__device__ __forceinline__ void store_sort_key(const AssignArgs& a, int64_t g, int key) {
+  if (a.short_sort_keys) {
+    static_cast<uint16_t*>(a.sort_keys)[g] = uint16_t(key);
+  } else {
+    static_cast<int32_t*>(a.sort_keys)[g] = key;
+  }
+}
+
 // (score, index) a is better than b: larger score, ties to the lower index.
 __device__ __forceinline__ bool better(float av, int ai, float bv, int bi) {
   return av > bv || (av == bv && ai < bi);
@@ -279,7 +291,7 @@ __device__ __forceinline__ void store_block_results(const AssignArgs& a, int b, 
       if (a.tile_changed) changed = a.labels[g] != label;
       a.labels[g] = label;
       if (a.distances) a.distances[g] = d;
-      if (a.sort_keys) a.sort_keys[g] = b * a.k + label;
+      if (a.sort_keys) store_sort_key(a, g, b * a.k + label);
     }
     dist = warp_sum_f64(dist);
     changed = warp_sum_i32(changed);
@@ -523,7 +535,9 @@ constexpr int kStageBytes = kBN * 128;  // a stage: one 128-byte column block of
 constexpr int kWgmmaThreads = 288;      // two consumer warpgroups, then the producer warp
 constexpr int kConsumerThreads = 256;
 constexpr int kMinStages = 4, kMaxStages = 8;
-enum NamedBarrier : int { kTurn0 = 1, kTurn1 = 2, kRowsLoaded0 = 3, kRowsLoaded1 = 4 };
+enum NamedBarrier : int {
+  kTurn0 = 1, kTurn1 = 2, kRowsLoaded0 = 3, kRowsLoaded1 = 4, kResults = 5
+};
 
 // True when this build holds the sm_90a kernel and the device runs it.
 __global__ void wgmma_probe_kernel(int* out) {
@@ -542,6 +556,14 @@ __device__ __forceinline__ int score_key(float distance, uint32_t mask, int slot
 // MT m64 sub-tiles per consumer warpgroup: BM = 128 MT points per block. MT = 2 halves the
 // centroid traffic per multiply-add (one block per SM: 128 accumulators a thread); MT = 1 runs
 // two blocks per SM.
+// A block's fixed costs are latencies in a chain, which at K = 100 or 300 (one to three centroid
+// tiles) took most of its time, so they are kept short: the rows' norms and old labels are read
+// before the point tile (not after it, nor in the epilogue), 16-bit rows with 16-byte alignment
+// arrive by cp.async all at once (not in rounds of four loads), and each row's result is stored
+// by the lane that holds it (no staging through shared memory and a block barrier).
+// (Persistent blocks looping over point tiles were measured too, the next tile's rows copied in
+// under the current one's stores: 0-5% slower at K >= 1000, ptxas then kept the ring index and
+// the MMA descriptors in vector registers, and no faster than this at K = 100 and 300.)
 template <class V, int MT, bool kSplit = false, bool kKeys = false>
 __global__ void __launch_bounds__(kWgmmaThreads, MT == 1 && !kSplit ? 2 : 1)
     assign_wgmma_kernel(const V* __restrict__ x, const AssignArgs a, const int stages) {
@@ -555,11 +577,15 @@ __global__ void __launch_bounds__(kWgmmaThreads, MT == 1 && !kSplit ? 2 : 1)
   constexpr int kGroupRows = 64 * MT;    // points of one consumer warpgroup
   constexpr int kBlockBytes = BM * 128;  // one 128-byte column block of the point tile
   constexpr int kStepBytes = 32;         // one MMA k-step: 16 x 16-bit or 8 x tf32
+  constexpr bool kAsyncRows = !std::is_same_v<V, float>;
+  constexpr int kConsumerWarps = kConsumerThreads / kWarp;
   const int b = int(blockIdx.x / unsigned(a.tiles));
   const int tile = int(blockIdx.x % unsigned(a.tiles));
   if (a.active && !a.active[b]) return;
   extern __shared__ __align__(16) unsigned char smem_raw[];
   __shared__ __align__(8) uint64_t ring_barriers[2 * kMaxStages];  // full[stages], empty[stages]
+  __shared__ double warp_inertia[kConsumerWarps];  // the tile's sums per consumer warp
+  __shared__ int warp_changed[kConsumerWarps];
   // 1024-byte alignment for the swizzle (the launch adds 1 KiB of slack).
   unsigned char* smem = smem_raw + ((1024 - (smem_address(smem_raw) & 1023)) & 1023);
   const int nk = a.d_pad / Tile<V>::kBk;             // column blocks
@@ -582,9 +608,7 @@ __global__ void __launch_bounds__(kWgmmaThreads, MT == 1 && !kSplit ? 2 : 1)
   const int warp = threadIdx.x / kWarp, lane = threadIdx.x % kWarp;
   const int64_t row0 = int64_t(tile) * BM;
   const int rows = a.n - row0 < BM ? int(a.n - row0) : BM;
-  float best[MT][2];
-  int best_i[MT][2];
-  if (warp == kConsumerThreads / kWarp) {  // the producer
+  if (warp == kConsumerWarps) {  // the producer
     if (lane == 0) {
       const unsigned char* src =
           static_cast<const unsigned char*>(a.table) + int64_t(b) * total * kStageBytes;
@@ -613,48 +637,93 @@ __global__ void __launch_bounds__(kWgmmaThreads, MT == 1 && !kSplit ? 2 : 1)
           bulk_prefetch_l2(base + int64_t(r) * a.ld * int64_t(sizeof(V)), row_bytes);
       }
     }
-    __syncwarp();
-  } else {
-    // The consumer warpgroup, read off lane 0 so that the compiler sees a warp-uniform value:
-    // the MMA descriptors built from it then stay in uniform registers.
-    const int wg = __shfl_sync(0xffffffffu, warp / 4, 0);
-    const int group_row0 = wg * kGroupRows;
-    const int group_rows = max(0, min(rows - group_row0, kGroupRows));
-    constexpr int kPerBlock = Tile<V>::kBk;
-    // Point (r, col) of this warpgroup's rows: its column block, then the 128-byte swizzle.
-    auto point_address = [&](int r, int col) {
-      return X_s + (col / kPerBlock) * kBlockBytes +
-             swizzled(group_row0 + r, (col % kPerBlock) * int(sizeof(E)));
-    };
-    // Split: the high parts at X_s, the low parts nk column blocks further on.
-    load_point_tile<V, kGroupRows, 128, !kSplit>(
-        x, a, b, row0 + group_row0, group_rows, threadIdx.x % 128,
-        [&](int r, int col, uint4 w) {
-          unsigned char* at = point_address(r, col);
-          if constexpr (kSplit) {
-            uint4 lo;
-            split_tf32(__uint_as_float(w.x), w.x, lo.x);
-            split_tf32(__uint_as_float(w.y), w.y, lo.y);
-            split_tf32(__uint_as_float(w.z), w.z, lo.z);
-            split_tf32(__uint_as_float(w.w), w.w, lo.w);
-            *reinterpret_cast<uint4*>(at + nk * kBlockBytes) = lo;
-          }
-          *reinterpret_cast<uint4*>(at) = w;
-        },
-        [&](int r, int col, E e) {
-          unsigned char* at = point_address(r, col);
-          if constexpr (kSplit) {
-            uint32_t hi, lo;
-            split_tf32(e, hi, lo);
-            *reinterpret_cast<uint32_t*>(at) = hi;
-            *reinterpret_cast<uint32_t*>(at + nk * kBlockBytes) = lo;
-          } else {
-            *reinterpret_cast<E*>(at) = e;
-          }
-        });
-    fence_async_shared();  // st.shared writes, visible to the tensor cores
+    return;  // (the consumers' barriers below are named, for their 256 threads)
+  }
+
+  // The consumers. The warpgroup, read off lane 0 so that the compiler sees a warp-uniform
+  // value: the MMA descriptors built from it then stay in uniform registers.
+  const int wg = __shfl_sync(0xffffffffu, warp / 4, 0);
+  const int group_row0 = wg * kGroupRows;
+  constexpr int kPerBlock = Tile<V>::kBk;
+  // Point (r, col) of this warpgroup's rows: its column block, then the 128-byte swizzle.
+  auto point_address = [&](int r, int col) {
+    return X_s + (col / kPerBlock) * kBlockBytes +
+           swizzled(group_row0 + r, (col % kPerBlock) * int(sizeof(E)));
+  };
+  const int group_rows = max(0, min(rows - group_row0, kGroupRows));
+  const bool async_rows = kAsyncRows && a.vector_loads;
+  // 16-bit rows, 16-byte aligned: this warpgroup's rows into its part of X_s by cp.async, all in
+  // flight at once, zero past the last point and past D (waited for below).
+  if (async_rows) {
+    const V* xb = x + int64_t(b) * a.batch_stride + (row0 + group_row0) * a.ld;
+    constexpr int kV = 16 / sizeof(V);
+    const int per_row = a.d_pad / kV;
+    for (int c = threadIdx.x % 128; c < kGroupRows * per_row; c += 128) {
+      const int r = c / per_row, col = (c % per_row) * kV;
+      const bool in = r < group_rows && col < a.d;
+      cp_async16_zfill(point_address(r, col), in ? xb + int64_t(r) * a.ld + col : xb, in);
+    }
+    cp_async_commit();
+  }
+  // Turns need a tile's stages to fit the ring: else warpgroup 0 would wait for a stage that
+  // only warpgroup 1's next turn frees. Without turns the two run freely (no cycle). A tile
+  // without column blocks (D = 0, refused by the callers) would never pass the turn on.
+  const bool take_turns = nk > 0 && stages >= kParts * nk;
+  if (take_turns && wg == 1) named_barrier_arrive(kTurn0, 256);  // warpgroup 0 goes first
+  // This thread's accumulator columns of a tile: 8 i + 2 (lane % 4) + {0, 1}, i < 16.
+  const uint32_t x_desc = smem_descriptor(smem_address(X_s) + group_row0 * 128);
+  const uint32_t x_lo_step = uint32_t(nk * kBlockBytes) >> 4;  // split: high -> low parts
+  const uint32_t c_desc = smem_descriptor(smem_address(C_s));
+  {  // the tile
+    // This thread's rows (m, hh): the quad lane % 4 == 0 of each holds the row's result. Read
+    // before the points land: ||x||^2 (or 1 / ||x||) and, when changes are counted, the label.
+    float x_norm[MT][2];
+    int old_label[MT][2];
+#pragma unroll
+    for (int m = 0; m < MT; ++m) {
+#pragma unroll
+      for (int hh = 0; hh < 2; ++hh) {
+        const int r = group_row0 + m * 64 + (warp % 4) * 16 + hh * 8 + lane / 4;
+        const int64_t g = int64_t(b) * a.n + row0 + r;
+        x_norm[m][hh] = r < rows && a.metric != kInnerProduct ? a.x_norms[g] : 0.0f;
+        old_label[m][hh] = r < rows && a.tile_changed && lane % 4 == 0 ? a.labels[g] : -1;
+      }
+    }
+    if (async_rows) {
+      cp_async_wait<0>();
+    } else {
+      // Split: the high parts at X_s, the low parts nk column blocks further on.
+      load_point_tile<V, kGroupRows, 128, !kSplit>(
+          x, a, b, row0 + group_row0, group_rows, threadIdx.x % 128,
+          [&](int r, int col, uint4 w) {
+            unsigned char* at = point_address(r, col);
+            if constexpr (kSplit) {
+              uint4 lo;
+              split_tf32(__uint_as_float(w.x), w.x, lo.x);
+              split_tf32(__uint_as_float(w.y), w.y, lo.y);
+              split_tf32(__uint_as_float(w.z), w.z, lo.z);
+              split_tf32(__uint_as_float(w.w), w.w, lo.w);
+              *reinterpret_cast<uint4*>(at + nk * kBlockBytes) = lo;
+            }
+            *reinterpret_cast<uint4*>(at) = w;
+          },
+          [&](int r, int col, E e) {
+            unsigned char* at = point_address(r, col);
+            if constexpr (kSplit) {
+              uint32_t hi, lo;
+              split_tf32(e, hi, lo);
+              *reinterpret_cast<uint32_t*>(at) = hi;
+              *reinterpret_cast<uint32_t*>(at + nk * kBlockBytes) = lo;
+            } else {
+              *reinterpret_cast<E*>(at) = e;
+            }
+          });
+    }
+    fence_async_shared();  // st.shared / cp.async writes, visible to the tensor cores
     named_barrier_sync(kRowsLoaded0 + wg, 128);
 
+    float best[MT][2];
+    int best_i[MT][2];
 #pragma unroll
     for (int m = 0; m < MT; ++m) {
       best[m][0] = best[m][1] = INFINITY;  // smallest h - x.c so far
@@ -669,23 +738,13 @@ __global__ void __launch_bounds__(kWgmmaThreads, MT == 1 && !kSplit ? 2 : 1)
       for (int m = 0; m < MT; ++m) {
 #pragma unroll
         for (int hh = 0; hh < 2; ++hh) {
-          const int r = group_row0 + m * 64 + (warp % 4) * 16 + hh * 8 + lane / 4;
-          x_half[m][hh] = r < rows ? 0.5f * a.x_norms[int64_t(b) * a.n + row0 + r] : 0.0f;
+          x_half[m][hh] = 0.5f * x_norm[m][hh];
           best_key[m][hh] = INT_MAX, best_tile[m][hh] = 0;
         }
       }
     }
-    // This thread's accumulator columns of a tile: 8 i + 2 (lane % 4) + {0, 1}, i < 16.
     const float* c_half = a.c_half + int64_t(b) * a.k_pad + 2 * (lane % 4);
-    const uint32_t x_desc = smem_descriptor(smem_address(X_s) + group_row0 * 128);
-    const uint32_t x_lo_step = uint32_t(nk * kBlockBytes) >> 4;  // split: high -> low parts
-    const uint32_t c_desc = smem_descriptor(smem_address(C_s));
     float d[MT][64];
-    // Turns need a tile's stages to fit the ring: else warpgroup 0 would wait for a stage that
-    // only warpgroup 1's next turn frees. Without turns the two run freely (no cycle). A tile
-    // without column blocks (D = 0, refused by the callers) would never pass the turn on.
-    const bool take_turns = nk > 0 && stages >= kParts * nk;
-    if (take_turns && wg == 1) named_barrier_arrive(kTurn0, 256);  // warpgroup 0 goes first
     int st = 0, last_st = 0, last_hi_st = 0;
     uint32_t phase = 0;
     for (int j = 0; j < n_ctiles; ++j) {
@@ -816,6 +875,10 @@ __global__ void __launch_bounds__(kWgmmaThreads, MT == 1 && !kSplit ? 2 : 1)
         }
       }
     }
+    // The results: each row's winner over its quad, stored by the quad's lane 0; the tile's
+    // inertia and changed-label count summed per warp, then over the warps in a fixed order.
+    double dist_sum = 0;
+    int changed = 0;
 #pragma unroll
     for (int m = 0; m < MT; ++m) {
 #pragma unroll
@@ -836,22 +899,45 @@ __global__ void __launch_bounds__(kWgmmaThreads, MT == 1 && !kSplit ? 2 : 1)
         }
       }
     }
-  }
-  __syncthreads();  // every stage consumed: the ring's buffers are reused below
-  float* score_s = reinterpret_cast<float*>(C_s);
-  int* label_s = reinterpret_cast<int*>(score_s + BM);
-  if (warp < kConsumerThreads / kWarp && lane % 4 == 0) {
+    // (The stores after every shuffle: with a branch between shuffles, ptxas moved the ring index
+    // and the MMA descriptors out of the uniform registers.)
 #pragma unroll
     for (int m = 0; m < MT; ++m) {
 #pragma unroll
       for (int hh = 0; hh < 2; ++hh) {
-        const int r = (warp / 4) * kGroupRows + m * 64 + (warp % 4) * 16 + hh * 8 + lane / 4;
-        score_s[r] = best[m][hh];
-        label_s[r] = best_i[m][hh];
+        const int r = group_row0 + m * 64 + (warp % 4) * 16 + hh * 8 + lane / 4;
+        if (lane % 4 == 0 && r < rows) {
+          const int64_t g = int64_t(b) * a.n + row0 + r;
+          const float score = best[m][hh];
+          const int label = best_i[m][hh];
+          float dist;
+          if (a.metric == kL2) {
+            dist = fmaxf(0.0f, x_norm[m][hh] - 2.0f * score);
+          } else if (a.metric == kCosine) {
+            dist = fmaxf(0.0f, 1.0f - score * x_norm[m][hh]);
+          } else {
+            dist = -score;
+          }
+          dist_sum += dist;
+          changed += old_label[m][hh] != label;
+          a.labels[g] = label;
+          if (a.distances) a.distances[g] = dist;
+          if (a.sort_keys) store_sort_key(a, g, b * a.k + label);
+        }
       }
     }
+    dist_sum = warp_sum_f64(dist_sum);
+    changed = warp_sum_i32(changed);
+    if (lane == 0) warp_inertia[warp] = dist_sum, warp_changed[warp] = changed;
+    named_barrier_sync(kResults, kConsumerThreads);
+    if (threadIdx.x == 0 && a.tile_inertia) {
+      double s = 0;
+      int c = 0;
+      for (int w = 0; w < kConsumerWarps; ++w) s += warp_inertia[w], c += warp_changed[w];
+      a.tile_inertia[blockIdx.x] = s;
+      a.tile_changed[blockIdx.x] = c;
+    }
   }
-  store_block_results<BM>(a, b, row0, rows, score_s, label_s);
 #else
   __trap();  // launched only where wgmma_probe_kernel said the sm_90a code is here
 #endif
@@ -999,12 +1085,13 @@ __global__ void gather_kernel(const V* __restrict__ x, int batch, int64_t n, int
 // Thread p in [0, total]: offsets[c] = p for every cluster c in (key[p - 1], key[p]], with
 // key[-1] = -1 and key[total] = clusters: the first sorted position of each cluster (empty ones
 // included), read off the sorted keys in one coalesced pass.
-__global__ void bounds_kernel(const int32_t* __restrict__ sorted_keys, int64_t total, int clusters,
+template <class Key>
+__global__ void bounds_kernel(const Key* __restrict__ sorted_keys, int64_t total, int clusters,
                               int32_t* offsets) {
   const int64_t p = int64_t(blockIdx.x) * blockDim.x + threadIdx.x;
   if (p > total) return;
-  const int prev = p == 0 ? -1 : sorted_keys[p - 1];
-  const int cur = p == total ? clusters : sorted_keys[p];
+  const int prev = p == 0 ? -1 : int(sorted_keys[p - 1]);
+  const int cur = p == total ? clusters : int(sorted_keys[p]);
   for (int c = prev + 1; c <= cur; ++c) offsets[c] = int32_t(p);
 }
 
@@ -1474,7 +1561,8 @@ size_t segment_temp_bytes(int clusters, cudaStream_t stream) {
                                                (int32_t*)nullptr, clusters + 1, stream));
   return bytes;
 }
-void segment(cudaStream_t stream, const int32_t* sorted_keys, int64_t total, int clusters,
+template <class Key>
+void segment(cudaStream_t stream, const Key* sorted_keys, int64_t total, int clusters,
              int32_t* offsets, int32_t* chunk_counts, int32_t* chunk_offsets, void* temp,
              size_t temp_bytes) {
   bounds_kernel<<<blocks_for(total + 1), kThreads, 0, stream>>>(sorted_keys, total, clusters,
@@ -1485,6 +1573,21 @@ void segment(cudaStream_t stream, const int32_t* sorted_keys, int64_t total, int
   TSR_CUDA_CHECK_LAUNCH("kmeans chunk counts");
   TSR_CUDA_CHECK(cub::DeviceScan::ExclusiveSum(temp, temp_bytes, chunk_counts, chunk_offsets,
                                                clusters + 1, stream));
+}
+
+// The update's sort of (key, point) pairs by the low key_bits of their keys: 16-bit keys when
+// short_keys (keys and sorted_keys then hold uint16_t), else int32_t. With temp null: its size.
+cudaError_t sort_pairs(void* temp, size_t& temp_bytes, const void* keys, void* sorted_keys,
+                       const int32_t* points, int32_t* order, int64_t total, int key_bits,
+                       bool short_keys, cudaStream_t stream) {
+  if (short_keys) {
+    return cub::DeviceRadixSort::SortPairs(temp, temp_bytes, static_cast<const uint16_t*>(keys),
+                                           static_cast<uint16_t*>(sorted_keys), points, order,
+                                           int(total), 0, key_bits, stream);
+  }
+  return cub::DeviceRadixSort::SortPairs(temp, temp_bytes, static_cast<const int32_t*>(keys),
+                                         static_cast<int32_t*>(sorted_keys), points, order,
+                                         int(total), 0, key_bits, stream);
 }
 
 // sum_chunks_kernel with 4-wide row loads when vec4 (D, ld, the batch stride and x's address
@@ -1544,7 +1647,7 @@ size_t wgmma_smem_bytes(int d_pad, int mt, int stages, int parts = 1) {
 // parts = 2 (kSplit): one block per SM.
 template <class V>
 int wgmma_stages(int d_pad, int mt, size_t block_limit, size_t sm_bytes, int parts = 1) {
-  constexpr size_t kStaticSmem = 256;  // ring barriers + store_block_results' sums
+  constexpr size_t kStaticSmem = 256;  // ring barriers + the per-warp sums
   const size_t fixed = wgmma_smem_bytes<V>(d_pad, mt, 0, parts) + kStaticSmem;
   auto fitting = [&](size_t budget) {
     return budget < fixed ? 0 : int(std::min<size_t>(kMaxStages, (budget - fixed) / kStageBytes));
@@ -1962,11 +2065,10 @@ void fit(Context& ctx, BatchedDenseView<const V> x, int64_t k, const KmeansOptio
                     reinterpret_cast<uintptr_t>(x.data) % (4 * sizeof(V)) == 0;
   int key_bits = 1;
   while ((int64_t(1) << key_bits) < clusters) ++key_bits;
+  const bool short_keys = clusters <= 65536;  // 16-bit sort keys
   size_t sort_bytes = 0;
-  TSR_CUDA_CHECK(cub::DeviceRadixSort::SortPairs(nullptr, sort_bytes, (int32_t*)nullptr,
-                                                 (int32_t*)nullptr, (int32_t*)nullptr,
-                                                 (int32_t*)nullptr, int(total), 0, key_bits,
-                                                 stream));
+  TSR_CUDA_CHECK(sort_pairs(nullptr, sort_bytes, nullptr, nullptr, nullptr, nullptr, total,
+                            key_bits, short_keys, stream));
   const size_t temp_bytes = std::max(sort_bytes, segment_temp_bytes(clusters, stream));
   // Inertia history kept on the device: the first kHistoryRows assignments (iterations past it
   // still run and converge; only their history entries are dropped).
@@ -2056,6 +2158,7 @@ void fit(Context& ctx, BatchedDenseView<const V> x, int64_t k, const KmeansOptio
     a.labels = labels;
     a.distances = distances;
     a.sort_keys = keys;
+    a.short_sort_keys = short_keys;
     a.tile_inertia = tile_inertia;
     a.tile_changed = tile_changed;
     // About 8 tiles a thread (a warp held 8192 tiles, 1M points, for 40 us), 32 to 1024 threads.
@@ -2073,10 +2176,15 @@ void fit(Context& ctx, BatchedDenseView<const V> x, int64_t k, const KmeansOptio
     };
     auto update = [&]() {
       size_t bytes = temp_bytes;
-      TSR_CUDA_CHECK(cub::DeviceRadixSort::SortPairs(temp, bytes, keys, sorted_keys, points, order,
-                                                     int(total), 0, key_bits, stream));
-      segment(stream, sorted_keys, total, clusters, offsets, chunk_counts, chunk_offsets, temp,
-              temp_bytes);
+      TSR_CUDA_CHECK(sort_pairs(temp, bytes, keys, sorted_keys, points, order, total, key_bits,
+                                short_keys, stream));
+      if (short_keys) {
+        segment(stream, reinterpret_cast<const uint16_t*>(sorted_keys), total, clusters, offsets,
+                chunk_counts, chunk_offsets, temp, temp_bytes);
+      } else {
+        segment(stream, sorted_keys, total, clusters, offsets, chunk_counts, chunk_offsets, temp,
+                temp_bytes);
+      }
       sum_chunks<V>(stream, vec4, x.data, int(n), int(d), int(k), clusters, x.ld, x.batch_stride,
                     order, offsets, chunk_offsets, p.inv_norms_or_null(), active, max_chunks,
                     partial);
