@@ -558,8 +558,7 @@ __device__ __forceinline__ int score_key(float distance, uint32_t mask, int slot
 // two blocks per SM.
 // A block's fixed costs are latencies in a chain, which at K = 100 or 300 (one to three centroid
 // tiles) took most of its time, so they are kept short: the rows' norms and old labels are read
-// before the point tile (not after it, nor in the epilogue), so are the first centroid tile's
-// ||c||^2 / 2 (straight into the accumulators), 16-bit rows with 16-byte alignment
+// before the point tile (not after it, nor in the epilogue), 16-bit rows with 16-byte alignment
 // arrive by cp.async all at once (not in rounds of four loads), and each row's result is stored
 // by the lane that holds it (no staging through shared memory and a block barrier).
 // (Persistent blocks looping over point tiles were measured too, the next tile's rows copied in
@@ -690,53 +689,6 @@ __global__ void __launch_bounds__(kWgmmaThreads, MT == 1 && !kSplit ? 2 : 1)
         old_label[m][hh] = r < rows && a.tile_changed && lane % 4 == 0 ? a.labels[g] : -1;
       }
     }
-    float best[MT][2];
-    int best_i[MT][2];
-#pragma unroll
-    for (int m = 0; m < MT; ++m) {
-      best[m][0] = best[m][1] = INFINITY;  // smallest h - x.c so far
-      best_i[m][0] = best_i[m][1] = INT_MAX;
-    }
-    // kKeys: this thread's rows' ||x||^2 / 2 (0 past the last point), the smallest score key so
-    // far and the centroid tile it came from.
-    float x_half[MT][2];
-    int best_key[MT][2], best_tile[MT][2];
-    if constexpr (kKeys) {
-#pragma unroll
-      for (int m = 0; m < MT; ++m) {
-#pragma unroll
-        for (int hh = 0; hh < 2; ++hh) {
-          x_half[m][hh] = 0.5f * x_norm[m][hh];
-          best_key[m][hh] = INT_MAX, best_tile[m][hh] = 0;
-        }
-      }
-    }
-    const float* c_half = a.c_half + int64_t(b) * a.k_pad + 2 * (lane % 4);
-    float d[MT][64];
-    // Centroid tile j's accumulators hold h(c) - x.c (the negated score): they start at h of
-    // their columns, loaded straight into them, and the MMAs subtract the products. kKeys: they
-    // start at h + ||x||^2 / 2 and so end at ||x - c||^2 / 2, not negative (up to rounding).
-    auto start_tile = [&](int j) {
-      const float2* h = reinterpret_cast<const float2*>(c_half + j * kBN);
-#pragma unroll
-      for (int i = 0; i < 16; ++i) {
-        const float2 hv = __ldg(h + 4 * i);
-#pragma unroll
-        for (int m = 0; m < MT; ++m) {
-          if constexpr (kKeys) {
-            d[m][4 * i] = hv.x + x_half[m][0], d[m][4 * i + 2] = hv.x + x_half[m][1];
-            d[m][4 * i + 1] = hv.y + x_half[m][0], d[m][4 * i + 3] = hv.y + x_half[m][1];
-          } else {
-            d[m][4 * i] = d[m][4 * i + 2] = hv.x;
-            d[m][4 * i + 1] = d[m][4 * i + 3] = hv.y;
-          }
-        }
-      }
-    };
-    // Score keys (L2): the first tile's start while the points land, one latency less in the
-    // block's chain, and each later tile's right after the fold of the one before. (The float
-    // fold's registers leave no room for that: ptxas spilled.)
-    if constexpr (kKeys) start_tile(0);
     if (async_rows) {
       cp_async_wait<0>();
     } else {
@@ -770,10 +722,50 @@ __global__ void __launch_bounds__(kWgmmaThreads, MT == 1 && !kSplit ? 2 : 1)
     fence_async_shared();  // st.shared / cp.async writes, visible to the tensor cores
     named_barrier_sync(kRowsLoaded0 + wg, 128);
 
+    float best[MT][2];
+    int best_i[MT][2];
+#pragma unroll
+    for (int m = 0; m < MT; ++m) {
+      best[m][0] = best[m][1] = INFINITY;  // smallest h - x.c so far
+      best_i[m][0] = best_i[m][1] = INT_MAX;
+    }
+    // kKeys: this thread's rows' ||x||^2 / 2 (0 past the last point), the smallest score key so
+    // far and the centroid tile it came from.
+    float x_half[MT][2];
+    int best_key[MT][2], best_tile[MT][2];
+    if constexpr (kKeys) {
+#pragma unroll
+      for (int m = 0; m < MT; ++m) {
+#pragma unroll
+        for (int hh = 0; hh < 2; ++hh) {
+          x_half[m][hh] = 0.5f * x_norm[m][hh];
+          best_key[m][hh] = INT_MAX, best_tile[m][hh] = 0;
+        }
+      }
+    }
+    const float* c_half = a.c_half + int64_t(b) * a.k_pad + 2 * (lane % 4);
+    float d[MT][64];
     int st = 0, last_st = 0, last_hi_st = 0;
     uint32_t phase = 0;
     for (int j = 0; j < n_ctiles; ++j) {
-      if constexpr (!kKeys) start_tile(j);
+      // Here the accumulators hold h(c) - x.c (the negated score): they start at h of their
+      // columns, loaded straight into them, and the MMAs subtract the products. kKeys: they
+      // start at h + ||x||^2 / 2 and so end at ||x - c||^2 / 2, not negative (up to rounding).
+      const float2* h = reinterpret_cast<const float2*>(c_half + j * kBN);
+#pragma unroll
+      for (int i = 0; i < 16; ++i) {
+        const float2 hv = __ldg(h + 4 * i);
+#pragma unroll
+        for (int m = 0; m < MT; ++m) {
+          if constexpr (kKeys) {
+            d[m][4 * i] = hv.x + x_half[m][0], d[m][4 * i + 2] = hv.x + x_half[m][1];
+            d[m][4 * i + 1] = hv.y + x_half[m][0], d[m][4 * i + 3] = hv.y + x_half[m][1];
+          } else {
+            d[m][4 * i] = d[m][4 * i + 2] = hv.x;
+            d[m][4 * i + 1] = d[m][4 * i + 3] = hv.y;
+          }
+        }
+      }
 #pragma unroll
       for (int m = 0; m < MT; ++m) fence_accumulators(d[m]);
       if (take_turns) named_barrier_sync(kTurn0 + wg, 256);  // our turn on the tensor cores
@@ -881,9 +873,6 @@ __global__ void __launch_bounds__(kWgmmaThreads, MT == 1 && !kSplit ? 2 : 1)
             if (v[0] < best[m][hh]) best[m][hh] = v[0], best_i[m][hh] = j * kBN + 2 * (lane % 4) + ix[0];
           }
         }
-      }
-      if constexpr (kKeys) {
-        if (j + 1 < n_ctiles) start_tile(j + 1);
       }
     }
     // The results: each row's winner over its quad, stored by the quad's lane 0; the tile's
