@@ -670,7 +670,6 @@ __global__ void __launch_bounds__(kWgmmaThreads, MT == 1 && !kSplit ? 2 : 1)
   // without column blocks (D = 0, refused by the callers) would never pass the turn on.
   const bool take_turns = nk > 0 && stages >= kParts * nk;
   if (take_turns && wg == 1) named_barrier_arrive(kTurn0, 256);  // warpgroup 0 goes first
-  // This thread's accumulator columns of a tile: 8 i + 2 (lane % 4) + {0, 1}, i < 16.
   const uint32_t x_desc = smem_descriptor(smem_address(X_s) + group_row0 * 128);
   const uint32_t x_lo_step = uint32_t(nk * kBlockBytes) >> 4;  // split: high -> low parts
   const uint32_t c_desc = smem_descriptor(smem_address(C_s));
@@ -743,6 +742,7 @@ __global__ void __launch_bounds__(kWgmmaThreads, MT == 1 && !kSplit ? 2 : 1)
         }
       }
     }
+    // This thread's accumulator columns of a tile: 8 i + 2 (lane % 4) + {0, 1}, i < 16.
     const float* c_half = a.c_half + int64_t(b) * a.k_pad + 2 * (lane % 4);
     float d[MT][64];
     int st = 0, last_st = 0, last_hi_st = 0;
@@ -899,8 +899,6 @@ __global__ void __launch_bounds__(kWgmmaThreads, MT == 1 && !kSplit ? 2 : 1)
         }
       }
     }
-    // (The stores after every shuffle: with a branch between shuffles, ptxas moved the ring index
-    // and the MMA descriptors out of the uniform registers.)
 #pragma unroll
     for (int m = 0; m < MT; ++m) {
 #pragma unroll
