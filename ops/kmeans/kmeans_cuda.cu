@@ -3,10 +3,13 @@
 //               per-tile inertia and changed-label counts: assign_wgmma_kernel on sm_90a builds
 //               (warp-specialised: bulk-copy producer, warpgroup MMAs taking turns),
 //               assign_kernel (mma.sync) elsewhere; both have a 3xTF32 form for exact f32
-//   sort        CUB radix sort of the keys b * K + label (stable: points stay in index order)
-//   bounds      segment offsets by binary search, chunks of kChunk points per cluster, scan
+//   sort        CUB radix sort of the keys b * K + label, 16-bit while B * K <= 65536 (stable:
+//               points stay in index order)
+//   bounds      segment offsets read off the sorted keys, chunks of kChunk points per cluster,
+//               scan
 //   sum_chunks  a warp sums one chunk's rows in point order into a partial (f32)
-//   finalize    a warp per cluster sums its partials in order (f64), divides, writes the centroid
+//   finalize    a block per cluster sums its partials in order (f64), divides, writes the
+//               centroid
 //   reseed      (policy reseed_farthest) empty clusters take the farthest points
 //   table       centroids rounded to the tensor-core type, with their halved squared norms
 //   converge    per-problem inertia in a fixed order; a converged problem's `active` flag drops
