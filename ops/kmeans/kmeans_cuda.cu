@@ -565,7 +565,7 @@ __device__ __forceinline__ int score_key(float distance, uint32_t mask, int slot
 // arrive by cp.async all at once (not in rounds of four loads), and each row's result is stored
 // by the lane that holds it (no staging through shared memory and a block barrier).
 // (Persistent blocks looping over point tiles were measured too, the next tile's rows copied in
-// under the current one's stores: 0-5% slower at K >= 1000, ptxas then kept the ring index and
+// under the current one's stores: 1-14% slower at K >= 1000, ptxas then kept the ring index and
 // the MMA descriptors in vector registers, and no faster than this at K = 100 and 300.)
 template <class V, int MT, bool kSplit = false, bool kKeys = false>
 __global__ void __launch_bounds__(kWgmmaThreads, MT == 1 && !kSplit ? 2 : 1)
