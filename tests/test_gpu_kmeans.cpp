@@ -252,21 +252,21 @@ TYPED_TEST(GpuKmeans, FitConvergesWithTheSameBitsEveryRun) {
   }
 }
 
-TYPED_TEST(GpuKmeans, BatchEqualsProblemsAlone) {
-  using V = TypeParam;
-  REQUIRE_DEVICE();
-  Context ctx;
-  const int64_t b = 4, n = 2000, d = 24, k = 50;
-  const Points<V> x(b, n, d, d, 90, 12);
-  const std::vector<float> c0 = random_centroids(b, k, d, 91);
+// A fit of the batch x from the given centroids c0 [B, k, d] against the listed problems fitted
+// alone: the same centroid and label bits and the same inertia history.
+template <class V>
+void expect_batch_equals_problems_alone(Context& ctx, const Points<V>& x, int64_t k,
+                                        const std::vector<float>& c0, int max_iterations,
+                                        const std::vector<int64_t>& problems) {
+  const int64_t n = x.n, d = x.d;
   KmeansOptions o;
   o.init = KmeansInit::given;
-  o.initial_centroids = contiguous_batch<const float>(c0.data(), b, k, d);
-  o.max_iterations = 6;
+  o.initial_centroids = contiguous_batch<const float>(c0.data(), x.batch, k, d);
+  o.max_iterations = max_iterations;
   const ops::KmeansResult all = ops::kmeans(ctx, x.on(MemorySpace::device), k, o);
   const std::vector<float> call = all.centroids.to_vector();
   const std::vector<int32_t> lall = all.labels.to_vector();
-  for (int64_t p = 0; p < b; ++p) {
+  for (int64_t p : problems) {
     BatchedDenseView<const V> one = x.on(MemorySpace::device);
     one.batch = 1;
     one.data += p * n * x.ld;
@@ -281,6 +281,15 @@ TYPED_TEST(GpuKmeans, BatchEqualsProblemsAlone) {
   }
 }
 
+TYPED_TEST(GpuKmeans, BatchEqualsProblemsAlone) {
+  using V = TypeParam;
+  REQUIRE_DEVICE();
+  Context ctx;
+  const int64_t b = 4, n = 2000, d = 24, k = 50;
+  const Points<V> x(b, n, d, d, 90, 12);
+  expect_batch_equals_problems_alone(ctx, x, k, random_centroids(b, k, d, 91), 6, {0, 1, 2, 3});
+}
+
 // The update sorts 16-bit keys (b * K + label) while B * K <= 65536 and 32-bit ones past it:
 // a batch of 66,000 clusters gives each problem the bits it gets alone (16-bit keys).
 TEST(GpuKmeansOps, BatchesPastSixteenBitKeysEqualProblemsAlone) {
@@ -288,27 +297,7 @@ TEST(GpuKmeansOps, BatchesPastSixteenBitKeysEqualProblemsAlone) {
   Context ctx;
   const int64_t b = 33, n = 2100, d = 6, k = 2000;
   const Points<f16> x(b, n, d, d, 95, 40);
-  const std::vector<float> c0 = random_centroids(b, k, d, 96);
-  KmeansOptions o;
-  o.init = KmeansInit::given;
-  o.initial_centroids = contiguous_batch<const float>(c0.data(), b, k, d);
-  o.max_iterations = 3;
-  const ops::KmeansResult all = ops::kmeans(ctx, x.on(MemorySpace::device), k, o);
-  const std::vector<float> call = all.centroids.to_vector();
-  const std::vector<int32_t> lall = all.labels.to_vector();
-  for (int64_t p : {int64_t(0), int64_t(17), b - 1}) {
-    BatchedDenseView<const f16> one = x.on(MemorySpace::device);
-    one.batch = 1;
-    one.data += p * n * x.ld;
-    KmeansOptions op = o;
-    op.initial_centroids = contiguous_batch<const float>(c0.data() + p * k * d, 1, k, d);
-    const ops::KmeansResult r = ops::kmeans(ctx, one, k, op);
-    const std::vector<float> c = r.centroids.to_vector();
-    EXPECT_TRUE(std::equal(c.begin(), c.end(), call.begin() + p * k * d)) << "problem " << p;
-    const std::vector<int32_t> l = r.labels.to_vector();
-    EXPECT_TRUE(std::equal(l.begin(), l.end(), lall.begin() + p * n)) << "problem " << p;
-    EXPECT_EQ(r.inertia_history[0], all.inertia_history[size_t(p)]) << "problem " << p;
-  }
+  expect_batch_equals_problems_alone(ctx, x, k, random_centroids(b, k, d, 96), 3, {0, 17, b - 1});
 }
 
 // The returned counts are those of the returned labels: counted in shared memory per span of
