@@ -8,10 +8,13 @@
 #include <gtest/gtest.h>
 
 #include <algorithm>
+#include <cmath>
 #include <cstdlib>
 #include <filesystem>
 #include <numeric>
 #include <string>
+#include <utility>
+#include <vector>
 
 #include "core/device.h"
 #include "core/random.h"
@@ -1024,6 +1027,121 @@ TEST(GpuKmeansOps, BadInputGetsClearErrors) {
   o.init = KmeansInit::random;
   EXPECT_THAT(error_of([&] { ops::kmeans(ctx, wide.on(MemorySpace::device), 2, o); }),
               HasSubstr("kmeans: D = " + std::to_string(too_wide) + " "));
+}
+
+// Sets an environment variable for its lifetime, then restores what was there.
+class ScopedEnv {
+ public:
+  ScopedEnv(const char* name, const char* value) : name_(name) {
+    if (const char* before = std::getenv(name)) had_ = true, saved_ = before;
+    setenv(name, value, 1);
+  }
+  ~ScopedEnv() {
+    if (had_) setenv(name_, saved_.c_str(), 1); else unsetenv(name_);
+  }
+  ScopedEnv(const ScopedEnv&) = delete;
+  ScopedEnv& operator=(const ScopedEnv&) = delete;
+
+ private:
+  const char* name_;
+  bool had_ = false;
+  std::string saved_;
+};
+
+void expect_same_result(const ops::KmeansResult& a, const ops::KmeansResult& b,
+                        const std::string& what) {
+  EXPECT_EQ(a.centroids.to_vector(), b.centroids.to_vector()) << what;
+  EXPECT_EQ(a.labels.to_vector(), b.labels.to_vector()) << what;
+  EXPECT_EQ(a.counts.to_vector(), b.counts.to_vector()) << what;
+  EXPECT_EQ(a.inertia, b.inertia) << what;
+  EXPECT_EQ(a.inertia_history, b.inertia_history) << what;
+  EXPECT_EQ(a.iterations, b.iterations) << what;
+}
+
+// On 16-bit l2 problems with 16-byte rows a fit's first assignment computes the point norms and
+// their checks from its resident tile (one read of X less than the separate pass, which
+// TESSERA_KMEANS_FUSED_NORMS=0 keeps): the same summation order, so the same bits everywhere;
+// points past the last tile, padding past D and strided rows included.
+template <class V>
+void expect_fused_norms_match_the_pass() {
+  Context ctx;
+  struct Shape { int64_t b, n, d, ld; };
+  for (const Shape s : {Shape{3, 1000, 24, 24}, Shape{2, 777, 136, 144}, Shape{1, 129, 8, 8}}) {
+    const Points<V> x(s.b, s.n, s.d, s.ld, 31 + uint64_t(s.d), 9);
+    const int64_t k = 13;
+    const std::vector<float> c0 = random_centroids(s.b, k, s.d, 32);
+    for (const bool given : {false, true}) {
+      for (const int iterations : {0, 3}) {
+        for (const bool final_assignment : {true, false}) {
+          if (iterations == 0 && !final_assignment) continue;
+          KmeansOptions o;
+          o.init = given ? KmeansInit::given : KmeansInit::random;
+          o.initial_centroids = contiguous_batch<const float>(c0.data(), s.b, k, s.d);
+          o.seed = 3;
+          o.max_iterations = iterations;
+          o.final_assignment = final_assignment;
+          const ops::KmeansResult fused = ops::kmeans(ctx, x.on(MemorySpace::device), k, o);
+          ScopedEnv pass("TESSERA_KMEANS_FUSED_NORMS", "0");
+          const ops::KmeansResult separate = ops::kmeans(ctx, x.on(MemorySpace::device), k, o);
+          expect_same_result(fused, separate,
+                             "D = " + std::to_string(s.d) + (given ? " given" : " random") +
+                                 ", " + std::to_string(iterations) + " iterations" +
+                                 (final_assignment ? "" : ", no final assignment"));
+        }
+      }
+    }
+  }
+}
+
+TEST(GpuKmeansOps, NormsFromTheFirstAssignmentEqualTheSeparatePass) {
+  REQUIRE_DEVICE();
+  expect_fused_norms_match_the_pass<bf16>();
+  expect_fused_norms_match_the_pass<f16>();
+}
+
+// Bad points found by the first assignment's norms get the separate pass's errors, the first in
+// X's order, and a fit into a held result leaves it as it was.
+TEST(GpuKmeansOps, NormsFromTheFirstAssignmentRefuseBadPointsAndKeepTheHeldResult) {
+  REQUIRE_DEVICE();
+  Context ctx;
+  const int64_t b = 2, n = 300, d = 24, k = 5;
+  const Points<bf16> good(b, n, d, d, 41, 5);
+  const std::vector<float> c0 = random_centroids(b, k, d, 42);
+  KmeansOptions o;
+  o.init = KmeansInit::given;
+  o.initial_centroids = contiguous_batch<const float>(c0.data(), b, k, d);
+  o.max_iterations = 4;
+  ops::KmeansResult held;
+  ops::kmeans(ctx, good.on(MemorySpace::device), k, o, held);
+  const std::vector<float> held_centroids = held.centroids.to_vector();
+  const std::vector<int32_t> held_labels = held.labels.to_vector();
+  const std::vector<double> held_inertia = held.inertia;
+  struct Bad { std::vector<std::pair<int64_t, float>> at; std::string error; };
+  auto flat = [&](int64_t p, int64_t i, int64_t col) { return (p * n + i) * d + col; };
+  const Bad cases[] = {
+      {{{flat(1, 213, 5), NAN}}, "kmeans: X[1][213][5] is NaN or Inf"},
+      {{{flat(0, 7, 23), INFINITY}}, "kmeans: X[0][7][23] is NaN or Inf"},
+      {{{flat(1, 5, 0), NAN}, {flat(0, 100, 3), -INFINITY}}, "kmeans: X[0][100][3] is NaN"},
+      {{{flat(1, 20, 0), 4e18f}}, "kmeans: X[1][20] has a squared norm over"},
+  };
+  for (const Bad& bad : cases) {
+    Points<bf16> x(b, n, d, d, 41, 5);
+    for (const auto& [i, v] : bad.at) x.host.data()[i] = from_float<bf16>(v);
+    x.dev = x.host.to(MemorySpace::device);
+    for (const bool fused : {true, false}) {
+      ScopedEnv choice("TESSERA_KMEANS_FUSED_NORMS", fused ? "1" : "0");
+      for (const KmeansInit init : {KmeansInit::given, KmeansInit::random}) {
+        KmeansOptions oi = o;
+        oi.init = init;
+        EXPECT_THAT(error_of([&] { ops::kmeans(ctx, x.on(MemorySpace::device), k, oi, held); }),
+                    HasSubstr(bad.error))
+            << (fused ? "fused" : "separate pass");
+        EXPECT_EQ(held.centroids.to_vector(), held_centroids) << bad.error;
+        EXPECT_EQ(held.labels.to_vector(), held_labels) << bad.error;
+        EXPECT_EQ(held.inertia, held_inertia) << bad.error;
+      }
+    }
+  }
 }
 
 TEST(GpuKmeansOps, RealSiftVectors) {

@@ -143,6 +143,11 @@ struct AssignArgs {
   // Passed at run time on purpose: as an immediate, ptxas packs each key with two instructions
   // instead of one.
   uint32_t key_mask = ~((1u << kKeySlotBits) - 1);
+  // assign_wgmma_kernel<..., kNorms>: ||x||^2 computed from the point tile into x_norms (written
+  // through this pointer), and point_norms_kernel's checks flagged in check_flags ([0]: the first
+  // non-finite element, [4]: the first point with a squared norm over kMaxSquaredNorm).
+  float* norms_out = nullptr;
+  unsigned long long* check_flags = nullptr;
 };
 
 // v = hi + lo + O(2^-22 |v|) with hi and lo both tf32 (3xTF32: a product of two such sums,
@@ -556,6 +561,44 @@ __device__ __forceinline__ int score_key(float distance, uint32_t mask, int slot
   return int((__float_as_uint(distance) & mask) | uint32_t(slot));
 }
 
+// assign_wgmma_kernel<..., kNorms>: the squared norms of this thread's two rows (those of its
+// accumulators: (warp % 4) * 16 + hh * 8 + lane / 4 of the warpgroup's, which starts at point
+// row0; `rows` of them are points) from the 16-bit tile in shared memory (`at(r, col)`: the
+// address of the 16-byte chunk at col). The summation is point_norms_kernel's with a quad for its
+// four lanes (lane q of the quad adds chunks q, q + 4, ... in f64, then the xor-shuffles 1 and
+// 2), so the bits are that pass's; its checks flag the same offenders. Whole warps call it.
+template <class V, class ChunkAddress>
+__device__ __forceinline__ void tile_point_norms(const AssignArgs& a, int b, int64_t row0,
+                                                 int rows, ChunkAddress at, float (&norm)[2]) {
+  constexpr int kV = 16 / sizeof(V);
+  const int warp = int(threadIdx.x / kWarp) % 4, lane = int(threadIdx.x % kWarp);
+#pragma unroll
+  for (int hh = 0; hh < 2; ++hh) {
+    const int r = warp * 16 + hh * 8 + lane / 4;
+    double s = 0;
+    for (int c = lane % 4; c < a.d_pad / kV; c += 4) {  // past D: zeros, which add nothing
+      float v[kV];
+      cuda::load_vec<kV>(reinterpret_cast<const V*>(at(r, c * kV)), v);
+#pragma unroll
+      for (int e = 0; e < kV; ++e) s = fma(double(v[e]), double(v[e]), s);
+    }
+    s += __shfl_xor_sync(0xffffffffu, s, 1);
+    s += __shfl_xor_sync(0xffffffffu, s, 2);
+    norm[hh] = float(s);
+    if (lane % 4 == 0 && r < rows) {
+      const int64_t g = int64_t(b) * a.n + row0 + r;
+      a.norms_out[g] = float(s);
+      if (!isfinite(s)) {  // squares of finite 16-bit values are finite in f64: a NaN or an Inf
+        int bad = 0;
+        while (bad < a.d && isfinite(load_f32(*reinterpret_cast<const V*>(at(r, bad))))) ++bad;
+        atomicMin(a.check_flags, static_cast<unsigned long long>(g) * unsigned(a.d) + bad);
+      } else if (s > kMaxSquaredNorm) {
+        atomicMin(a.check_flags + 4, static_cast<unsigned long long>(g));
+      }
+    }
+  }
+}
+
 // MT m64 sub-tiles per consumer warpgroup: BM = 128 MT points per block. MT = 2 halves the
 // centroid traffic per multiply-add (one block per SM: 128 accumulators a thread); MT = 1 runs
 // two blocks per SM.
@@ -565,9 +608,12 @@ __device__ __forceinline__ int score_key(float distance, uint32_t mask, int slot
 // arrive by cp.async all at once (not in rounds of four loads), and each row's result is stored
 // by the lane that holds it (no staging through shared memory and a block barrier).
 // (Persistent blocks looping over point tiles were measured too, the next tile's rows copied in
-// under the current one's stores: 1-14% slower at K >= 1000, ptxas then kept the ring index and
+// under the current one's stores: 0-5% slower at K >= 1000, ptxas then kept the ring index and
 // the MMA descriptors in vector registers, and no faster than this at K = 100 and 300.)
-template <class V, int MT, bool kSplit = false, bool kKeys = false>
+// kNorms (a fit's first assignment, l2, 16-bit rows by cp.async): the rows' ||x||^2 are computed
+// here from the resident tile, with point_norms_kernel's checks, instead of read, saving that
+// pass's read of X.
+template <class V, int MT, bool kSplit = false, bool kKeys = false, bool kNorms = false>
 __global__ void __launch_bounds__(kWgmmaThreads, MT == 1 && !kSplit ? 2 : 1)
     assign_wgmma_kernel(const V* __restrict__ x, const AssignArgs a, const int stages) {
 #if defined(__CUDA_ARCH_FEAT_SM90_ALL)
@@ -575,6 +621,9 @@ __global__ void __launch_bounds__(kWgmmaThreads, MT == 1 && !kSplit ? 2 : 1)
   using E = typename Tile<V>::Elem;
   static_assert(!kSplit || (std::is_same_v<V, float> && MT == 1), "3xTF32: f32, 128-point blocks");
   static_assert(!(kSplit && kKeys), "score keys drop bits the exact split keeps");
+  static_assert(!kNorms || (!std::is_same_v<V, float> && MT == 1 && !kKeys),
+                "norms from the tile: 16-bit rows, 128-point blocks, the float fold (whose "
+                "accumulators start without ||x||^2)");
   constexpr int kParts = kSplit ? 2 : 1;  // stages (and point tiles) per column block
   constexpr int BM = 128 * MT;
   constexpr int kGroupRows = 64 * MT;    // points of one consumer warpgroup
@@ -661,10 +710,15 @@ __global__ void __launch_bounds__(kWgmmaThreads, MT == 1 && !kSplit ? 2 : 1)
     const V* xb = x + int64_t(b) * a.batch_stride + (row0 + group_row0) * a.ld;
     constexpr int kV = 16 / sizeof(V);
     const int per_row = a.d_pad / kV;
-    for (int c = threadIdx.x % 128; c < kGroupRows * per_row; c += 128) {
-      const int r = c / per_row, col = (c % per_row) * kV;
+    // Chunk c = r * per_row + q of this thread's, c = t, t + 128, ...: (r, q) stepped by (128 /
+    // per_row, 128 % per_row) with a carry, not divided out per chunk.
+    const int t = threadIdx.x % 128, dr = 128 / per_row, dq = 128 % per_row;
+    for (int r = t / per_row, q = t % per_row; r < kGroupRows;) {
+      const int col = q * kV;
       const bool in = r < group_rows && col < a.d;
       cp_async16_zfill(point_address(r, col), in ? xb + int64_t(r) * a.ld + col : xb, in);
+      r += dr, q += dq;
+      if (q >= per_row) q -= per_row, ++r;
     }
     cp_async_commit();
   }
@@ -687,7 +741,7 @@ __global__ void __launch_bounds__(kWgmmaThreads, MT == 1 && !kSplit ? 2 : 1)
       for (int hh = 0; hh < 2; ++hh) {
         const int r = group_row0 + m * 64 + (warp % 4) * 16 + hh * 8 + lane / 4;
         const int64_t g = int64_t(b) * a.n + row0 + r;
-        x_norm[m][hh] = r < rows && a.metric != kInnerProduct ? a.x_norms[g] : 0.0f;
+        x_norm[m][hh] = !kNorms && r < rows && a.metric != kInnerProduct ? a.x_norms[g] : 0.0f;
         old_label[m][hh] = r < rows && a.tile_changed && lane % 4 == 0 ? a.labels[g] : -1;
       }
     }
@@ -813,6 +867,9 @@ __global__ void __launch_bounds__(kWgmmaThreads, MT == 1 && !kSplit ? 2 : 1)
         last_hi_st = hi_st;
         last_st = st;
         if (++st == stages) st = 0, phase ^= 1;
+      }
+      if constexpr (kNorms) {
+        if (j == 0) tile_point_norms<V>(a, b, row0 + group_row0, rows - group_row0, point_address, x_norm[0]);
       }
       wgmma_wait<0>();
 #pragma unroll
@@ -979,14 +1036,14 @@ __global__ void point_norms_kernel(const V* __restrict__ x, int64_t batch, int64
 #pragma unroll
       for (int e = 0; e < kV; ++e) {
         if (!isfinite(v[e])) bad = min(bad, col + e);
-        s += double(v[e]) * v[e];
+        s = fma(double(v[e]), double(v[e]), s);  // as tile_point_norms: the same bits
       }
     }
   } else {
     for (int col = lane; col < d; col += kNormLanes) {
       const float v = load_f32(row[col]);
       if (!isfinite(v)) bad = min(bad, col);
-      s += double(v) * v;
+      s = fma(double(v), double(v), s);
     }
   }
   const unsigned mask = cuda::team_mask(kNormLanes);
@@ -1794,6 +1851,9 @@ struct DeviceProblem {
   int wgmma_ring = 0;                    // its ring stages
   int prefetch_ahead = 0;                // AssignArgs::prefetch_ahead
   bool score_keys = false;               // L2 on the wgmma kernel: its kKeys form
+  // A fit's first assignment can compute the point norms (fused_norms_kernel) instead of
+  // point_norms_kernel: l2 on the 128-point wgmma kernel with 16-bit rows by cp.async.
+  bool fused_norms = false;
   int points_per_block = kBM;
   float* x_norms = nullptr;              // [B * n] (l2, cosine)
   Elem* table = nullptr;                 // [B, k_pad, d_pad] (split: twice that)
@@ -1838,12 +1898,21 @@ struct DeviceProblem {
     // (TESSERA_KMEANS_KEYS=0: the float fold, for comparisons).
     const char* keys_env = std::getenv("TESSERA_KMEANS_KEYS");
     score_keys = metric == kL2 && !split() && !(keys_env && std::string(keys_env) == "0");
+    // (TESSERA_KMEANS_FUSED_NORMS=0: the separate pass, for comparisons and tests.)
+    const char* fused_env = std::getenv("TESSERA_KMEANS_FUSED_NORMS");
+    fused_norms = !std::is_same_v<V, float> && metric == kL2 && wgmma_mt == 1 && !split() &&
+                  rows_16b_aligned(x) && !(fused_env && std::string(fused_env) == "0");
     tiles = (x.rows + points_per_block - 1) / points_per_block;
-    // Outside any stream capture: the kernel's shared memory above the default 48 KiB.
+    // Outside any stream capture: the kernels' shared memory above the default 48 KiB.
     const void* kernel = wgmma_mt != 0 ? reinterpret_cast<const void*>(wgmma_kernel())
                                        : reinterpret_cast<const void*>(mma_sync_kernel());
     TSR_CUDA_CHECK(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize,
                                         int(assign_kernel_smem())));
+    if (fused_norms) {
+      TSR_CUDA_CHECK(cudaFuncSetAttribute(reinterpret_cast<const void*>(fused_norms_kernel()),
+                                          cudaFuncAttributeMaxDynamicSharedMemorySize,
+                                          int(assign_kernel_smem())));
+    }
     // The wgmma kernel prefetches one wave of resident blocks ahead (TESSERA_KMEANS_PREFETCH=0:
     // off, for comparisons).
     const char* prefetch_env = std::getenv("TESSERA_KMEANS_PREFETCH");
@@ -1870,6 +1939,16 @@ struct DeviceProblem {
                            : assign_wgmma_kernel<V, 1, false, true>;
     }
     return wgmma_mt == 2 ? assign_wgmma_kernel<V, 2> : assign_wgmma_kernel<V, 1>;
+  }
+
+  // The first assignment's kernel when fused_norms: the float fold (its accumulators start
+  // without ||x||^2), computing the norms.
+  WgmmaKernelFn fused_norms_kernel() const {
+    if constexpr (std::is_same_v<V, float>) {
+      return nullptr;  // never fused_norms
+    } else {
+      return assign_wgmma_kernel<V, 1, false, false, true>;
+    }
   }
 
   // Dynamic shared memory of the assignment kernel this problem runs.
@@ -1921,9 +2000,16 @@ struct DeviceProblem {
   // scaling; one synchronisation, then errors naming the first offender.
   void norms_and_checks(cudaStream_t stream, const char* what, float* centroids,
                         const char* what_centroids = nullptr) {
+    launch_checks(stream, centroids, /*points=*/true);
+    report_checks(stream, what, what_centroids);
+  }
+
+  // The checks' kernels, without waiting: point norms and checks unless points is false (a fit
+  // whose first assignment computes them: fused_norms), the centroids' when given.
+  void launch_checks(cudaStream_t stream, float* centroids, bool points) {
     TSR_CUDA_CHECK(cudaMemsetAsync(flags, 0xff, 6 * sizeof(unsigned long long), stream));
     const int64_t total = x.batch * x.rows;
-    if (total > 0) {
+    if (points && total > 0) {
       point_norms_kernel<V><<<blocks_for(total * kNormLanes), kThreads, 0, stream>>>(
           x.data, x.batch, x.rows, int(x.cols), x.ld, x.batch_stride, rows_16b_aligned(x),
           metric, x_norms, flags, flags + 1, flags + 4);
@@ -1935,6 +2021,10 @@ struct DeviceProblem {
           flags + 5);
       TSR_CUDA_CHECK_LAUNCH("kmeans check centroids");
     }
+  }
+
+  // Waits for the checks launched before and fails naming the first offender.
+  void report_checks(cudaStream_t stream, const char* what, const char* what_centroids) {
     unsigned long long host[6];
     TSR_CUDA_CHECK(cudaMemcpyAsync(host, flags, sizeof(host), cudaMemcpyDeviceToHost, stream));
     TSR_CUDA_CHECK(cudaStreamSynchronize(stream));
@@ -1990,15 +2080,21 @@ struct DeviceProblem {
     a.table = table;
     a.c_half = c_half;
     a.prefetch_ahead = prefetch_ahead;
+    a.norms_out = x_norms;
+    a.check_flags = flags;
     return a;
   }
 
-  void launch_assign(cudaStream_t stream, const AssignArgs& a) const {
+  // with_norms (fused_norms only): the kernel that computes the point norms and their checks.
+  void launch_assign(cudaStream_t stream, const AssignArgs& a, bool with_norms = false) const {
     const int64_t blocks = x.batch * tiles;
     TSR_CHECK(blocks <= int64_t(INT32_MAX), "kmeans: ", blocks, " point tiles exceed a launch");
+    TSR_CHECK(!with_norms || fused_norms, "kmeans: the norms computed in an assignment that "
+              "cannot compute them");
     if (wgmma_mt != 0) {
-      wgmma_kernel()<<<unsigned(blocks), kWgmmaThreads, assign_kernel_smem(), stream>>>(x.data, a,
-                                                                                  wgmma_ring);
+      const WgmmaKernelFn kernel = with_norms ? fused_norms_kernel() : wgmma_kernel();
+      kernel<<<unsigned(blocks), kWgmmaThreads, assign_kernel_smem(), stream>>>(x.data, a,
+                                                                              wgmma_ring);
     } else {
       mma_sync_kernel()<<<unsigned(blocks), kAssignThreads, assign_kernel_smem(), stream>>>(x.data, a);
     }
@@ -2106,19 +2202,65 @@ void fit(Context& ctx, BatchedDenseView<const V> x, int64_t k, const KmeansOptio
   int* iteration = scalars;
   int* any_active = scalars + 1;
 
+  AssignArgs a = p.assign_args();
+  a.active = active;
+  a.distances = distances;
+  a.sort_keys = keys;
+  a.short_sort_keys = short_keys;
+  a.tile_inertia = tile_inertia;
+  a.tile_changed = tile_changed;
+  // About 8 tiles a thread (a warp held 8192 tiles, 1M points, for 40 us), 32 to 1024 threads.
+  const unsigned converge_threads =
+      unsigned(std::min<int64_t>(1024, round_up(std::max<int64_t>(1, p.tiles / 8), kWarp)));
+  auto assign_and_converge = [&](const AssignArgs& args, bool with_norms) {
+    p.launch_assign(stream, args, with_norms);
+    TSR_CUDA_CHECK(cudaMemsetAsync(any_active, 0, sizeof(int), stream));
+    converge_kernel<<<unsigned(batch), converge_threads, 0, stream>>>(
+        tile_inertia, tile_changed, int(p.tiles), iteration, o.tolerance, o.fixed_iterations,
+        active, last_inertia, history, history_rows, iterations, any_active);
+    TSR_CUDA_CHECK_LAUNCH("kmeans converge");
+    advance_kernel<<<1, 1, 0, stream>>>(iteration);
+    TSR_CUDA_CHECK_LAUNCH("kmeans advance");
+  };
+  auto reset_loop_state = [&]() {
+    TSR_CUDA_CHECK(cudaMemsetAsync(active, 0xff, sizeof(int) * size_t(batch), stream));  // -1: on
+    TSR_CUDA_CHECK(cudaMemsetAsync(iterations, 0, sizeof(int) * size_t(batch), stream));
+    TSR_CUDA_CHECK(cudaMemsetAsync(scalars, 0, 2 * sizeof(int), stream));
+  };
+
   // Initial centroids, checks, norms: all before r is touched, so a failed fit leaves it as it
-  // was (it may hold the warm start's centroids).
+  // was (it may hold the warm start's centroids). With fused norms the first assignment computes
+  // the point norms and checks (one read of X less), so it runs here, into the workspace: its
+  // labels into `order` (free until the first sort), the table from `start`.
+  const bool fused_norms = p.fused_norms;
   if (init.rows) {
     TSR_CUDA_CHECK(cudaMemcpyAsync(seed_rows, init.rows, sizeof(int64_t) * size_t(clusters),
                                    cudaMemcpyHostToDevice, stream));
-    p.norms_and_checks(stream, "kmeans", nullptr);  // the gather below scales by the norms
+    if (fused_norms) {
+      p.launch_checks(stream, nullptr, /*points=*/false);  // l2: the gather needs no norms
+    } else {
+      p.norms_and_checks(stream, "kmeans", nullptr);  // the gather below scales by the norms
+    }
     gather_kernel<V><<<warp_blocks(clusters), kThreads, 0, stream>>>(
         x.data, int(batch), n, int(k), int(d), x.ld, x.batch_stride, seed_rows,
         p.inv_norms_or_null(), start);
     TSR_CUDA_CHECK_LAUNCH("kmeans gather seeds");
   } else {
     copy_centroids(init.given, start, stream);
-    p.norms_and_checks(stream, "kmeans", start, "kmeans: initial_centroids");
+    if (fused_norms) {
+      p.launch_checks(stream, start, /*points=*/false);
+    } else {
+      p.norms_and_checks(stream, "kmeans", start, "kmeans: initial_centroids");
+    }
+  }
+  if (fused_norms) {
+    p.build_table(stream, start, nullptr);
+    reset_loop_state();
+    TSR_CUDA_CHECK(cudaMemsetAsync(order, 0xff, sizeof(int32_t) * size_t(total), stream));
+    AssignArgs first = a;
+    first.labels = order;  // read first as the old labels: -1, every label changes
+    assign_and_converge(first, /*with_norms=*/true);  // iteration 0: the initial centroids
+    p.report_checks(stream, "kmeans", init.rows ? nullptr : "kmeans: initial_centroids");
   }
   // Past the checks, a failure (out of memory, a failed launch) clears r: it never holds a
   // mix of old and new results.
@@ -2146,35 +2288,17 @@ void fit(Context& ctx, BatchedDenseView<const V> x, int64_t k, const KmeansOptio
     float* centroids = r.centroids.data();
     TSR_CUDA_CHECK(cudaMemcpyAsync(centroids, start, sizeof(float) * size_t(clusters) * size_t(d),
                                    cudaMemcpyDeviceToDevice, stream));
-    p.build_table(stream, centroids, nullptr);
-    TSR_CUDA_CHECK(cudaMemsetAsync(active, 0xff, sizeof(int) * size_t(batch), stream));  // -1: on
-    TSR_CUDA_CHECK(cudaMemsetAsync(iterations, 0, sizeof(int) * size_t(batch), stream));
-    TSR_CUDA_CHECK(cudaMemsetAsync(scalars, 0, 2 * sizeof(int), stream));
-    TSR_CUDA_CHECK(cudaMemsetAsync(labels, 0xff, sizeof(int32_t) * size_t(total), stream));
+    if (fused_norms) {  // iteration 0 ran above: its labels; the table holds the same centroids
+      TSR_CUDA_CHECK(cudaMemcpyAsync(labels, order, sizeof(int32_t) * size_t(total),
+                                     cudaMemcpyDeviceToDevice, stream));
+    } else {
+      p.build_table(stream, centroids, nullptr);
+      reset_loop_state();
+      TSR_CUDA_CHECK(cudaMemsetAsync(labels, 0xff, sizeof(int32_t) * size_t(total), stream));
+    }
     iota_kernel<<<blocks_for(total), kThreads, 0, stream>>>(points, total);
     TSR_CUDA_CHECK_LAUNCH("kmeans iota");
-
-    AssignArgs a = p.assign_args();
-    a.active = active;
     a.labels = labels;
-    a.distances = distances;
-    a.sort_keys = keys;
-    a.short_sort_keys = short_keys;
-    a.tile_inertia = tile_inertia;
-    a.tile_changed = tile_changed;
-    // About 8 tiles a thread (a warp held 8192 tiles, 1M points, for 40 us), 32 to 1024 threads.
-    const unsigned converge_threads =
-        unsigned(std::min<int64_t>(1024, round_up(std::max<int64_t>(1, p.tiles / 8), kWarp)));
-    auto assign_and_converge = [&]() {
-      p.launch_assign(stream, a);
-      TSR_CUDA_CHECK(cudaMemsetAsync(any_active, 0, sizeof(int), stream));
-      converge_kernel<<<unsigned(batch), converge_threads, 0, stream>>>(
-          tile_inertia, tile_changed, int(p.tiles), iteration, o.tolerance, o.fixed_iterations,
-          active, last_inertia, history, history_rows, iterations, any_active);
-      TSR_CUDA_CHECK_LAUNCH("kmeans converge");
-      advance_kernel<<<1, 1, 0, stream>>>(iteration);
-      TSR_CUDA_CHECK_LAUNCH("kmeans advance");
-    };
     auto update = [&]() {
       size_t bytes = temp_bytes;
       TSR_CUDA_CHECK(sort_pairs(temp, bytes, keys, sorted_keys, points, order, total, key_bits,
@@ -2216,7 +2340,7 @@ void fit(Context& ctx, BatchedDenseView<const V> x, int64_t k, const KmeansOptio
       return host_active == 0;
     };
 
-    assign_and_converge();  // iteration 0: the initial centroids
+    if (!fused_norms) assign_and_converge(a, false);  // iteration 0: the initial centroids
     int launched = 0;
     if (full_iterations > 0 && o.profile_stages) {  // one by one, with events between the stages
       TSR_CHECK(full_iterations <= kHistoryRows, "kmeans: profile_stages times at most ",
@@ -2234,7 +2358,7 @@ void fit(Context& ctx, BatchedDenseView<const V> x, int64_t k, const KmeansOptio
         TSR_CUDA_CHECK(cudaEventRecord(events[3 * launched], stream));
         update();
         TSR_CUDA_CHECK(cudaEventRecord(events[3 * launched + 1], stream));
-        assign_and_converge();
+        assign_and_converge(a, false);
         TSR_CUDA_CHECK(cudaEventRecord(events[3 * launched + 2], stream));
       }
       TSR_CUDA_CHECK(cudaStreamSynchronize(stream));
@@ -2255,7 +2379,7 @@ void fit(Context& ctx, BatchedDenseView<const V> x, int64_t k, const KmeansOptio
     } else if (full_iterations > 0 && full_iterations < kGraphFromIterations) {
       while (launched < full_iterations) {
         update();
-        assign_and_converge();
+        assign_and_converge(a, false);
         ++launched;
       }
     } else if (full_iterations > 0) {
@@ -2265,7 +2389,7 @@ void fit(Context& ctx, BatchedDenseView<const V> x, int64_t k, const KmeansOptio
       TSR_CUDA_CHECK(cudaStreamBeginCapture(stream, cudaStreamCaptureModeThreadLocal));
       try {
         update();
-        assign_and_converge();
+        assign_and_converge(a, false);
       } catch (...) {
         cudaStreamEndCapture(stream, &graph);
         if (graph) cudaGraphDestroy(graph);
