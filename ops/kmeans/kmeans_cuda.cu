@@ -118,6 +118,7 @@ __device__ __forceinline__ typename Tile<V>::Elem input_elem(V v) {
 enum MetricCode : int { kL2 = 0, kCosine = 1, kInnerProduct = 2 };
 
 constexpr int kKeySlotBits = 5;  // assign_wgmma_kernel's score keys: 32 column slots a thread
+constexpr int kNormLanes = 4;    // point_norms_kernel's lanes a point
 
 struct AssignArgs {
   int64_t n = 0, ld = 0, batch_stride = 0;
@@ -561,39 +562,58 @@ __device__ __forceinline__ int score_key(float distance, uint32_t mask, int slot
   return int((__float_as_uint(distance) & mask) | uint32_t(slot));
 }
 
+// ||x||^2 of a 16-bit row, as point_norms_kernel and tile_point_norms both sum it (so that a
+// fit computes the same bits either way): kNormLanes lanes, lane q adding 16-byte chunks q,
+// q + kNormLanes, ... element by element in f32 (one rounding an element: fmaf), then the lanes'
+// sums by xor-shuffles 1 and 2. f32 and not f64: the
+// conversions to f64 run at a quarter of the f32 rate, which in the assignment cost about as
+// much as the read of X they replace. Overflow (bf16 past 1.8e19) gives +inf: over
+// kMaxSquaredNorm, as it should be.
+__device__ __forceinline__ float norm_lane_add(float s, const float (&v)[8]) {
+#pragma unroll
+  for (int e = 0; e < 8; ++e) s = fmaf(v[e], v[e], s);
+  return s;
+}
+__device__ __forceinline__ float norm_lanes_total(float s, unsigned mask) {
+#pragma unroll
+  for (int off = 1; off < kNormLanes; off *= 2) s += __shfl_xor_sync(mask, s, off, kNormLanes);
+  return s;
+}
+
 // assign_wgmma_kernel<..., kNorms>: the squared norms of this thread's two rows (those of its
 // accumulators: (warp % 4) * 16 + hh * 8 + lane / 4 of the warpgroup's, which starts at point
 // row0; `rows` of them are points) from the 16-bit tile in shared memory (`at(r, col)`: the
-// address of the 16-byte chunk at col). The summation is point_norms_kernel's with a quad for its
-// four lanes (lane q of the quad adds chunks q, q + 4, ... in f64, then the xor-shuffles 1 and
-// 2), so the bits are that pass's; its checks flag the same offenders. Whole warps call it.
-template <class V, class ChunkAddress>
+// address of element col), a quad's four lanes summing as point_norms_kernel does (the same
+// bits), and that kernel's checks: the first non-finite element, the first squared norm over
+// kMaxSquaredNorm. Whole warps call it.
+template <class V, class ElementAddress>
 __device__ __forceinline__ void tile_point_norms(const AssignArgs& a, int b, int64_t row0,
-                                                 int rows, ChunkAddress at, float (&norm)[2]) {
-  constexpr int kV = 16 / sizeof(V);
+                                                 int rows, ElementAddress at, float (&norm)[2]) {
+  static_assert(sizeof(V) == 2 && kNormLanes == 4, "a quad per 16-bit row");
+  constexpr int kV = 8;
   const int warp = int(threadIdx.x / kWarp) % 4, lane = int(threadIdx.x % kWarp);
 #pragma unroll
   for (int hh = 0; hh < 2; ++hh) {
     const int r = warp * 16 + hh * 8 + lane / 4;
-    double s = 0;
+    float s = 0;
     for (int c = lane % 4; c < a.d_pad / kV; c += 4) {  // past D: zeros, which add nothing
       float v[kV];
       cuda::load_vec<kV>(reinterpret_cast<const V*>(at(r, c * kV)), v);
-#pragma unroll
-      for (int e = 0; e < kV; ++e) s = fma(double(v[e]), double(v[e]), s);
+      s = norm_lane_add(s, v);
     }
-    s += __shfl_xor_sync(0xffffffffu, s, 1);
-    s += __shfl_xor_sync(0xffffffffu, s, 2);
-    norm[hh] = float(s);
+    s = norm_lanes_total(s, 0xffffffffu);
+    norm[hh] = s;
     if (lane % 4 == 0 && r < rows) {
       const int64_t g = int64_t(b) * a.n + row0 + r;
-      a.norms_out[g] = float(s);
-      if (!isfinite(s)) {  // squares of finite 16-bit values are finite in f64: a NaN or an Inf
+      a.norms_out[g] = s;
+      if (!(s <= float(kMaxSquaredNorm))) {  // NaN, +inf or over: which one, in the pass's order
         int bad = 0;
         while (bad < a.d && isfinite(load_f32(*reinterpret_cast<const V*>(at(r, bad))))) ++bad;
-        atomicMin(a.check_flags, static_cast<unsigned long long>(g) * unsigned(a.d) + bad);
-      } else if (s > kMaxSquaredNorm) {
-        atomicMin(a.check_flags + 4, static_cast<unsigned long long>(g));
+        if (bad < a.d) {
+          atomicMin(a.check_flags, static_cast<unsigned long long>(g) * unsigned(a.d) + bad);
+        } else {
+          atomicMin(a.check_flags + 4, static_cast<unsigned long long>(g));
+        }
       }
     }
   }
@@ -621,9 +641,8 @@ __global__ void __launch_bounds__(kWgmmaThreads, MT == 1 && !kSplit ? 2 : 1)
   using E = typename Tile<V>::Elem;
   static_assert(!kSplit || (std::is_same_v<V, float> && MT == 1), "3xTF32: f32, 128-point blocks");
   static_assert(!(kSplit && kKeys), "score keys drop bits the exact split keeps");
-  static_assert(!kNorms || (!std::is_same_v<V, float> && MT == 1 && !kKeys),
-                "norms from the tile: 16-bit rows, 128-point blocks, the float fold (whose "
-                "accumulators start without ||x||^2)");
+  static_assert(!kNorms || (!std::is_same_v<V, float> && MT == 1 && kKeys),
+                "norms from the tile: 16-bit rows, 128-point blocks, score keys");
   constexpr int kParts = kSplit ? 2 : 1;  // stages (and point tiles) per column block
   constexpr int BM = 128 * MT;
   constexpr int kGroupRows = 64 * MT;    // points of one consumer warpgroup
@@ -777,6 +796,9 @@ __global__ void __launch_bounds__(kWgmmaThreads, MT == 1 && !kSplit ? 2 : 1)
     }
     fence_async_shared();  // st.shared / cp.async writes, visible to the tensor cores
     named_barrier_sync(kRowsLoaded0 + wg, 128);
+    if constexpr (kNorms) {  // before the first tile: its accumulators start at ||x||^2 / 2
+      tile_point_norms<V>(a, b, row0 + group_row0, rows - group_row0, point_address, x_norm[0]);
+    }
 
     float best[MT][2];
     int best_i[MT][2];
@@ -867,9 +889,6 @@ __global__ void __launch_bounds__(kWgmmaThreads, MT == 1 && !kSplit ? 2 : 1)
         last_hi_st = hi_st;
         last_st = st;
         if (++st == stages) st = 0, phase ^= 1;
-      }
-      if constexpr (kNorms) {
-        if (j == 0) tile_point_norms<V>(a, b, row0 + group_row0, rows - group_row0, point_address, x_norm[0]);
       }
       wgmma_wait<0>();
 #pragma unroll
@@ -1009,7 +1028,6 @@ __global__ void __launch_bounds__(kWgmmaThreads, MT == 1 && !kSplit ? 2 : 1)
 // aligned, d and ld multiples of 16 / sizeof(V)). Squares summed in f64 in a fixed order.
 // (A warp per point cost 767 us for 3M points of D = 128 under Nsight Compute, nearly all of it
 // instructions: a 64-bit division and ten 64-bit shuffles a point, 2-byte loads.)
-constexpr int kNormLanes = 4;
 template <class V>
 __global__ void point_norms_kernel(const V* __restrict__ x, int64_t batch, int64_t n, int d,
                                    int64_t ld, int64_t batch_stride, bool vec, int metric,
@@ -1026,30 +1044,36 @@ __global__ void point_norms_kernel(const V* __restrict__ x, int64_t batch, int64
     b = g / n, i = g % n;
   }
   const V* row = x + b * batch_stride + i * ld;
+  // 16-bit rows in 16-byte words: summed in f32 as the assignment's tile_point_norms sums them
+  // (norm_lane_add); other rows in f64.
+  constexpr bool kWords16 = sizeof(V) == 2;
+  const unsigned mask = cuda::team_mask(kNormLanes);
   double s = 0;
   int bad = d;
   if (vec) {
     constexpr int kV = 16 / sizeof(V);
+    float s16 = 0;
     for (int col = lane * kV; col < d; col += kNormLanes * kV) {
       float v[kV];
       cuda::load_vec<kV>(row + col, v);
 #pragma unroll
       for (int e = 0; e < kV; ++e) {
         if (!isfinite(v[e])) bad = min(bad, col + e);
-        s = fma(double(v[e]), double(v[e]), s);  // as tile_point_norms: the same bits
+        if constexpr (!kWords16) s += double(v[e]) * v[e];
       }
+      if constexpr (kWords16) s16 = norm_lane_add(s16, v);
     }
+    if constexpr (kWords16) s = norm_lanes_total(s16, mask);
   } else {
     for (int col = lane; col < d; col += kNormLanes) {
       const float v = load_f32(row[col]);
       if (!isfinite(v)) bad = min(bad, col);
-      s = fma(double(v), double(v), s);
+      s += double(v) * v;
     }
   }
-  const unsigned mask = cuda::team_mask(kNormLanes);
 #pragma unroll
   for (int off = 1; off < kNormLanes; off *= 2) {
-    s += __shfl_xor_sync(mask, s, off, kNormLanes);
+    if (!(kWords16 && vec)) s += __shfl_xor_sync(mask, s, off, kNormLanes);
     bad = min(bad, __shfl_xor_sync(mask, bad, off, kNormLanes));
   }
   if (lane != 0) return;
@@ -1852,7 +1876,7 @@ struct DeviceProblem {
   int prefetch_ahead = 0;                // AssignArgs::prefetch_ahead
   bool score_keys = false;               // L2 on the wgmma kernel: its kKeys form
   // A fit's first assignment can compute the point norms (fused_norms_kernel) instead of
-  // point_norms_kernel: l2 on the 128-point wgmma kernel with 16-bit rows by cp.async.
+  // point_norms_kernel: score keys (l2) on the 128-point wgmma kernel, 16-bit rows by cp.async.
   bool fused_norms = false;
   int points_per_block = kBM;
   float* x_norms = nullptr;              // [B * n] (l2, cosine)
@@ -1900,7 +1924,7 @@ struct DeviceProblem {
     score_keys = metric == kL2 && !split() && !(keys_env && std::string(keys_env) == "0");
     // (TESSERA_KMEANS_FUSED_NORMS=0: the separate pass, for comparisons and tests.)
     const char* fused_env = std::getenv("TESSERA_KMEANS_FUSED_NORMS");
-    fused_norms = !std::is_same_v<V, float> && metric == kL2 && wgmma_mt == 1 && !split() &&
+    fused_norms = !std::is_same_v<V, float> && score_keys && wgmma_mt == 1 &&
                   rows_16b_aligned(x) && !(fused_env && std::string(fused_env) == "0");
     tiles = (x.rows + points_per_block - 1) / points_per_block;
     // Outside any stream capture: the kernels' shared memory above the default 48 KiB.
@@ -1941,13 +1965,12 @@ struct DeviceProblem {
     return wgmma_mt == 2 ? assign_wgmma_kernel<V, 2> : assign_wgmma_kernel<V, 1>;
   }
 
-  // The first assignment's kernel when fused_norms: the float fold (its accumulators start
-  // without ||x||^2), computing the norms.
+  // The first assignment's kernel when fused_norms: wgmma_kernel() computing the norms.
   WgmmaKernelFn fused_norms_kernel() const {
     if constexpr (std::is_same_v<V, float>) {
       return nullptr;  // never fused_norms
     } else {
-      return assign_wgmma_kernel<V, 1, false, false, true>;
+      return assign_wgmma_kernel<V, 1, false, true, true>;
     }
   }
 
