@@ -58,7 +58,7 @@ if command -v compute-sanitizer >/dev/null; then
     filter='GpuOps/1.SpmmCsr*:GpuOps/1.SddmmCsr*:GpuOps/1.SpmmBsr*:GpuOps/3.SpmmBsr*'
     filter+=':GpuOps.Deterministic*:GpuOps.EllHybrid*'
     filter+=':GpuKmeans/1.One*:GpuKmeansOps.Ties*:GpuKmeansOps.Empty*:GpuKmeansOps.ExactF32*:GpuKmeansOps.Wide*'
-    filter+=':GpuKmeansOps.Counts*'
+    filter+=':GpuKmeansOps.Counts*:GpuKmeansOps.NormsFromTheFirst*:GpuKmeansOps.LabelMajor*'
     if "$t" --gtest_list_tests --gtest_filter="$filter" | grep -q '^  '; then
       step "racecheck $(basename "$t")" timeout "$sanitizer_limit" compute-sanitizer --tool racecheck \
         --error-exitcode 1 "$t" --gtest_brief=1 --gtest_filter="$filter"
@@ -97,6 +97,9 @@ if [ -x "$build/cli/tessera" ]; then
     -g uniform:n=20000,d=128 -k 300 --init random --iterations 5 --device cuda --exact-f32 --check
   step "cli kmeans --device cuda --check (bf16 cosine)" "$build/cli/tessera" kmeans \
     -g uniform:n=20000,d=128 -k 300 --dtype bf16 --metric cosine --init random --device cuda --check
+  step "cli kmeans --device cuda --check (bf16 l2 batch: norms in the first assignment, label keys)" \
+    "$build/cli/tessera" kmeans -g blobs:n=60000,d=64,centers=100 -k 100 --batch 4 --dtype bf16 \
+    --device cuda --check
   step "cli kmeans --device cuda --stream --check" "$build/cli/tessera" kmeans \
     -g blobs:n=40000,d=24,centers=30 -k 30 --batch 2 --dtype f16 --device cuda --stream \
     --stream-chunk 3000 --check

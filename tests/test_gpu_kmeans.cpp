@@ -1144,6 +1144,34 @@ TEST(GpuKmeansOps, NormsFromTheFirstAssignmentRefuseBadPointsAndKeepTheHeldResul
   }
 }
 
+// With K <= 256 and B * K > 256 the update sorts the labels alone (one radix pass of 8 bits, where
+// b * K + label takes two), its segments then in (label, problem) order: the same chunks and sums,
+// so the same bits as the keys b * K + label (TESSERA_KMEANS_LABEL_KEYS=0), with 16-bit and 32-bit
+// keys, cosine and re-seeded empty clusters.
+TEST(GpuKmeansOps, LabelMajorSortKeysGiveTheSameBits) {
+  REQUIRE_DEVICE();
+  Context ctx;
+  struct Shape { int64_t b, n, d, k; };
+  for (const Shape s : {Shape{33, 700, 24, 50}, Shape{300, 260, 8, 250}, Shape{2, 3000, 20, 200}}) {
+    const Points<f16> x(s.b, s.n, s.d, s.d, 51 + uint64_t(s.k), 7);
+    for (const KmeansMetric metric : {KmeansMetric::l2, KmeansMetric::cosine}) {
+      KmeansOptions o;
+      o.init = KmeansInit::random;
+      o.seed = 4;
+      o.max_iterations = 5;
+      o.metric = metric;
+      o.empty_clusters = metric == KmeansMetric::l2 ? EmptyClusters::reseed_farthest
+                                                    : EmptyClusters::keep_centroid;
+      const ops::KmeansResult label_major = ops::kmeans(ctx, x.on(MemorySpace::device), s.k, o);
+      ScopedEnv cluster_major("TESSERA_KMEANS_LABEL_KEYS", "0");
+      const ops::KmeansResult by_cluster = ops::kmeans(ctx, x.on(MemorySpace::device), s.k, o);
+      expect_same_result(label_major, by_cluster,
+                         "B = " + std::to_string(s.b) + ", K = " + std::to_string(s.k) + " " +
+                             ops::to_string(metric));
+    }
+  }
+}
+
 TEST(GpuKmeansOps, RealSiftVectors) {
   REQUIRE_DEVICE();
   namespace fs = std::filesystem;

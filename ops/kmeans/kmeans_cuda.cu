@@ -135,6 +135,7 @@ struct AssignArgs {
   // radix sort then moves 6 bytes a point per pass instead of 8), else int32_t.
   void* sort_keys = nullptr;
   bool short_sort_keys = false;
+  bool label_sort_keys = false;  // the keys are the labels alone (label-major slots, below)
   double* tile_inertia = nullptr;  // [B * tiles] or null
   int* tile_changed = nullptr;     // [B * tiles] or null
   // assign_wgmma_kernel: block i's producer warp prefetches block i + prefetch_ahead's point rows
@@ -244,7 +245,8 @@ __device__ __forceinline__ void mma_chunk(const typename Tile<V>::Elem* X_s, int
 }
 
 // Point g's sort key (AssignArgs::sort_keys set).
-__device__ __forceinline__ void store_sort_key(const AssignArgs& a, int64_t g, int key) {
+__device__ __forceinline__ void store_sort_key(const AssignArgs& a, int64_t g, int b, int label) {
+  const int key = a.label_sort_keys ? label : b * a.k + label;
   if (a.short_sort_keys) {
     static_cast<uint16_t*>(a.sort_keys)[g] = uint16_t(key);
   } else {
@@ -300,7 +302,7 @@ __device__ __forceinline__ void store_block_results(const AssignArgs& a, int b, 
       if (a.tile_changed) changed = a.labels[g] != label;
       a.labels[g] = label;
       if (a.distances) a.distances[g] = d;
-      if (a.sort_keys) store_sort_key(a, g, b * a.k + label);
+      if (a.sort_keys) store_sort_key(a, g, b, label);
     }
     dist = warp_sum_f64(dist);
     changed = warp_sum_i32(changed);
@@ -999,7 +1001,7 @@ __global__ void __launch_bounds__(kWgmmaThreads, MT == 1 && !kSplit ? 2 : 1)
           changed += old_label[m][hh] != label;
           a.labels[g] = label;
           if (a.distances) a.distances[g] = dist;
-          if (a.sort_keys) store_sort_key(a, g, b * a.k + label);
+          if (a.sort_keys) store_sort_key(a, g, b, label);
         }
       }
     }
@@ -1164,20 +1166,38 @@ __global__ void gather_kernel(const V* __restrict__ x, int batch, int64_t n, int
 
 // ---- sort-inverse update -------------------------------------------------------------------
 
-// Thread p in [0, total]: offsets[c] = p for every cluster c in (key[p - 1], key[p]], with
-// key[-1] = -1 and key[total] = clusters: the first sorted position of each cluster (empty ones
-// included), read off the sorted keys in one coalesced pass.
+// The sorted points fall into segments ("slots"), one per cluster c = b * k + j, in slot order.
+// The keys are b * k + j (slot c), or with label-major keys (label_batch = B, see fit) the label
+// j alone: CUB's radix sort is stable and the points come in problem order, so the sort by label
+// leaves them in (j, b) order, slot j * B + b. A cluster's points keep their order either way, so
+// both give the same chunks and the same sums.
+__host__ __device__ __forceinline__ int slot_of_cluster(int c, int k, int label_batch) {
+  return label_batch > 0 ? (c % k) * label_batch + c / k : c;
+}
+__host__ __device__ __forceinline__ int problem_of_slot(int s, int k, int label_batch) {
+  return label_batch > 0 ? s % label_batch : s / k;
+}
+
+// Thread p in [0, total]: offsets[s] = p for every slot s in (slot[p - 1], slot[p]], with
+// slot[-1] = -1 and slot[total] = clusters: the first sorted position of each slot (empty ones
+// included), read off the sorted keys (and, label-major, the problems of the sorted points:
+// order[p] / n) in one coalesced pass.
 template <class Key>
-__global__ void bounds_kernel(const Key* __restrict__ sorted_keys, int64_t total, int clusters,
+__global__ void bounds_kernel(const Key* __restrict__ sorted_keys, const int32_t* __restrict__ order,
+                              int n, int label_batch, int64_t total, int clusters,
                               int32_t* offsets) {
   const int64_t p = int64_t(blockIdx.x) * blockDim.x + threadIdx.x;
   if (p > total) return;
-  const int prev = p == 0 ? -1 : int(sorted_keys[p - 1]);
-  const int cur = p == total ? clusters : int(sorted_keys[p]);
+  auto slot = [&](int64_t i) {
+    const int key = int(sorted_keys[i]);
+    return label_batch > 0 ? key * label_batch + order[i] / n : key;
+  };
+  const int prev = p == 0 ? -1 : slot(p - 1);
+  const int cur = p == total ? clusters : slot(p);
   for (int c = prev + 1; c <= cur; ++c) offsets[c] = int32_t(p);
 }
 
-// Thread c in [0, clusters]: the number of kChunk-point chunks cluster c splits into (0 for
+// Thread c in [0, clusters]: the number of kChunk-point chunks slot c splits into (0 for
 // c = clusters), the input of the chunk-offset scan.
 __global__ void chunk_counts_kernel(const int32_t* __restrict__ offsets, int clusters,
                                     int32_t* chunk_counts) {
@@ -1186,8 +1206,7 @@ __global__ void chunk_counts_kernel(const int32_t* __restrict__ offsets, int clu
   chunk_counts[c] = c < clusters ? (offsets[c + 1] - offsets[c] + kChunk - 1) / kChunk : 0;
 }
 
-// The warp's chunk q's cluster: the last c with chunk_offsets[c] <= q (empty clusters own no
-// chunk). A 32-way search: each round every lane probes one point of the range and a ballot
+// The warp's chunk q's slot: the last c with chunk_offsets[c] <= q (empty slots own no chunk). A 32-way search: each round every lane probes one point of the range and a ballot
 // narrows it 32-fold (3 dependent loads for 32k clusters instead of 15).
 __device__ __forceinline__ int chunk_cluster(const int32_t* __restrict__ chunk_offsets,
                                              int clusters, int64_t q, int lane) {
@@ -1204,7 +1223,7 @@ __device__ __forceinline__ int chunk_cluster(const int32_t* __restrict__ chunk_o
 
 constexpr int kRowsInFlight = 8;  // rows a warp loads before it adds them (sum_chunks_kernel)
 
-// A warp per chunk q: the rows of its cluster's points at sorted positions [p0, p1), summed in
+// A warp per chunk q: the rows of its slot's points at sorted positions [p0, p1), summed in
 // order in f32 (cosine: unit vectors) into partial[q][0, d). Lane l holds columns 4l .. 4l + 3 of
 // each 128-column block (one vector load per row when kVec4). The chunk's point indices (and
 // cosine scales) are read once, a point per lane, and handed round by shuffle; each batch of
@@ -1218,15 +1237,16 @@ __global__ void __launch_bounds__(kThreads)
     sum_chunks_kernel(const V* __restrict__ x, int n, int d, int k, int clusters, int64_t ld,
                       int64_t batch_stride, const int32_t* __restrict__ order,
                       const int32_t* __restrict__ offsets,
-                      const int32_t* __restrict__ chunk_offsets, const float* inv_norms,
-                      const int* active, int64_t max_chunks, float* partial) {
+                      const int32_t* __restrict__ chunk_offsets, int label_batch,
+                      const float* inv_norms, const int* active, int64_t max_chunks,
+                      float* partial) {
   static_assert(kChunk % kWarp == 0 && kWarp % kRowsInFlight == 0, "whole batches per lane group");
   constexpr int kPerLane = kChunk / kWarp;
   const int64_t q = (int64_t(blockIdx.x) * blockDim.x + threadIdx.x) / kWarp;
   const int lane = threadIdx.x % kWarp;
   if (q >= max_chunks || q >= chunk_offsets[clusters]) return;  // whole warps leave
-  const int c = chunk_cluster(chunk_offsets, clusters, q, lane);
-  const int b = c / k;
+  const int c = chunk_cluster(chunk_offsets, clusters, q, lane);  // a slot
+  const int b = problem_of_slot(c, k, label_batch);
   if (active && !active[b]) return;
   const int p0 = offsets[c] + int(q - chunk_offsets[c]) * kChunk;
   const int count = min(offsets[c + 1] - p0, kChunk);  // 1 .. kChunk
@@ -1304,19 +1324,20 @@ __device__ T block_sum(T v) {
   return s;
 }
 
-// A block per cluster c = (b, j), a thread per column: its partials summed in chunk order in f64,
-// the mean (cosine: the normalised sum; a zero sum keeps the centroid) into centroids; counts[c].
-// Empty clusters keep their centroid here.
+// A block per cluster c = (b, j), a thread per column: its partials (those of its slot) summed in
+// chunk order in f64, the mean (cosine: the normalised sum; a zero sum keeps the centroid) into
+// centroids; counts[c]. Empty clusters keep their centroid here.
 __global__ void __launch_bounds__(kFinalizeThreads)
     finalize_kernel(const float* __restrict__ partial, const int32_t* offsets,
-                    const int32_t* chunk_offsets, int clusters, int k, int d, bool cosine,
-                    const int* active, float* centroids, int32_t* counts) {
+                    const int32_t* chunk_offsets, int label_batch, int clusters, int k, int d,
+                    bool cosine, const int* active, float* centroids, int32_t* counts) {
   const int64_t c = blockIdx.x;
   if (c >= clusters || (active && !active[c / k])) return;
-  const int32_t count = offsets[c + 1] - offsets[c];
+  const int slot = slot_of_cluster(int(c), k, label_batch);
+  const int32_t count = offsets[slot + 1] - offsets[slot];
   if (threadIdx.x == 0) counts[c] = count;
   if (count == 0) return;
-  const int32_t q0 = chunk_offsets[c], q1 = chunk_offsets[c + 1];
+  const int32_t q0 = chunk_offsets[slot], q1 = chunk_offsets[slot + 1];
   // 16 loads in flight a thread: a cluster's chunks are summed in one chain, and one of the
   // clusters can hold a large share of the points (1M points in 1024 clusters: 37 us with 4).
   auto column_sum = [&](int col) {
@@ -1634,9 +1655,9 @@ void count_labels(cudaStream_t stream, const int32_t* labels, int64_t batch, int
   TSR_CUDA_CHECK_LAUNCH("kmeans count labels");
 }
 
-// The sort-inverse update's segments: offsets[c] = the first sorted position of cluster c
-// (c <= clusters) and chunk_offsets[c] = the first chunk of cluster c, from the sorted keys.
-// chunk_counts: scratch of clusters + 1.
+// The sort-inverse update's segments: offsets[s] = the first sorted position of slot s
+// (s <= clusters) and chunk_offsets[s] = the first chunk of slot s, from the sorted keys (and,
+// label-major, the sorted points' problems: order, n). chunk_counts: scratch of clusters + 1.
 size_t segment_temp_bytes(int clusters, cudaStream_t stream) {
   size_t bytes = 0;
   TSR_CUDA_CHECK(cub::DeviceScan::ExclusiveSum(nullptr, bytes, (int32_t*)nullptr,
@@ -1644,11 +1665,11 @@ size_t segment_temp_bytes(int clusters, cudaStream_t stream) {
   return bytes;
 }
 template <class Key>
-void segment(cudaStream_t stream, const Key* sorted_keys, int64_t total, int clusters,
-             int32_t* offsets, int32_t* chunk_counts, int32_t* chunk_offsets, void* temp,
-             size_t temp_bytes) {
-  bounds_kernel<<<blocks_for(total + 1), kThreads, 0, stream>>>(sorted_keys, total, clusters,
-                                                                offsets);
+void segment(cudaStream_t stream, const Key* sorted_keys, const int32_t* order, int n,
+             int label_batch, int64_t total, int clusters, int32_t* offsets,
+             int32_t* chunk_counts, int32_t* chunk_offsets, void* temp, size_t temp_bytes) {
+  bounds_kernel<<<blocks_for(total + 1), kThreads, 0, stream>>>(sorted_keys, order, n, label_batch,
+                                                                total, clusters, offsets);
   TSR_CUDA_CHECK_LAUNCH("kmeans bounds");
   chunk_counts_kernel<<<blocks_for(clusters + 1), kThreads, 0, stream>>>(offsets, clusters,
                                                                          chunk_counts);
@@ -1677,12 +1698,12 @@ cudaError_t sort_pairs(void* temp, size_t& temp_bytes, const void* keys, void* s
 template <class V>
 void sum_chunks(cudaStream_t stream, bool vec4, const V* x, int n, int d, int k, int clusters,
                 int64_t ld, int64_t batch_stride, const int32_t* order, const int32_t* offsets,
-                const int32_t* chunk_offsets, const float* inv_norms, const int* active,
-                int64_t max_chunks, float* partial) {
+                const int32_t* chunk_offsets, int label_batch, const float* inv_norms,
+                const int* active, int64_t max_chunks, float* partial) {
   auto kernel = vec4 ? sum_chunks_kernel<V, true> : sum_chunks_kernel<V, false>;
-  kernel<<<warp_blocks(max_chunks), kThreads, 0, stream>>>(x, n, d, k, clusters, ld, batch_stride,
-                                                           order, offsets, chunk_offsets,
-                                                           inv_norms, active, max_chunks, partial);
+  kernel<<<warp_blocks(max_chunks), kThreads, 0, stream>>>(
+      x, n, d, k, clusters, ld, batch_stride, order, offsets, chunk_offsets, label_batch,
+      inv_norms, active, max_chunks, partial);
   TSR_CUDA_CHECK_LAUNCH("kmeans sum chunks");
 }
 
@@ -2183,9 +2204,14 @@ void fit(Context& ctx, BatchedDenseView<const V> x, int64_t k, const KmeansOptio
   // 4-wide row loads in the update (8 or 16 bytes): D, ld and the batch stride multiples of 4.
   const bool vec4 = d % 4 == 0 && x.ld % 4 == 0 && x.batch_stride % 4 == 0 &&
                     reinterpret_cast<uintptr_t>(x.data) % (4 * sizeof(V)) == 0;
-  int key_bits = 1;
-  while ((int64_t(1) << key_bits) < clusters) ++key_bits;
   const bool short_keys = clusters <= 65536;  // 16-bit sort keys
+  // Label-major keys (the label alone; slot_of_cluster) where they save a radix pass of 8 bits:
+  // K <= 256 with B * K > 256 (TESSERA_KMEANS_LABEL_KEYS=0: b * K + label, for comparisons).
+  const char* label_env = std::getenv("TESSERA_KMEANS_LABEL_KEYS");
+  const bool label_keys = k <= 256 && clusters > 256 && !(label_env && std::string(label_env) == "0");
+  const int label_batch = label_keys ? int(batch) : 0;
+  int key_bits = 1;
+  while ((int64_t(1) << key_bits) < (label_keys ? k : clusters)) ++key_bits;
   size_t sort_bytes = 0;
   TSR_CUDA_CHECK(sort_pairs(nullptr, sort_bytes, nullptr, nullptr, nullptr, nullptr, total,
                             key_bits, short_keys, stream));
@@ -2230,6 +2256,7 @@ void fit(Context& ctx, BatchedDenseView<const V> x, int64_t k, const KmeansOptio
   a.distances = distances;
   a.sort_keys = keys;
   a.short_sort_keys = short_keys;
+  a.label_sort_keys = label_keys;
   a.tile_inertia = tile_inertia;
   a.tile_changed = tile_changed;
   // About 8 tiles a thread (a warp held 8192 tiles, 1M points, for 40 us), 32 to 1024 threads.
@@ -2327,18 +2354,19 @@ void fit(Context& ctx, BatchedDenseView<const V> x, int64_t k, const KmeansOptio
       TSR_CUDA_CHECK(sort_pairs(temp, bytes, keys, sorted_keys, points, order, total, key_bits,
                                 short_keys, stream));
       if (short_keys) {
-        segment(stream, reinterpret_cast<const uint16_t*>(sorted_keys), total, clusters, offsets,
-                chunk_counts, chunk_offsets, temp, temp_bytes);
-      } else {
-        segment(stream, sorted_keys, total, clusters, offsets, chunk_counts, chunk_offsets, temp,
+        segment(stream, reinterpret_cast<const uint16_t*>(sorted_keys), order, int(n),
+                label_batch, total, clusters, offsets, chunk_counts, chunk_offsets, temp,
                 temp_bytes);
+      } else {
+        segment(stream, sorted_keys, order, int(n), label_batch, total, clusters, offsets,
+                chunk_counts, chunk_offsets, temp, temp_bytes);
       }
       sum_chunks<V>(stream, vec4, x.data, int(n), int(d), int(k), clusters, x.ld, x.batch_stride,
-                    order, offsets, chunk_offsets, p.inv_norms_or_null(), active, max_chunks,
-                    partial);
+                    order, offsets, chunk_offsets, label_batch, p.inv_norms_or_null(), active,
+                    max_chunks, partial);
       finalize_kernel<<<unsigned(clusters), kFinalizeThreads, 0, stream>>>(
-          partial, offsets, chunk_offsets, clusters, int(k), int(d), p.metric == kCosine, active,
-          centroids, counts32);
+          partial, offsets, chunk_offsets, label_batch, clusters, int(k), int(d),
+          p.metric == kCosine, active, centroids, counts32);
       TSR_CUDA_CHECK_LAUNCH("kmeans finalize");
       if (o.empty_clusters == EmptyClusters::reseed_farthest) {
         reseed_kernel<V><<<unsigned(batch), kThreads, 0, stream>>>(
@@ -2838,11 +2866,11 @@ void fit_streamed(Context& ctx, BatchedDenseView<const V> x, int64_t k, const Km
         TSR_CUDA_CHECK(cub::DeviceRadixSort::SortPairs(temp.data(), bytes, keys.data(),
                                                        sorted_keys.data(), points.data(),
                                                        order.data(), int(m), 0, key_bits, stream));
-        segment(stream, sorted_keys.data(), m, int(k), offsets.data(), chunk_counts.data(),
-                chunk_offsets.data(), temp.data(), temp_bytes);
+        segment(stream, sorted_keys.data(), order.data(), int(m), 0, m, int(k), offsets.data(),
+                chunk_counts.data(), chunk_offsets.data(), temp.data(), temp_bytes);
         sum_chunks<V>(stream, d % 4 == 0, pc.x.data, int(m), int(d), int(k), int(k), d, m * d,
-                      order.data(), offsets.data(), chunk_offsets.data(), pc.inv_norms_or_null(),
-                      nullptr, max_chunks, partial.data());
+                      order.data(), offsets.data(), chunk_offsets.data(), 0,
+                      pc.inv_norms_or_null(), nullptr, max_chunks, partial.data());
         accumulate_kernel<<<warp_blocks(k), kThreads, 0, stream>>>(
             partial.data(), offsets.data(), chunk_offsets.data(), int(k), int(d), sums.data(),
             counts.data());
