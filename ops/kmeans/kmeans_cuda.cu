@@ -567,10 +567,9 @@ __device__ __forceinline__ int score_key(float distance, uint32_t mask, int slot
 // ||x||^2 of a 16-bit row, as point_norms_kernel and tile_point_norms both sum it (so that a
 // fit computes the same bits either way): kNormLanes lanes, lane q adding 16-byte chunks q,
 // q + kNormLanes, ... element by element in f32 (one rounding an element: fmaf), then the lanes'
-// sums by xor-shuffles 1 and 2. f32 and not f64: the
-// conversions to f64 run at a quarter of the f32 rate, which in the assignment cost about as
-// much as the read of X they replace. Overflow (bf16 past 1.8e19) gives +inf: over
-// kMaxSquaredNorm, as it should be.
+// sums by xor-shuffles 1 and 2. f32 and not f64: conversions to f64 run at a quarter of the f32
+// rate, and in the assignment they cost about as much as the read of X they replace. Overflow
+// (bf16 past 1.8e19) gives +inf: over kMaxSquaredNorm, as it should be.
 __device__ __forceinline__ float norm_lane_add(float s, const float (&v)[8]) {
 #pragma unroll
   for (int e = 0; e < 8; ++e) s = fmaf(v[e], v[e], s);
@@ -630,7 +629,7 @@ __device__ __forceinline__ void tile_point_norms(const AssignArgs& a, int b, int
 // arrive by cp.async all at once (not in rounds of four loads), and each row's result is stored
 // by the lane that holds it (no staging through shared memory and a block barrier).
 // (Persistent blocks looping over point tiles were measured too, the next tile's rows copied in
-// under the current one's stores: 0-5% slower at K >= 1000, ptxas then kept the ring index and
+// under the current one's stores: 1-14% slower at K >= 1000, ptxas then kept the ring index and
 // the MMA descriptors in vector registers, and no faster than this at K = 100 and 300.)
 // kNorms (a fit's first assignment, l2, 16-bit rows by cp.async): the rows' ||x||^2 are computed
 // here from the resident tile, with point_norms_kernel's checks, instead of read, saving that
@@ -1027,7 +1026,8 @@ __global__ void __launch_bounds__(kWgmmaThreads, MT == 1 && !kSplit ? 2 : 1)
 // kNormLanes lanes per point: ||x||^2 (l2) or 1/||x|| (cosine) into out; the first non-finite
 // element (flat index (b * n + i) * d + col), the first point with a squared norm over
 // kMaxSquaredNorm and, for cosine, the first zero vector, by atomicMin. vec: 16-byte loads (rows
-// aligned, d and ld multiples of 16 / sizeof(V)). Squares summed in f64 in a fixed order.
+// aligned, d and ld multiples of 16 / sizeof(V)). Squares summed in a fixed order, in f64 (16-bit
+// rows in 16-byte words: in f32, as the assignment's tile_point_norms sums them).
 // (A warp per point cost 767 us for 3M points of D = 128 under Nsight Compute, nearly all of it
 // instructions: a 64-bit division and ten 64-bit shuffles a point, 2-byte loads.)
 template <class V>
