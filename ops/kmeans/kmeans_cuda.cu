@@ -3,9 +3,10 @@
 //               per-tile inertia and changed-label counts: assign_wgmma_kernel on sm_90a builds
 //               (warp-specialised: bulk-copy producer, warpgroup MMAs taking turns),
 //               assign_kernel (mma.sync) elsewhere; both have a 3xTF32 form for exact f32
-//   sort        CUB radix sort of the keys b * K + label, 16-bit while B * K <= 65536 (stable:
-//               points stay in index order)
-//   bounds      segment offsets read off the sorted keys, chunks of kChunk points per cluster,
+//   sort        CUB radix sort of the keys b * K + label, 16-bit while B * K <= 65536, or of the
+//               labels alone where that saves a pass (K <= 256; stable: points stay in index
+//               order, so each cluster's points are one segment either way)
+//   bounds      segment offsets read off the sorted keys, chunks of kChunk points per segment,
 //               scan
 //   sum_chunks  a warp sums one chunk's rows in point order into a partial (f32)
 //   finalize    a block per cluster sums its partials in order (f64), divides, writes the
@@ -13,7 +14,7 @@
 //   reseed      (policy reseed_farthest) empty clusters take the farthest points
 //   table       centroids rounded to the tensor-core type, with their halved squared norms
 //   converge    per-problem inertia in a fixed order; a converged problem's `active` flag drops
-//               and every later kernel skips it
+//               and every later kernel skips it; its last block advances the iteration
 // No floating-point atomics anywhere: every run gives the same bits. One iteration never waits
 // for the host, so it is captured once into a CUDA graph and replayed. Initialisation by
 // k-means|| (parallel_candidates) reuses the assignment kernels.
@@ -1426,36 +1427,48 @@ __global__ void reseed_kernel(const V* __restrict__ x, int64_t n, int k, int d, 
 
 // A block per problem b (blockDim.x: a multiple of kWarp, by the tile count only): if active,
 // the inertia (tile sums in a fixed order), the history entry and the convergence test of
-// iteration *iteration (0: the initial assignment); any_active set while a problem goes on.
+// iteration scalars[0] (0: the initial assignment). The last block to finish (a ticket in
+// scalars[2], 0 between launches) then sets scalars[1] (any problem still active) and advances
+// scalars[0]: one launch where a memset, this and a one-thread kernel were three.
 __global__ void converge_kernel(const double* __restrict__ tile_inertia,
-                                const int* __restrict__ tile_changed, int tiles,
-                                const int* iteration, double tolerance, bool fixed, int* active,
-                                double* last_inertia, double* history, int history_rows,
-                                int* iterations, int* any_active) {
-  const int b = blockIdx.x;
-  if (!active[b]) return;
-  const double* inertia_b = tile_inertia + int64_t(b) * tiles;
-  const int* changed_b = tile_changed + int64_t(b) * tiles;
-  double s = 0;
-  int changed = 0;
+                                const int* __restrict__ tile_changed, int tiles, double tolerance,
+                                bool fixed, int* active, double* last_inertia, double* history,
+                                int history_rows, int* iterations, int* scalars) {
+  const int b = blockIdx.x, batch = gridDim.x;
+  const int it = scalars[0];  // read before this block's ticket: the last block advances it
+  if (active[b]) {  // uniform over the block
+    const double* inertia_b = tile_inertia + int64_t(b) * tiles;
+    const int* changed_b = tile_changed + int64_t(b) * tiles;
+    double s = 0;
+    int changed = 0;
 #pragma unroll 8
-  for (int t = threadIdx.x; t < tiles; t += blockDim.x) s += inertia_b[t], changed += changed_b[t];
-  s = block_sum(s);
-  changed = block_sum(changed);
-  if (threadIdx.x != 0) return;
-  const int it = *iteration;
-  const int batch = gridDim.x;
-  if (it < history_rows) history[int64_t(it) * batch + b] = s;
-  if (it > 0) {
-    iterations[b] = it;
-    const double before = last_inertia[b];
-    if (!fixed && (changed == 0 || before - s <= tolerance * fabs(before))) active[b] = 0;
+    for (int t = threadIdx.x; t < tiles; t += blockDim.x) {
+      s += inertia_b[t], changed += changed_b[t];
+    }
+    s = block_sum(s);
+    changed = block_sum(changed);
+    if (threadIdx.x == 0) {
+      if (it < history_rows) history[int64_t(it) * batch + b] = s;
+      if (it > 0) {
+        iterations[b] = it;
+        const double before = last_inertia[b];
+        if (!fixed && (changed == 0 || before - s <= tolerance * fabs(before))) active[b] = 0;
+      }
+      last_inertia[b] = s;
+    }
   }
-  last_inertia[b] = s;
-  if (active[b]) *any_active = 1;
+  __shared__ bool last;
+  if (threadIdx.x == 0) {
+    __threadfence();  // active[b] before the ticket
+    last = atomicAdd(reinterpret_cast<unsigned*>(scalars + 2), 1u) == unsigned(batch - 1);
+  }
+  __syncthreads();
+  if (!last) return;
+  int any = 0;  // L2 reads (__ldcg): other blocks wrote active[] after this SM may have cached it
+  for (int p = threadIdx.x; p < batch && !any; p += blockDim.x) any = __ldcg(active + p) != 0;
+  any = __syncthreads_or(any);
+  if (threadIdx.x == 0) scalars[1] = any, scalars[0] = it + 1, scalars[2] = 0;
 }
-
-__global__ void advance_kernel(int* iteration) { ++*iteration; }
 
 // Thread g: one global atomic for point g's label (count_labels past the shared-memory bins).
 __global__ void count_labels_kernel(const int32_t* __restrict__ labels, int64_t total, int64_t n,
@@ -2243,12 +2256,11 @@ void fit(Context& ctx, BatchedDenseView<const V> x, int64_t k, const KmeansOptio
     iterations = a.take<int>(batch);
     last_inertia = a.take<double>(batch);
     history = a.take<double>(int64_t(history_rows) * batch);
-    scalars = a.take<int>(2);  // [0]: iteration, [1]: any problem still active
+    scalars = a.take<int>(3);  // [0]: iteration, [1]: any problem still active, [2]: a ticket
     seed_rows = a.take<int64_t>(init.rows ? clusters : 0);
     start = a.take<float>(int64_t(clusters) * d);  // the initial centroids, checked
     temp = a.take<unsigned char>(int64_t(temp_bytes));
   });
-  int* iteration = scalars;
   int* any_active = scalars + 1;
 
   AssignArgs a = p.assign_args();
@@ -2264,18 +2276,15 @@ void fit(Context& ctx, BatchedDenseView<const V> x, int64_t k, const KmeansOptio
       unsigned(std::min<int64_t>(1024, round_up(std::max<int64_t>(1, p.tiles / 8), kWarp)));
   auto assign_and_converge = [&](const AssignArgs& args, bool with_norms) {
     p.launch_assign(stream, args, with_norms);
-    TSR_CUDA_CHECK(cudaMemsetAsync(any_active, 0, sizeof(int), stream));
     converge_kernel<<<unsigned(batch), converge_threads, 0, stream>>>(
-        tile_inertia, tile_changed, int(p.tiles), iteration, o.tolerance, o.fixed_iterations,
-        active, last_inertia, history, history_rows, iterations, any_active);
+        tile_inertia, tile_changed, int(p.tiles), o.tolerance, o.fixed_iterations, active,
+        last_inertia, history, history_rows, iterations, scalars);
     TSR_CUDA_CHECK_LAUNCH("kmeans converge");
-    advance_kernel<<<1, 1, 0, stream>>>(iteration);
-    TSR_CUDA_CHECK_LAUNCH("kmeans advance");
   };
   auto reset_loop_state = [&]() {
     TSR_CUDA_CHECK(cudaMemsetAsync(active, 0xff, sizeof(int) * size_t(batch), stream));  // -1: on
     TSR_CUDA_CHECK(cudaMemsetAsync(iterations, 0, sizeof(int) * size_t(batch), stream));
-    TSR_CUDA_CHECK(cudaMemsetAsync(scalars, 0, 2 * sizeof(int), stream));
+    TSR_CUDA_CHECK(cudaMemsetAsync(scalars, 0, 3 * sizeof(int), stream));
   };
 
   // Initial centroids, checks, norms: all before r is touched, so a failed fit leaves it as it
