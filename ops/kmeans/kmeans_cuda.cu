@@ -1184,9 +1184,9 @@ __host__ __device__ __forceinline__ int problem_of_slot(int s, int k, int label_
 // included), read off the sorted keys (and, label-major, the problems of the sorted points:
 // order[p] / n) in one coalesced pass.
 template <class Key>
-__global__ void bounds_kernel(const Key* __restrict__ sorted_keys, const int32_t* __restrict__ order,
-                              int n, int label_batch, int64_t total, int clusters,
-                              int32_t* offsets) {
+__global__ void bounds_kernel(const Key* __restrict__ sorted_keys,
+                              const int32_t* __restrict__ order, int n, int label_batch,
+                              int64_t total, int clusters, int32_t* offsets) {
   const int64_t p = int64_t(blockIdx.x) * blockDim.x + threadIdx.x;
   if (p > total) return;
   auto slot = [&](int64_t i) {
@@ -1207,8 +1207,9 @@ __global__ void chunk_counts_kernel(const int32_t* __restrict__ offsets, int clu
   chunk_counts[c] = c < clusters ? (offsets[c + 1] - offsets[c] + kChunk - 1) / kChunk : 0;
 }
 
-// The warp's chunk q's slot: the last c with chunk_offsets[c] <= q (empty slots own no chunk). A 32-way search: each round every lane probes one point of the range and a ballot
-// narrows it 32-fold (3 dependent loads for 32k clusters instead of 15).
+// The warp's chunk q's slot: the last c with chunk_offsets[c] <= q (empty slots own no chunk).
+// A 32-way search: each round every lane probes one point of the range and a ballot narrows it
+// 32-fold (3 dependent loads for 32k clusters instead of 15).
 __device__ __forceinline__ int chunk_cluster(const int32_t* __restrict__ chunk_offsets,
                                              int clusters, int64_t q, int lane) {
   int lo = 0, hi = clusters;  // chunk_offsets[lo] <= q < chunk_offsets[hi]
@@ -2221,7 +2222,8 @@ void fit(Context& ctx, BatchedDenseView<const V> x, int64_t k, const KmeansOptio
   // Label-major keys (the label alone; slot_of_cluster) where they save a radix pass of 8 bits:
   // K <= 256 with B * K > 256 (TESSERA_KMEANS_LABEL_KEYS=0: b * K + label, for comparisons).
   const char* label_env = std::getenv("TESSERA_KMEANS_LABEL_KEYS");
-  const bool label_keys = k <= 256 && clusters > 256 && !(label_env && std::string(label_env) == "0");
+  const bool label_keys =
+      k <= 256 && clusters > 256 && !(label_env && std::string(label_env) == "0");
   const int label_batch = label_keys ? int(batch) : 0;
   int key_bits = 1;
   while ((int64_t(1) << key_bits) < (label_keys ? k : clusters)) ++key_bits;
