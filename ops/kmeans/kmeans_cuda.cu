@@ -126,7 +126,8 @@ struct AssignArgs {
   int d = 0, k = 0, k_pad = 0, d_pad = 0, tiles = 0, batch = 0;
   bool vector_loads = false;  // 16-byte loads of X rows (aligned, D and ld multiples)
   int metric = kL2;
-  const float* x_norms = nullptr;  // [B * n]: ||x||^2 (l2), 1/||x|| (cosine), unused (ip)
+  // [B * n]: ||x||^2 (l2), 1/||x|| (cosine), unused (ip); written only by the kNorms form.
+  float* x_norms = nullptr;
   const void* table = nullptr;     // Elem [B][k_pad][d_pad]
   const float* c_half = nullptr;   // [B][k_pad]: ||c||^2 / 2 (l2) or 0; +inf on padding
   const int* active = nullptr;     // [B] or null (every problem)
@@ -146,10 +147,9 @@ struct AssignArgs {
   // Passed at run time on purpose: as an immediate, ptxas packs each key with two instructions
   // instead of one.
   uint32_t key_mask = ~((1u << kKeySlotBits) - 1);
-  // assign_wgmma_kernel<..., kNorms>: ||x||^2 computed from the point tile into x_norms (written
-  // through this pointer), and point_norms_kernel's checks flagged in check_flags ([0]: the first
-  // non-finite element, [4]: the first point with a squared norm over kMaxSquaredNorm).
-  float* norms_out = nullptr;
+  // assign_wgmma_kernel<..., kNorms>: ||x||^2 computed from the point tile into x_norms, and
+  // point_norms_kernel's checks flagged in check_flags ([0]: the first non-finite element, [4]:
+  // the first point with a squared norm over kMaxSquaredNorm).
   unsigned long long* check_flags = nullptr;
 };
 
@@ -607,7 +607,7 @@ __device__ __forceinline__ void tile_point_norms(const AssignArgs& a, int b, int
     norm[hh] = s;
     if (lane % 4 == 0 && r < rows) {
       const int64_t g = int64_t(b) * a.n + row0 + r;
-      a.norms_out[g] = s;
+      a.x_norms[g] = s;
       if (!(s <= float(kMaxSquaredNorm))) {  // NaN, +inf or over: which one, in the pass's order
         int bad = 0;
         while (bad < a.d && isfinite(load_f32(*reinterpret_cast<const V*>(at(r, bad))))) ++bad;
@@ -2138,7 +2138,6 @@ struct DeviceProblem {
     a.table = table;
     a.c_half = c_half;
     a.prefetch_ahead = prefetch_ahead;
-    a.norms_out = x_norms;
     a.check_flags = flags;
     return a;
   }
