@@ -36,17 +36,32 @@ using tessera::testing::error_of;
 #define REQUIRE_DEVICE() \
   if (!device::available()) GTEST_SKIP() << "no CUDA device"
 
+// Sets an environment variable (value nullptr: unsets it) for its lifetime, then restores what
+// was there, also when the scope throws.
+class ScopedEnv {
+ public:
+  ScopedEnv(const char* name, const char* value) : name_(name) {
+    if (const char* before = std::getenv(name)) had_ = true, saved_ = before;
+    if (value) setenv(name, value, 1); else unsetenv(name);
+  }
+  ~ScopedEnv() {
+    if (had_) setenv(name_, saved_.c_str(), 1); else unsetenv(name_);
+  }
+  ScopedEnv(const ScopedEnv&) = delete;
+  ScopedEnv& operator=(const ScopedEnv&) = delete;
+
+ private:
+  const char* name_;
+  bool had_ = false;
+  std::string saved_;
+};
+
 // Selects the assignment kernel for its lifetime: nullptr for the default (the wgmma kernel on
 // sm_90a builds), "wgmma256" / "wgmma128" for its block sizes, "mma_sync" for the portable one
 // (the only one in other builds).
-class AssignKernel {
+class AssignKernel : ScopedEnv {
  public:
-  explicit AssignKernel(const char* choice) {
-    if (choice) setenv("TESSERA_KMEANS_KERNEL", choice, 1); else unsetenv("TESSERA_KMEANS_KERNEL");
-  }
-  ~AssignKernel() { unsetenv("TESSERA_KMEANS_KERNEL"); }
-  AssignKernel(const AssignKernel&) = delete;
-  AssignKernel& operator=(const AssignKernel&) = delete;
+  explicit AssignKernel(const char* choice) : ScopedEnv("TESSERA_KMEANS_KERNEL", choice) {}
 };
 const char* const kAssignKernels[] = {nullptr, "wgmma256", "wgmma128", "mma_sync"};
 
@@ -592,15 +607,7 @@ TEST(GpuKmeansOps, ASmallerSharedMemoryGpuTakesResidentWidthsAndRefusesWider) {
   const int64_t full = ops::kmeans_max_device_dimension<float>();
   EXPECT_TRUE(full == int64_t(1) << 20 || full <= 96) << full;
   if (full < 64) GTEST_SKIP() << "this GPU has less shared memory than the one simulated";
-  struct SmallerGpu {  // sets the variable for its lifetime, then restores what was there
-    const char* name = "TESSERA_KMEANS_SMEM_OPTIN";
-    const char* before = std::getenv(name);
-    std::string saved = before ? before : "";
-    SmallerGpu() { setenv(name, "101376", 1); }
-    ~SmallerGpu() {
-      if (before) setenv(name, saved.c_str(), 1); else unsetenv(name);
-    }
-  } smaller;
+  const ScopedEnv smaller("TESSERA_KMEANS_SMEM_OPTIN", "101376");
   EXPECT_EQ(ops::kmeans_max_device_dimension<float>(), 64);
   EXPECT_EQ(ops::kmeans_max_device_dimension<bf16>(), 128);
   EXPECT_EQ(ops::kmeans_max_device_dimension<f16>(), 128);
@@ -825,10 +832,7 @@ TEST(GpuKmeansOps, StreamingFromHostMemoryMatchesTheInMemoryFit) {
   // Labels kept on the device (the default here) or copied with every chunk: the same bits.
   ops::KmeansResult st_host_labels;
   {
-    struct HostLabels {  // the per-chunk label path, for this scope only (also when it throws)
-      HostLabels() { setenv("TESSERA_KMEANS_STREAM_LABELS", "host", 1); }
-      ~HostLabels() { unsetenv("TESSERA_KMEANS_STREAM_LABELS"); }
-    } host_labels;
+    const ScopedEnv host_labels("TESSERA_KMEANS_STREAM_LABELS", "host");  // per-chunk labels
     st_host_labels = ops::kmeans(ctx, x.on(MemorySpace::host), k, s);
   }
   EXPECT_EQ(st.centroids.to_vector(), st_host_labels.centroids.to_vector());
@@ -1028,25 +1032,6 @@ TEST(GpuKmeansOps, BadInputGetsClearErrors) {
   EXPECT_THAT(error_of([&] { ops::kmeans(ctx, wide.on(MemorySpace::device), 2, o); }),
               HasSubstr("kmeans: D = " + std::to_string(too_wide) + " "));
 }
-
-// Sets an environment variable for its lifetime, then restores what was there.
-class ScopedEnv {
- public:
-  ScopedEnv(const char* name, const char* value) : name_(name) {
-    if (const char* before = std::getenv(name)) had_ = true, saved_ = before;
-    setenv(name, value, 1);
-  }
-  ~ScopedEnv() {
-    if (had_) setenv(name_, saved_.c_str(), 1); else unsetenv(name_);
-  }
-  ScopedEnv(const ScopedEnv&) = delete;
-  ScopedEnv& operator=(const ScopedEnv&) = delete;
-
- private:
-  const char* name_;
-  bool had_ = false;
-  std::string saved_;
-};
 
 void expect_same_result(const ops::KmeansResult& a, const ops::KmeansResult& b,
                         const std::string& what) {
