@@ -52,42 +52,48 @@ __device__ void path_search(const I* indptr, int64_t rows, int64_t nnz, int64_t 
   *consumed = diag - lo;
 }
 
-// The ends of a team's rows as offsets from its first nonzero nnz0: lane k holds the end of row
-// row0 + window + k, so one load serves tpr consecutive rows and end_of() hands an end out by a
-// 32-bit shuffle. Rows past the matrix, and ends beyond INT_MAX, read as INT_MAX (never reached:
-// a stretch is shorter). Call only in team-uniform control flow.
+// The ends of a team's rows as 32-bit offsets from its first nonzero nnz0, read from indptr by
+// every lane of the team (one broadcast load, an L1 hit mostly) one row ahead of their use. No
+// shuffles: finishing a row is control flow that diverges between the teams of a warp, where a
+// shuffle costs a convergence check. Rows past the matrix, and ends beyond INT_MAX, read as
+// INT_MAX (never reached: a stretch is shorter).
 template <class I>
 class StretchRowEnds {
  public:
-  __device__ StretchRowEnds(const I* indptr, int64_t rows, int64_t row0, int64_t nnz0, int tpr,
-                            unsigned mask)
-      : ends_(indptr + row0 + 1), rows_left_(rows - row0), nnz0_(nnz0), tpr_(tpr),
-        lane_(int(threadIdx.x) % tpr), mask_(mask), chunk_(load(0)) {}
-  /// The end of the team's row r (row0 + r) minus nnz0; r never below the previous call's.
-  __device__ int end_of(int r) {
-    if (r - window_ >= tpr_) {
-      window_ = r;
-      chunk_ = load(r);
-    }
-    return __shfl_sync(mask_, chunk_, r - window_, tpr_);
+  __device__ StretchRowEnds(const I* indptr, int64_t rows, int64_t row0, int64_t nnz0)
+      : ends_(indptr + row0 + 1), rows_left_(rows - row0 < INT_MAX ? int(rows - row0) : INT_MAX),
+        nnz0_(nnz0) {
+    current_ = load(0);
+    next_ = load(1);
+  }
+  /// The end of the team's current row (row0 + the number of advance() calls).
+  __device__ int current() const { return current_; }
+  /// Moves to the next row and returns its end.
+  __device__ int advance() {
+    ++row_;
+    current_ = next_;
+    next_ = load(row_ + 1);
+    return current_;
   }
 
  private:
-  __device__ int load(int first) const {
-    const int r = first + lane_;
+  __device__ int load(int r) const {
     if (r >= rows_left_) return INT_MAX;
-    const int64_t end = int64_t(ends_[r]) - nnz0_;
-    return end < INT_MAX ? int(end) : INT_MAX;
+    if constexpr (sizeof(I) == 4) {
+      return int(ends_[r]) - int(nnz0_);  // both in [0, INT_MAX], the end not below nnz0
+    } else {
+      const int64_t end = int64_t(ends_[r]) - nnz0_;
+      return end < INT_MAX ? int(end) : INT_MAX;
+    }
   }
   const I* ends_;
-  int64_t rows_left_, nnz0_;
-  int tpr_, lane_;
-  unsigned mask_;
-  int window_ = 0, chunk_;
+  int rows_left_;
+  int64_t nnz0_;
+  int row_ = 0, current_ = 0, next_ = 0;
 };
 
 template <class V, class I, int VEC>
-__global__ void __launch_bounds__(kThreads)
+__global__ void __maxnreg__(VEC == 4 ? 80 : 64)
     spmm_csr_merge_path_kernel(CsrView<V, I> a, DenseView<const V> b, DenseView<float> c, float alpha,
                                float beta, int tpr, int64_t ipt, int64_t teams, int64_t* start_row,
                                int64_t* start_nnz, float* carry, int64_t carry_ld) {
@@ -132,9 +138,9 @@ __global__ void __launch_bounds__(kThreads)
       return reinterpret_cast<const V*>(b_at + int64_t(j) * b_ld_bytes);
     }
   };
-  StretchRowEnds<I> ends(a.indptr, a.rows, row0, nnz_begin, tpr, mask);
+  StretchRowEnds<I> ends(a.indptr, a.rows, row0, nnz_begin);
   int r = 0;
-  int row_end = ends.end_of(0);
+  int row_end = ends.current();
   float* c_row = c.data + row0 * c.ld + f;
   float acc[VEC] = {};
   const auto finish_row = [&] {
@@ -160,7 +166,7 @@ __global__ void __launch_bounds__(kThreads)
     for (int i = 0; i < VEC; ++i) acc[i] = 0.0f;
     ++r;
     c_row += c.ld;
-    row_end = ends.end_of(r);
+    row_end = ends.advance();
   };
 
   // (col, val) of the next tpr entries are loaded one chunk ahead, off the critical path.
