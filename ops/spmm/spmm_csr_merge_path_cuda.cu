@@ -93,7 +93,7 @@ class StretchRowEnds {
 };
 
 template <class V, class I, int VEC>
-__global__ void __maxnreg__(VEC == 4 ? 80 : 64)
+__global__ void __maxnreg__(VEC == 4 && sizeof(V) == 4 ? 80 : 64)
     spmm_csr_merge_path_kernel(CsrView<V, I> a, DenseView<const V> b, DenseView<float> c, float alpha,
                                float beta, int tpr, int64_t ipt, int64_t teams, int64_t* start_row,
                                int64_t* start_nnz, float* carry, int64_t carry_ld) {
