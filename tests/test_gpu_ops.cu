@@ -206,24 +206,33 @@ Csr<float, int32_t> hub_matrix() {
   return {rows, cols, Buffer<int32_t>(indptr), Buffer<int32_t>(indices), Buffer<float>(values)};
 }
 
-// The row split's 1-wide gathers run in two forms, chosen by how much of the GPU the launch fills
-// (16 gathers in flight for small launches, 8 otherwise): both against the reference, on a
-// matrix of 300k rows (filling the GPU) and one of 2,000 (not), at F = 1, 3 and 33.
-TEST(GpuOps, RowSplitOneWideGathersSmallAndLargeLaunches) {
+// The row split runs in two forms, chosen by how much of the GPU the launch fills (predicated
+// rounds of 32 / vec gathers for small launches; rounds of 8, 4 and 1 otherwise): both against
+// the reference, on a matrix of 300k rows (filling the GPU) and one of 2,000 (not, but for the
+// widest tiles), rows of about 20 entries and one of about 100 (several batches), partial feature
+// tiles, alpha and beta.
+TEST(GpuOps, RowSplitSmallAndLargeLaunches) {
   SKIP_WITHOUT_GPU();
   Context ctx;
   uint64_t seed = 900;
   for (int64_t rows : {2000, 300000}) {
-    const Csr<float, int32_t> csr = random_csr<float, int32_t>({rows, 64, 0.2}, ++seed);
+    const Csr<float, int32_t> csr = random_csr<float, int32_t>({rows, 200, 0.1, 0.1, 7}, ++seed);
     const Csr<float, int32_t> dcsr = csr.to(MemorySpace::device);
-    for (int64_t F : {1, 3, 33}) {
+    for (int64_t F : {1, 3, 33, 36, 132}) {
       const DenseMatrix<float> b = random_dense<float>(csr.cols, F, ++seed);
+      const DenseMatrix<float> c0 = random_dense<float>(csr.rows, F, ++seed);
       const DenseMatrix<float> db = b.to(MemorySpace::device);
-      const auto want = reference::spmm(csr, b);
-      for (const char* text : {"csr.row_split:tpr=32,rpb=4,vec=1", "csr.row_split:tpr=4,rpb=32,vec=1"}) {
-        DenseMatrix<float> dc(csr.rows, F, MemorySpace::device);
+      const auto want = reference::spmm(csr, b, 0.5, -1.5, &c0);
+      for (const char* text : {"csr.row_split:tpr=32,rpb=4,vec=1", "csr.row_split:tpr=4,rpb=32,vec=1",
+                               "csr.row_split:tpr=16,rpb=8,vec=2", "csr.row_split:tpr=8,rpb=16,vec=4",
+                               "csr.row_split:tpr=32,rpb=4,vec=4"}) {
+        const schedule::Schedule s = schedule::parse(schedule::Op::spmm, text);
+        if (F % s.knob("vec") != 0) continue;  // vec = 2, 4 need aligned rows
+        DenseMatrix<float> dc = c0.to(MemorySpace::device);
         ops::SpmmOptions options;
-        options.schedule = schedule::parse(schedule::Op::spmm, text);
+        options.alpha = 0.5f;
+        options.beta = -1.5f;
+        options.schedule = s;
         ops::spmm(ctx, dcsr.view(), db.view(), dc.view(), options);
         ctx.synchronize();
         const DenseMatrix<float> got = dc.to(MemorySpace::host);
