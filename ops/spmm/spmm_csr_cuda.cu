@@ -20,13 +20,9 @@ namespace {
 // gathers in flight need them).
 constexpr int kRowSplitMaxThreads = 512;
 
-// kDeepGathers: the form for launches too small to fill the GPU, where each row's chain of load
-// rounds, not occupancy, sets the time (see launch()). A batch of tpr entries goes in predicated
-// rounds of kDeepRound<VEC> gathers (32 floats a thread in flight), so that a row of up to
-// 32 / VEC entries costs one round trip to memory, not one for each round of 8, of 4 and of 1.
-template <int VEC>
-constexpr int kDeepRound = 32 / VEC;
-
+// kDeepGathers (vec = 1 only): 16 gathers in flight before the rounds of 8, for launches too small
+// to fill the GPU, where each row's chain of load rounds, not occupancy, sets the time (94
+// registers instead of 64; see launch()).
 template <class V, class I, int VEC, bool kDeepGathers = false>
 __global__ void __launch_bounds__(kRowSplitMaxThreads) spmm_csr_row_split_kernel(CsrView<V, I> a, DenseView<const V> b, DenseView<float> c,
                                           float alpha, float beta, int tpr) {
@@ -92,34 +88,8 @@ __global__ void __launch_bounds__(kRowSplitMaxThreads) spmm_csr_row_split_kernel
           }
         }
       };
-      if constexpr (kDeepGathers) {
-        // Predicated rounds: entries past the batch load and add nothing, lanes past F load
-        // nothing (their sums are never stored). The shuffles run on every lane (group-uniform);
-        // a source lane past tpr wraps around (shuffle width tpr) and its value goes unused.
-        constexpr int U = kDeepRound<VEC>;
-        for (; k < batch; k += U) {
-          float x[U][VEC];
-#pragma unroll
-          for (int u = 0; u < U; ++u) {
-            const I j = __shfl_sync(group_mask, col, k + u, tpr);
-            if (k + u < batch && width > 0) {
-              if (width == VEC) {
-                load_vec<VEC>(b_row(j), x[u]);
-              } else {
-                load_partial<VEC>(b_row(j), width, x[u]);
-              }
-            }
-          }
-#pragma unroll
-          for (int u = 0; u < U; ++u) {
-            const float v = __shfl_sync(group_mask, val, k + u, tpr);  // at use: fewer registers
-            if (k + u < batch) {
-#pragma unroll
-              for (int i = 0; i < VEC; ++i) acc[i] += v * x[u][i];
-            }
-          }
-        }
-      } else if (full_tile) {
+      if (full_tile) {
+        if constexpr (kDeepGathers) gather_batches(std::integral_constant<int, 2 * kGathersInFlight>{});
         gather_batches(std::integral_constant<int, kGathersInFlight>{});
         gather_batches(std::integral_constant<int, 4>{});  // short batches (tpr = 4)
       }
@@ -157,16 +127,22 @@ void launch(Context& ctx, const CsrView<V, I>& a, DenseView<const V> b, DenseVie
   const int64_t tiles = (c.cols + int64_t(tpr) * VEC - 1) / (int64_t(tpr) * VEC);
   const dim3 grid(grid_for(a.rows, rpb), unsigned(tiles < 65535 ? tiles : 65535));
   const auto stream = static_cast<cudaStream_t>(ctx.stream());
-  // A launch whose threads fill under a third of the GPU takes the deep-gather form.
-  int device = 0, sms = 0, per_sm = 0;
-  TSR_CUDA_CHECK(cudaGetDevice(&device));
-  TSR_CUDA_CHECK(cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, device));
-  TSR_CUDA_CHECK(cudaDeviceGetAttribute(&per_sm, cudaDevAttrMaxThreadsPerMultiProcessor, device));
-  const double threads = double(a.rows) * double(tpr) * double(tiles);
-  if (threads * 3 < double(sms) * double(per_sm)) {
-    spmm_csr_row_split_kernel<V, I, VEC, true><<<grid, tpr * rpb, 0, stream>>>(a, b, c, alpha, beta, tpr);
-    TSR_CUDA_CHECK_LAUNCH("spmm_csr_row_split");
-    return;
+  // 1-wide gathers on a launch whose threads fill under a third of the GPU: the deep-gather form
+  // (on the H200, fidapex6 F = 32, 1651 rows of 30: 8.1 -> 7.5 us; Cora F = 32 13.2 -> 10.4 us;
+  // with more threads its 94 registers cost more than the shorter chains save: bcsstk33 F = 32
+  // 24.0 -> 25.1 us, fidapex6 F = 64 at vec = 1 8.6 -> 9.6 us).
+  if constexpr (VEC == 1) {
+    int device = 0, sms = 0, per_sm = 0;
+    TSR_CUDA_CHECK(cudaGetDevice(&device));
+    TSR_CUDA_CHECK(cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, device));
+    TSR_CUDA_CHECK(cudaDeviceGetAttribute(&per_sm, cudaDevAttrMaxThreadsPerMultiProcessor, device));
+    const double threads = double(a.rows) * double(tpr) * double(tiles);
+    if (threads * 3 < double(sms) * double(per_sm)) {
+      spmm_csr_row_split_kernel<V, I, 1, true>
+          <<<grid, tpr * rpb, 0, stream>>>(a, b, c, alpha, beta, tpr);
+      TSR_CUDA_CHECK_LAUNCH("spmm_csr_row_split");
+      return;
+    }
   }
   spmm_csr_row_split_kernel<V, I, VEC><<<grid, tpr * rpb, 0, stream>>>(a, b, c, alpha, beta, tpr);
   TSR_CUDA_CHECK_LAUNCH("spmm_csr_row_split");
