@@ -20,9 +20,11 @@ namespace {
 // gathers in flight need them).
 constexpr int kRowSplitMaxThreads = 512;
 
-// kDeepGathers (vec = 1 only): 16 gathers in flight before the rounds of 8, for launches too small
-// to fill the GPU, where each row's chain of load rounds, not occupancy, sets the time (94
-// registers instead of 64; see launch()).
+// kDeepGathers (vec = 1 only), for launches too small to fill the GPU, where each row's chain of
+// trips to memory, not occupancy, sets the time (see launch()): every gather of a full-tile batch
+// (at most 32 entries) is issued before its first product, the batch cut into blocks of 16, 16,
+// 8, 4, 2 and 1 entries by group-uniform branches (no guard per entry), so that a row of up to 32
+// entries costs one trip where rounds of 8, 4 and 1 cost one each.
 template <class V, class I, int VEC, bool kDeepGathers = false>
 __global__ void __launch_bounds__(kRowSplitMaxThreads) spmm_csr_row_split_kernel(CsrView<V, I> a, DenseView<const V> b, DenseView<float> c,
                                           float alpha, float beta, int tpr) {
@@ -88,8 +90,40 @@ __global__ void __launch_bounds__(kRowSplitMaxThreads) spmm_csr_row_split_kernel
           }
         }
       };
-      if (full_tile) {
-        if constexpr (kDeepGathers) gather_batches(std::integral_constant<int, 2 * kGathersInFlight>{});
+      if constexpr (kDeepGathers) {
+        static_assert(VEC == 1, "the deep-gather form is for 1-wide gathers");
+        if (full_tile) {
+          float x16a[16], x16b[16], x8[8], x4[4], x2[2], x1[1];
+          const bool has16a = batch >= 16, has16b = batch >= 32;
+          const int rest = batch & 15;  // entries after the blocks of 16
+          const auto gather = [&](auto& x, int from) {
+            constexpr int N = sizeof(x) / sizeof(x[0]);
+#pragma unroll
+            for (int u = 0; u < N; ++u) x[u] = load_f32(*b_row(__shfl_sync(group_mask, col, from + u, tpr)));
+          };
+          const auto multiply = [&](const auto& x, int from) {
+            constexpr int N = sizeof(x) / sizeof(x[0]);
+#pragma unroll
+            for (int u = 0; u < N; ++u) acc[0] += __shfl_sync(group_mask, val, from + u, tpr) * x[u];
+          };
+          // Block b starts after the blocks before it; both passes walk them in the same order.
+          const int at8 = (has16a ? 16 : 0) + (has16b ? 16 : 0), at4 = at8 + (rest & 8),
+                    at2 = at4 + (rest & 4), at1 = at2 + (rest & 2);
+          if (has16a) gather(x16a, 0);
+          if (has16b) gather(x16b, 16);
+          if (rest & 8) gather(x8, at8);
+          if (rest & 4) gather(x4, at4);
+          if (rest & 2) gather(x2, at2);
+          if (rest & 1) gather(x1, at1);
+          if (has16a) multiply(x16a, 0);
+          if (has16b) multiply(x16b, 16);
+          if (rest & 8) multiply(x8, at8);
+          if (rest & 4) multiply(x4, at4);
+          if (rest & 2) multiply(x2, at2);
+          if (rest & 1) multiply(x1, at1);
+          k = batch;
+        }
+      } else if (full_tile) {
         gather_batches(std::integral_constant<int, kGathersInFlight>{});
         gather_batches(std::integral_constant<int, 4>{});  // short batches (tpr = 4)
       }
