@@ -207,9 +207,10 @@ Csr<float, int32_t> hub_matrix() {
 }
 
 // The row split's 1-wide gathers run in two forms, chosen by how much of the GPU the launch fills
-// (16 gathers in flight for small launches, 8 otherwise): both against the reference, on a
-// matrix of 300k rows (filling the GPU) and one of 2,000 (not), with rows of about 20 entries and
-// one of about 100 (several batches), odd F, alpha and beta; vec = 2 and 4 (one form) alike.
+// (a batch's gathers all in flight for small launches, rounds of 8 otherwise): both against the
+// reference, on a matrix of 300k rows (filling the GPU) and one of 2,000 (not), with rows of about
+// 20 entries and one of about 100 (several batches), odd F, alpha and beta; vec = 2 and 4 (one
+// form) alike.
 TEST(GpuOps, RowSplitSmallAndLargeLaunches) {
   SKIP_WITHOUT_GPU();
   Context ctx;

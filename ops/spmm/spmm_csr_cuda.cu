@@ -162,9 +162,11 @@ void launch(Context& ctx, const CsrView<V, I>& a, DenseView<const V> b, DenseVie
   const dim3 grid(grid_for(a.rows, rpb), unsigned(tiles < 65535 ? tiles : 65535));
   const auto stream = static_cast<cudaStream_t>(ctx.stream());
   // 1-wide gathers on a launch whose threads fill under a third of the GPU: the deep-gather form
-  // (on the H200, fidapex6 F = 32, 1651 rows of 30: 8.1 -> 7.5 us; Cora F = 32 13.2 -> 10.4 us;
-  // with more threads its 94 registers cost more than the shorter chains save: bcsstk33 F = 32
-  // 24.0 -> 25.1 us, fidapex6 F = 64 at vec = 1 8.6 -> 9.6 us).
+  // (on the H200, fidapex6 F = 32, 1651 rows of 30: 7.4 us with rounds of 16, 8, 4 and 1, 6.8
+  // with every gather of a row in flight at once; Cora F = 32 10.2 -> 10.0 us). With more threads
+  // its registers (102 where the other form takes 64) cost more than the shorter chains save:
+  // with rounds of 16 and 94 registers, bcsstk33 F = 32 24.0 -> 25.1 us, fidapex6 F = 64 at
+  // vec = 1 8.6 -> 9.6 us.
   if constexpr (VEC == 1) {
     int device = 0, sms = 0, per_sm = 0;
     TSR_CUDA_CHECK(cudaGetDevice(&device));

@@ -92,6 +92,10 @@ class StretchRowEnds {
   int row_ = 0, current_ = 0, next_ = 0;
 };
 
+// Registers are capped per instantiation (launches are kThreads wide): ptxas left to itself gave
+// the f32 vec = 1 form 48 registers and spills; 64 keeps four blocks an SM. f32 at vec = 4 gets
+// 80 (three blocks an SM), which its gathers in flight need; the 16-bit vec = 4 forms measured
+// faster at 64 despite spilling (reddit-like bf16 F = 128: 2.62 ms at 64, 2.78 at 80).
 template <class V, class I, int VEC>
 __global__ void __maxnreg__(VEC == 4 && sizeof(V) == 4 ? 80 : 64)
     spmm_csr_merge_path_kernel(CsrView<V, I> a, DenseView<const V> b, DenseView<float> c, float alpha,
