@@ -41,35 +41,39 @@ __device__ __forceinline__ void load_vec(const float* p, float (&out)[VEC]) {
     out[0] = *p;
   }
 }
-// 16-bit types: VEC halves in one 2/4/8/16-byte load, unpacked.
-template <int VEC, class V>
-__device__ __forceinline__ void load_vec(const V* p, float (&out)[VEC]) {
+// 16-bit types: VEC halves in one 2/4/8/16-byte word, which a gather loop may hold packed (half
+// the registers of the f32 values) until it multiplies.
+template <int VEC> struct Packed16;
+template <> struct Packed16<1> { using type = uint16_t; };
+template <> struct Packed16<2> { using type = uint32_t; };
+template <> struct Packed16<4> { using type = uint2; };
+template <> struct Packed16<8> { using type = uint4; };
+
+template <class V, int VEC>
+__device__ __forceinline__ void unpack16(const typename Packed16<VEC>::type& w, float (&out)[VEC]) {
+  const auto half = [](uint32_t word, int which) {
+    V h;
+    h.bits = uint16_t(word >> (16 * which));
+    return load_f32(h);
+  };
   if constexpr (VEC == 8) {
-    const uint4 w = *reinterpret_cast<const uint4*>(p);
     const uint32_t words[4] = {w.x, w.y, w.z, w.w};
 #pragma unroll
-    for (int i = 0; i < 8; ++i) {
-      V h;
-      h.bits = uint16_t(words[i / 2] >> (16 * (i % 2)));
-      out[i] = load_f32(h);
-    }
+    for (int i = 0; i < 8; ++i) out[i] = half(words[i / 2], i % 2);
   } else if constexpr (VEC == 4) {
-    const uint2 w = *reinterpret_cast<const uint2*>(p);
     const uint32_t words[2] = {w.x, w.y};
 #pragma unroll
-    for (int i = 0; i < 4; ++i) {
-      V h;
-      h.bits = uint16_t(words[i / 2] >> (16 * (i % 2)));
-      out[i] = load_f32(h);
-    }
+    for (int i = 0; i < 4; ++i) out[i] = half(words[i / 2], i % 2);
   } else if constexpr (VEC == 2) {
-    const uint32_t w = *reinterpret_cast<const uint32_t*>(p);
-    V lo, hi;
-    lo.bits = uint16_t(w), hi.bits = uint16_t(w >> 16);
-    out[0] = load_f32(lo), out[1] = load_f32(hi);
+    out[0] = half(w, 0), out[1] = half(w, 1);
   } else {
-    out[0] = load_f32(*p);
+    out[0] = half(w, 0);
   }
+}
+
+template <int VEC, class V>
+__device__ __forceinline__ void load_vec(const V* p, float (&out)[VEC]) {
+  unpack16<V, VEC>(*reinterpret_cast<const typename Packed16<VEC>::type*>(p), out);
 }
 
 template <int VEC>
@@ -106,34 +110,31 @@ __device__ __forceinline__ unsigned team_mask(int team) {
   return team == kWarp ? 0xffffffffu : (((1u << team) - 1u) << (warp_lane / team * team));
 }
 
-/// Row ends of a CSR matrix read by a team of `team` lanes walking rows in increasing order:
-/// lane k holds indptr[window + 1 + k], so one load serves `team` consecutive rows and end_of()
-/// hands an end out by shuffle. Call only in team-uniform control flow.
+/// Row ends of a CSR matrix for a team walking rows in increasing order: indptr[r + 1] read by
+/// every lane of the team (one broadcast load, an L1 hit mostly), the next row's end one row ahead
+/// of its use. No shuffles, so the walk may diverge between the teams of a warp (a shuffle there
+/// costs a convergence check); the SpMM merge path walks its rows the same way.
 template <class I>
 class RowEnds {
  public:
-  __device__ RowEnds(const I* indptr, int64_t rows, int64_t first_row, int team, unsigned mask)
-      : indptr_(indptr), rows_(rows), team_(team), lane_(int(threadIdx.x) % team), mask_(mask),
-        window_(first_row), ends_(load()) {}
-  /// indptr[r + 1], or INT64_MAX for r >= rows; r never below the previous call's.
-  __device__ int64_t end_of(int64_t r) {
-    if (r - window_ >= team_) {
-      window_ = r;
-      ends_ = load();
-    }
-    return int64_t(__shfl_sync(mask_, static_cast<long long>(ends_), int(r - window_), team_));
+  /// rows < 0: nothing is loaded and every end reads INT64_MAX.
+  __device__ RowEnds(const I* indptr, int64_t rows, int64_t first_row)
+      : indptr_(indptr), rows_(rows), row_(first_row), current_(load(first_row)),
+        next_(load(first_row + 1)) {}
+  /// indptr[row + 1] of the current row, or INT64_MAX past the last row.
+  __device__ int64_t current() const { return current_; }
+  /// Moves to the next row and returns its end.
+  __device__ int64_t advance() {
+    ++row_;
+    current_ = next_;
+    next_ = load(row_ + 1);
+    return current_;
   }
 
  private:
-  __device__ int64_t load() const {
-    const int64_t r = window_ + 1 + lane_;
-    return r <= rows_ ? int64_t(indptr_[r]) : INT64_MAX;
-  }
+  __device__ int64_t load(int64_t r) const { return r < rows_ ? int64_t(indptr_[r + 1]) : INT64_MAX; }
   const I* indptr_;
-  int64_t rows_;
-  int team_, lane_;
-  unsigned mask_;
-  int64_t window_, ends_;
+  int64_t rows_, row_, current_, next_;
 };
 
 /// Blocks needed for n items at per_block items a block, checked against the grid limit.

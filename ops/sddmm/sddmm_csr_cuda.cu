@@ -83,8 +83,8 @@ __global__ void __launch_bounds__(kTeamThreads)
   }
   const unsigned mask = team_mask(tpe);
   // COO: no offsets to follow (rows = -1: the window loads nothing and is never consulted).
-  RowEnds<I> ends(a.indptr, WALK == Walk::coo ? -1 : a.rows, row, tpe, mask);
-  int64_t row_end = WALK == Walk::coo ? INT64_MAX : ends.end_of(row);
+  RowEnds<I> ends(a.indptr, WALK == Walk::coo ? -1 : a.rows, row);
+  int64_t row_end = ends.current();
   // Rows addressed in bytes from this lane's first feature: a Y row (int32 index) by one 32 x 32
   // -> 64-bit multiply-add, plus one for the stride's high word, so any stride works.
   const int F = int(x.cols);  // < 2^31, checked on the host
@@ -110,7 +110,10 @@ __global__ void __launch_bounds__(kTeamThreads)
         if constexpr (WALK == Walk::coo) {
           row = int64_t(coo_rows[e0 + u]);
         } else {
-          while (e0 + u >= row_end) row_end = ends.end_of(++row);
+          while (e0 + u >= row_end) {
+            ++row;
+            row_end = ends.advance();
+          }
         }
         xrow[u] = x_row(row);
         yrow[u] = y_row(a.indices[e0 + u]);
