@@ -41,39 +41,35 @@ __device__ __forceinline__ void load_vec(const float* p, float (&out)[VEC]) {
     out[0] = *p;
   }
 }
-// 16-bit types: VEC halves in one 2/4/8/16-byte word, which a gather loop may hold packed (half
-// the registers of the f32 values) until it multiplies.
-template <int VEC> struct Packed16;
-template <> struct Packed16<1> { using type = uint16_t; };
-template <> struct Packed16<2> { using type = uint32_t; };
-template <> struct Packed16<4> { using type = uint2; };
-template <> struct Packed16<8> { using type = uint4; };
-
-template <class V, int VEC>
-__device__ __forceinline__ void unpack16(const typename Packed16<VEC>::type& w, float (&out)[VEC]) {
-  const auto half = [](uint32_t word, int which) {
-    V h;
-    h.bits = uint16_t(word >> (16 * which));
-    return load_f32(h);
-  };
-  if constexpr (VEC == 8) {
-    const uint32_t words[4] = {w.x, w.y, w.z, w.w};
-#pragma unroll
-    for (int i = 0; i < 8; ++i) out[i] = half(words[i / 2], i % 2);
-  } else if constexpr (VEC == 4) {
-    const uint32_t words[2] = {w.x, w.y};
-#pragma unroll
-    for (int i = 0; i < 4; ++i) out[i] = half(words[i / 2], i % 2);
-  } else if constexpr (VEC == 2) {
-    out[0] = half(w, 0), out[1] = half(w, 1);
-  } else {
-    out[0] = half(w, 0);
-  }
-}
-
+// 16-bit types: VEC halves in one 2/4/8/16-byte load, unpacked.
 template <int VEC, class V>
 __device__ __forceinline__ void load_vec(const V* p, float (&out)[VEC]) {
-  unpack16<V, VEC>(*reinterpret_cast<const typename Packed16<VEC>::type*>(p), out);
+  if constexpr (VEC == 8) {
+    const uint4 w = *reinterpret_cast<const uint4*>(p);
+    const uint32_t words[4] = {w.x, w.y, w.z, w.w};
+#pragma unroll
+    for (int i = 0; i < 8; ++i) {
+      V h;
+      h.bits = uint16_t(words[i / 2] >> (16 * (i % 2)));
+      out[i] = load_f32(h);
+    }
+  } else if constexpr (VEC == 4) {
+    const uint2 w = *reinterpret_cast<const uint2*>(p);
+    const uint32_t words[2] = {w.x, w.y};
+#pragma unroll
+    for (int i = 0; i < 4; ++i) {
+      V h;
+      h.bits = uint16_t(words[i / 2] >> (16 * (i % 2)));
+      out[i] = load_f32(h);
+    }
+  } else if constexpr (VEC == 2) {
+    const uint32_t w = *reinterpret_cast<const uint32_t*>(p);
+    V lo, hi;
+    lo.bits = uint16_t(w), hi.bits = uint16_t(w >> 16);
+    out[0] = load_f32(lo), out[1] = load_f32(hi);
+  } else {
+    out[0] = load_f32(*p);
+  }
 }
 
 template <int VEC>

@@ -82,7 +82,7 @@ __global__ void __launch_bounds__(kTeamThreads)
     row = lo;
   }
   const unsigned mask = team_mask(tpe);
-  // COO: no offsets to follow (rows = -1: the window loads nothing and is never consulted).
+  // COO: no offsets to follow (rows = -1: the row ends load nothing and read INT64_MAX).
   RowEnds<I> ends(a.indptr, WALK == Walk::coo ? -1 : a.rows, row);
   int64_t row_end = ends.current();
   // Rows addressed in bytes from this lane's first feature: a Y row (int32 index) by one 32 x 32

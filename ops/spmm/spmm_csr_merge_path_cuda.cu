@@ -97,7 +97,7 @@ class StretchRowEnds {
 // 80 (three blocks an SM), which its gathers in flight need; the 16-bit vec = 4 forms measured
 // faster at 64 despite spilling (reddit-like bf16 F = 128: 2.62 ms at 64, 2.78 at 80).
 template <class V, class I, int VEC>
-__global__ void __maxnreg__(VEC == 4 || sizeof(V) == 2 ? 80 : 64)
+__global__ void __maxnreg__(VEC == 4 && sizeof(V) == 4 ? 80 : 64)
     spmm_csr_merge_path_kernel(CsrView<V, I> a, DenseView<const V> b, DenseView<float> c, float alpha,
                                float beta, int tpr, int64_t ipt, int64_t teams, int64_t* start_row,
                                int64_t* start_nnz, float* carry, int64_t carry_ld) {
@@ -208,37 +208,9 @@ __global__ void __maxnreg__(VEC == 4 || sizeof(V) == 2 ? 80 : 64)
         }
       }
     };
-    // 16-bit values: twice the gathers in flight, held packed until their products (the same
-    // registers as f32's), since the gathers' latency, not their bytes, bounds a narrow tile.
-    const auto gather_packed_batches = [&](auto in_flight) {
-      constexpr int U = decltype(in_flight)::value;
-      using Packed = typename Packed16<VEC>::type;
-      for (; k + U <= batch; k += U) {
-        Packed x[U];
-#pragma unroll
-        for (int u = 0; u < U; ++u) {
-          x[u] = *reinterpret_cast<const Packed*>(b_row(__shfl_sync(mask, col, k + u, tpr)));
-        }
-#pragma unroll
-        for (int u = 0; u < U; ++u) {
-          const float v = __shfl_sync(mask, val, k + u, tpr);  // at use: U registers fewer
-          while (p0 + k + u >= row_end) finish_row();
-          float xf[VEC];
-          unpack16<V, VEC>(x[u], xf);
-#pragma unroll
-          for (int i = 0; i < VEC; ++i) acc[i] += v * xf[i];
-        }
-      }
-    };
     if (full_tile) {
-      if constexpr (sizeof(V) == 2) {
-        gather_packed_batches(std::integral_constant<int, 2 * kGathersInFlight>{});
-        gather_packed_batches(std::integral_constant<int, kGathersInFlight>{});
-        gather_packed_batches(std::integral_constant<int, 4>{});
-      } else {
-        gather_batches(std::integral_constant<int, kGathersInFlight>{});
-        gather_batches(std::integral_constant<int, 4>{});  // short batches (tpr = 4)
-      }
+      gather_batches(std::integral_constant<int, kGathersInFlight>{});
+      gather_batches(std::integral_constant<int, 4>{});  // short batches (tpr = 4)
     }
     for (; k < batch; ++k) {
       const I j = __shfl_sync(mask, col, k, tpr);
