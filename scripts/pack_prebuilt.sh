@@ -2,10 +2,24 @@
 # Packs the GPU test binaries, the CLI and the GPU harnesses of a CUDA build (built here, for the
 # device's architecture) into .prebuilt/tessera.tar.xz, small enough for the device tool to carry
 # with .data/. On the device: scripts/unpack_prebuilt.sh, then scripts/gpu_check.sh .prebuilt/tree.
-# Usage: scripts/pack_prebuilt.sh [build-dir]   (default build-90a)
+# Usage: scripts/pack_prebuilt.sh [build-dir] [--keep-before]   (default build-90a)
+#   --keep-before: the package already there becomes .prebuilt/before.tar.xz, the "before" side of
+#   an A/B on the device (scripts/ab_prebuilt.sh); pack the old commit's build first, then the new.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-build=${1:-build-90a}
+build=build-90a keep_before=0
+for arg in "$@"; do
+  case $arg in
+    --keep-before) keep_before=1 ;;
+    *) build=$arg ;;
+  esac
+done
+before_saved=""
+if [ $keep_before = 1 ]; then
+  [ -f .prebuilt/tessera.tar.xz ] || { echo "--keep-before: no .prebuilt/tessera.tar.xz to keep" >&2; exit 1; }
+  before_saved=$(mktemp)
+  cp .prebuilt/tessera.tar.xz "$before_saved"
+fi
 rm -rf .prebuilt  # a failed pack leaves no older package behind
 [ -x "$build/tests/test_gpu_ops" ] ||
   { echo "$build has no tests/test_gpu_ops: not a CUDA build, or not built yet" >&2; exit 1; }
@@ -24,4 +38,8 @@ strip .prebuilt/tree/*/*
 git rev-parse --short HEAD > .prebuilt/tree/COMMIT
 tar -C .prebuilt -cJf .prebuilt/tessera.tar.xz tree
 rm -rf .prebuilt/tree
+if [ -n "$before_saved" ]; then
+  mv "$before_saved" .prebuilt/before.tar.xz && chmod 644 .prebuilt/before.tar.xz
+  echo "before: $(python3 -c "import tarfile; print(tarfile.open('.prebuilt/before.tar.xz').extractfile('tree/COMMIT').read().decode().strip())"), after: $(git rev-parse --short HEAD)"
+fi
 ls -la .prebuilt
