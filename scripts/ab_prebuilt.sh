@@ -11,8 +11,9 @@
 #   scripts/ab_prebuilt.sh spmm '$T/bench/spmm_gpu --out $D --data .data --only arxiv-like --features 32,128'
 # Each run's output goes to D and its log to D/log.txt; the last line of each log is echoed. All of
 # it is packed into $OUT/ab_NAME.tgz (one file: the device tool returns few files and shallow
-# folders), or ab_NAME.tgz here when OUT is unset. Then, on this side:
-#   scripts/compare_spmm_runs.py --before <after1's before run> --after ... (SpMM JSON), or read the logs.
+# folders), or ab_NAME.tgz here when OUT is unset. Then, on this side, unpack it and compare one
+# round's runs, e.g. scripts/compare_spmm_runs.py --before ab_NAME/before1 --after ab_NAME/after1
+# (SpMM JSON), or read the logs.
 set -uo pipefail
 cd "$(dirname "$0")/.."
 rounds=2
