@@ -141,17 +141,4 @@ inline unsigned grid_for(int64_t n, int64_t per_block) {
   return unsigned(blocks);
 }
 
-/// Asks the driver for the largest L1 (the smallest shared-memory carveout) for a kernel that uses
-/// no shared memory, such as the SpMM and SDDMM gathers, whose repeated rows of B hit in L1. A hint
-/// the driver may override; set once per kernel and process.
-template <auto kKernel>
-void prefer_max_l1() {
-  static const bool set = [] {
-    TSR_CUDA_CHECK(cudaFuncSetAttribute(kKernel, cudaFuncAttributePreferredSharedMemoryCarveout,
-                                        int(cudaSharedmemCarveoutMaxL1)));
-    return true;
-  }();
-  (void)set;
-}
-
 }  // namespace tessera::ops::cuda

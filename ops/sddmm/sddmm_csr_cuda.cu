@@ -178,15 +178,12 @@ void launch_teams(Context& ctx, const char* name, const CsrView<V, I>& a, const 
   const auto stream = static_cast<cudaStream_t>(ctx.stream());
   switch (vec) {
     case 1:
-      prefer_max_l1<sddmm_team_kernel<V, I, 1, WALK>>();
       sddmm_team_kernel<V, I, 1, WALK><<<blocks, kTeamThreads, 0, stream>>>(a, coo_rows, x, y, scale_by_a, out, tpe, ept);
       break;
     case 2:
-      prefer_max_l1<sddmm_team_kernel<V, I, 2, WALK>>();
       sddmm_team_kernel<V, I, 2, WALK><<<blocks, kTeamThreads, 0, stream>>>(a, coo_rows, x, y, scale_by_a, out, tpe, ept);
       break;
     case 4:
-      prefer_max_l1<sddmm_team_kernel<V, I, 4, WALK>>();
       sddmm_team_kernel<V, I, 4, WALK><<<blocks, kTeamThreads, 0, stream>>>(a, coo_rows, x, y, scale_by_a, out, tpe, ept);
       break;
     default: TSR_FAIL(name, ": vec = ", vec, " must be 1, 2 or 4");

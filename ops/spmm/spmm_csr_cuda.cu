@@ -174,14 +174,12 @@ void launch(Context& ctx, const CsrView<V, I>& a, DenseView<const V> b, DenseVie
     TSR_CUDA_CHECK(cudaDeviceGetAttribute(&per_sm, cudaDevAttrMaxThreadsPerMultiProcessor, device));
     const double threads = double(a.rows) * double(tpr) * double(tiles);
     if (threads * 3 < double(sms) * double(per_sm)) {
-      prefer_max_l1<spmm_csr_row_split_kernel<V, I, 1, true>>();
       spmm_csr_row_split_kernel<V, I, 1, true>
           <<<grid, tpr * rpb, 0, stream>>>(a, b, c, alpha, beta, tpr);
       TSR_CUDA_CHECK_LAUNCH("spmm_csr_row_split");
       return;
     }
   }
-  prefer_max_l1<spmm_csr_row_split_kernel<V, I, VEC>>();
   spmm_csr_row_split_kernel<V, I, VEC><<<grid, tpr * rpb, 0, stream>>>(a, b, c, alpha, beta, tpr);
   TSR_CUDA_CHECK_LAUNCH("spmm_csr_row_split");
 }

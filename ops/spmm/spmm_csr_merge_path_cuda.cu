@@ -328,17 +328,14 @@ void spmm_csr_merge_path(Context& ctx, const CsrView<V, I>& a, DenseView<const V
   const dim3 grid(grid_for(teams, kThreads / tpr), unsigned(tiles));
   switch (vec) {
     case 1:
-      prefer_max_l1<spmm_csr_merge_path_kernel<V, I, 1>>();
       spmm_csr_merge_path_kernel<V, I, 1><<<grid, kThreads, 0, stream>>>(
           a, b, c, alpha, beta, tpr, ipt, teams, start_row, start_nnz, carry, carry_ld);
       break;
     case 2:
-      prefer_max_l1<spmm_csr_merge_path_kernel<V, I, 2>>();
       spmm_csr_merge_path_kernel<V, I, 2><<<grid, kThreads, 0, stream>>>(
           a, b, c, alpha, beta, tpr, ipt, teams, start_row, start_nnz, carry, carry_ld);
       break;
     case 4:
-      prefer_max_l1<spmm_csr_merge_path_kernel<V, I, 4>>();
       spmm_csr_merge_path_kernel<V, I, 4><<<grid, kThreads, 0, stream>>>(
           a, b, c, alpha, beta, tpr, ipt, teams, start_row, start_nnz, carry, carry_ld);
       break;
