@@ -2,6 +2,7 @@
 #pragma once
 
 #include <cstdint>
+#include <type_traits>
 
 #include <cuda_fp16.h>
 #include <cuda_runtime.h>
@@ -71,6 +72,51 @@ __device__ __forceinline__ void load_vec(const V* p, float (&out)[VEC]) {
     out[0] = load_f32(*p);
   }
 }
+
+/// base + a * b with a 32 x 32 -> 64-bit multiply-add (one IMAD.WIDE.U32; written out, the
+/// product's zero high word costs an extra add per gathered row).
+__device__ __forceinline__ const char* offset_by_product(const char* base, uint32_t a, uint32_t b) {
+  uint64_t address;
+  asm("mad.wide.u32 %0, %1, %2, %3;" : "=l"(address) : "r"(a), "r"(b), "l"(reinterpret_cast<uint64_t>(base)));
+  return reinterpret_cast<const char*>(address);
+}
+
+/// VEC consecutive elements of p as loaded, for gathers held in flight: f32 one to a register,
+/// 16-bit types two, converted to f32 by (i) at use. (Unpacked by load_vec at the load, f16's
+/// conversions take registers of their own: the merge path's f16 vec = 4 form spilled 88 bytes
+/// where this one spills 32, as bf16 does either way.) p is aligned to VEC * sizeof(V).
+template <int VEC, class V>
+struct PackedVec {
+  static constexpr int kWords = sizeof(V) == 4 ? VEC : (VEC + 1) / 2;
+  uint32_t w[kWords];
+
+  __device__ __forceinline__ void load(const V* p) {
+    static_assert(sizeof(V) == 4 || sizeof(V) == 2, "f32 or a 16-bit type");
+    if constexpr (kWords == 4) {
+      const uint4 v = *reinterpret_cast<const uint4*>(p);
+      w[0] = v.x, w[1] = v.y, w[2] = v.z, w[3] = v.w;
+    } else if constexpr (kWords == 2) {
+      const uint2 v = *reinterpret_cast<const uint2*>(p);
+      w[0] = v.x, w[1] = v.y;
+    } else if constexpr (sizeof(V) == 4 || VEC == 2) {
+      w[0] = *reinterpret_cast<const uint32_t*>(p);
+    } else {
+      w[0] = *reinterpret_cast<const uint16_t*>(p);
+    }
+  }
+  /// Element i as f32 (i a compile-time constant once unrolled).
+  __device__ __forceinline__ float operator()(int i) const {
+    if constexpr (sizeof(V) == 4) {
+      return __uint_as_float(w[i]);
+    } else if constexpr (std::is_same_v<V, bf16>) {
+      return __uint_as_float(i % 2 == 0 ? w[i / 2] << 16 : w[i / 2] & 0xffff0000u);
+    } else {
+      V h;
+      h.bits = uint16_t(w[i / 2] >> (16 * (i % 2)));
+      return load_f32(h);
+    }
+  }
+};
 
 template <int VEC>
 __device__ __forceinline__ void store_vec(float* p, const float (&v)[VEC]) {

@@ -137,7 +137,7 @@ __global__ void __maxnreg__(VEC == 4 && sizeof(V) == 4 ? 80 : 64)
   const auto b_row = [&](I j) {
     // int32 indices: one 32 x 32 -> 64-bit multiply-add (a valid column index is not negative).
     if constexpr (sizeof(I) == 4) {
-      return reinterpret_cast<const V*>(b_at + uint64_t(uint32_t(j)) * uint32_t(b_ld_bytes));
+      return reinterpret_cast<const V*>(offset_by_product(b_at, uint32_t(j), uint32_t(b_ld_bytes)));
     } else {
       return reinterpret_cast<const V*>(b_at + int64_t(j) * b_ld_bytes);
     }
@@ -193,18 +193,27 @@ __global__ void __maxnreg__(VEC == 4 && sizeof(V) == 4 ? 80 : 64)
     const auto gather_batches = [&](auto in_flight) {
       constexpr int U = decltype(in_flight)::value;
       for (; k + U <= batch; k += U) {
-        float x[U][VEC], v[U];
+        PackedVec<VEC, V> x[U];
+        float v[U];
 #pragma unroll
         for (int u = 0; u < U; ++u) {
           const I j = __shfl_sync(mask, col, k + u, tpr);
           v[u] = __shfl_sync(mask, val, k + u, tpr);
-          load_vec<VEC>(b_row(j), x[u]);
+          x[u].load(b_row(j));
         }
+        if (p0 + k + U <= row_end) {  // no row ends among these U entries (the common case)
 #pragma unroll
-        for (int u = 0; u < U; ++u) {
-          while (p0 + k + u >= row_end) finish_row();
+          for (int u = 0; u < U; ++u) {
 #pragma unroll
-          for (int i = 0; i < VEC; ++i) acc[i] += v[u] * x[u][i];
+            for (int i = 0; i < VEC; ++i) acc[i] += v[u] * x[u](i);
+          }
+        } else {
+#pragma unroll
+          for (int u = 0; u < U; ++u) {
+            while (p0 + k + u >= row_end) finish_row();
+#pragma unroll
+            for (int i = 0; i < VEC; ++i) acc[i] += v[u] * x[u](i);
+          }
         }
       }
     };
