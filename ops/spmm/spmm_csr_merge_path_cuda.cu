@@ -95,7 +95,8 @@ class StretchRowEnds {
 // Registers are capped per instantiation (launches are kThreads wide): ptxas left to itself gave
 // the f32 vec = 1 form 48 registers and spills; 64 keeps four blocks an SM. f32 at vec = 4 gets
 // 80 (three blocks an SM), which its gathers in flight need; the 16-bit vec = 4 forms measured
-// faster at 64 despite spilling (reddit-like bf16 F = 128: 2.62 ms at 64, 2.78 at 80).
+// faster at 64 (reddit-like bf16 F = 128: 2.62 ms at 64, 2.78 at 80). With their gathers held
+// packed (PackedVec) their spills are in the set-up and the tail only, none in the gather loop.
 template <class V, class I, int VEC>
 __global__ void __maxnreg__(VEC == 4 && sizeof(V) == 4 ? 80 : 64)
     spmm_csr_merge_path_kernel(CsrView<V, I> a, DenseView<const V> b, DenseView<float> c, float alpha,
