@@ -29,62 +29,11 @@ __device__ __forceinline__ float warp_sum(float v) {
   return v;
 }
 
-/// VEC consecutive elements of p as f32; p is aligned to VEC * sizeof(V) (checked on the host).
-template <int VEC>
-__device__ __forceinline__ void load_vec(const float* p, float (&out)[VEC]) {
-  if constexpr (VEC == 4) {
-    const float4 v = *reinterpret_cast<const float4*>(p);
-    out[0] = v.x, out[1] = v.y, out[2] = v.z, out[3] = v.w;
-  } else if constexpr (VEC == 2) {
-    const float2 v = *reinterpret_cast<const float2*>(p);
-    out[0] = v.x, out[1] = v.y;
-  } else {
-    out[0] = *p;
-  }
-}
-// 16-bit types: VEC halves in one 2/4/8/16-byte load, unpacked.
-template <int VEC, class V>
-__device__ __forceinline__ void load_vec(const V* p, float (&out)[VEC]) {
-  if constexpr (VEC == 8) {
-    const uint4 w = *reinterpret_cast<const uint4*>(p);
-    const uint32_t words[4] = {w.x, w.y, w.z, w.w};
-#pragma unroll
-    for (int i = 0; i < 8; ++i) {
-      V h;
-      h.bits = uint16_t(words[i / 2] >> (16 * (i % 2)));
-      out[i] = load_f32(h);
-    }
-  } else if constexpr (VEC == 4) {
-    const uint2 w = *reinterpret_cast<const uint2*>(p);
-    const uint32_t words[2] = {w.x, w.y};
-#pragma unroll
-    for (int i = 0; i < 4; ++i) {
-      V h;
-      h.bits = uint16_t(words[i / 2] >> (16 * (i % 2)));
-      out[i] = load_f32(h);
-    }
-  } else if constexpr (VEC == 2) {
-    const uint32_t w = *reinterpret_cast<const uint32_t*>(p);
-    V lo, hi;
-    lo.bits = uint16_t(w), hi.bits = uint16_t(w >> 16);
-    out[0] = load_f32(lo), out[1] = load_f32(hi);
-  } else {
-    out[0] = load_f32(*p);
-  }
-}
-
-/// base + a * b with a 32 x 32 -> 64-bit multiply-add (one IMAD.WIDE.U32; written out, the
-/// product's zero high word costs an extra add per gathered row).
-__device__ __forceinline__ const char* offset_by_product(const char* base, uint32_t a, uint32_t b) {
-  uint64_t address;
-  asm("mad.wide.u32 %0, %1, %2, %3;" : "=l"(address) : "r"(a), "r"(b), "l"(reinterpret_cast<uint64_t>(base)));
-  return reinterpret_cast<const char*>(address);
-}
-
-/// VEC consecutive elements of p as loaded, for gathers held in flight: f32 one to a register,
-/// 16-bit types two, converted to f32 by (i) at use. (Unpacked by load_vec at the load, f16's
-/// conversions take registers of their own: the merge path's f16 vec = 4 form spilled 88 bytes
-/// where this one spills 32, as bf16 does either way.) p is aligned to VEC * sizeof(V).
+/// VEC consecutive elements of p in one 2/4/8/16-byte load, as loaded: f32 one to a register,
+/// 16-bit types two, converted to f32 by (i) at use. Gathers held in flight keep this form (f16
+/// unpacked at the load takes registers of its own: the merge path's f16 vec = 4 form spilled 88
+/// bytes that way, 32 this way, as bf16 does either way). p is aligned to VEC * sizeof(V)
+/// (checked on the host).
 template <int VEC, class V>
 struct PackedVec {
   static constexpr int kWords = sizeof(V) == 4 ? VEC : (VEC + 1) / 2;
@@ -92,6 +41,7 @@ struct PackedVec {
 
   __device__ __forceinline__ void load(const V* p) {
     static_assert(sizeof(V) == 4 || sizeof(V) == 2, "f32 or a 16-bit type");
+    static_assert(kWords == 1 || kWords == 2 || kWords == 4, "one load of at most 16 bytes");
     if constexpr (kWords == 4) {
       const uint4 v = *reinterpret_cast<const uint4*>(p);
       w[0] = v.x, w[1] = v.y, w[2] = v.z, w[3] = v.w;
@@ -117,6 +67,23 @@ struct PackedVec {
     }
   }
 };
+
+/// VEC consecutive elements of p as f32 (PackedVec's load, unpacked at once).
+template <int VEC, class V>
+__device__ __forceinline__ void load_vec(const V* p, float (&out)[VEC]) {
+  PackedVec<VEC, V> packed;
+  packed.load(p);
+#pragma unroll
+  for (int i = 0; i < VEC; ++i) out[i] = packed(i);
+}
+
+/// base + a * b with a 32 x 32 -> 64-bit multiply-add (one IMAD.WIDE.U32; written out, the
+/// product's zero high word costs an extra add per gathered row).
+__device__ __forceinline__ const char* offset_by_product(const char* base, uint32_t a, uint32_t b) {
+  uint64_t address;
+  asm("mad.wide.u32 %0, %1, %2, %3;" : "=l"(address) : "r"(a), "r"(b), "l"(reinterpret_cast<uint64_t>(base)));
+  return reinterpret_cast<const char*>(address);
+}
 
 template <int VEC>
 __device__ __forceinline__ void store_vec(float* p, const float (&v)[VEC]) {
