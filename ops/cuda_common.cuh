@@ -29,31 +29,23 @@ __device__ __forceinline__ float warp_sum(float v) {
   return v;
 }
 
-/// VEC consecutive elements of p in one 2/4/8/16-byte load, as loaded: f32 one to a register,
-/// 16-bit types two, converted to f32 by (i) at use. Gathers held in flight keep this form (f16
-/// unpacked at the load takes registers of its own: the merge path's f16 vec = 4 form spilled 88
-/// bytes that way, 32 this way, as bf16 does either way). p is aligned to VEC * sizeof(V)
-/// (checked on the host).
+/// VEC consecutive elements of p in one 2/4/8/16-byte load (two of 16 for f32 at VEC = 8), as
+/// loaded: f32 one to a register, 16-bit types two, converted to f32 by (i) at use. Gathers held
+/// in flight keep this form (f16 unpacked at the load takes registers of its own: the merge
+/// path's f16 vec = 4 form spilled 88 bytes that way, 32 this way, as bf16 does either way). p is
+/// aligned to VEC * sizeof(V) (checked on the host).
 template <int VEC, class V>
 struct PackedVec {
+  static_assert(sizeof(V) == 4 || sizeof(V) == 2, "f32 or a 16-bit type");
   static constexpr int kWords = sizeof(V) == 4 ? VEC : (VEC + 1) / 2;
+  static_assert(kWords == 1 || kWords == 2 || kWords == 4 || kWords == 8, "1 to 8 words");
   uint32_t w[kWords];
 
-  __device__ __forceinline__ void load(const V* p) {
-    static_assert(sizeof(V) == 4 || sizeof(V) == 2, "f32 or a 16-bit type");
-    static_assert(kWords == 1 || kWords == 2 || kWords == 4, "one load of at most 16 bytes");
-    if constexpr (kWords == 4) {
-      const uint4 v = *reinterpret_cast<const uint4*>(p);
-      w[0] = v.x, w[1] = v.y, w[2] = v.z, w[3] = v.w;
-    } else if constexpr (kWords == 2) {
-      const uint2 v = *reinterpret_cast<const uint2*>(p);
-      w[0] = v.x, w[1] = v.y;
-    } else if constexpr (sizeof(V) == 4 || VEC == 2) {
-      w[0] = *reinterpret_cast<const uint32_t*>(p);
-    } else {
-      w[0] = *reinterpret_cast<const uint16_t*>(p);
-    }
-  }
+  __device__ __forceinline__ void load(const V* p) { load_words<false>(p); }
+  /// load() through the read-only data path (ld.global.nc): p is in global memory and nothing
+  /// writes it while the kernel runs. Also tells the compiler the space of a pointer it cannot
+  /// trace (one made by offset_by_product), which it would otherwise load with generic LDs.
+  __device__ __forceinline__ void load_read_only(const V* p) { load_words<true>(p); }
   /// Element i as f32 (i a compile-time constant once unrolled).
   __device__ __forceinline__ float operator()(int i) const {
     if constexpr (sizeof(V) == 4) {
@@ -64,6 +56,33 @@ struct PackedVec {
       V h;
       h.bits = uint16_t(w[i / 2] >> (16 * (i % 2)));
       return load_f32(h);
+    }
+  }
+
+ private:
+  template <class T, bool kReadOnly>
+  __device__ __forceinline__ static T load_one(const void* p) {
+    if constexpr (kReadOnly) {
+      return __ldg(static_cast<const T*>(p));
+    } else {
+      return *static_cast<const T*>(p);
+    }
+  }
+  template <bool kReadOnly>
+  __device__ __forceinline__ void load_words(const V* p) {
+    if constexpr (kWords >= 4) {
+#pragma unroll
+      for (int q = 0; q < kWords / 4; ++q) {
+        const uint4 v = load_one<uint4, kReadOnly>(reinterpret_cast<const uint4*>(p) + q);
+        w[4 * q] = v.x, w[4 * q + 1] = v.y, w[4 * q + 2] = v.z, w[4 * q + 3] = v.w;
+      }
+    } else if constexpr (kWords == 2) {
+      const uint2 v = load_one<uint2, kReadOnly>(p);
+      w[0] = v.x, w[1] = v.y;
+    } else if constexpr (sizeof(V) == 4 || VEC == 2) {
+      w[0] = load_one<unsigned int, kReadOnly>(p);
+    } else {
+      w[0] = load_one<unsigned short, kReadOnly>(p);
     }
   }
 };
@@ -87,7 +106,10 @@ __device__ __forceinline__ const char* offset_by_product(const char* base, uint3
 
 template <int VEC>
 __device__ __forceinline__ void store_vec(float* p, const float (&v)[VEC]) {
-  if constexpr (VEC == 4) {
+  if constexpr (VEC == 8) {  // two 16-byte stores (p is 16-byte aligned)
+    reinterpret_cast<float4*>(p)[0] = make_float4(v[0], v[1], v[2], v[3]);
+    reinterpret_cast<float4*>(p)[1] = make_float4(v[4], v[5], v[6], v[7]);
+  } else if constexpr (VEC == 4) {
     *reinterpret_cast<float4*>(p) = make_float4(v[0], v[1], v[2], v[3]);
   } else if constexpr (VEC == 2) {
     *reinterpret_cast<float2*>(p) = make_float2(v[0], v[1]);

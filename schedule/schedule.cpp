@@ -35,7 +35,8 @@ const std::vector<VariantSpec>& variants() {
        Format::csr,
        MemorySpace::device,
        {{"tpr", {4, 8, 16, 32}, 32, "threads per team"},
-        kVecB,
+        {"vec", {1, 2, 4, 8}, 1,
+         "consecutive features per thread (vector loads of B; 8: 16-byte loads of 16-bit values)"},
         {"ipt", {32, 64, 128, 256, 512, 1024, 2048, 4096, 8192}, 256,
          "merge-path items (row ends + nonzeros) per team"}},
        "rows + nnz split evenly over teams (merge path); rows shared by teams get their carries "
@@ -306,6 +307,10 @@ Verdict can_implement(const Schedule& s, const Problem& p) {
     if (p.ld_b > int64_t(INT32_MAX) / int64_t(dtype_size(p.value))) {
       return no("B's leading dimension " + std::to_string(p.ld_b) +
                 " is a row stride over 2 GiB; the merge path gathers with 32-bit strides");
+    }
+    if (s.knob("vec") == 8 && dtype_size(p.value) != 2) {
+      return no("vec=8 (16-byte loads of 8 features) takes bf16 or f16 values, not " +
+                std::string(dtype_name(p.value)) + "; use vec <= 4");
     }
     const int64_t tile = s.knob("tpr") * s.knob("vec");
     if ((p.features + tile - 1) / tile > 65535) {

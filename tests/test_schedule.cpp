@@ -176,6 +176,13 @@ TEST(Schedule, MergePathAndSddmmVariants) {
   EXPECT_THAT(can_implement(parse(Op::spmm, "csr.merge_path:tpr=4,vec=1"), device_problem(300000, 300000)).reason,
               HasSubstr("65535 feature tiles"));
   EXPECT_TRUE(can_implement(parse(Op::spmm, "csr.merge_path:tpr=32,vec=4"), device_problem(300000, 300000)).ok);
+  // vec=8: 16-byte loads of 8 16-bit values; f32 rows would need 32 bytes.
+  EXPECT_THAT(can_implement(parse(Op::spmm, "csr.merge_path:tpr=4,vec=8"), device_problem(64, 64)).reason,
+              HasSubstr("takes bf16 or f16 values, not f32"));
+  EXPECT_TRUE(can_implement(parse(Op::spmm, "csr.merge_path:tpr=4,vec=8"), device_problem(64, 64, DType::bf16)).ok);
+  EXPECT_THAT(can_implement(parse(Op::spmm, "csr.merge_path:vec=8"), device_problem(36, 36, DType::f16)).reason,
+              HasSubstr("multiples of 8"));
+  EXPECT_THAT(error_of([] { parse(Op::spmm, "csr.row_split:vec=8"); }), HasSubstr("vec=8 is not allowed"));
   // B's rows more than 2 GiB apart: the merge path (32-bit gather strides) refuses, and the
   // default takes the row split, which the heuristic would otherwise not pick here (rows of
   // unknown length).

@@ -92,13 +92,20 @@ class StretchRowEnds {
   int row_ = 0, current_ = 0, next_ = 0;
 };
 
+// Nonzeros of A each lane of a team loads per chunk: a chunk (tpr x this) feeds batches of
+// kGathersInFlight gathers, so 16-byte gathers (vec = 8, 16-bit values; a team of 4 at F = 32)
+// keep 8 in flight rather than a team's 4.
+template <int VEC>
+constexpr int kEntriesPerLane = VEC == 8 ? 2 : 1;
+
 // Registers are capped per instantiation (launches are kThreads wide): ptxas left to itself gave
-// the f32 vec = 1 form 48 registers and spills; 64 keeps four blocks an SM. f32 at vec = 4 gets
-// 80 (three blocks an SM), which its gathers in flight need; the 16-bit vec = 4 forms measured
-// faster at 64 (reddit-like bf16 F = 128: 2.62 ms at 64, 2.78 at 80). With their gathers held
-// packed (PackedVec) their spills are in the set-up and the tail only, none in the gather loop.
+// the f32 vec = 1 form 48 registers and spills; 64 keeps four blocks an SM. f32 at vec = 4 and
+// the 16-bit vec = 8 forms (16-byte gathers both) get 80 (three blocks an SM), which their
+// gathers in flight need; the 16-bit vec = 4 forms measured faster at 64 (reddit-like bf16
+// F = 128: 2.62 ms at 64, 2.78 at 80). With their gathers held packed (PackedVec) their spills
+// are in the set-up and the tail only, none in the gather loop.
 template <class V, class I, int VEC>
-__global__ void __maxnreg__(VEC == 4 && sizeof(V) == 4 ? 80 : 64)
+__global__ void __maxnreg__(VEC * sizeof(V) == 16 ? 80 : 64)
     spmm_csr_merge_path_kernel(CsrView<V, I> a, DenseView<const V> b, DenseView<float> c, float alpha,
                                float beta, int tpr, int64_t ipt, int64_t teams, int64_t* start_row,
                                int64_t* start_nnz, float* carry, int64_t carry_ld) {
@@ -174,33 +181,45 @@ __global__ void __maxnreg__(VEC == 4 && sizeof(V) == 4 ? 80 : 64)
     row_end = ends.advance();
   };
 
-  // (col, val) of the next tpr entries are loaded one chunk ahead, off the critical path.
-  I next_col = 0;
-  float next_val = 0.0f;
-  if (lane < span) {
-    next_col = col_at[lane];
-    next_val = load_f32(val_at[lane]);
+  // (col, val) of the next chunk of E * tpr entries are loaded one chunk ahead, off the critical
+  // path: entry q of a chunk is held by lane q / E as its (q % E)-th.
+  constexpr int E = kEntriesPerLane<VEC>;
+  const int chunk = E * tpr;
+  I next_col[E];
+  float next_val[E];
+#pragma unroll
+  for (int e = 0; e < E; ++e) {
+    const int q = lane * E + e;
+    next_col[e] = q < span ? col_at[q] : I(0);
+    next_val[e] = q < span ? load_f32(val_at[q]) : 0.0f;
   }
-  for (int p0 = 0; p0 < span; p0 += tpr) {
-    const I col = next_col;
-    const float val = next_val;
-    if (p0 + tpr + lane < span) {
-      next_col = col_at[p0 + tpr + lane];
-      next_val = load_f32(val_at[p0 + tpr + lane]);
+  for (int p0 = 0; p0 < span; p0 += chunk) {
+    I col[E];
+    float val[E];
+#pragma unroll
+    for (int e = 0; e < E; ++e) {
+      col[e] = next_col[e];
+      val[e] = next_val[e];
+      const int q = p0 + chunk + lane * E + e;
+      if (q < span) {
+        next_col[e] = col_at[q];
+        next_val[e] = load_f32(val_at[q]);
+      }
     }
-    const int batch = span - p0 < tpr ? span - p0 : tpr;
-    int k = 0;
+    const int batch = span - p0 < chunk ? span - p0 : chunk;
+    int k = 0;  // a multiple of every U below (U a multiple of E) until the one-at-a-time tail
     // U gathers in flight, then the U products in path order (rows may end between them).
     const auto gather_batches = [&](auto in_flight) {
       constexpr int U = decltype(in_flight)::value;
+      static_assert(U % E == 0, "entry k + u is held as the (u % E)-th");
       for (; k + U <= batch; k += U) {
         PackedVec<VEC, V> x[U];
         float v[U];
 #pragma unroll
         for (int u = 0; u < U; ++u) {
-          const I j = __shfl_sync(mask, col, k + u, tpr);
-          v[u] = __shfl_sync(mask, val, k + u, tpr);
-          x[u].load(b_row(j));
+          const I j = __shfl_sync(mask, col[u % E], (k + u) / E, tpr);
+          v[u] = __shfl_sync(mask, val[u % E], (k + u) / E, tpr);
+          x[u].load_read_only(b_row(j));
         }
         if (p0 + k + U <= row_end) {  // no row ends among these U entries (the common case)
 #pragma unroll
@@ -220,11 +239,12 @@ __global__ void __maxnreg__(VEC == 4 && sizeof(V) == 4 ? 80 : 64)
     };
     if (full_tile) {
       gather_batches(std::integral_constant<int, kGathersInFlight>{});
-      gather_batches(std::integral_constant<int, 4>{});  // short batches (tpr = 4)
+      gather_batches(std::integral_constant<int, 4>{});  // short batches (a chunk of 4)
     }
     for (; k < batch; ++k) {
-      const I j = __shfl_sync(mask, col, k, tpr);
-      const float v = __shfl_sync(mask, val, k, tpr);
+      const bool second = E > 1 && k % E != 0;  // the same for the whole team
+      const I j = __shfl_sync(mask, second ? col[E - 1] : col[0], k / E, tpr);
+      const float v = __shfl_sync(mask, second ? val[E - 1] : val[0], k / E, tpr);
       const V* brow = b_row(j);
       float x[VEC];
       if (width == VEC) {
@@ -349,7 +369,15 @@ void spmm_csr_merge_path(Context& ctx, const CsrView<V, I>& a, DenseView<const V
       spmm_csr_merge_path_kernel<V, I, 4><<<grid, kThreads, 0, stream>>>(
           a, b, c, alpha, beta, tpr, ipt, teams, start_row, start_nnz, carry, carry_ld);
       break;
-    default: TSR_FAIL("spmm_csr_merge_path: vec = ", vec, " must be 1, 2 or 4");
+    case 8:
+      if constexpr (sizeof(V) == 2) {
+        spmm_csr_merge_path_kernel<V, I, 8><<<grid, kThreads, 0, stream>>>(
+            a, b, c, alpha, beta, tpr, ipt, teams, start_row, start_nnz, carry, carry_ld);
+        break;
+      }
+      [[fallthrough]];
+    default:
+      TSR_FAIL("spmm_csr_merge_path: vec = ", vec, " must be 1, 2 or 4 (or 8 with 16-bit values)");
   }
   TSR_CUDA_CHECK_LAUNCH("spmm_csr_merge_path");
   const dim3 fixup_grid(grid_for(teams, kFixupWarps),
