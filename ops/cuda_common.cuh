@@ -96,8 +96,11 @@ __device__ __forceinline__ void load_vec(const V* p, float (&out)[VEC]) {
   for (int i = 0; i < VEC; ++i) out[i] = packed(i);
 }
 
-/// base + a * b with a 32 x 32 -> 64-bit multiply-add (one IMAD.WIDE.U32; written out, the
-/// product's zero high word costs an extra add per gathered row).
+/// base + a * b with a 32 x 32 -> 64-bit multiply-add. ptxas at 231b5d7 emits it as
+/// IMAD.WIDE.U32 + IADD3 + IMAD.X per gathered row, and the pointer it returns has no known
+/// space (loads through it must say global: PackedVec::load_read_only). Branch
+/// wip-plain-gather-address replaces it with the plain expression, which with __ldg gathers
+/// folds into one IMAD.WIDE.U32; not yet measured on a GPU.
 __device__ __forceinline__ const char* offset_by_product(const char* base, uint32_t a, uint32_t b) {
   uint64_t address;
   asm("mad.wide.u32 %0, %1, %2, %3;" : "=l"(address) : "r"(a), "r"(b), "l"(reinterpret_cast<uint64_t>(base)));
