@@ -1,6 +1,7 @@
 // Device-side helpers shared by the CUDA kernels: loads of every value type as f32, warp sums.
 #pragma once
 
+#include <climits>
 #include <cstdint>
 #include <type_traits>
 
@@ -46,6 +47,26 @@ struct PackedVec {
   /// writes it while the kernel runs. Also tells the compiler the space of a pointer it cannot
   /// trace (one made by offset_by_product), which it would otherwise load with generic LDs.
   __device__ __forceinline__ void load_read_only(const V* p) { load_words<true>(p); }
+  /// The first `width` (< VEC) elements of p, the rest 0: the ragged end of a feature row.
+  __device__ __forceinline__ void load_partial(const V* p, int width) {
+    using Bits = std::conditional_t<sizeof(V) == 4, uint32_t, uint16_t>;
+    const Bits* e = reinterpret_cast<const Bits*>(p);
+    set_zero();
+#pragma unroll
+    for (int i = 0; i < VEC; ++i) {
+      if (i < width) {
+        if constexpr (sizeof(V) == 4) {
+          w[i] = e[i];
+        } else {
+          w[i / 2] |= uint32_t(e[i]) << (16 * (i % 2));
+        }
+      }
+    }
+  }
+  __device__ __forceinline__ void set_zero() {
+#pragma unroll
+    for (int q = 0; q < kWords; ++q) w[q] = 0u;
+  }
   /// Element i as f32 (i a compile-time constant once unrolled).
   __device__ __forceinline__ float operator()(int i) const {
     if constexpr (sizeof(V) == 4) {
@@ -144,21 +165,25 @@ __device__ __forceinline__ unsigned team_mask(int team) {
   return team == kWarp ? 0xffffffffu : (((1u << team) - 1u) << (warp_lane / team * team));
 }
 
-/// Row ends of a CSR matrix for a team walking rows in increasing order: indptr[r + 1] read by
-/// every lane of the team (one broadcast load, an L1 hit mostly), the next row's end one row ahead
-/// of its use. No shuffles, so the walk may diverge between the teams of a warp (a shuffle there
-/// costs a convergence check); the SpMM merge path walks its rows the same way.
+/// The ends of a team's rows of a CSR matrix, as 32-bit offsets from the team's first nonzero
+/// nnz0, for a team walking rows in increasing order (the SpMM merge path, the SDDMM edge
+/// batches): indptr[r + 1] read by every lane of the team (one broadcast load, an L1 hit mostly)
+/// one row ahead of its use. No shuffles: moving to the next row is control flow that diverges
+/// between the teams of a warp, where a shuffle costs a convergence check. Rows past the matrix,
+/// and ends beyond INT_MAX, read as INT_MAX (never reached: a team's run of nonzeros is shorter).
 template <class I>
-class RowEnds {
+class StretchRowEnds {
  public:
-  /// rows < 0: nothing is loaded and every end reads INT64_MAX.
-  __device__ RowEnds(const I* indptr, int64_t rows, int64_t first_row)
-      : indptr_(indptr), rows_(rows), row_(first_row), current_(load(first_row)),
-        next_(load(first_row + 1)) {}
-  /// indptr[row + 1] of the current row, or INT64_MAX past the last row.
-  __device__ int64_t current() const { return current_; }
+  __device__ StretchRowEnds(const I* indptr, int64_t rows, int64_t row0, int64_t nnz0)
+      : ends_(indptr + row0 + 1), rows_left_(rows - row0 < INT_MAX ? int(rows - row0) : INT_MAX),
+        nnz0_(nnz0) {
+    current_ = load(0);
+    next_ = load(1);
+  }
+  /// The end of the team's current row (row0 + the number of advance() calls).
+  __device__ int current() const { return current_; }
   /// Moves to the next row and returns its end.
-  __device__ int64_t advance() {
+  __device__ int advance() {
     ++row_;
     current_ = next_;
     next_ = load(row_ + 1);
@@ -166,9 +191,19 @@ class RowEnds {
   }
 
  private:
-  __device__ int64_t load(int64_t r) const { return r < rows_ ? int64_t(indptr_[r + 1]) : INT64_MAX; }
-  const I* indptr_;
-  int64_t rows_, row_, current_, next_;
+  __device__ int load(int r) const {
+    if (r >= rows_left_) return INT_MAX;
+    if constexpr (sizeof(I) == 4) {
+      return int(ends_[r]) - int(nnz0_);  // both in [0, INT_MAX], the end not below nnz0
+    } else {
+      const int64_t end = int64_t(ends_[r]) - nnz0_;
+      return end < INT_MAX ? int(end) : INT_MAX;
+    }
+  }
+  const I* ends_;
+  int rows_left_;
+  int64_t nnz0_;
+  int row_ = 0, current_ = 0, next_ = 0;
 };
 
 /// Blocks needed for n items at per_block items a block, checked against the grid limit.

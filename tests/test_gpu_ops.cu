@@ -350,6 +350,28 @@ TEST(GpuOps, DeterministicBitsAcrossRuns) {
     ctx.synchronize();
     ASSERT_EQ(dc.buffer().to_vector(), first) << "run " << run;
   }
+  // SDDMM: the default, and edge batches over several passes of F (passes after the first add
+  // to the outputs), on a CSR and on a COO.
+  const DenseMatrix<float> dx = random_dense<float>(3000, 70, 11).to(MemorySpace::device);
+  const AnySparse<float, int32_t> dcoo = csr_to_coo(csr).to(MemorySpace::device);
+  for (const char* text : {"", "csr.edge_group:tpe=4,vec=2,ept=32", "coo.edge_group:tpe=8,vec=1,ept=64"}) {
+    const bool coo = text[0] == 'c' && text[1] == 'o';
+    ops::SddmmOptions options;
+    if (text[0] != '\0') options.schedule = schedule::parse(schedule::Op::sddmm, text);
+    const auto run_once = [&] {
+      if (coo) {
+        const AnySparse<float, int32_t> out = ops::sddmm(ctx, dcoo, dx.view(), db.view(), options);
+        ctx.synchronize();
+        return std::get<Coo<float, int32_t>>(out).values.to_vector();
+      }
+      Buffer<float> out(size_t(csr.nnz()), MemorySpace::device);
+      ops::sddmm(ctx, dcsr.view(), dx.view(), db.view(), out.data(), options);
+      ctx.synchronize();
+      return out.to_vector();
+    };
+    const std::vector<float> sddmm_first = run_once();
+    for (int run = 0; run < 3; ++run) ASSERT_EQ(run_once(), sddmm_first) << text << " run " << run;
+  }
 }
 
 TEST(GpuOps, MixedSpacesAndOtherFormatsAreRejected) {

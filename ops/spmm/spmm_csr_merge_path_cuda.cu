@@ -52,46 +52,6 @@ __device__ void path_search(const I* indptr, int64_t rows, int64_t nnz, int64_t 
   *consumed = diag - lo;
 }
 
-// The ends of a team's rows as 32-bit offsets from its first nonzero nnz0, read from indptr by
-// every lane of the team (one broadcast load, an L1 hit mostly) one row ahead of their use. No
-// shuffles: finishing a row is control flow that diverges between the teams of a warp, where a
-// shuffle costs a convergence check. Rows past the matrix, and ends beyond INT_MAX, read as
-// INT_MAX (never reached: a stretch is shorter).
-template <class I>
-class StretchRowEnds {
- public:
-  __device__ StretchRowEnds(const I* indptr, int64_t rows, int64_t row0, int64_t nnz0)
-      : ends_(indptr + row0 + 1), rows_left_(rows - row0 < INT_MAX ? int(rows - row0) : INT_MAX),
-        nnz0_(nnz0) {
-    current_ = load(0);
-    next_ = load(1);
-  }
-  /// The end of the team's current row (row0 + the number of advance() calls).
-  __device__ int current() const { return current_; }
-  /// Moves to the next row and returns its end.
-  __device__ int advance() {
-    ++row_;
-    current_ = next_;
-    next_ = load(row_ + 1);
-    return current_;
-  }
-
- private:
-  __device__ int load(int r) const {
-    if (r >= rows_left_) return INT_MAX;
-    if constexpr (sizeof(I) == 4) {
-      return int(ends_[r]) - int(nnz0_);  // both in [0, INT_MAX], the end not below nnz0
-    } else {
-      const int64_t end = int64_t(ends_[r]) - nnz0_;
-      return end < INT_MAX ? int(end) : INT_MAX;
-    }
-  }
-  const I* ends_;
-  int rows_left_;
-  int64_t nnz0_;
-  int row_ = 0, current_ = 0, next_ = 0;
-};
-
 // Nonzeros of A each lane of a team loads per chunk: a chunk (tpr x this) feeds batches of
 // kGathersInFlight gathers, so 16-byte gathers (vec = 8, 16-bit values; a team of 4 at F = 32)
 // keep 8 in flight rather than a team's 4.
