@@ -165,6 +165,33 @@ __device__ __forceinline__ unsigned team_mask(int team) {
   return team == kWarp ? 0xffffffffu : (((1u << team) - 1u) << (warp_lane / team * team));
 }
 
+/// Row ends of a CSR matrix for a team walking rows in increasing order: indptr[r + 1] read by
+/// every lane of the team (one broadcast load, an L1 hit mostly), the next row's end one row ahead
+/// of its use. No shuffles, so the walk may diverge between the teams of a warp (a shuffle there
+/// costs a convergence check); StretchRowEnds below is its 32-bit form.
+template <class I>
+class RowEnds {
+ public:
+  /// rows < 0: nothing is loaded and every end reads INT64_MAX.
+  __device__ RowEnds(const I* indptr, int64_t rows, int64_t first_row)
+      : indptr_(indptr), rows_(rows), row_(first_row), current_(load(first_row)),
+        next_(load(first_row + 1)) {}
+  /// indptr[row + 1] of the current row, or INT64_MAX past the last row.
+  __device__ int64_t current() const { return current_; }
+  /// Moves to the next row and returns its end.
+  __device__ int64_t advance() {
+    ++row_;
+    current_ = next_;
+    next_ = load(row_ + 1);
+    return current_;
+  }
+
+ private:
+  __device__ int64_t load(int64_t r) const { return r < rows_ ? int64_t(indptr_[r + 1]) : INT64_MAX; }
+  const I* indptr_;
+  int64_t rows_, row_, current_, next_;
+};
+
 /// The ends of a team's rows of a CSR matrix, as 32-bit offsets from the team's first nonzero
 /// nnz0, for a team walking rows in increasing order (the SpMM merge path, the SDDMM edge
 /// batches): indptr[r + 1] read by every lane of the team (one broadcast load, an L1 hit mostly)

@@ -118,6 +118,15 @@ void sddmm_csr_edge_group(Context& ctx, const CsrView<V, I>& a, DenseView<const 
                           DenseView<const V> y, bool scale_by_a, float* out, int tpe, int vec,
                           int64_t ept);
 
+/// CSR SDDMM (schedule csr.edge_batch): csr.edge_group's split (ept edges per team of tpe
+/// threads) walked in batches of eight gathered Y rows, column indices loaded a chunk ahead, X's
+/// row slice held while the team stays on a row; F past one pass (tpe * vec) walked again, adding
+/// to the outputs. Throws when ept is outside [1, 2^30].
+template <class V, class I>
+void sddmm_csr_edge_batch(Context& ctx, const CsrView<V, I>& a, DenseView<const V> x,
+                          DenseView<const V> y, bool scale_by_a, float* out, int tpe, int vec,
+                          int64_t ept);
+
 /// COO SDDMM (schedule coo.edge_group): csr.edge_group's team walk over a COO matrix, each edge
 /// reading its row from a.row.
 template <class V, class I>

@@ -20,6 +20,9 @@ const KnobSpec kVecXY{"vec", {1, 2, 4}, 1, "consecutive features per thread (vec
 const KnobSpec kTeamThreads{"tpe", {4, 8, 16, 32}, 32, "threads per team (one edge's dot product at a time)"};
 const KnobSpec kEdgesPerTeam{"ept", {4, 8, 16, 32, 64, 128, 256}, 32,
                              "consecutive edges per team (a block holds 256 / tpe teams)"};
+// The edge batches' runs: long enough to pay for a team's set-up (the large graphs they are for).
+const KnobSpec kBatchEdgesPerTeam{"ept", {64, 128, 256}, 256,
+                                  "consecutive edges per team (a block holds 256 / tpe teams)"};
 }  // namespace
 
 const std::vector<VariantSpec>& variants() {
@@ -103,6 +106,14 @@ const std::vector<VariantSpec>& variants() {
        MemorySpace::device,
        {kTeamThreads, kVecXY, kEdgesPerTeam},
        "nonzeros split evenly over teams, four edges in flight, team shuffle reductions"},
+      {"csr.edge_batch",
+       Op::sddmm,
+       Format::csr,
+       MemorySpace::device,
+       {kTeamThreads, kVecXY, kBatchEdgesPerTeam},
+       "csr.edge_group's split walked in batches: column indices a chunk ahead, eight Y rows in "
+       "flight, X[row] held while the team stays on the row; F past one pass (tpe * vec) walked "
+       "again, adding to the outputs"},
       {"coo.edge_group",
        Op::sddmm,
        Format::coo,
@@ -377,6 +388,8 @@ namespace {
 // Threads a launch needs to fill the GPU once: an H100's 132 SMs x 2048 resident threads. The
 // heuristic sizes work units against it; being off by 2x on another GPU costs little.
 constexpr double kGpuThreads = 132.0 * 2048.0;
+// Nonzeros from which the SDDMM default takes the edge batches (at F <= 64).
+constexpr int64_t kLargeSddmmNonzeros = int64_t(16) << 20;
 
 // The widest vector load (4, 2, 1) that F and both leading dimensions allow.
 int64_t widest_vec(const Problem& p) {
@@ -435,6 +448,15 @@ Schedule default_sddmm(const Problem& p) {
   while (tpe < one_pass &&
          min_teams * double(2 * tpe) <= kGpuThreads / (2 * tpe <= 8 ? 2.0 : 3.0)) {
     tpe *= 2;
+  }
+  // Large graphs at F <= 64: the edge batches, one pass over F with 4-wide loads (8 or 16 lanes),
+  // runs of 256 edges. The H200 sweep (bench/RESULTS.md, 2026-12-03) put them 1.09-1.26x ahead of
+  // the edge groups' default on the four GNN-sized graphs (76-120M nonzeros) at F = 32 and 64;
+  // at F = 128 and 256 they were 7% behind to 9% ahead, and every matrix under 2M nonzeros ran
+  // slower in batches at its best schedule (their set-up is not paid back).
+  const int64_t one_pass_batch = lanes_for(p, 4, 8);
+  if (p.format == Format::csr && vec == 4 && p.nnz >= kLargeSddmmNonzeros && one_pass_batch <= 16) {
+    return Schedule{Op::sddmm, "csr.edge_batch", {{"tpe", one_pass_batch}, {"vec", 4}, {"ept", 256}}};
   }
   const double fill = double(p.nnz) * double(tpe) / kGpuThreads;
   const int64_t ept = nearest_pow2(std::min(std::max(p.mean_row_length, 1.0), fill), 4, 256);

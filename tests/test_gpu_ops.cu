@@ -66,7 +66,10 @@ std::vector<schedule::Schedule> schedules_to_check(const schedule::Problem& p, b
                                      "csr.merge_path:tpr=4,vec=8,ipt=32", "csr.merge_path:tpr=16,vec=8,ipt=512"}
           : std::vector<const char*>{"csr.row_split:tpr=4,vec=1", "csr.row_split:tpr=32,vec=4",
                                      "csr.edge_group:tpe=4,vec=1,ept=4",
-                                     "csr.edge_group:tpe=8,vec=4,ept=256", "csr.edge_group:tpe=32,vec=2,ept=16"};
+                                     "csr.edge_group:tpe=8,vec=4,ept=256", "csr.edge_group:tpe=32,vec=2,ept=16",
+                                     // batches of 8 over one or several passes, teams of 4 to 32
+                                     "csr.edge_batch:tpe=4,vec=1,ept=64", "csr.edge_batch:tpe=8,vec=4,ept=256",
+                                     "csr.edge_batch:tpe=16,vec=2,ept=128", "csr.edge_batch:tpe=32,vec=4,ept=64"};
   for (const char* text : spread) {
     const schedule::Schedule s = schedule::parse(p.op, text);
     if (schedule::can_implement(s, p)) out.push_back(s);
@@ -298,6 +301,7 @@ TEST(GpuOps, MergePathSharesAHubRowAndSkipsEmptyRuns) {
     const DenseMatrix<float> dx = x.to(MemorySpace::device);
     const auto want_sddmm = reference::sddmm(csr, x, b, false);
     for (const char* text : {"csr.edge_group:tpe=4,vec=1,ept=4", "csr.edge_group:tpe=32,vec=1,ept=256",
+                             "csr.edge_batch:tpe=4,vec=1,ept=64", "csr.edge_batch:tpe=32,vec=1,ept=256",
                              "csr.row_split:tpr=8,vec=1"}) {
       ops::SddmmOptions options;
       options.schedule = schedule::parse(schedule::Op::sddmm, text);
@@ -350,11 +354,12 @@ TEST(GpuOps, DeterministicBitsAcrossRuns) {
     ctx.synchronize();
     ASSERT_EQ(dc.buffer().to_vector(), first) << "run " << run;
   }
-  // SDDMM: the default, and edge batches over several passes of F (passes after the first add
-  // to the outputs), on a CSR and on a COO.
+  // SDDMM: the default, edge groups on a CSR and a COO, and edge batches over several passes of
+  // F (passes after the first add to the outputs).
   const DenseMatrix<float> dx = random_dense<float>(3000, 70, 11).to(MemorySpace::device);
   const AnySparse<float, int32_t> dcoo = csr_to_coo(csr).to(MemorySpace::device);
-  for (const char* text : {"", "csr.edge_group:tpe=4,vec=2,ept=32", "coo.edge_group:tpe=8,vec=1,ept=64"}) {
+  for (const char* text : {"", "csr.edge_group:tpe=4,vec=2,ept=32", "csr.edge_batch:tpe=4,vec=2,ept=64",
+                           "csr.edge_batch:tpe=16,vec=1,ept=256", "coo.edge_group:tpe=8,vec=1,ept=64"}) {
     const bool coo = text[0] == 'c' && text[1] == 'o';
     ops::SddmmOptions options;
     if (text[0] != '\0') options.schedule = schedule::parse(schedule::Op::sddmm, text);

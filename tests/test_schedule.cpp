@@ -204,7 +204,8 @@ TEST(Schedule, MergePathAndSddmmVariants) {
   bf.value = DType::bf16;
   EXPECT_THAT(can_implement(parse(Op::sddmm, "csr.cusparse"), bf).reason, HasSubstr("f32"));
   const std::vector<Schedule> all = space(sddmm);
-  EXPECT_EQ(all.size(), 4u * 3u + 4u * 3u * 7u + 1u);  // every row_split, every edge_group, cusparse
+  // every row_split, every edge_group, every edge_batch, cusparse
+  EXPECT_EQ(all.size(), 4u * 3u + 4u * 3u * 7u + 4u * 3u * 3u + 1u);
   for (const Schedule& s : all) EXPECT_EQ(parse(Op::sddmm, s.to_string()), s);
   // The SDDMM default: teams of 4..8 lanes with vector loads; a team per row when rows are
   // balanced, else runs of edges about a row long (mean 12 here) unless that leaves the GPU short
@@ -241,11 +242,20 @@ TEST(Schedule, MergePathAndSddmmVariants) {
   Problem reddit = resized(sddmm, 262144, 76389651);
   reddit.max_row_length = 100000;
   reddit.features = reddit.ld_b = reddit.ld_c = 32;
-  EXPECT_EQ(default_schedule(reddit).to_string(), "csr.edge_group:tpe=4,vec=4,ept=256");
+  // At F <= 64 the edge batches, one pass over F; from F = 128 the edge groups.
+  EXPECT_EQ(default_schedule(reddit).to_string(), "csr.edge_batch:tpe=8,vec=4,ept=256");
+  reddit.features = reddit.ld_b = reddit.ld_c = 64;
+  EXPECT_EQ(default_schedule(reddit).to_string(), "csr.edge_batch:tpe=16,vec=4,ept=256");
   reddit.features = reddit.ld_b = reddit.ld_c = 128;
   EXPECT_EQ(default_schedule(reddit).to_string(), "csr.edge_group:tpe=8,vec=4,ept=256");
   const Problem products = resized(reddit, 2097152, 112406120);
   EXPECT_EQ(default_schedule(products).to_string(), "csr.edge_group:tpe=8,vec=4,ept=64");
+  Problem odd_width = resized(reddit, 2097152, 112406120);
+  odd_width.features = odd_width.ld_b = odd_width.ld_c = 33;  // no 4-wide loads: the edge groups
+  EXPECT_EQ(default_schedule(odd_width).variant, "csr.edge_group");
+  Problem arxiv = resized(reddit, 169343, 1166243);  // under 16M nonzeros: the edge groups
+  arxiv.features = arxiv.ld_b = arxiv.ld_c = 32;
+  EXPECT_EQ(default_schedule(arxiv).variant, "csr.edge_group");
   for (int64_t f : {1, 3, 33, 128, 257}) {
     Problem p = device_problem(f, f);
     p.op = Op::sddmm;

@@ -1,15 +1,14 @@
-// CSR and COO SDDMM on the GPU: out[e] = X[row(e)] . Y[col(e)] (times A's value when asked).
-// Two team kernels, each output written once by one lane, partial sums met by shuffles in a
-// fixed order: deterministic bits, no atomics.
-// - sddmm_csr_row_split: a team of tpr lanes per row, each lane VEC features per pass over F,
-//   four edges in flight; X[row]'s slice is loaded once a pass.
-// - sddmm_csr_edge_group / sddmm_coo_edge_group: the nonzeros split evenly, ept per team of tpe
-//   lanes, so a hub row is shared by many teams (edge_batch_kernel). Built as the SpMM merge path
-//   is: column indices (and COO rows) loaded one chunk ahead and handed out by shuffles, batches
-//   of kBatch Y rows gathered before the first product, and X[row]'s slice held in registers while
-//   the team stays on the row (one X load a row a pass, not one an edge). F wider than a team's
-//   pass (tpe * VEC) is walked once a pass; passes after the first add to the outputs the first
-//   wrote, the same lane reading back its own writes.
+// CSR and COO SDDMM on the GPU. One team kernel serves every variant: a team of tpe lanes walks
+// a run of edges, each lane owning VEC features per tile, four edges in flight at a time; the
+// team's partial dot products meet in a shuffle reduction in a fixed order, and each output is
+// written once: deterministic bits, no atomics.
+// - sddmm_csr_row_split: a team per row (the run is the row's edges; X[row] stays in L1).
+// - sddmm_csr_edge_group: the nonzeros split evenly (ept per team), so a hub row is shared by many
+//   teams; a team finds its first row by binary search and follows the rows its edges cross.
+// - sddmm_coo_edge_group: the same split over a COO matrix; each edge carries its row.
+// - sddmm_csr_edge_batch: edge_group's split walked as the SpMM merge path walks its stretch
+//   (indices a chunk ahead, eight gathers in flight, X[row] held per row); faster on the large
+//   graphs at one pass over F, slower on small matrices (bench/RESULTS.md).
 #include "core/cuda_check.h"
 #include "core/error.h"
 #include "ops/cuda_common.cuh"
@@ -20,13 +19,20 @@ namespace tessera::ops::cuda {
 namespace {
 
 constexpr int kTeamThreads = 256;  // threads per block (kTeamThreads / tpe teams)
-constexpr int kEdgesInFlight = 4;  // the row kernel's
-constexpr int kBatch = 8;          // Y rows an edge-batch team gathers before its first product
-// Indices each lane of an edge-batch team loads per chunk (a chunk is 2 tpe edges: at tpe = 4
-// one batch, wider teams several).
+constexpr int kEdgesInFlight = 4;
+constexpr int kBatch = 8;  // Y rows an edge-batch team gathers before its first product
+// Column indices each lane of an edge-batch team loads per chunk (a chunk is 2 tpe edges: one
+// batch in a team of 4, several in wider ones).
 constexpr int kIndicesPerLane = 2;
-// A team's run of edges is addressed by 32-bit offsets.
+// An edge-batch team's run of edges is addressed by 32-bit offsets.
 constexpr int64_t kMaxEdgesPerTeam = int64_t(1) << 30;
+
+// How a team finds its edges and their rows.
+enum class Walk {
+  by_row,      // team t takes row t's edges
+  edge_range,  // edges [t * ept, (t + 1) * ept) of a CSR, rows followed through indptr
+  coo,         // the same range of a COO: coo_rows[e] is edge e's row (a.indptr unused)
+};
 
 // Sums dot[u] over the team's lanes and leaves edge u's total on lane u (u < kEdgesInFlight; the
 // other lanes hold copies). A reduce-scatter: the first two butterfly steps each send half the
@@ -47,22 +53,53 @@ __device__ __forceinline__ float team_sum_by_edge(float (&dot)[kEdgesInFlight], 
   return sum;  // edge 2 * bit 1 + bit 0 of the lane, that is lane % 4
 }
 
-// A team of tpe lanes per row (rows with edges; a row's X slice loaded once a pass).
-template <class V, class I, int VEC>
+template <class V, class I, int VEC, Walk WALK>
 __global__ void __launch_bounds__(kTeamThreads)
-    sddmm_row_kernel(CsrView<V, I> a, DenseView<const V> x, DenseView<const V> y, bool scale_by_a,
-                     float* out, int tpe) {
+    sddmm_team_kernel(CsrView<V, I> a, const I* coo_rows, DenseView<const V> x,
+                      DenseView<const V> y, bool scale_by_a, float* out, int tpe, int64_t ept) {
+  // A team per row: every edge in flight is on the row, whose X slice is loaded once a pass.
+  // The other walks load X per edge: sharing it when the edges in flight happened to be on one
+  // row measured up to 1.3x slower on short-row graphs (teams of one warp diverging).
+  constexpr bool kOneRow = WALK == Walk::by_row;
   const int lane = threadIdx.x % tpe;
-  const int64_t row = int64_t(blockIdx.x) * (kTeamThreads / tpe) + threadIdx.x / tpe;
-  if (row >= a.rows) return;  // whole teams leave together
-  const int64_t first = a.indptr[row], last = a.indptr[row + 1];
-  if (first == last) return;
+  const int64_t team = int64_t(blockIdx.x) * (kTeamThreads / tpe) + threadIdx.x / tpe;
+  int64_t first = 0, last = 0, row = 0;
+  if constexpr (WALK == Walk::coo) {
+    first = team * ept;
+    if (first >= a.nnz) return;
+    last = first + ept < a.nnz ? first + ept : a.nnz;
+  } else if constexpr (WALK == Walk::by_row) {
+    if (team >= a.rows) return;  // whole teams leave together
+    row = team;
+    first = a.indptr[row];
+    last = a.indptr[row + 1];
+    if (first == last) return;
+  } else {
+    first = team * ept;
+    if (first >= a.nnz) return;
+    last = first + ept < a.nnz ? first + ept : a.nnz;
+    // The row holding edge `first`: the smallest r with indptr[r + 1] > first.
+    int64_t lo = 0, hi = a.rows - 1;
+    while (lo < hi) {
+      const int64_t mid = lo + (hi - lo) / 2;
+      if (int64_t(a.indptr[mid + 1]) > first) {
+        hi = mid;
+      } else {
+        lo = mid + 1;
+      }
+    }
+    row = lo;
+  }
   const unsigned mask = team_mask(tpe);
+  // COO: no offsets to follow (rows = -1: the row ends load nothing and read INT64_MAX).
+  RowEnds<I> ends(a.indptr, WALK == Walk::coo ? -1 : a.rows, row);
+  int64_t row_end = ends.current();
   // Rows addressed in bytes from this lane's first feature: a Y row (int32 index) by one 32 x 32
   // -> 64-bit multiply-add, plus one for the stride's high word, so any stride works.
   const int F = int(x.cols);  // < 2^31, checked on the host
+  const char* x_at = reinterpret_cast<const char*>(x.data + lane * VEC);
   const char* y_at = reinterpret_cast<const char*>(y.data + lane * VEC);
-  const uint64_t y_ld_bytes = uint64_t(y.ld) * sizeof(V);
+  const uint64_t x_ld_bytes = uint64_t(x.ld) * sizeof(V), y_ld_bytes = uint64_t(y.ld) * sizeof(V);
   const auto y_row = [&](I j) {
     if constexpr (sizeof(I) == 4) {
       return reinterpret_cast<const V*>(y_at + uint64_t(uint32_t(j)) * y_ld_bytes);
@@ -70,42 +107,51 @@ __global__ void __launch_bounds__(kTeamThreads)
       return reinterpret_cast<const V*>(y_at + j * int64_t(y_ld_bytes));
     }
   };
-  const V* x_row = reinterpret_cast<const V*>(reinterpret_cast<const char*>(x.data + lane * VEC) +
-                                              uint64_t(row) * uint64_t(x.ld) * sizeof(V));
+  const auto x_row = [&](int64_t r) { return reinterpret_cast<const V*>(x_at + uint64_t(r) * x_ld_bytes); };
   const int step = tpe * VEC;  // features a team covers per pass
   for (int64_t e0 = first; e0 < last; e0 += kEdgesInFlight) {
     const int n = last - e0 < kEdgesInFlight ? int(last - e0) : kEdgesInFlight;
-    const V* xrow = x_row;
+    const V* xrow[kEdgesInFlight];
     const V* yrow[kEdgesInFlight];
 #pragma unroll
     for (int u = 0; u < kEdgesInFlight; ++u) {
-      // past the row's last edge: repeat the first one, never written
-      yrow[u] = u < n ? y_row(a.indices[e0 + u]) : yrow[0];
+      if (u < n) {
+        if constexpr (WALK == Walk::coo) {
+          row = int64_t(coo_rows[e0 + u]);
+        } else {
+          while (e0 + u >= row_end) {
+            ++row;
+            row_end = ends.advance();
+          }
+        }
+        xrow[u] = x_row(row);
+        yrow[u] = y_row(a.indices[e0 + u]);
+      } else {  // past the team's last edge: repeat the first one, never written
+        xrow[u] = xrow[0];
+        yrow[u] = yrow[0];
+      }
     }
     float dot[kEdgesInFlight] = {};
     for (int f = lane * VEC; f < F; f += step) {
       const int width = F - f >= VEC ? VEC : F - f;
-      float xv[VEC], yv[kEdgesInFlight][VEC];
-      if (width == VEC) {
-        load_vec<VEC>(xrow, xv);
-      } else {
-        load_partial<VEC>(xrow, width, xv);
-      }
+      float xv[kOneRow ? 1 : kEdgesInFlight][VEC], yv[kEdgesInFlight][VEC];
 #pragma unroll
       for (int u = 0; u < kEdgesInFlight; ++u) {
         if (width == VEC) {
+          if (!kOneRow || u == 0) load_vec<VEC>(xrow[u], xv[kOneRow ? 0 : u]);
           load_vec<VEC>(yrow[u], yv[u]);
         } else {
+          if (!kOneRow || u == 0) load_partial<VEC>(xrow[u], width, xv[kOneRow ? 0 : u]);
           load_partial<VEC>(yrow[u], width, yv[u]);
         }
       }
 #pragma unroll
       for (int u = 0; u < kEdgesInFlight; ++u) {
 #pragma unroll
-        for (int i = 0; i < VEC; ++i) dot[u] += xv[i] * yv[u][i];
+        for (int i = 0; i < VEC; ++i) dot[u] += xv[kOneRow ? 0 : u][i] * yv[u][i];
+        xrow[u] += step;
         yrow[u] += step;
       }
-      xrow += step;
     }
     const float d = team_sum_by_edge(dot, lane, tpe, mask);
     if (lane < n) {  // lane u writes edge e0 + u
@@ -145,19 +191,24 @@ __device__ __forceinline__ BatchSums team_sums_of_batch(const float (&dot)[kBatc
   return {s, 0.0f, edge + int(b2)};
 }
 
-// Edges [team * ept, +ept) per team (a CSR: rows followed through indptr; a COO: each edge's row
-// read with its column).
-template <class V, class I, int VEC, bool kCoo>
+// csr.edge_batch: edges [team * ept, +ept) per team of tpe lanes, rows followed through indptr.
+// Built as the SpMM merge path is: column indices loaded one chunk ahead and handed out by
+// shuffles, batches of kBatch Y rows gathered before the first product, and X[row]'s slice held in
+// registers while the team stays on the row (one X load a row, not one an edge). F wider than a
+// team's pass (tpe * VEC) is walked once a pass: later passes add to the outputs the first wrote,
+// each output read back by the lane that wrote it. Deterministic: a fixed order throughout.
+template <class V, class I, int VEC>
 __global__ void __maxnreg__(80)
-    sddmm_edge_batch_kernel(CsrView<V, I> a, const I* coo_rows, DenseView<const V> x,
-                            DenseView<const V> y, bool scale_by_a, float* out, int tpe, int64_t ept) {
+    sddmm_edge_batch_kernel(CsrView<V, I> a, DenseView<const V> x, DenseView<const V> y,
+                            bool scale_by_a, float* out, int tpe, int64_t ept) {
   const int lane = threadIdx.x % tpe;
   const int64_t team = int64_t(blockIdx.x) * (kTeamThreads / tpe) + threadIdx.x / tpe;
   const int64_t first = team * ept;
   if (first >= a.nnz) return;  // whole teams leave together
-  const int span = int(a.nnz - first < ept ? a.nnz - first : ept);
+  const int span = int(a.nnz - first < ept ? a.nnz - first : ept);  // ept <= 2^30 (host check)
+  // The row holding edge `first`: the smallest r with indptr[r + 1] > first.
   int64_t row0 = 0;
-  if constexpr (!kCoo) {  // the row holding edge `first`: the smallest r with indptr[r + 1] > first
+  {
     int64_t lo = 0, hi = a.rows - 1;
     while (lo < hi) {
       const int64_t mid = lo + (hi - lo) / 2;
@@ -172,17 +223,20 @@ __global__ void __maxnreg__(80)
   const unsigned mask = team_mask(tpe);
   const int F = int(x.cols);  // < 2^31 - 128, checked on the host
   const int step = tpe * VEC;
-  const int passes = (F + step - 1) / step;
+  const int passes = F > 0 ? (F + step - 1) / step : 1;  // F = 0: one pass writing zeros
   const I* col_at = a.indices + first;
-  const I* row_at = kCoo ? coo_rows + first : nullptr;
   float* out_at = out + first;
   const uint64_t x_ld_bytes = uint64_t(x.ld) * sizeof(V), y_ld_bytes = uint64_t(y.ld) * sizeof(V);
-  const int chunk = kIndicesPerLane * tpe;
+  const int chunk = kIndicesPerLane * tpe;  // a multiple of kBatch
+  // This lane's outputs in each batch (team_sums_of_batch): `my_edge` and, in a team of 4,
+  // my_edge + 1.
+  const int my_edge = 4 * (lane & 1) + 2 * ((lane >> 1) & 1) + (tpe == 4 ? 0 : (lane >> 2) & 1);
+  const bool writer = tpe == 4 || lane < kBatch;
   for (int pass = 0; pass < passes; ++pass) {
     const int f = pass * step + lane * VEC;
     const int width = f >= F ? 0 : (F - f >= VEC ? VEC : F - f);  // features this lane owns
     const bool last_pass = pass == passes - 1;
-    // Rows in bytes from this lane's first feature of the pass (a lane past F never loads).
+    // Rows in bytes from this lane's first feature of the pass (a lane past F loads nothing).
     const char* x_at = reinterpret_cast<const char*>(x.data + (width > 0 ? f : 0));
     const char* y_at = reinterpret_cast<const char*>(y.data + (width > 0 ? f : 0));
     const auto y_row = [&](I j) {
@@ -192,8 +246,7 @@ __global__ void __maxnreg__(80)
         return reinterpret_cast<const V*>(y_at + j * int64_t(y_ld_bytes));
       }
     };
-    // X[row]'s slice of this pass, held while the team stays on the row.
-    float xv[VEC] = {};
+    float xv[VEC] = {};  // X[row]'s slice of this pass
     const auto load_x = [&](int64_t r) {
       const V* p = reinterpret_cast<const V*>(x_at + uint64_t(r) * x_ld_bytes);
       if (width == VEC) {
@@ -202,40 +255,34 @@ __global__ void __maxnreg__(80)
         load_partial<VEC>(p, width, xv);
       }
     };
-    // CSR: the team's rows from row0, their ends as offsets from `first`.
-    StretchRowEnds<I> ends(a.indptr, kCoo ? 0 : a.rows, row0, first);
-    int row_end = kCoo ? INT_MAX : ends.current();
-    int64_t row = kCoo ? -1 : row0;
-    if constexpr (!kCoo) load_x(row);
-    // (col, row) of the next chunk, one chunk ahead: entry q of a chunk is lane q / 2's (q % 2)-th.
-    I next_col[kIndicesPerLane], next_row[kIndicesPerLane];
+    // The team's rows from row0, their ends as offsets from `first`.
+    StretchRowEnds<I> ends(a.indptr, a.rows, row0, first);
+    int row_end = ends.current();
+    int64_t row = row0;
+    load_x(row);
+    // Column indices of the next chunk, one chunk ahead: entry q of a chunk is lane q / 2's
+    // (q % 2)-th.
+    I next_col[kIndicesPerLane];
 #pragma unroll
     for (int e = 0; e < kIndicesPerLane; ++e) {
       const int q = lane * kIndicesPerLane + e;
       next_col[e] = q < span ? col_at[q] : I(0);
-      if constexpr (kCoo) next_row[e] = q < span ? row_at[q] : I(0);
     }
     for (int p0 = 0; p0 < span; p0 += chunk) {
-      I col[kIndicesPerLane], crow[kIndicesPerLane];
+      I col[kIndicesPerLane];
 #pragma unroll
       for (int e = 0; e < kIndicesPerLane; ++e) {
         col[e] = next_col[e];
-        if constexpr (kCoo) crow[e] = next_row[e];
         const int q = p0 + chunk + lane * kIndicesPerLane + e;
-        if (q < span) {
-          next_col[e] = col_at[q];
-          if constexpr (kCoo) next_row[e] = row_at[q];
-        }
+        if (q < span) next_col[e] = col_at[q];
       }
       const int in_chunk = span - p0 < chunk ? span - p0 : chunk;
       for (int k = 0; k < in_chunk; k += kBatch) {
         const int n = in_chunk - k < kBatch ? in_chunk - k : kBatch;  // edges of this batch
-        // This lane's outputs of the batch (see team_sums_of_batch) and, after the first pass,
-        // what the earlier passes left there: read now, in flight with the gathers.
-        const int my_edge = tpe == 4 ? 4 * (lane & 1) + 2 * ((lane >> 1) & 1)
-                                     : 4 * (lane & 1) + 2 * ((lane >> 1) & 1) + ((lane >> 2) & 1);
-        const bool writes_first = (tpe == 4 || lane < 8) && my_edge < n;
+        const bool writes_first = writer && my_edge < n;
         const bool writes_second = tpe == 4 && my_edge + 1 < n;
+        // After the first pass: what the earlier passes left in this lane's outputs, read now,
+        // in flight with the gathers.
         float earlier_first = 0.0f, earlier_second = 0.0f;
         if (pass > 0) {
           if (writes_first) earlier_first = out_at[p0 + k + my_edge];
@@ -244,7 +291,7 @@ __global__ void __maxnreg__(80)
         PackedVec<VEC, V> yv[kBatch];
 #pragma unroll
         for (int u = 0; u < kBatch; ++u) {
-          const int q = k + u;  // past the batch (u >= n): a copy of a valid index, not loaded
+          const int q = k + u;  // < chunk; past the batch (u >= n) an index not loaded from
           const I j = __shfl_sync(mask, col[q % kIndicesPerLane], q / kIndicesPerLane, tpe);
           if (u < n && width == VEC) {
             yv[u].load_read_only(y_row(j));
@@ -255,7 +302,7 @@ __global__ void __maxnreg__(80)
           }
         }
         float dot[kBatch];
-        if (!kCoo && p0 + k + n <= row_end) {  // the batch on the team's current row (the common case)
+        if (p0 + k + n <= row_end) {  // the whole batch on the team's current row (the common case)
 #pragma unroll
           for (int u = 0; u < kBatch; ++u) {
             dot[u] = 0.0f;
@@ -265,19 +312,12 @@ __global__ void __maxnreg__(80)
         } else {
 #pragma unroll
           for (int u = 0; u < kBatch; ++u) {
-            if (u < n) {
-              if constexpr (kCoo) {
-                const int q = k + u;
-                const int64_t r =
-                    int64_t(__shfl_sync(mask, crow[q % kIndicesPerLane], q / kIndicesPerLane, tpe));
-                if (r != row) row = r, load_x(r);
-              } else if (p0 + k + u >= row_end) {
-                do {
-                  ++row;
-                  row_end = ends.advance();
-                } while (p0 + k + u >= row_end);
-                load_x(row);
-              }
+            if (u < n && p0 + k + u >= row_end) {  // a new row (empty ones skipped)
+              do {
+                ++row;
+                row_end = ends.advance();
+              } while (p0 + k + u >= row_end);
+              load_x(row);
             }
             dot[u] = 0.0f;
 #pragma unroll
@@ -290,53 +330,11 @@ __global__ void __maxnreg__(80)
           if (last_pass && scale_by_a) v *= load_f32(a.values[first + p0 + k + e]);
           out_at[p0 + k + e] = v;
         };
-        if (writes_first) finish(sums.edge, sums.first, earlier_first);
-        if (writes_second) finish(sums.edge + 1, sums.second, earlier_second);
+        if (writes_first) finish(my_edge, sums.first, earlier_first);
+        if (writes_second) finish(my_edge + 1, sums.second, earlier_second);
       }
     }
   }
-}
-
-// Checks the knobs shared by both kernels: team width, vector alignment, F.
-template <class V>
-void check_team_knobs(const char* name, const char* team_knob, int tpe, int vec,
-                      DenseView<const V> x, DenseView<const V> y) {
-  TSR_CHECK(tpe >= kEdgesInFlight && tpe <= kWarp && (tpe & (tpe - 1)) == 0, name, ": ", team_knob,
-            " = ", tpe, " must be a power of two in [4, 32] (one writing lane per edge in flight)");
-  if (vec > 1) {
-    const auto aligned = [&](const void* p) { return reinterpret_cast<uintptr_t>(p) % (vec * sizeof(V)) == 0; };
-    TSR_CHECK(x.ld % vec == 0 && y.ld % vec == 0 && aligned(x.data) && aligned(y.data), name,
-              ": vec=", vec, " needs X and Y rows aligned to ", vec, " elements (leading dimensions ",
-              x.ld, ", ", y.ld, ")");
-  }
-  TSR_CHECK(x.cols <= int64_t(INT32_MAX) - kWarp * 4, name, ": F = ", x.cols,
-            " features is more than the kernel's 32-bit feature offsets hold");
-  TSR_CHECK(vec == 1 || vec == 2 || vec == 4, name, ": vec = ", vec, " must be 1, 2 or 4");
-}
-
-// Launches the edge-batch kernel over a CSR (coo_rows null) or a COO's edges.
-template <bool kCoo, class V, class I>
-void launch_edge_batches(Context& ctx, const char* name, const CsrView<V, I>& a, const I* coo_rows,
-                         DenseView<const V> x, DenseView<const V> y, bool scale_by_a, float* out,
-                         int tpe, int vec, int64_t ept) {
-  check_team_knobs(name, "tpe", tpe, vec, x, y);
-  TSR_CHECK(ept >= 1 && ept <= kMaxEdgesPerTeam, name, ": ept = ", ept, " must be in [1, ",
-            kMaxEdgesPerTeam, "]");
-  if (a.rows == 0 || a.nnz == 0) return;
-  const unsigned blocks = grid_for((a.nnz + ept - 1) / ept, kTeamThreads / tpe);
-  const auto stream = static_cast<cudaStream_t>(ctx.stream());
-  switch (vec) {
-    case 1:
-      sddmm_edge_batch_kernel<V, I, 1, kCoo><<<blocks, kTeamThreads, 0, stream>>>(a, coo_rows, x, y, scale_by_a, out, tpe, ept);
-      break;
-    case 2:
-      sddmm_edge_batch_kernel<V, I, 2, kCoo><<<blocks, kTeamThreads, 0, stream>>>(a, coo_rows, x, y, scale_by_a, out, tpe, ept);
-      break;
-    default:
-      sddmm_edge_batch_kernel<V, I, 4, kCoo><<<blocks, kTeamThreads, 0, stream>>>(a, coo_rows, x, y, scale_by_a, out, tpe, ept);
-      break;
-  }
-  TSR_CUDA_CHECK_LAUNCH(name);
 }
 
 template <class V, class I>
@@ -345,45 +343,101 @@ __global__ void scale_by_values_kernel(const V* values, int64_t n, float* out) {
   if (e < n) out[e] *= load_f32(values[e]);
 }
 
+// Checks the team knobs and launches the team kernel over `teams` teams.
+template <Walk WALK, class V, class I>
+void launch_teams(Context& ctx, const char* name, const CsrView<V, I>& a, const I* coo_rows,
+                  DenseView<const V> x, DenseView<const V> y, bool scale_by_a, float* out, int tpe,
+                  int vec, int64_t ept, int64_t teams) {
+  TSR_CHECK(tpe >= kEdgesInFlight && tpe <= kWarp && (tpe & (tpe - 1)) == 0, name, ": ",
+            WALK == Walk::by_row ? "tpr" : "tpe", " = ", tpe, " must be a power of two in [", kEdgesInFlight,
+            ", 32] (one writing lane per edge in flight)");
+  if (vec > 1) {
+    const auto aligned = [&](const void* p) { return reinterpret_cast<uintptr_t>(p) % (vec * sizeof(V)) == 0; };
+    TSR_CHECK(x.ld % vec == 0 && y.ld % vec == 0 && aligned(x.data) && aligned(y.data), name,
+              ": vec=", vec, " needs X and Y rows aligned to ", vec, " elements (leading dimensions ",
+              x.ld, ", ", y.ld, ")");
+  }
+  TSR_CHECK(x.cols <= int64_t(INT32_MAX) - kWarp * 4, name, ": F = ", x.cols,
+            " features is more than the kernel's 32-bit feature offsets hold");
+  if (a.rows == 0 || a.nnz == 0) return;
+  const unsigned blocks = grid_for(teams, kTeamThreads / tpe);
+  const auto stream = static_cast<cudaStream_t>(ctx.stream());
+  switch (vec) {
+    case 1:
+      sddmm_team_kernel<V, I, 1, WALK><<<blocks, kTeamThreads, 0, stream>>>(a, coo_rows, x, y, scale_by_a, out, tpe, ept);
+      break;
+    case 2:
+      sddmm_team_kernel<V, I, 2, WALK><<<blocks, kTeamThreads, 0, stream>>>(a, coo_rows, x, y, scale_by_a, out, tpe, ept);
+      break;
+    case 4:
+      sddmm_team_kernel<V, I, 4, WALK><<<blocks, kTeamThreads, 0, stream>>>(a, coo_rows, x, y, scale_by_a, out, tpe, ept);
+      break;
+    default: TSR_FAIL(name, ": vec = ", vec, " must be 1, 2 or 4");
+  }
+  TSR_CUDA_CHECK_LAUNCH(name);
+}
+
 }  // namespace
 
 template <class V, class I>
 void sddmm_csr_edge_group(Context& ctx, const CsrView<V, I>& a, DenseView<const V> x,
                           DenseView<const V> y, bool scale_by_a, float* out, int tpe, int vec,
                           int64_t ept) {
-  launch_edge_batches<false>(ctx, "sddmm_csr_edge_group", a, (const I*)nullptr, x, y, scale_by_a,
-                             out, tpe, vec, ept);
+  TSR_CHECK(ept >= 1, "sddmm_csr_edge_group: ept = ", ept, " must be positive");
+  launch_teams<Walk::edge_range>(ctx, "sddmm_csr_edge_group", a, (const I*)nullptr, x, y,
+                                 scale_by_a, out, tpe, vec, ept, (a.nnz + ept - 1) / ept);
+}
+
+template <class V, class I>
+void sddmm_csr_edge_batch(Context& ctx, const CsrView<V, I>& a, DenseView<const V> x,
+                          DenseView<const V> y, bool scale_by_a, float* out, int tpe, int vec,
+                          int64_t ept) {
+  const char* name = "sddmm_csr_edge_batch";
+  TSR_CHECK(tpe >= 4 && tpe <= kWarp && (tpe & (tpe - 1)) == 0, name, ": tpe = ", tpe,
+            " must be a power of two in [4, 32]");
+  TSR_CHECK(ept >= 1 && ept <= kMaxEdgesPerTeam, name, ": ept = ", ept, " must be in [1, ",
+            kMaxEdgesPerTeam, "]");
+  if (vec > 1) {
+    const auto aligned = [&](const void* p) { return reinterpret_cast<uintptr_t>(p) % (vec * sizeof(V)) == 0; };
+    TSR_CHECK(x.ld % vec == 0 && y.ld % vec == 0 && aligned(x.data) && aligned(y.data), name,
+              ": vec=", vec, " needs X and Y rows aligned to ", vec, " elements (leading dimensions ",
+              x.ld, ", ", y.ld, ")");
+  }
+  TSR_CHECK(x.cols <= int64_t(INT32_MAX) - kWarp * 4, name, ": F = ", x.cols,
+            " features is more than the kernel's 32-bit feature offsets hold");
+  if (a.rows == 0 || a.nnz == 0) return;
+  const unsigned blocks = grid_for((a.nnz + ept - 1) / ept, kTeamThreads / tpe);
+  const auto stream = static_cast<cudaStream_t>(ctx.stream());
+  switch (vec) {
+    case 1:
+      sddmm_edge_batch_kernel<V, I, 1><<<blocks, kTeamThreads, 0, stream>>>(a, x, y, scale_by_a, out, tpe, ept);
+      break;
+    case 2:
+      sddmm_edge_batch_kernel<V, I, 2><<<blocks, kTeamThreads, 0, stream>>>(a, x, y, scale_by_a, out, tpe, ept);
+      break;
+    case 4:
+      sddmm_edge_batch_kernel<V, I, 4><<<blocks, kTeamThreads, 0, stream>>>(a, x, y, scale_by_a, out, tpe, ept);
+      break;
+    default: TSR_FAIL(name, ": vec = ", vec, " must be 1, 2 or 4");
+  }
+  TSR_CUDA_CHECK_LAUNCH(name);
 }
 
 template <class V, class I>
 void sddmm_coo_edge_group(Context& ctx, const CooView<V, I>& a, DenseView<const V> x,
                           DenseView<const V> y, bool scale_by_a, float* out, int tpe, int vec,
                           int64_t ept) {
+  TSR_CHECK(ept >= 1, "sddmm_coo_edge_group: ept = ", ept, " must be positive");
   const CsrView<V, I> edges{a.rows, a.cols, a.nnz, nullptr, a.col, a.values, a.space};
-  launch_edge_batches<true>(ctx, "sddmm_coo_edge_group", edges, a.row, x, y, scale_by_a, out, tpe,
-                            vec, ept);
+  launch_teams<Walk::coo>(ctx, "sddmm_coo_edge_group", edges, a.row, x, y, scale_by_a, out, tpe,
+                          vec, ept, (a.nnz + ept - 1) / ept);
 }
 
 template <class V, class I>
 void sddmm_csr_row_split(Context& ctx, const CsrView<V, I>& a, DenseView<const V> x,
                          DenseView<const V> y, bool scale_by_a, float* out, int tpr, int vec) {
-  const char* name = "sddmm_csr_row_split";
-  check_team_knobs(name, "tpr", tpr, vec, x, y);
-  if (a.rows == 0 || a.nnz == 0) return;
-  const unsigned blocks = grid_for(a.rows, kTeamThreads / tpr);
-  const auto stream = static_cast<cudaStream_t>(ctx.stream());
-  switch (vec) {
-    case 1:
-      sddmm_row_kernel<V, I, 1><<<blocks, kTeamThreads, 0, stream>>>(a, x, y, scale_by_a, out, tpr);
-      break;
-    case 2:
-      sddmm_row_kernel<V, I, 2><<<blocks, kTeamThreads, 0, stream>>>(a, x, y, scale_by_a, out, tpr);
-      break;
-    default:
-      sddmm_row_kernel<V, I, 4><<<blocks, kTeamThreads, 0, stream>>>(a, x, y, scale_by_a, out, tpr);
-      break;
-  }
-  TSR_CUDA_CHECK_LAUNCH(name);
+  launch_teams<Walk::by_row>(ctx, "sddmm_csr_row_split", a, (const I*)nullptr, x, y, scale_by_a,
+                             out, tpr, vec, 0, a.rows);
 }
 
 template <class V, class I>
@@ -398,6 +452,8 @@ void scale_by_values(Context& ctx, const CsrView<V, I>& a, float* out) {
   template void sddmm_csr_row_split(Context&, const CsrView<V, I>&, DenseView<const V>,    \
                                     DenseView<const V>, bool, float*, int, int);           \
   template void sddmm_csr_edge_group(Context&, const CsrView<V, I>&, DenseView<const V>,   \
+                                     DenseView<const V>, bool, float*, int, int, int64_t); \
+  template void sddmm_csr_edge_batch(Context&, const CsrView<V, I>&, DenseView<const V>,   \
                                      DenseView<const V>, bool, float*, int, int, int64_t); \
   template void sddmm_coo_edge_group(Context&, const CooView<V, I>&, DenseView<const V>,   \
                                      DenseView<const V>, bool, float*, int, int, int64_t); \
