@@ -119,9 +119,9 @@ __device__ __forceinline__ void load_vec(const V* p, float (&out)[VEC]) {
 
 /// base + a * b with a 32 x 32 -> 64-bit multiply-add. ptxas at 231b5d7 emits it as
 /// IMAD.WIDE.U32 + IADD3 + IMAD.X per gathered row, and the pointer it returns has no known
-/// space (loads through it must say global: PackedVec::load_read_only). Branch
-/// wip-plain-gather-address replaces it with the plain expression, which with __ldg gathers
-/// folds into one IMAD.WIDE.U32; not yet measured on a GPU.
+/// space (loads through it must say global: PackedVec::load_read_only). The plain expression
+/// (one IMAD.WIDE.U32 with __ldg gathers; branch wip-plain-gather-address) measured no faster
+/// on the H200 (bench/RESULTS.md, session 18).
 __device__ __forceinline__ const char* offset_by_product(const char* base, uint32_t a, uint32_t b) {
   uint64_t address;
   asm("mad.wide.u32 %0, %1, %2, %3;" : "=l"(address) : "r"(a), "r"(b), "l"(reinterpret_cast<uint64_t>(base)));

@@ -343,13 +343,13 @@ __global__ void scale_by_values_kernel(const V* values, int64_t n, float* out) {
   if (e < n) out[e] *= load_f32(values[e]);
 }
 
-// Checks the team knobs and launches the team kernel over `teams` teams.
-template <Walk WALK, class V, class I>
-void launch_teams(Context& ctx, const char* name, const CsrView<V, I>& a, const I* coo_rows,
-                  DenseView<const V> x, DenseView<const V> y, bool scale_by_a, float* out, int tpe,
-                  int vec, int64_t ept, int64_t teams) {
-  TSR_CHECK(tpe >= kEdgesInFlight && tpe <= kWarp && (tpe & (tpe - 1)) == 0, name, ": ",
-            WALK == Walk::by_row ? "tpr" : "tpe", " = ", tpe, " must be a power of two in [", kEdgesInFlight,
+// The checks both team kernels need: a team of 4-32 lanes (a power of two; team_knob names it in
+// the message), X and Y rows aligned for vec-wide loads, F within the 32-bit feature offsets.
+template <class V>
+void check_team_launch(const char* name, const char* team_knob, int tpe, int vec,
+                       DenseView<const V> x, DenseView<const V> y) {
+  TSR_CHECK(tpe >= kEdgesInFlight && tpe <= kWarp && (tpe & (tpe - 1)) == 0, name, ": ", team_knob,
+            " = ", tpe, " must be a power of two in [", kEdgesInFlight,
             ", 32] (one writing lane per edge in flight)");
   if (vec > 1) {
     const auto aligned = [&](const void* p) { return reinterpret_cast<uintptr_t>(p) % (vec * sizeof(V)) == 0; };
@@ -359,6 +359,14 @@ void launch_teams(Context& ctx, const char* name, const CsrView<V, I>& a, const 
   }
   TSR_CHECK(x.cols <= int64_t(INT32_MAX) - kWarp * 4, name, ": F = ", x.cols,
             " features is more than the kernel's 32-bit feature offsets hold");
+}
+
+// Checks the team knobs and launches the team kernel over `teams` teams.
+template <Walk WALK, class V, class I>
+void launch_teams(Context& ctx, const char* name, const CsrView<V, I>& a, const I* coo_rows,
+                  DenseView<const V> x, DenseView<const V> y, bool scale_by_a, float* out, int tpe,
+                  int vec, int64_t ept, int64_t teams) {
+  check_team_launch(name, WALK == Walk::by_row ? "tpr" : "tpe", tpe, vec, x, y);
   if (a.rows == 0 || a.nnz == 0) return;
   const unsigned blocks = grid_for(teams, kTeamThreads / tpe);
   const auto stream = static_cast<cudaStream_t>(ctx.stream());
@@ -393,18 +401,9 @@ void sddmm_csr_edge_batch(Context& ctx, const CsrView<V, I>& a, DenseView<const 
                           DenseView<const V> y, bool scale_by_a, float* out, int tpe, int vec,
                           int64_t ept) {
   const char* name = "sddmm_csr_edge_batch";
-  TSR_CHECK(tpe >= 4 && tpe <= kWarp && (tpe & (tpe - 1)) == 0, name, ": tpe = ", tpe,
-            " must be a power of two in [4, 32]");
+  check_team_launch(name, "tpe", tpe, vec, x, y);
   TSR_CHECK(ept >= 1 && ept <= kMaxEdgesPerTeam, name, ": ept = ", ept, " must be in [1, ",
             kMaxEdgesPerTeam, "]");
-  if (vec > 1) {
-    const auto aligned = [&](const void* p) { return reinterpret_cast<uintptr_t>(p) % (vec * sizeof(V)) == 0; };
-    TSR_CHECK(x.ld % vec == 0 && y.ld % vec == 0 && aligned(x.data) && aligned(y.data), name,
-              ": vec=", vec, " needs X and Y rows aligned to ", vec, " elements (leading dimensions ",
-              x.ld, ", ", y.ld, ")");
-  }
-  TSR_CHECK(x.cols <= int64_t(INT32_MAX) - kWarp * 4, name, ": F = ", x.cols,
-            " features is more than the kernel's 32-bit feature offsets hold");
   if (a.rows == 0 || a.nnz == 0) return;
   const unsigned blocks = grid_for((a.nnz + ept - 1) / ept, kTeamThreads / tpe);
   const auto stream = static_cast<cudaStream_t>(ctx.stream());
