@@ -438,6 +438,16 @@ Schedule default_sddmm(const Problem& p) {
   if (p.format == Format::csr && p.max_row_length >= 0 && p.max_row_length <= 16) {
     return Schedule{Op::sddmm, "csr.row_split", {{"tpr", narrow_tpe}, {"vec", vec}}};
   }
+  // Large graphs at F <= 64: the edge batches, one pass over F with 4-wide loads (8 or 16 lanes),
+  // runs of 256 edges. On the H200 (bench/RESULTS.md, daacd08) they took 0.78-0.91x the edge
+  // groups' time on the four GNN-sized graphs (76-112M nonzeros) at F = 32 and 64; at F = 128
+  // and 256 their best was 0.90x to 1.11x the edge groups' best, and on every matrix under 1.2M
+  // nonzeros but one case slower (a team's set-up is not paid back). 16M nonzeros in runs of 256
+  // are two waves of 8-lane teams on the H200; between 1.2M and 76M nothing has been measured.
+  const int64_t one_pass_batch = lanes_for(p, 4, 8);
+  if (p.format == Format::csr && vec == 4 && p.nnz >= kLargeSddmmNonzeros && one_pass_batch <= 16) {
+    return Schedule{Op::sddmm, "csr.edge_batch", {{"tpe", one_pass_batch}, {"vec", 4}, {"ept", 256}}};
+  }
   // A small matrix leaves lanes idle: wider teams, up to one pass over F, put them to work. From
   // 4 lanes to 8 while runs of 4 edges fill under half the GPU's threads (fidapex6 F = 64: 9.8 us
   // against 10.7 on the H200); past 8 only under a third (Cora F = 512: 32 lanes 13 us against
@@ -448,15 +458,6 @@ Schedule default_sddmm(const Problem& p) {
   while (tpe < one_pass &&
          min_teams * double(2 * tpe) <= kGpuThreads / (2 * tpe <= 8 ? 2.0 : 3.0)) {
     tpe *= 2;
-  }
-  // Large graphs at F <= 64: the edge batches, one pass over F with 4-wide loads (8 or 16 lanes),
-  // runs of 256 edges. The H200 sweep (bench/RESULTS.md, 2026-12-03) put them 1.09-1.26x ahead of
-  // the edge groups' default on the four GNN-sized graphs (76-120M nonzeros) at F = 32 and 64;
-  // at F = 128 and 256 they were 7% behind to 9% ahead, and every matrix under 2M nonzeros ran
-  // slower in batches at its best schedule (their set-up is not paid back).
-  const int64_t one_pass_batch = lanes_for(p, 4, 8);
-  if (p.format == Format::csr && vec == 4 && p.nnz >= kLargeSddmmNonzeros && one_pass_batch <= 16) {
-    return Schedule{Op::sddmm, "csr.edge_batch", {{"tpe", one_pass_batch}, {"vec", 4}, {"ept", 256}}};
   }
   const double fill = double(p.nnz) * double(tpe) / kGpuThreads;
   const int64_t ept = nearest_pow2(std::min(std::max(p.mean_row_length, 1.0), fill), 4, 256);
