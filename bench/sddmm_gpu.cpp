@@ -5,6 +5,9 @@
 // in f32. Writes <out>/<device>/sddmm.json (sddmm-<name>.json with --only) with a top-level
 // `summary` and prints a table.
 //   sddmm_gpu [--quick] [--only NAME,...] [--out DIR] [--data DIR] [--features 32,64,...] [--reps N]
+//             [--schedules "S1;S2;..."]   (sweep just these schedules, those that can run a case,
+//                                          instead of the whole space; the file then ends in
+//                                          -listed.json)
 #include <CLI/CLI.hpp>
 #include <fstream>
 #include <nlohmann/json.hpp>
@@ -27,6 +30,7 @@ int main(int argc, char** argv) try {
   std::vector<int64_t> features{32, 64, 128, 256};
   std::vector<std::string> only;
   int reps = 20, sweep_reps = 3;
+  std::vector<std::string> schedule_texts;
   app.add_flag("--quick", quick, "small graphs only (a smoke run)");
   app.add_option("--only", only, "run just these matrices (names as in the table)")->delimiter(',');
   app.add_option("--out", out_dir, "results folder; the file goes to <out>/<device>/sddmm.json");
@@ -34,7 +38,10 @@ int main(int argc, char** argv) try {
   app.add_option("--features", features, "feature widths F")->delimiter(',');
   app.add_option("--reps", reps, "timed repetitions per variant (median reported)");
   app.add_option("--sweep-reps", sweep_reps, "repetitions per schedule in the sweep");
+  app.add_option("--schedules", schedule_texts, "sweep just these schedules (';'-separated)")->delimiter(';');
   CLI11_PARSE(app, argc, argv);
+  std::vector<schedule::Schedule> listed;
+  for (const std::string& text : schedule_texts) listed.push_back(schedule::parse(schedule::Op::sddmm, text));
   TSR_CHECK(device::available(), "sddmm_gpu needs a CUDA device");
 
   const std::vector<Matrix> matrices = suite(data_dir, quick, only);
@@ -46,7 +53,9 @@ int main(int argc, char** argv) try {
   std::vector<double> speedups, best_speedups, per_call_speedups;
   const std::filesystem::path dir = std::filesystem::path(out_dir) / device::tag(ctx.device());
   std::filesystem::create_directories(dir);
-  const std::string file = only.empty() ? "sddmm.json" : "sddmm-" + only.front() + ".json";
+  // A listed sweep never overwrites the file of a full run.
+  const std::string file = std::string(only.empty() ? "sddmm" : "sddmm-" + only.front()) +
+                           (listed.empty() ? "" : "-listed") + ".json";
   auto write_results = [&](bool complete) {
     const auto [geomean, lowest] = geomean_and_min(speedups);
     const auto [best_geomean, best_lowest] = geomean_and_min(best_speedups);
@@ -60,7 +69,8 @@ int main(int argc, char** argv) try {
                       {"geomean_speedup_vs_cusparse_without_preprocessing", per_call_geomean},
                       {"min_speedup_vs_cusparse_without_preprocessing", per_call_lowest},
                       {"complete", complete}, {"copy_gbps", copy_gbps},
-                      {"timing", "CUDA events, L2 flushed, median"}, {"quick", quick}};
+                      {"timing", "CUDA events, L2 flushed, median"}, {"quick", quick},
+                      {"sweep", listed.empty() ? "default" : "listed"}};
     doc["cases"] = cases;
     std::ofstream(dir / file) << doc.dump(2) << "\n";
     return std::pair(geomean, lowest);
@@ -104,7 +114,12 @@ int main(int argc, char** argv) try {
       schedule::Schedule best = def;
       double best_sweep = INFINITY;
       std::vector<std::pair<std::string, double>> sweep;
-      for (const schedule::Schedule& s : schedule::space(problem)) {
+      std::vector<schedule::Schedule> candidates;
+      for (const schedule::Schedule& s : listed) {
+        if (schedule::can_implement(s, problem)) candidates.push_back(s);
+      }
+      if (listed.empty()) candidates = schedule::space(problem);
+      for (const schedule::Schedule& s : candidates) {
         if (s.variant == "csr.cusparse") continue;
         const double ms = timer.median_ms([&] { run(s); }, sweep_reps, 1);
         sweep.emplace_back(s.to_string(), ms);
