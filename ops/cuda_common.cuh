@@ -63,6 +63,7 @@ struct PackedVec {
       }
     }
   }
+  /// Every element 0 (a vector that is not loaded: past a batch's last edge, past F).
   __device__ __forceinline__ void set_zero() {
 #pragma unroll
     for (int q = 0; q < kWords; ++q) w[q] = 0u;
