@@ -12,9 +12,10 @@ template <class V, class I>
 schedule::Schedule choose_schedule(Context& ctx, schedule::Op op, const CsrView<V, I>& a,
                                    int64_t features, int64_t ld_b, int64_t ld_c,
                                    const std::optional<schedule::Schedule>& requested,
-                                   bool deterministic) {
+                                   bool deterministic, int64_t operand_align) {
   schedule::Problem problem = schedule::describe(op, a, features, ld_b, ld_c);
   problem.deterministic = deterministic;
+  problem.operand_align = operand_align;
   if (!requested) {
     problem.max_row_length = ctx.row_length_hint(a.indptr, a.rows, a.nnz);
 #if TESSERA_WITH_CUDA
@@ -41,7 +42,7 @@ schedule::Schedule choose_schedule(const schedule::Problem& problem,
 #define TSR_INSTANTIATE_CHOOSE_SCHEDULE(V, I)                                                        \
   template schedule::Schedule choose_schedule(Context&, schedule::Op, const CsrView<V, I>&, int64_t, \
                                               int64_t, int64_t, const std::optional<schedule::Schedule>&, \
-                                              bool);
+                                              bool, int64_t);
 TSR_FOR_EACH_COMPUTE_TYPE(TSR_INSTANTIATE_CHOOSE_SCHEDULE)
 
 }  // namespace tessera::ops::detail

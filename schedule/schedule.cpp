@@ -202,6 +202,13 @@ Schedule parse(Op op, const std::string& text) {
   return s;
 }
 
+int64_t vector_alignment(const void* p, size_t element_bytes) {
+  const uintptr_t address = reinterpret_cast<uintptr_t>(p);
+  int64_t k = 1;
+  while (k < 8 && address % (2 * uintptr_t(k) * element_bytes) == 0) k *= 2;
+  return k;
+}
+
 template <class V, class I>
 Problem describe(Op op, const CsrView<V, I>& a, int64_t features, int64_t ld_b, int64_t ld_c) {
   Problem p;
@@ -306,6 +313,11 @@ Verdict can_implement(const Schedule& s, const Problem& p) {
     if (vec > 1 && p.features < vec) {
       return no("vec=" + std::to_string(vec) + " is wider than F = " + std::to_string(p.features));
     }
+    if (vec > p.operand_align) {
+      return no("vec=" + std::to_string(vec) + " needs the first elements of " +
+                (s.op == Op::spmm ? "B and C" : "X and Y") + " aligned to " + std::to_string(vec) +
+                " elements; they are aligned to " + std::to_string(p.operand_align));
+    }
   }
   if (s.op == Op::spmm && has_knob(spec, "rpb")) {  // csr.row_split, ell.row_split, hyb.fused
     const int64_t threads = s.knob("tpr") * s.knob("rpb");
@@ -394,7 +406,10 @@ constexpr int64_t kLargeSddmmNonzeros = int64_t(16) << 20;
 // The widest vector load (4, 2, 1) that F and both leading dimensions allow.
 int64_t widest_vec(const Problem& p) {
   for (int64_t v : {4, 2}) {
-    if (p.features % v == 0 && p.ld_b % v == 0 && p.ld_c % v == 0 && p.features >= v) return v;
+    if (p.features % v == 0 && p.ld_b % v == 0 && p.ld_c % v == 0 && p.features >= v &&
+        v <= p.operand_align) {
+      return v;
+    }
   }
   return 1;
 }

@@ -75,11 +75,18 @@ struct Problem {
   int64_t rows = 0, cols = 0, nnz = 0;
   int64_t features = 0;          // F
   int64_t ld_b = 0, ld_c = 0;    // leading dimensions (elements) of the dense operands
+  // The widest vector (elements, a power of two up to 8) that both dense operands' first elements
+  // are aligned to: vector_alignment() of their base pointers. A view into a wider matrix may
+  // start off a 16-byte boundary; its rows then take narrower loads.
+  int64_t operand_align = 8;
   double mean_row_length = 0;    // nnz / rows
   int64_t max_row_length = -1;  // -1: unknown (describe() leaves it so; ops measure device A once)
   bool deterministic = false;   // the caller requires the same bits on every run
   int64_t block_rows = 1, block_cols = 1;  // BSR block shape
 };
+
+/// The largest k in {1, 2, 4, 8} such that p is aligned to k elements of element_bytes each.
+int64_t vector_alignment(const void* p, size_t element_bytes);
 
 /// Builds a Problem from a CSR view and the dense operands' widths and leading dimensions.
 template <class V, class I>

@@ -148,6 +148,47 @@ TEST(Schedule, DefaultHeuristicFollowsFeatureWidthAndRowLengths) {
   }
 }
 
+TEST(Schedule, DenseOperandsOffAlignedBasesTakeNarrowerLoads) {
+  alignas(64) float floats[32] = {};
+  EXPECT_EQ(vector_alignment(floats, sizeof(float)), 8);
+  EXPECT_EQ(vector_alignment(floats + 1, sizeof(float)), 1);
+  EXPECT_EQ(vector_alignment(floats + 2, sizeof(float)), 2);
+  EXPECT_EQ(vector_alignment(floats + 4, sizeof(float)), 4);
+  EXPECT_EQ(vector_alignment(floats + 12, sizeof(float)), 4);
+  const auto* halves = reinterpret_cast<const uint16_t*>(floats);
+  EXPECT_EQ(vector_alignment(halves + 3, 2), 1);
+  EXPECT_EQ(vector_alignment(halves + 4, 2), 4);
+  EXPECT_EQ(vector_alignment(halves + 8, 2), 8);
+  EXPECT_EQ(vector_alignment(nullptr, 4), 8);  // an empty operand constrains nothing
+  // A view starting one float past a 16-byte boundary (rows 64 apart): every default, SpMM and
+  // SDDMM, CSR and the other formats, takes 1-wide loads; 8 bytes past, at most 2-wide.
+  for (Op op : {Op::spmm, Op::sddmm}) {
+    for (int64_t longest : {-1, 10, 100000}) {
+      for (int64_t align : {1, 2}) {
+        Problem p = device_problem(64, 64);
+        p.op = op;
+        p.max_row_length = longest;
+        p.operand_align = align;
+        const Schedule s = default_schedule(p);
+        EXPECT_LE(s.knob("vec"), align) << op_name(op) << " " << s.to_string();
+        EXPECT_TRUE(can_implement(s, p).ok) << s.to_string();
+      }
+    }
+  }
+  Problem reddit = resized(device_problem(32, 32), 262144, 76389651);
+  reddit.op = Op::sddmm;
+  reddit.max_row_length = 100000;
+  reddit.operand_align = 2;  // no 4-wide loads: not the edge batches' one-pass rule
+  EXPECT_EQ(default_schedule(reddit).to_string(), "csr.edge_group:tpe=4,vec=2,ept=256");
+  Problem p = device_problem(64, 64);
+  p.operand_align = 2;
+  EXPECT_THAT(can_implement(parse(Op::spmm, "csr.merge_path:vec=4"), p).reason,
+              HasSubstr("vec=4 needs the first elements of B and C aligned to 4 elements; they are aligned to 2"));
+  EXPECT_TRUE(can_implement(parse(Op::spmm, "csr.merge_path:vec=2"), p).ok);
+  p.format = Format::ell;
+  EXPECT_LE(default_schedule(p).knob("vec"), 2);
+}
+
 TEST(Schedule, DeterministicModeAdmitsOnlyVariantsThatPromiseTheSameBits) {
   for (Op op : {Op::spmm, Op::sddmm}) {
     Problem p = device_problem(64, 64);

@@ -61,7 +61,7 @@ void sddmm(Context& ctx, const CsrView<V, I>& a, DenseView<const non_deduced_t<V
     check_index_capacity<I>(a.rows, a.cols, a.nnz, "sddmm: A");
     const schedule::Schedule chosen =
         detail::choose_schedule(ctx, schedule::Op::sddmm, a, x.cols, x.ld, y.ld, o.schedule,
-                                o.deterministic);
+                                o.deterministic, detail::operand_align(x, y));
 #if TESSERA_WITH_CUDA
     if (o.validate) cuda::validate_csr(ctx, a);
     if (chosen.variant == "csr.edge_group") {
@@ -103,6 +103,7 @@ AnySparse<float, I> sddmm(Context& ctx, const AnySparse<V, I>& a, DenseView<cons
     check_index_capacity<I>(m.rows, m.cols, m.nnz, "sddmm: A");
     schedule::Problem p = schedule::describe(schedule::Op::sddmm, m, x.cols, x.ld, y.ld);
     p.deterministic = o.deterministic;
+    p.operand_align = detail::operand_align(x, y);
     const schedule::Schedule chosen = detail::choose_schedule(p, o.schedule);
     Coo<float, I> out = like(*coo);
 #if TESSERA_WITH_CUDA

@@ -166,7 +166,7 @@ void spmm(Context& ctx, const CsrView<V, I>& a, DenseView<const non_deduced_t<V>
     check_index_capacity<I>(a.rows, a.cols, a.nnz, "spmm: A");
     const schedule::Schedule chosen =
         detail::choose_schedule(ctx, schedule::Op::spmm, a, c.cols, b.ld, c.ld, o.schedule,
-                                o.deterministic);
+                                o.deterministic, detail::operand_align(b, c));
 #if TESSERA_WITH_CUDA
     if (o.validate) cuda::validate_csr(ctx, a);
     if (chosen.variant == "csr.cusparse") {
@@ -194,6 +194,7 @@ void spmm_device(Context& ctx, const AnySparse<V, I>& a, DenseView<const V> b, D
   const auto choose = [&](schedule::Problem p) {
     p.space = MemorySpace::device;  // an empty Hybrid (no parts) reports the host
     p.deterministic = o.deterministic;
+    p.operand_align = detail::operand_align(b, c);
     return detail::choose_schedule(p, o.schedule);
   };
   const schedule::Op op = schedule::Op::spmm;
