@@ -53,6 +53,21 @@ __device__ __forceinline__ float team_sum_by_edge(float (&dot)[kEdgesInFlight], 
   return sum;  // edge 2 * bit 1 + bit 0 of the lane, that is lane % 4
 }
 
+// The row holding edge e of a CSR (0 <= e < nnz): the smallest r with indptr[r + 1] > e.
+template <class I>
+__device__ __forceinline__ int64_t row_of_edge(const I* indptr, int64_t rows, int64_t e) {
+  int64_t lo = 0, hi = rows - 1;
+  while (lo < hi) {
+    const int64_t mid = lo + (hi - lo) / 2;
+    if (int64_t(indptr[mid + 1]) > e) {
+      hi = mid;
+    } else {
+      lo = mid + 1;
+    }
+  }
+  return lo;
+}
+
 template <class V, class I, int VEC, Walk WALK>
 __global__ void __launch_bounds__(kTeamThreads)
     sddmm_team_kernel(CsrView<V, I> a, const I* coo_rows, DenseView<const V> x,
@@ -78,17 +93,7 @@ __global__ void __launch_bounds__(kTeamThreads)
     first = team * ept;
     if (first >= a.nnz) return;
     last = first + ept < a.nnz ? first + ept : a.nnz;
-    // The row holding edge `first`: the smallest r with indptr[r + 1] > first.
-    int64_t lo = 0, hi = a.rows - 1;
-    while (lo < hi) {
-      const int64_t mid = lo + (hi - lo) / 2;
-      if (int64_t(a.indptr[mid + 1]) > first) {
-        hi = mid;
-      } else {
-        lo = mid + 1;
-      }
-    }
-    row = lo;
+    row = row_of_edge(a.indptr, a.rows, first);
   }
   const unsigned mask = team_mask(tpe);
   // COO: no offsets to follow (rows = -1: the row ends load nothing and read INT64_MAX).
@@ -160,14 +165,18 @@ __global__ void __launch_bounds__(kTeamThreads)
   }
 }
 
+// The batch edge whose total team_sums_of_batch leaves on `lane`: 4 bit0 + 2 bit1 + bit2 of the
+// lane (lanes from 8 on hold copies), or in a team of 4, 4 bit0 + 2 bit1 (and the next edge).
+__device__ __forceinline__ int batch_edge_of_lane(int lane, int tpe) {
+  return 4 * (lane & 1) + 2 * ((lane >> 1) & 1) + (tpe == 4 ? 0 : (lane >> 2) & 1);
+}
+
 // The totals over a team's tpe lanes (a power of two, 4 to 32) of a batch's kBatch dot products,
 // by halving steps over lane bits 0, 1 and 2 (each keeps half the values and adds the partner's
-// copy of them: 4 + 2 + 1 shuffles), then whole sums over the lane bits past 2. Lane l ends with
-// edge 4 bit0(l) + 2 bit1(l) + bit2(l) (lanes from 8 on hold copies), or, in a team of 4, with
-// the pair 4 bit0(l) + 2 bit1(l) + {0, 1}. Fixed order: deterministic bits.
+// copy of them: 4 + 2 + 1 shuffles), then whole sums over the lane bits past 2: this lane's edge
+// is batch_edge_of_lane. Fixed order: deterministic bits.
 struct BatchSums {
-  float first, second;  // the totals of edges `edge` and (teams of 4) edge + 1
-  int edge;
+  float first, second;  // the totals of batch_edge_of_lane and (teams of 4) the edge after it
 };
 __device__ __forceinline__ BatchSums team_sums_of_batch(const float (&dot)[kBatch], int lane,
                                                         int tpe, unsigned mask) {
@@ -184,11 +193,10 @@ __device__ __forceinline__ BatchSums team_sums_of_batch(const float (&dot)[kBatc
     const float keep = b1 ? h4[2 + i] : h4[i], send = b1 ? h4[i] : h4[2 + i];
     h2[i] = keep + __shfl_xor_sync(mask, send, 2, tpe);
   }
-  const int edge = 4 * int(b0) + 2 * int(b1);
-  if (tpe == 4) return {h2[0], h2[1], edge};
+  if (tpe == 4) return {h2[0], h2[1]};
   float s = (b2 ? h2[1] : h2[0]) + __shfl_xor_sync(mask, b2 ? h2[0] : h2[1], 4, tpe);
   for (int offset = 8; offset < tpe; offset *= 2) s += __shfl_xor_sync(mask, s, offset, tpe);
-  return {s, 0.0f, edge + int(b2)};
+  return {s, 0.0f};
 }
 
 // csr.edge_batch: edges [team * ept, +ept) per team of tpe lanes, rows followed through indptr.
@@ -206,20 +214,7 @@ __global__ void __maxnreg__(80)
   const int64_t first = team * ept;
   if (first >= a.nnz) return;  // whole teams leave together
   const int span = int(a.nnz - first < ept ? a.nnz - first : ept);  // ept <= 2^30 (host check)
-  // The row holding edge `first`: the smallest r with indptr[r + 1] > first.
-  int64_t row0 = 0;
-  {
-    int64_t lo = 0, hi = a.rows - 1;
-    while (lo < hi) {
-      const int64_t mid = lo + (hi - lo) / 2;
-      if (int64_t(a.indptr[mid + 1]) > first) {
-        hi = mid;
-      } else {
-        lo = mid + 1;
-      }
-    }
-    row0 = lo;
-  }
+  const int64_t row0 = row_of_edge(a.indptr, a.rows, first);
   const unsigned mask = team_mask(tpe);
   const int F = int(x.cols);  // < 2^31 - 128, checked on the host
   const int step = tpe * VEC;
@@ -230,7 +225,7 @@ __global__ void __maxnreg__(80)
   const int chunk = kIndicesPerLane * tpe;  // a multiple of kBatch
   // This lane's outputs in each batch (team_sums_of_batch): `my_edge` and, in a team of 4,
   // my_edge + 1.
-  const int my_edge = 4 * (lane & 1) + 2 * ((lane >> 1) & 1) + (tpe == 4 ? 0 : (lane >> 2) & 1);
+  const int my_edge = batch_edge_of_lane(lane, tpe);
   const bool writer = tpe == 4 || lane < kBatch;
   for (int pass = 0; pass < passes; ++pass) {
     const int f = pass * step + lane * VEC;
