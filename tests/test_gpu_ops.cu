@@ -953,3 +953,60 @@ TEST(GpuOps, BadDeviceCooGetsAClearError) {
   EXPECT_THAT(error_of([&] { ops::sddmm(ctx, dell, dx.view(), dy.view()); }),
               ::testing::HasSubstr("device SDDMM takes CSR and COO"));
 }
+
+// Views whose first element sits off a 16-byte boundary (slices of a larger allocation), with F
+// and the leading dimensions allowing vec = 4: the defaults narrow their vector loads to the base
+// alignment (Problem::operand_align) instead of faulting on a misaligned address, and write
+// nothing outside the output view.
+TYPED_TEST(GpuOps, DefaultsTakeViewsStartingOffAVectorBoundary) {
+  SKIP_WITHOUT_GPU();
+  using V = typename TypeParam::first_type;
+  using I = typename TypeParam::second_type;
+  Context ctx;
+  const int64_t F = 64;
+  uint64_t seed = 12000;
+  const Csr<V, I> csr = random_csr<V, I>({150, 400, 0.02, 0.1, 17}, ++seed);
+  const DenseMatrix<V> x = random_dense<V>(csr.rows, F, ++seed);
+  const DenseMatrix<V> y = random_dense<V>(csr.cols, F, ++seed);  // also SpMM's B
+  const DenseMatrix<float> zeros(csr.rows, F, 0.0f);
+  const double tensor_core_rounding = std::is_same_v<V, float> ? 0x1p-10 : 0x1p-16;
+  for (int64_t offset : {1, 2, 3}) {  // elements past the allocation's 256-byte-aligned start
+    const std::string at = " offset " + std::to_string(offset);
+    const auto shifted = [&](const DenseMatrix<V>& m) {
+      std::vector<V> v(size_t(m.rows() * F + offset + 1), from_float<V>(5.0f));
+      std::copy_n(m.data(), size_t(m.rows() * F), v.begin() + offset);
+      return Buffer<V>(v, MemorySpace::device);
+    };
+    const Buffer<V> dx = shifted(x), dy = shifted(y);
+    const DenseView<const V> xv{csr.rows, F, F, dx.data() + offset, MemorySpace::device};
+    const DenseView<const V> yv{csr.cols, F, F, dy.data() + offset, MemorySpace::device};
+    const std::vector<std::pair<std::string, AnySparse<V, I>>> formats = {
+        {"csr", csr.to(MemorySpace::device)},
+        {"ell", csr_to_ell(csr).to(MemorySpace::device)},
+        {"hyb(3,2)", csr_to_hybrid(csr, HybParams{3, 2}).to(MemorySpace::device)},
+        {"bsr 4x4", csr_to_bsr(csr, 4, 4).to(MemorySpace::device)}};
+    for (const auto& [name, da] : formats) {
+      Buffer<float> dc(std::vector<float>(size_t(csr.rows * F + offset + 1), 3.0f), MemorySpace::device);
+      ops::spmm(ctx, da, yv, DenseView<float>{csr.rows, F, F, dc.data() + offset, MemorySpace::device});
+      ctx.synchronize();
+      const std::vector<float> got = dc.to_vector();
+      expect_close(got.data() + offset, csr, y, 1.0, 0.0, zeros, name == "bsr 4x4" ? tensor_core_rounding : 0.0,
+                   "spmm " + name + at);
+      EXPECT_EQ(got.front(), 3.0f) << name << at << ": written before C's view";
+      EXPECT_EQ(got.back(), 3.0f) << name << at << ": written past C's view";
+    }
+    for (bool scale : {false, true}) {
+      const auto want = reference::sddmm(csr, x, y, scale);
+      ops::SddmmOptions o;
+      o.scale_by_a = scale;
+      const AnySparse<float, I> by_csr = ops::sddmm(ctx, AnySparse<V, I>(csr.to(MemorySpace::device)), xv, yv, o);
+      const AnySparse<float, I> by_coo =
+          ops::sddmm(ctx, AnySparse<V, I>(csr_to_coo(csr).to(MemorySpace::device)), xv, yv, o);
+      ctx.synchronize();
+      EXPECT_LT(reference::relative_error(std::get<Csr<float, I>>(by_csr).values.to_vector().data(), want), 1e-5)
+          << "sddmm csr" << at << " scale=" << scale;
+      EXPECT_LT(reference::relative_error(std::get<Coo<float, I>>(by_coo).values.to_vector().data(), want), 1e-5)
+          << "sddmm coo" << at << " scale=" << scale;
+    }
+  }
+}
