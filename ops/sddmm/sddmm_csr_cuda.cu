@@ -1,8 +1,9 @@
-// CSR and COO SDDMM on the GPU. One team kernel serves every variant: a team of tpe lanes walks
-// a run of edges, each lane owning VEC features per tile, four edges in flight at a time; the
-// team's partial dot products meet in a shuffle reduction in a fixed order, and each output is
-// written once: deterministic bits, no atomics.
-// - sddmm_csr_row_split: a team per row (the run is the row's edges; X[row] stays in L1).
+// CSR and COO SDDMM on the GPU. Team kernels: a team of tpe lanes walks a run of edges, each lane
+// owning VEC features per tile, several edges in flight at a time; the team's partial dot
+// products meet in a shuffle reduction in a fixed order, and each output is written once:
+// deterministic bits, no atomics.
+// - sddmm_csr_row_split: a team per row, four edges in flight, X[row]'s slice loaded once a pass
+//   (sddmm_row_kernel).
 // - sddmm_csr_edge_group: the nonzeros split evenly (ept per team), so a hub row is shared by many
 //   teams; a team finds its first row by binary search and follows the rows its edges cross.
 // - sddmm_coo_edge_group: the same split over a COO matrix; each edge carries its row.
@@ -27,9 +28,8 @@ constexpr int kIndicesPerLane = 2;
 // An edge-batch team's run of edges is addressed by 32-bit offsets.
 constexpr int64_t kMaxEdgesPerTeam = int64_t(1) << 30;
 
-// How a team finds its edges and their rows.
+// How an edge-group team finds its edges and their rows.
 enum class Walk {
-  by_row,      // team t takes row t's edges
   edge_range,  // edges [t * ept, (t + 1) * ept) of a CSR, rows followed through indptr
   coo,         // the same range of a COO: coo_rows[e] is edge e's row (a.indptr unused)
 };
@@ -72,10 +72,8 @@ template <class V, class I, int VEC, Walk WALK>
 __global__ void __launch_bounds__(kTeamThreads)
     sddmm_team_kernel(CsrView<V, I> a, const I* coo_rows, DenseView<const V> x,
                       DenseView<const V> y, bool scale_by_a, float* out, int tpe, int64_t ept) {
-  // A team per row: every edge in flight is on the row, whose X slice is loaded once a pass.
-  // The other walks load X per edge: sharing it when the edges in flight happened to be on one
-  // row measured up to 1.3x slower on short-row graphs (teams of one warp diverging).
-  constexpr bool kOneRow = WALK == Walk::by_row;
+  // X is loaded per edge: sharing it when the edges in flight happened to be on one row measured
+  // up to 1.3x slower on short-row graphs (teams of one warp diverging).
   const int lane = threadIdx.x % tpe;
   const int64_t team = int64_t(blockIdx.x) * (kTeamThreads / tpe) + threadIdx.x / tpe;
   int64_t first = 0, last = 0, row = 0;
@@ -83,12 +81,6 @@ __global__ void __launch_bounds__(kTeamThreads)
     first = team * ept;
     if (first >= a.nnz) return;
     last = first + ept < a.nnz ? first + ept : a.nnz;
-  } else if constexpr (WALK == Walk::by_row) {
-    if (team >= a.rows) return;  // whole teams leave together
-    row = team;
-    first = a.indptr[row];
-    last = a.indptr[row + 1];
-    if (first == last) return;
   } else {
     first = team * ept;
     if (first >= a.nnz) return;
@@ -139,24 +131,91 @@ __global__ void __launch_bounds__(kTeamThreads)
     float dot[kEdgesInFlight] = {};
     for (int f = lane * VEC; f < F; f += step) {
       const int width = F - f >= VEC ? VEC : F - f;
-      float xv[kOneRow ? 1 : kEdgesInFlight][VEC], yv[kEdgesInFlight][VEC];
+      float xv[kEdgesInFlight][VEC], yv[kEdgesInFlight][VEC];
 #pragma unroll
       for (int u = 0; u < kEdgesInFlight; ++u) {
         if (width == VEC) {
-          if (!kOneRow || u == 0) load_vec<VEC>(xrow[u], xv[kOneRow ? 0 : u]);
+          load_vec<VEC>(xrow[u], xv[u]);
           load_vec<VEC>(yrow[u], yv[u]);
         } else {
-          if (!kOneRow || u == 0) load_partial<VEC>(xrow[u], width, xv[kOneRow ? 0 : u]);
+          load_partial<VEC>(xrow[u], width, xv[u]);
           load_partial<VEC>(yrow[u], width, yv[u]);
         }
       }
 #pragma unroll
       for (int u = 0; u < kEdgesInFlight; ++u) {
 #pragma unroll
-        for (int i = 0; i < VEC; ++i) dot[u] += xv[kOneRow ? 0 : u][i] * yv[u][i];
+        for (int i = 0; i < VEC; ++i) dot[u] += xv[u][i] * yv[u][i];
         xrow[u] += step;
         yrow[u] += step;
       }
+    }
+    const float d = team_sum_by_edge(dot, lane, tpe, mask);
+    if (lane < n) {  // lane u writes edge e0 + u
+      out[e0 + lane] = scale_by_a ? d * load_f32(a.values[e0 + lane]) : d;
+    }
+  }
+}
+
+// A team of tpe lanes per row (rows with edges; a row's X slice loaded once a pass).
+template <class V, class I, int VEC>
+__global__ void __launch_bounds__(kTeamThreads)
+    sddmm_row_kernel(CsrView<V, I> a, DenseView<const V> x, DenseView<const V> y, bool scale_by_a,
+                     float* out, int tpe) {
+  const int lane = threadIdx.x % tpe;
+  const int64_t row = int64_t(blockIdx.x) * (kTeamThreads / tpe) + threadIdx.x / tpe;
+  if (row >= a.rows) return;  // whole teams leave together
+  const int64_t first = a.indptr[row], last = a.indptr[row + 1];
+  if (first == last) return;
+  const unsigned mask = team_mask(tpe);
+  // Rows addressed in bytes from this lane's first feature: a Y row (int32 index) by one 32 x 32
+  // -> 64-bit multiply-add, plus one for the stride's high word, so any stride works.
+  const int F = int(x.cols);  // < 2^31, checked on the host
+  const char* y_at = reinterpret_cast<const char*>(y.data + lane * VEC);
+  const uint64_t y_ld_bytes = uint64_t(y.ld) * sizeof(V);
+  const auto y_row = [&](I j) {
+    if constexpr (sizeof(I) == 4) {
+      return reinterpret_cast<const V*>(y_at + uint64_t(uint32_t(j)) * y_ld_bytes);
+    } else {
+      return reinterpret_cast<const V*>(y_at + j * int64_t(y_ld_bytes));
+    }
+  };
+  const V* x_row = reinterpret_cast<const V*>(reinterpret_cast<const char*>(x.data + lane * VEC) +
+                                              uint64_t(row) * uint64_t(x.ld) * sizeof(V));
+  const int step = tpe * VEC;  // features a team covers per pass
+  for (int64_t e0 = first; e0 < last; e0 += kEdgesInFlight) {
+    const int n = last - e0 < kEdgesInFlight ? int(last - e0) : kEdgesInFlight;
+    const V* xrow = x_row;
+    const V* yrow[kEdgesInFlight];
+#pragma unroll
+    for (int u = 0; u < kEdgesInFlight; ++u) {
+      // past the row's last edge: repeat the first one, never written
+      yrow[u] = u < n ? y_row(a.indices[e0 + u]) : yrow[0];
+    }
+    float dot[kEdgesInFlight] = {};
+    for (int f = lane * VEC; f < F; f += step) {
+      const int width = F - f >= VEC ? VEC : F - f;
+      float xv[VEC], yv[kEdgesInFlight][VEC];
+      if (width == VEC) {
+        load_vec<VEC>(xrow, xv);
+      } else {
+        load_partial<VEC>(xrow, width, xv);
+      }
+#pragma unroll
+      for (int u = 0; u < kEdgesInFlight; ++u) {
+        if (width == VEC) {
+          load_vec<VEC>(yrow[u], yv[u]);
+        } else {
+          load_partial<VEC>(yrow[u], width, yv[u]);
+        }
+      }
+#pragma unroll
+      for (int u = 0; u < kEdgesInFlight; ++u) {
+#pragma unroll
+        for (int i = 0; i < VEC; ++i) dot[u] += xv[i] * yv[u][i];
+        yrow[u] += step;
+      }
+      xrow += step;
     }
     const float d = team_sum_by_edge(dot, lane, tpe, mask);
     if (lane < n) {  // lane u writes edge e0 + u
@@ -361,7 +420,7 @@ template <Walk WALK, class V, class I>
 void launch_teams(Context& ctx, const char* name, const CsrView<V, I>& a, const I* coo_rows,
                   DenseView<const V> x, DenseView<const V> y, bool scale_by_a, float* out, int tpe,
                   int vec, int64_t ept, int64_t teams) {
-  check_team_launch(name, WALK == Walk::by_row ? "tpr" : "tpe", tpe, vec, x, y);
+  check_team_launch(name, "tpe", tpe, vec, x, y);
   if (a.rows == 0 || a.nnz == 0) return;
   const unsigned blocks = grid_for(teams, kTeamThreads / tpe);
   const auto stream = static_cast<cudaStream_t>(ctx.stream());
@@ -430,8 +489,24 @@ void sddmm_coo_edge_group(Context& ctx, const CooView<V, I>& a, DenseView<const 
 template <class V, class I>
 void sddmm_csr_row_split(Context& ctx, const CsrView<V, I>& a, DenseView<const V> x,
                          DenseView<const V> y, bool scale_by_a, float* out, int tpr, int vec) {
-  launch_teams<Walk::by_row>(ctx, "sddmm_csr_row_split", a, (const I*)nullptr, x, y, scale_by_a,
-                             out, tpr, vec, 0, a.rows);
+  const char* name = "sddmm_csr_row_split";
+  check_team_launch(name, "tpr", tpr, vec, x, y);
+  if (a.rows == 0 || a.nnz == 0) return;
+  const unsigned blocks = grid_for(a.rows, kTeamThreads / tpr);
+  const auto stream = static_cast<cudaStream_t>(ctx.stream());
+  switch (vec) {
+    case 1:
+      sddmm_row_kernel<V, I, 1><<<blocks, kTeamThreads, 0, stream>>>(a, x, y, scale_by_a, out, tpr);
+      break;
+    case 2:
+      sddmm_row_kernel<V, I, 2><<<blocks, kTeamThreads, 0, stream>>>(a, x, y, scale_by_a, out, tpr);
+      break;
+    case 4:
+      sddmm_row_kernel<V, I, 4><<<blocks, kTeamThreads, 0, stream>>>(a, x, y, scale_by_a, out, tpr);
+      break;
+    default: TSR_FAIL(name, ": vec = ", vec, " must be 1, 2 or 4");
+  }
+  TSR_CUDA_CHECK_LAUNCH(name);
 }
 
 template <class V, class I>
