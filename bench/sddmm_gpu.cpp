@@ -2,7 +2,9 @@
 // and cuSPARSE's cusparseSDDMM (descriptors, workspace and preprocessing made once), side by side
 // on one device in one run (DESIGN.md, "How performance is measured"). CUDA-event timing after
 // warm-up, median of --reps runs, L2 flushed before every run. out[e] = <X[row(e)], Y[col(e)]>
-// in f32. Writes <out>/<device>/sddmm.json (sddmm-<name>.json with --only) with a top-level
+// in f32. On the generated graphs X, Y and A's values are also timed in bf16 (f32 accumulation and
+// output; the default schedule) against our f32 default and cuSPARSE, which has no bf16 SDDMM
+// (its f32 is what a user of bf16 features would call instead). Writes <out>/<device>/sddmm.json (sddmm-<name>.json with --only) with a top-level
 // `summary` and prints a table.
 //   sddmm_gpu [--quick] [--only NAME,...] [--out DIR] [--data DIR] [--features 32,64,...] [--reps N]
 //             [--schedules "S1;S2;..."]   (sweep just these schedules, those that can run a case,
@@ -50,7 +52,7 @@ int main(int argc, char** argv) try {
   const double copy_gbps = timer.copy_gbps(size_t(1) << 30);
   const std::string device_name = device::name(ctx.device());
   json cases = json::array();
-  std::vector<double> speedups, best_speedups, per_call_speedups;
+  std::vector<double> speedups, best_speedups, per_call_speedups, bf16_speedups, bf16_vs_cusparse;
   const std::filesystem::path dir = std::filesystem::path(out_dir) / device::tag(ctx.device());
   std::filesystem::create_directories(dir);
   // A listed sweep never overwrites the file of a full run.
@@ -60,6 +62,8 @@ int main(int argc, char** argv) try {
     const auto [geomean, lowest] = geomean_and_min(speedups);
     const auto [best_geomean, best_lowest] = geomean_and_min(best_speedups);
     const auto [per_call_geomean, per_call_lowest] = geomean_and_min(per_call_speedups);
+    const auto [bf16_geomean, bf16_lowest] = geomean_and_min(bf16_speedups);
+    const auto [bf16_cusparse_geomean, bf16_cusparse_lowest] = geomean_and_min(bf16_vs_cusparse);
     json doc;
     doc["summary"] = {{"device", device_name}, {"commit", git_commit()}, {"date", utc_now()},
                       {"geomean_speedup_vs_cusparse", geomean}, {"min_speedup_vs_cusparse", lowest},
@@ -68,6 +72,11 @@ int main(int argc, char** argv) try {
                       {"min_best_schedule_speedup_vs_cusparse", best_lowest},
                       {"geomean_speedup_vs_cusparse_without_preprocessing", per_call_geomean},
                       {"min_speedup_vs_cusparse_without_preprocessing", per_call_lowest},
+                      {"geomean_bf16_speedup_vs_our_f32", bf16_geomean},
+                      {"min_bf16_speedup_vs_our_f32", bf16_lowest},
+                      {"geomean_bf16_speedup_vs_cusparse_f32", bf16_cusparse_geomean},
+                      {"min_bf16_speedup_vs_cusparse_f32", bf16_cusparse_lowest},
+                      {"bf16_cases", bf16_speedups.size()},
                       {"complete", complete}, {"copy_gbps", copy_gbps},
                       {"timing", "CUDA events, L2 flushed, median"}, {"quick", quick},
                       {"sweep", listed.empty() ? "default" : "listed"}};
@@ -75,10 +84,11 @@ int main(int argc, char** argv) try {
     std::ofstream(dir / file) << doc.dump(2) << "\n";
     return std::pair(geomean, lowest);
   };
-  std::printf("| matrix | nnz | F | default | ms | best schedule | ms | cuSPARSE ms | cuSPARSE no-preprocess ms | default/cuSPARSE | best/cuSPARSE | default/no-preprocess | %% of no-reuse floor |\n");
-  std::printf("|---|---:|---:|---|---:|---|---:|---:|---:|---:|---:|---:|---:|\n");
+  std::printf("| matrix | nnz | F | default | ms | best schedule | ms | cuSPARSE ms | cuSPARSE no-preprocess ms | default/cuSPARSE | best/cuSPARSE | default/no-preprocess | %% of no-reuse floor | bf16 default ms | bf16 vs f32 |\n");
+  std::printf("|---|---:|---:|---|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n");
   for (const Matrix& m : matrices) {
     const Csr<float, int32_t> da = m.csr.to(MemorySpace::device);
+    const Csr<bf16, int32_t> da16 = m.large ? cast_values<bf16>(m.csr).to(MemorySpace::device) : Csr<bf16, int32_t>{};
     for (int64_t F : features) {
       const DenseMatrix<float> dx = uniform_dense<float>(m.csr.rows, F, 8).to(MemorySpace::device);
       const DenseMatrix<float> dy = uniform_dense<float>(m.csr.cols, F, 9).to(MemorySpace::device);
@@ -101,9 +111,9 @@ int main(int argc, char** argv) try {
         o.schedule = s;
         ops::sddmm(ctx, da.view(), dx.view(), dy.view(), out.data(), o);
       };
-      auto check = [&](const schedule::Schedule& s) {
+      auto check = [&](const schedule::Schedule& s, double tolerance = 1e-4) {
         const double err = relative_error(result(), want);
-        TSR_CHECK(err < 1e-4, m.name, " F=", F, ": ", s.to_string(), " differs from cuSPARSE by ", err);
+        TSR_CHECK(err < tolerance, m.name, " F=", F, ": ", s.to_string(), " differs from cuSPARSE by ", err);
       };
       const schedule::Problem problem = schedule::describe(schedule::Op::sddmm, da.view(), F, F, F);
       const schedule::Schedule def =
@@ -128,6 +138,28 @@ int main(int argc, char** argv) try {
       run(best);
       check(best);
       const double best_ms = timer.median_ms([&] { run(best); }, reps);
+      // bf16 X and Y (the f32 inputs rounded), the default schedule; checked against cuSPARSE's
+      // f32 result.
+      json b16;
+      if (m.large) {
+        const DenseMatrix<bf16> dx16 = uniform_dense<bf16>(m.csr.rows, F, 8).to(MemorySpace::device);
+        const DenseMatrix<bf16> dy16 = uniform_dense<bf16>(m.csr.cols, F, 9).to(MemorySpace::device);
+        const auto run16 = [&] {
+          ops::SddmmOptions o;
+          o.validate = false;
+          ops::sddmm(ctx, da16.view(), dx16.view(), dy16.view(), out.data(), o);
+        };
+        const schedule::Schedule def16 =
+            ops::detail::choose_schedule(ctx, schedule::Op::sddmm, da16.view(), F, F, F, std::nullopt);
+        run16();
+        check(def16, 2e-2);
+        const double ms16 = timer.median_ms(run16, reps);
+        bf16_speedups.push_back(default_ms / ms16);
+        bf16_vs_cusparse.push_back(cusparse_ms / ms16);
+        b16 = {{"default_schedule", def16.to_string()}, {"default_ms", ms16},
+               {"speedup_default_vs_our_f32_default", default_ms / ms16},
+               {"speedup_default_vs_cusparse_f32", cusparse_ms / ms16}};
+      }
       // Bytes: A's indices and offsets, the output, X read once; Y once (perfect reuse) or once
       // per nonzero (no reuse).
       const double nnz = double(m.csr.nnz()), rows = double(m.csr.rows), cols = double(m.csr.cols);
@@ -152,10 +184,13 @@ int main(int argc, char** argv) try {
                        {"default_fraction_of_reuse_floor", floor_reuse_ms / default_ms},
                        {"default_fraction_of_no_reuse_floor", floor_noreuse_ms / default_ms},
                        {"sweep_ms", sweep_json(sweep)}});
-      std::printf("| %s | %lld | %lld | `%s` | %.3f | `%s` | %.3f | %.3f | %.3f | %.2fx | %.2fx | %.2fx | %.0f%% |\n",
+      if (m.large) cases.back()["bf16"] = b16;
+      std::printf("| %s | %lld | %lld | `%s` | %.3f | `%s` | %.3f | %.3f | %.3f | %.2fx | %.2fx | %.2fx | %.0f%% | %s | %s |\n",
                   m.name.c_str(), (long long)m.csr.nnz(), (long long)F, def.to_string().c_str(),
                   default_ms, best.to_string().c_str(), best_ms, cusparse_ms, per_call_ms, speedup,
-                  cusparse_ms / best_ms, per_call_ms / default_ms, 100 * floor_noreuse_ms / default_ms);
+                  cusparse_ms / best_ms, per_call_ms / default_ms, 100 * floor_noreuse_ms / default_ms,
+                  m.large ? std::to_string(b16["default_ms"].get<double>()).c_str() : "-",
+                  m.large ? (std::to_string(b16["speedup_default_vs_our_f32_default"].get<double>()) + "x").c_str() : "-");
       std::fflush(stdout);
       write_results(false);
     }

@@ -87,6 +87,13 @@ def merge(op, paths):
          summary["min_bf16_speedup_vs_our_f32_large_graphs"]) = geomean_and_min(big)
     else:
         per_call = [c["speedup_default_vs_cusparse_without_preprocessing"] for c in ordered]
+        bf16 = [c["bf16"] for c in ordered if "bf16" in c]
+        if bf16:
+            (summary["geomean_bf16_speedup_vs_our_f32"],
+             summary["min_bf16_speedup_vs_our_f32"]) = geomean_and_min([b["speedup_default_vs_our_f32_default"] for b in bf16])
+            (summary["geomean_bf16_speedup_vs_cusparse_f32"],
+             summary["min_bf16_speedup_vs_cusparse_f32"]) = geomean_and_min([b["speedup_default_vs_cusparse_f32"] for b in bf16])
+            summary["bf16_cases"] = len(bf16)
         (summary["geomean_speedup_vs_cusparse_without_preprocessing"],
          summary["min_speedup_vs_cusparse_without_preprocessing"]) = geomean_and_min(per_call)
     # What the planned grid (every matrix run, F = 32..256) lacks: runs cut short by a time limit.
@@ -112,13 +119,16 @@ def markdown(doc, op):
                          f'| **{c["speedup_default_vs_cusparse"]:.2f}x** | {c["speedup_best_vs_cusparse"]:.2f}x '
                          f'| {100 * c["default_fraction_of_no_reuse_floor"]:.0f}% | {bf} |')
     else:
-        lines.append("| matrix | nnz | F | default schedule | ms | best swept | ms | cuSPARSE ms | default/cuSPARSE | best/cuSPARSE | of no-reuse floor |")
-        lines.append("|---|---:|---:|---|---:|---|---:|---:|---:|---:|---:|")
+        lines.append("| matrix | nnz | F | default schedule | ms | best swept | ms | cuSPARSE ms | default/cuSPARSE | best/cuSPARSE | of no-reuse floor | bf16 ms | bf16/f32 | bf16/cuSPARSE f32 |")
+        lines.append("|---|---:|---:|---|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|")
         for c in doc["cases"]:
+            b = c.get("bf16")
+            bf = (f'{b["default_ms"]:.3f} | {b["speedup_default_vs_our_f32_default"]:.2f}x | {b["speedup_default_vs_cusparse_f32"]:.2f}x'
+                  if b else "- | - | -")
             lines.append(f'| {c["matrix"]} | {c["nnz"]:,} | {c["F"]} | `{c["default_schedule"]}` | {c["default_ms"]:.3f} '
                          f'| `{c["best_schedule"]}` | {c["best_ms"]:.3f} | {c["cusparse_ms"]:.3f} '
                          f'| **{c["speedup_default_vs_cusparse"]:.2f}x** | {c["speedup_best_vs_cusparse"]:.2f}x '
-                         f'| {100 * c["default_fraction_of_no_reuse_floor"]:.0f}% |')
+                         f'| {100 * c["default_fraction_of_no_reuse_floor"]:.0f}% | {bf} |')
     return "\n".join(lines)
 
 
