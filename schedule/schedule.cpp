@@ -449,7 +449,12 @@ Schedule default_sddmm(const Problem& p) {
   // bcsstk33 1.3x on the H200; GNN-sized graphs fill it many times over at a row's length
   // either way).
   const int64_t vec = widest_vec(p);
-  const int64_t narrow_tpe = std::min<int64_t>(8, lanes_for(p, vec * 4, 4));
+  // bf16 / f16 X and Y: the edge groups ran 1.3-1.8x slower than in f32 at the same schedule on
+  // the H200 (the same load instructions at half the bytes; not explained yet), least so with
+  // teams of 4 (arxiv-like F = 128: 0.83x the time of 8 lanes); the edge batches ran at f32's
+  // time or better (bench/RESULTS.md, session 19).
+  const bool sixteen_bit = dtype_size(p.value) == 2;
+  const int64_t narrow_tpe = std::min<int64_t>(8, lanes_for(p, vec * (sixteen_bit ? 8 : 4), 4));
   if (p.format == Format::csr && p.max_row_length >= 0 && p.max_row_length <= 16) {
     return Schedule{Op::sddmm, "csr.row_split", {{"tpr", narrow_tpe}, {"vec", vec}}};
   }
@@ -459,8 +464,11 @@ Schedule default_sddmm(const Problem& p) {
   // and 256 their best was 0.90x to 1.11x the edge groups' best, and on every matrix under 1.2M
   // nonzeros but one case slower (a team's set-up is not paid back). 16M nonzeros in runs of 256
   // are two waves of 8-lane teams on the H200; between 1.2M and 76M nothing has been measured.
+  // 16-bit values take them at every F (teams of 32 from F = 128: reddit-like bf16 F = 128 4.95
+  // ms against the edge groups' 7.65, products-like 8.14 against 16.6).
   const int64_t one_pass_batch = lanes_for(p, 4, 8);
-  if (p.format == Format::csr && vec == 4 && p.nnz >= kLargeSddmmNonzeros && one_pass_batch <= 16) {
+  if (p.format == Format::csr && vec == 4 && p.nnz >= kLargeSddmmNonzeros &&
+      (one_pass_batch <= 16 || sixteen_bit)) {
     return Schedule{Op::sddmm, "csr.edge_batch", {{"tpe", one_pass_batch}, {"vec", 4}, {"ept", 256}}};
   }
   // A small matrix leaves lanes idle: wider teams, up to one pass over F, put them to work. From
