@@ -451,10 +451,10 @@ Schedule default_sddmm(const Problem& p) {
   const int64_t vec = widest_vec(p);
   // bf16 / f16 X and Y: the edge groups ran 1.3-1.8x slower than in f32 at the same schedule on
   // the H200 (the same load instructions at half the bytes; not explained yet), least so with
-  // teams of 4 (arxiv-like F = 128: 0.83x the time of 8 lanes); the edge batches ran at f32's
-  // time or better (bench/RESULTS.md, session 19).
+  // teams of 4 (arxiv-like F = 128 and 256: 0.82x and 0.87x the time of 8 lanes); the edge
+  // batches ran at f32's time or better (bench/RESULTS.md, session 19).
   const bool sixteen_bit = dtype_size(p.value) == 2;
-  const int64_t narrow_tpe = std::min<int64_t>(8, lanes_for(p, vec * (sixteen_bit ? 8 : 4), 4));
+  const int64_t narrow_tpe = sixteen_bit ? 4 : std::min<int64_t>(8, lanes_for(p, vec * 4, 4));
   if (p.format == Format::csr && p.max_row_length >= 0 && p.max_row_length <= 16) {
     return Schedule{Op::sddmm, "csr.row_split", {{"tpr", narrow_tpe}, {"vec", vec}}};
   }

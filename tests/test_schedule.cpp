@@ -292,7 +292,7 @@ TEST(Schedule, MergePathAndSddmmVariants) {
   const Problem products = resized(reddit, 2097152, 112406120);
   EXPECT_EQ(default_schedule(products).to_string(), "csr.edge_group:tpe=8,vec=4,ept=64");
   // bf16 values: the edge batches at every F (teams of 32 past F = 64; several passes past 128),
-  // and edge groups of 4 lanes on the smaller graphs at F = 128.
+  // and edge groups of 4 lanes on the smaller graphs.
   Problem reddit16 = reddit;
   reddit16.value = DType::bf16;
   EXPECT_EQ(default_schedule(reddit16).to_string(), "csr.edge_batch:tpe=32,vec=4,ept=256");
@@ -303,6 +303,8 @@ TEST(Schedule, MergePathAndSddmmVariants) {
   Problem arxiv16 = resized(reddit16, 131072, 878318);
   arxiv16.max_row_length = 5000;
   arxiv16.features = arxiv16.ld_b = arxiv16.ld_c = 128;
+  EXPECT_EQ(default_schedule(arxiv16).to_string(), "csr.edge_group:tpe=4,vec=4,ept=8");
+  arxiv16.features = arxiv16.ld_b = arxiv16.ld_c = 512;
   EXPECT_EQ(default_schedule(arxiv16).to_string(), "csr.edge_group:tpe=4,vec=4,ept=8");
   Problem odd_width = resized(reddit, 2097152, 112406120);
   odd_width.features = odd_width.ld_b = odd_width.ld_c = 33;  // no 4-wide loads: the edge groups
