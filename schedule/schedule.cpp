@@ -449,12 +449,13 @@ Schedule default_sddmm(const Problem& p) {
   // bcsstk33 1.3x on the H200; GNN-sized graphs fill it many times over at a row's length
   // either way).
   const int64_t vec = widest_vec(p);
+  const int64_t narrow_tpe = std::min<int64_t>(8, lanes_for(p, vec * 4, 4));
   // bf16 / f16 X and Y: the edge groups ran 1.3-1.8x slower than in f32 at the same schedule on
   // the H200 (the same load instructions at half the bytes; not explained yet), least so with
   // teams of 4 (arxiv-like F = 128 and 256: 0.82x and 0.87x the time of 8 lanes); the edge
-  // batches ran at f32's time or better (bench/RESULTS.md, session 19).
+  // batches ran at f32's time or better (bench/RESULTS.md, session 19). The row split in bf16
+  // has not been measured.
   const bool sixteen_bit = dtype_size(p.value) == 2;
-  const int64_t narrow_tpe = sixteen_bit ? 4 : std::min<int64_t>(8, lanes_for(p, vec * 4, 4));
   if (p.format == Format::csr && p.max_row_length >= 0 && p.max_row_length <= 16) {
     return Schedule{Op::sddmm, "csr.row_split", {{"tpr", narrow_tpe}, {"vec", vec}}};
   }
@@ -477,7 +478,7 @@ Schedule default_sddmm(const Problem& p) {
   // 21 at 8; ca-GrQc, at 16 lanes 0.43 of the GPU, ran 13-34% slower than at 8).
   const double min_teams = double(p.nnz) / 4.0;
   const int64_t one_pass = lanes_for(p, vec, 4);
-  int64_t tpe = narrow_tpe;
+  int64_t tpe = sixteen_bit ? 4 : narrow_tpe;
   while (tpe < one_pass &&
          min_teams * double(2 * tpe) <= kGpuThreads / (2 * tpe <= 8 ? 2.0 : 3.0)) {
     tpe *= 2;

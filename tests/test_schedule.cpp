@@ -306,6 +306,10 @@ TEST(Schedule, MergePathAndSddmmVariants) {
   EXPECT_EQ(default_schedule(arxiv16).to_string(), "csr.edge_group:tpe=4,vec=4,ept=8");
   arxiv16.features = arxiv16.ld_b = arxiv16.ld_c = 512;
   EXPECT_EQ(default_schedule(arxiv16).to_string(), "csr.edge_group:tpe=4,vec=4,ept=8");
+  Problem road16 = resized(reddit16, 114599, 239332);  // rows of at most 16 edges: as in f32
+  road16.max_row_length = 6;
+  road16.features = road16.ld_b = road16.ld_c = 128;
+  EXPECT_EQ(default_schedule(road16).to_string(), "csr.row_split:tpr=8,vec=4");
   Problem odd_width = resized(reddit, 2097152, 112406120);
   odd_width.features = odd_width.ld_b = odd_width.ld_c = 33;  // no 4-wide loads: the edge groups
   EXPECT_EQ(default_schedule(odd_width).variant, "csr.edge_group");
