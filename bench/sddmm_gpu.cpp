@@ -4,8 +4,9 @@
 // warm-up, median of --reps runs, L2 flushed before every run. out[e] = <X[row(e)], Y[col(e)]>
 // in f32. On the generated graphs X, Y and A's values are also timed in bf16 (f32 accumulation and
 // output; the default schedule) against our f32 default and cuSPARSE, which has no bf16 SDDMM
-// (its f32 is what a user of bf16 features would call instead). Writes <out>/<device>/sddmm.json (sddmm-<name>.json with --only) with a top-level
-// `summary` and prints a table.
+// (its f32 is what a user of bf16 features would call instead). Writes
+// <out>/<device>/sddmm.json (sddmm-<name>.json with --only) with a top-level `summary` and prints
+// a table.
 //   sddmm_gpu [--quick] [--only NAME,...] [--out DIR] [--data DIR] [--features 32,64,...] [--reps N]
 //             [--schedules "S1;S2;..."]   (sweep just these schedules, those that can run a case,
 //                                          instead of the whole space; the file then ends in
