@@ -451,7 +451,8 @@ Schedule default_sddmm(const Problem& p) {
   const int64_t vec = widest_vec(p);
   const int64_t narrow_tpe = std::min<int64_t>(8, lanes_for(p, vec * 4, 4));
   // bf16 / f16 X and Y: the edge groups ran 1.3-1.8x slower than in f32 at the same schedule on
-  // the H200 (the same load instructions at half the bytes; not explained yet), least so with
+  // the H200 (likely each edge's loads waited on before the next edge's: branch
+  // wip-sddmm-packed-loads, unmeasured, keeps the values packed until the products), least so with
   // teams of 4 (arxiv-like F = 128 and 256: 0.82x and 0.87x the time of 8 lanes); the edge
   // batches ran at f32's time or better (bench/RESULTS.md, session 19). The row split in bf16
   // has not been measured.
