@@ -5,7 +5,7 @@
 //           made once, in the plan), and vs cuSPARSE's best CSR algorithm and our CSR default
 //           on the same matrix;
 //   Hybrid  hyb.fused (two-pass and atomic) on hyb(1, 5) and hyb(4, 5) vs our CSR default and
-//           cuSPARSE's best CSR algorithm.
+//           cuSPARSE's best CSR algorithm; hyb(1, 5) two-pass also in bf16 against its f32.
 // Matrices: random block-sparse matrices (dense 16x16 / 32x32 blocks, as pruned weights are),
 // a clustered graph in 16x16 blocks (partly filled), bcsstk33 in 4x4 blocks, and for Hybrid the
 // SuiteSparse files, Cora and an arxiv-shaped R-MAT graph. CUDA-event timing after warm-up,
@@ -115,7 +115,7 @@ int main(int argc, char** argv) try {
 
   json bsr_cases = json::array(), hyb_cases = json::array();
   std::vector<double> vs_bsr_peer, vs_bell_peer, vs_block_peer, vs_csr_peer, bf16_vs_f32, hyb_vs_csr,
-      hyb_vs_cusparse;
+      hyb_vs_cusparse, hyb_bf16_vs_f32;
 
   // ---- BSR ----
   struct BlockCase {
@@ -226,12 +226,14 @@ int main(int argc, char** argv) try {
     if (m.name != "bcsstk33") kept.push_back(std::move(m));
   }
   kept.push_back({"arxiv-like", rmat(17, 7.0, false, 11), true});
-  std::printf("\n| matrix | F | hyb(1,5) two-pass ms | hyb(1,5) atomic ms | hyb(4,5) two-pass ms | hyb(4,5) atomic ms | our CSR ms | cuSPARSE CSR ms | best hyb/our CSR | best hyb/cuSPARSE |\n");
-  std::printf("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n");
+  std::printf("\n| matrix | F | hyb(1,5) two-pass ms | hyb(1,5) atomic ms | hyb(4,5) two-pass ms | hyb(4,5) atomic ms | our CSR ms | cuSPARSE CSR ms | best hyb/our CSR | best hyb/cuSPARSE | hyb(1,5) bf16 ms |\n");
+  std::printf("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n");
   for (const Matrix& m : kept) {
     const Csr<float, int32_t> da = m.csr.to(MemorySpace::device);
     const AnySparse<float, int32_t> h1 = csr_to_hybrid(m.csr, HybParams{1, 5}).to(MemorySpace::device);
     const AnySparse<float, int32_t> h4 = csr_to_hybrid(m.csr, HybParams{4, 5}).to(MemorySpace::device);
+    const AnySparse<bf16, int32_t> h1_16 =
+        csr_to_hybrid(cast_values<bf16>(m.csr), HybParams{1, 5}).to(MemorySpace::device);
     for (int64_t F : features) {
       const DenseMatrix<float> db = uniform_dense<float>(m.csr.cols, F, 7).to(MemorySpace::device);
       DenseMatrix<float> dc(m.csr.rows, F, MemorySpace::device);
@@ -249,19 +251,32 @@ int main(int argc, char** argv) try {
                                 [&] { ops::spmm(ctx, h ? h4 : h1, db.view(), dc.view(), o); });
         }
       }
+      // hyb(1, 5) two-pass again with bf16 A and B (f32 accumulation and output).
+      const DenseMatrix<bf16> db16 = uniform_dense<bf16>(m.csr.cols, F, 7).to(MemorySpace::device);
+      schedule::Schedule s16 = schedule::default_schedule(
+          schedule::describe(schedule::Op::spmm, std::get<Hybrid<bf16, int32_t>>(h1_16), F, F, F));
+      s16.knobs.back().second = 0;
+      ops::SpmmOptions o16;
+      o16.validate = false;
+      o16.schedule = s16;
+      const double hyb16_ms = timed(m.name + " F=" + std::to_string(F) + " bf16 " + s16.to_string(), peers.want,
+                                    2e-2, dc, [&] { ops::spmm(ctx, h1_16, db16.view(), dc.view(), o16); });
+      hyb_bf16_vs_f32.push_back(ms[0][0] / hyb16_ms);
       const double best = std::min(std::min(ms[0][0], ms[0][1]), std::min(ms[1][0], ms[1][1]));
       hyb_vs_csr.push_back(peers.our_csr_ms / ms[0][0]);
       hyb_vs_cusparse.push_back(peers.cusparse_csr_ms / ms[0][0]);
       hyb_cases.push_back({{"matrix", m.name}, {"rows", m.csr.rows}, {"nnz", m.csr.nnz()}, {"F", F},
                            {"hyb_1_5_two_pass_ms", ms[0][0]}, {"hyb_1_5_atomic_ms", ms[0][1]},
                            {"hyb_4_5_two_pass_ms", ms[1][0]}, {"hyb_4_5_atomic_ms", ms[1][1]},
+                           {"hyb_1_5_two_pass_bf16_ms", hyb16_ms},
+                           {"speedup_hyb_1_5_two_pass_bf16_vs_f32", ms[0][0] / hyb16_ms},
                            {"our_csr_default_ms", peers.our_csr_ms},
                            {"cusparse_csr_best_ms", peers.cusparse_csr_ms},
                            {"speedup_hyb_1_5_two_pass_vs_our_csr", peers.our_csr_ms / ms[0][0]},
                            {"speedup_hyb_1_5_two_pass_vs_cusparse_csr", peers.cusparse_csr_ms / ms[0][0]}});
-      std::printf("| %s | %lld | %.3f | %.3f | %.3f | %.3f | %.3f | %.3f | %.2fx | %.2fx |\n", m.name.c_str(),
-                  (long long)F, ms[0][0], ms[0][1], ms[1][0], ms[1][1], peers.our_csr_ms,
-                  peers.cusparse_csr_ms, peers.our_csr_ms / best, peers.cusparse_csr_ms / best);
+      std::printf("| %s | %lld | %.3f | %.3f | %.3f | %.3f | %.3f | %.3f | %.2fx | %.2fx | %.3f |\n",
+                  m.name.c_str(), (long long)F, ms[0][0], ms[0][1], ms[1][0], ms[1][1], peers.our_csr_ms,
+                  peers.cusparse_csr_ms, peers.our_csr_ms / best, peers.cusparse_csr_ms / best, hyb16_ms);
       std::fflush(stdout);
     }
   }
@@ -273,6 +288,7 @@ int main(int argc, char** argv) try {
   const auto [g_16, min_16] = geomean_and_min(bf16_vs_f32);
   const auto [g_hyb, min_hyb] = geomean_and_min(hyb_vs_csr);
   const auto [g_hyb_cu, min_hyb_cu] = geomean_and_min(hyb_vs_cusparse);
+  const auto [g_hyb_16, min_hyb_16] = geomean_and_min(hyb_bf16_vs_f32);
   json doc;
   doc["summary"] = {{"device", device_name}, {"commit", git_commit()}, {"date", utc_now()},
                     {"bsr_geomean_speedup_vs_cusparse_bsr", g_bsr}, {"bsr_min_speedup_vs_cusparse_bsr", min_bsr},
@@ -286,15 +302,17 @@ int main(int argc, char** argv) try {
                     {"hyb_geomean_two_pass_vs_our_csr", g_hyb}, {"hyb_min_two_pass_vs_our_csr", min_hyb},
                     {"hyb_geomean_two_pass_vs_cusparse_csr", g_hyb_cu},
                     {"hyb_min_two_pass_vs_cusparse_csr", min_hyb_cu}, {"hyb_cases", hyb_vs_csr.size()},
+                    {"hyb_geomean_bf16_vs_f32", g_hyb_16}, {"hyb_min_bf16_vs_f32", min_hyb_16},
                     {"timing", "CUDA events, L2 flushed, median"}};
   doc["bsr"] = bsr_cases;
   doc["hybrid"] = hyb_cases;
   std::ofstream(dir / "spmm_formats.json") << doc.dump(2) << "\n";
   std::printf("\nBSR tensor cores vs cuSPARSE BSR: geomean %.2fx (min %.2fx); vs cuSPARSE Blocked-ELL %.2fx "
               "(min %.2fx); vs the faster of the two %.2fx (min %.2fx); vs cuSPARSE CSR %.2fx (min %.2fx); "
-              "bf16 vs f32 %.2fx\nhyb(1,5) two-pass vs our CSR: %.2fx (min %.2fx); vs cuSPARSE CSR %.2fx\n",
+              "bf16 vs f32 %.2fx\nhyb(1,5) two-pass vs our CSR: %.2fx (min %.2fx); vs cuSPARSE CSR %.2fx; "
+              "bf16 vs f32 %.2fx (min %.2fx)\n",
               g_bsr, min_bsr, g_bell, min_bell, g_block, min_block, g_csr, min_csr, g_16, g_hyb, min_hyb,
-              g_hyb_cu);
+              g_hyb_cu, g_hyb_16, min_hyb_16);
   return 0;
 } catch (const std::exception& e) {
   std::fprintf(stderr, "spmm_formats_gpu: error: %s\n", e.what());
