@@ -194,13 +194,18 @@ int main(int argc, char** argv) try {
                        {"default_fraction_of_reuse_floor", floor_reuse_ms / default_ms},
                        {"default_fraction_of_no_reuse_floor", floor_noreuse_ms / default_ms},
                        {"sweep_ms", sweep_json(sweep)}});
-      if (m.large) cases.back()["bf16"] = b16;
+      char bf16_ms_text[32] = "-", bf16_ratio_text[32] = "-";
+      if (m.large) {
+        cases.back()["bf16"] = b16;
+        std::snprintf(bf16_ms_text, sizeof bf16_ms_text, "%.3f", b16["default_ms"].get<double>());
+        std::snprintf(bf16_ratio_text, sizeof bf16_ratio_text, "%.2fx",
+                      b16["speedup_default_vs_our_f32_default"].get<double>());
+      }
       std::printf("| %s | %lld | %lld | `%s` | %.3f | `%s` | %.3f | %.3f | %.3f | %.2fx | %.2fx | %.2fx | %.0f%% | %s | %s |\n",
                   m.name.c_str(), (long long)m.csr.nnz(), (long long)F, def.to_string().c_str(),
                   default_ms, best.to_string().c_str(), best_ms, cusparse_ms, per_call_ms, speedup,
                   cusparse_ms / best_ms, per_call_ms / default_ms, 100 * floor_noreuse_ms / default_ms,
-                  m.large ? std::to_string(b16["default_ms"].get<double>()).c_str() : "-",
-                  m.large ? (std::to_string(b16["speedup_default_vs_our_f32_default"].get<double>()) + "x").c_str() : "-");
+                  bf16_ms_text, bf16_ratio_text);
       std::fflush(stdout);
       write_results(false);
     }
