@@ -130,22 +130,27 @@ __global__ void __launch_bounds__(kTeamThreads)
     }
     float dot[kEdgesInFlight] = {};
     for (int f = lane * VEC; f < F; f += step) {
-      const int width = F - f >= VEC ? VEC : F - f;
-      float xv[kEdgesInFlight][VEC], yv[kEdgesInFlight][VEC];
+      // Every edge's X and Y loaded under one branch and kept packed until the products, so all
+      // the loads of a step are issued before the first is waited on (16-bit values widened in
+      // each edge's own branch had the compiler wait on each edge's loads in turn).
+      PackedVec<VEC, V> xv[kEdgesInFlight], yv[kEdgesInFlight];
+      if (F - f >= VEC) {
 #pragma unroll
-      for (int u = 0; u < kEdgesInFlight; ++u) {
-        if (width == VEC) {
-          load_vec<VEC>(xrow[u], xv[u]);
-          load_vec<VEC>(yrow[u], yv[u]);
-        } else {
-          load_partial<VEC>(xrow[u], width, xv[u]);
-          load_partial<VEC>(yrow[u], width, yv[u]);
+        for (int u = 0; u < kEdgesInFlight; ++u) {
+          xv[u].load_read_only(xrow[u]);
+          yv[u].load_read_only(yrow[u]);
+        }
+      } else {
+#pragma unroll
+        for (int u = 0; u < kEdgesInFlight; ++u) {
+          xv[u].load_partial(xrow[u], F - f);
+          yv[u].load_partial(yrow[u], F - f);
         }
       }
 #pragma unroll
       for (int u = 0; u < kEdgesInFlight; ++u) {
 #pragma unroll
-        for (int i = 0; i < VEC; ++i) dot[u] += xv[u][i] * yv[u][i];
+        for (int i = 0; i < VEC; ++i) dot[u] += xv[u](i) * yv[u](i);
         xrow[u] += step;
         yrow[u] += step;
       }
@@ -194,25 +199,22 @@ __global__ void __launch_bounds__(kTeamThreads)
     }
     float dot[kEdgesInFlight] = {};
     for (int f = lane * VEC; f < F; f += step) {
-      const int width = F - f >= VEC ? VEC : F - f;
-      float xv[VEC], yv[kEdgesInFlight][VEC];
-      if (width == VEC) {
-        load_vec<VEC>(xrow, xv);
+      // All of a step's loads under one branch, kept packed until the products (as in
+      // sddmm_team_kernel).
+      PackedVec<VEC, V> xv, yv[kEdgesInFlight];
+      if (F - f >= VEC) {
+        xv.load_read_only(xrow);
+#pragma unroll
+        for (int u = 0; u < kEdgesInFlight; ++u) yv[u].load_read_only(yrow[u]);
       } else {
-        load_partial<VEC>(xrow, width, xv);
-      }
+        xv.load_partial(xrow, F - f);
 #pragma unroll
-      for (int u = 0; u < kEdgesInFlight; ++u) {
-        if (width == VEC) {
-          load_vec<VEC>(yrow[u], yv[u]);
-        } else {
-          load_partial<VEC>(yrow[u], width, yv[u]);
-        }
+        for (int u = 0; u < kEdgesInFlight; ++u) yv[u].load_partial(yrow[u], F - f);
       }
 #pragma unroll
       for (int u = 0; u < kEdgesInFlight; ++u) {
 #pragma unroll
-        for (int i = 0; i < VEC; ++i) dot[u] += xv[i] * yv[u][i];
+        for (int i = 0; i < VEC; ++i) dot[u] += xv(i) * yv[u](i);
         yrow[u] += step;
       }
       xrow += step;

@@ -97,24 +97,25 @@ __global__ void __launch_bounds__(kMaxThreads)
       const int batch = end - e0 < tpr ? int(end - e0) : tpr;
       int k = 0;
       for (; k + kGathersInFlight <= batch; k += kGathersInFlight) {
-        float x[kGathersInFlight][VEC], v[kGathersInFlight];
+        // The gathers kept packed until the products (16-bit rows widened at the load spilled).
+        PackedVec<VEC, V> x[kGathersInFlight];
+        float v[kGathersInFlight];
 #pragma unroll
         for (int u = 0; u < kGathersInFlight; ++u) {
           const int64_t j = __shfl_sync(group_mask, static_cast<long long>(col), k + u, tpr);
           v[u] = __shfl_sync(group_mask, val, k + u, tpr);
           if (j < 0 || width == 0) {  // padding (never gathered), or past F
-#pragma unroll
-            for (int i = 0; i < VEC; ++i) x[u][i] = 0.0f;
+            x[u].set_zero();
           } else if (width == VEC) {
-            load_vec<VEC>(b.data + j * b.ld + f, x[u]);
+            x[u].load_read_only(b.data + j * b.ld + f);
           } else {
-            load_partial<VEC>(b.data + j * b.ld + f, width, x[u]);
+            x[u].load_partial(b.data + j * b.ld + f, width);
           }
         }
 #pragma unroll
         for (int u = 0; u < kGathersInFlight; ++u) {
 #pragma unroll
-          for (int i = 0; i < VEC; ++i) acc[i] += v[u] * x[u][i];
+          for (int i = 0; i < VEC; ++i) acc[i] += v[u] * x[u](i);
         }
       }
       for (; k < batch; ++k) {
