@@ -130,27 +130,53 @@ __global__ void __launch_bounds__(kTeamThreads)
     }
     float dot[kEdgesInFlight] = {};
     for (int f = lane * VEC; f < F; f += step) {
-      // Every edge's X and Y loaded under one branch and kept packed until the products, so all
-      // the loads of a step are issued before the first is waited on (16-bit values widened in
-      // each edge's own branch had the compiler wait on each edge's loads in turn).
-      PackedVec<VEC, V> xv[kEdgesInFlight], yv[kEdgesInFlight];
-      if (F - f >= VEC) {
+      if constexpr (sizeof(V) == 2) {
+        // 16-bit values: every edge's X and Y under one branch and kept packed until the
+        // products, so all of a step's loads are issued before the first is waited on (widened in
+        // each edge's own branch, as f32 is below, each edge's loads were waited on in turn:
+        // 1.1-1.6x the time on the H200, bench/RESULTS.md, session 20).
+        PackedVec<VEC, V> xv[kEdgesInFlight], yv[kEdgesInFlight];
+        if (F - f >= VEC) {
+#pragma unroll
+          for (int u = 0; u < kEdgesInFlight; ++u) {
+            xv[u].load_read_only(xrow[u]);
+            yv[u].load_read_only(yrow[u]);
+          }
+        } else {
+#pragma unroll
+          for (int u = 0; u < kEdgesInFlight; ++u) {
+            xv[u].load_partial(xrow[u], F - f);
+            yv[u].load_partial(yrow[u], F - f);
+          }
+        }
 #pragma unroll
         for (int u = 0; u < kEdgesInFlight; ++u) {
-          xv[u].load_read_only(xrow[u]);
-          yv[u].load_read_only(yrow[u]);
+#pragma unroll
+          for (int i = 0; i < VEC; ++i) dot[u] += xv[u](i) * yv[u](i);
         }
       } else {
+        // f32: a branch an edge (80 registers at vec = 4). The one-branch form above took 98
+        // and ran 1.1-1.4x slower on the H200.
+        const int width = F - f >= VEC ? VEC : F - f;
+        float xv[kEdgesInFlight][VEC], yv[kEdgesInFlight][VEC];
 #pragma unroll
         for (int u = 0; u < kEdgesInFlight; ++u) {
-          xv[u].load_partial(xrow[u], F - f);
-          yv[u].load_partial(yrow[u], F - f);
+          if (width == VEC) {
+            load_vec<VEC>(xrow[u], xv[u]);
+            load_vec<VEC>(yrow[u], yv[u]);
+          } else {
+            load_partial<VEC>(xrow[u], width, xv[u]);
+            load_partial<VEC>(yrow[u], width, yv[u]);
+          }
+        }
+#pragma unroll
+        for (int u = 0; u < kEdgesInFlight; ++u) {
+#pragma unroll
+          for (int i = 0; i < VEC; ++i) dot[u] += xv[u][i] * yv[u][i];
         }
       }
 #pragma unroll
       for (int u = 0; u < kEdgesInFlight; ++u) {
-#pragma unroll
-        for (int i = 0; i < VEC; ++i) dot[u] += xv[u](i) * yv[u](i);
         xrow[u] += step;
         yrow[u] += step;
       }
