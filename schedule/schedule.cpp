@@ -450,12 +450,11 @@ Schedule default_sddmm(const Problem& p) {
   // either way).
   const int64_t vec = widest_vec(p);
   const int64_t narrow_tpe = std::min<int64_t>(8, lanes_for(p, vec * 4, 4));
-  // bf16 / f16 X and Y: the edge groups ran 1.3-1.8x slower than in f32 at the same schedule on
-  // the H200 (likely each edge's loads waited on before the next edge's: branch
-  // wip-sddmm-packed-loads, unmeasured, keeps the values packed until the products), least so with
-  // teams of 4 (arxiv-like F = 128 and 256: 0.82x and 0.87x the time of 8 lanes); the edge
-  // batches ran at f32's time or better (bench/RESULTS.md, session 19). The row split in bf16
-  // has not been measured.
+  // bf16 / f16 X and Y: edge groups of 4 lanes (arxiv-like bf16 F = 128: 0.80x the time of 8
+  // lanes, which f32 takes there; F = 512: 1.01-1.04x) and the edge batches on the large graphs
+  // at every F (below). Measured on the H200 after the 16-bit loads were packed (session 20;
+  // bench/RESULTS.md): bf16 now runs at 1.02-1.20x f32's speed on the arxiv-like graphs. The row
+  // split's rule is f32's; in bf16 it has been measured on long rows only.
   const bool sixteen_bit = dtype_size(p.value) == 2;
   if (p.format == Format::csr && p.max_row_length >= 0 && p.max_row_length <= 16) {
     return Schedule{Op::sddmm, "csr.row_split", {{"tpr", narrow_tpe}, {"vec", vec}}};
