@@ -453,7 +453,7 @@ Schedule default_sddmm(const Problem& p) {
   // bf16 / f16 X and Y: edge groups of 4 lanes (arxiv-like bf16 F = 128: 0.80x the time of 8
   // lanes, which f32 takes there; F = 512: 1.01-1.04x) and the edge batches on the large graphs
   // at every F (below). Measured on the H200 after the 16-bit loads were packed (session 20;
-  // bench/RESULTS.md): bf16 now runs at 1.02-1.20x f32's speed on the arxiv-like graphs. The row
+  // bench/RESULTS.md): bf16 now runs at 1.00-1.22x f32's speed on the arxiv-like graphs. The row
   // split's rule is f32's; in bf16 it has been measured on long rows only.
   const bool sixteen_bit = dtype_size(p.value) == 2;
   if (p.format == Format::csr && p.max_row_length >= 0 && p.max_row_length <= 16) {

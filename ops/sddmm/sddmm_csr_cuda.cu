@@ -156,7 +156,7 @@ __global__ void __launch_bounds__(kTeamThreads)
         }
       } else {
         // f32: a branch an edge (80 registers at vec = 4). The one-branch form above took 98
-        // and ran 1.1-1.4x slower on the H200.
+        // and ran up to 1.4x slower on the H200 (bench/RESULTS.md, session 20).
         const int width = F - f >= VEC ? VEC : F - f;
         float xv[kEdgesInFlight][VEC], yv[kEdgesInFlight][VEC];
 #pragma unroll
