@@ -459,17 +459,18 @@ Schedule default_sddmm(const Problem& p) {
   if (p.format == Format::csr && p.max_row_length >= 0 && p.max_row_length <= 16) {
     return Schedule{Op::sddmm, "csr.row_split", {{"tpr", narrow_tpe}, {"vec", vec}}};
   }
-  // Large graphs at F <= 64: the edge batches, one pass over F with 4-wide loads (8 or 16 lanes),
-  // runs of 256 edges. On the H200 (bench/RESULTS.md, daacd08) they took 0.78-0.91x the edge
+  // Large graphs at F <= 128: the edge batches, one pass over F with 4-wide loads (8 to 32
+  // lanes), runs of 256 edges. On the H200 (bench/RESULTS.md, daacd08) they took 0.78-0.91x the edge
   // groups' time on the four GNN-sized graphs (76-112M nonzeros) at F = 32 and 64; at F = 128
   // and 256 their best was 0.90x to 1.11x the edge groups' best, and on every matrix under 1.2M
   // nonzeros but one case slower (a team's set-up is not paid back). 16M nonzeros in runs of 256
   // are two waves of 8-lane teams on the H200; between 1.2M and 76M nothing has been measured.
-  // 16-bit values take them at every F (teams of 32 from F = 128: reddit-like bf16 F = 128 4.95
-  // ms against the edge groups' 7.65, products-like 8.14 against 16.6).
+  // At F = 128, teams of 32 (session 20, alternated A/B of the default: bench/RESULTS.md). 16-bit
+  // values take them at every F (teams of 32 from F = 128: reddit-like bf16 F = 128 4.95 ms
+  // against the edge groups' 7.65, products-like 8.14 against 16.6).
   const int64_t one_pass_batch = lanes_for(p, 4, 8);
   if (p.format == Format::csr && vec == 4 && p.nnz >= kLargeSddmmNonzeros &&
-      (one_pass_batch <= 16 || sixteen_bit)) {
+      (one_pass_batch * 4 >= p.features || sixteen_bit)) {
     return Schedule{Op::sddmm, "csr.edge_batch", {{"tpe", one_pass_batch}, {"vec", 4}, {"ept", 256}}};
   }
   // A small matrix leaves lanes idle: wider teams, up to one pass over F, put them to work. From
