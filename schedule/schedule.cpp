@@ -400,7 +400,8 @@ namespace {
 // Threads a launch needs to fill the GPU once: an H100's 132 SMs x 2048 resident threads. The
 // heuristic sizes work units against it; being off by 2x on another GPU costs little.
 constexpr double kGpuThreads = 132.0 * 2048.0;
-// Nonzeros from which the SDDMM default takes the edge batches (at F <= 64).
+// Nonzeros from which the SDDMM default takes the edge batches (f32 at F <= 128, 16-bit values
+// at every F).
 constexpr int64_t kLargeSddmmNonzeros = int64_t(16) << 20;
 
 // The widest vector load (4, 2, 1) that F and both leading dimensions allow.
@@ -465,7 +466,8 @@ Schedule default_sddmm(const Problem& p) {
   // and 256 their best was 0.90x to 1.11x the edge groups' best, and on every matrix under 1.2M
   // nonzeros but one case slower (a team's set-up is not paid back). 16M nonzeros in runs of 256
   // are two waves of 8-lane teams on the H200; between 1.2M and 76M nothing has been measured.
-  // At F = 128, teams of 32 (session 20, alternated A/B of the default: bench/RESULTS.md). 16-bit
+  // At F = 128 teams of 32 (session 20, A/B of the default: products graphs 0.90x the time,
+  // reddit graphs 0.98-0.99x; at F = 256 the runs disagreed, so the edge groups stay). 16-bit
   // values take them at every F (teams of 32 from F = 128: reddit-like bf16 F = 128 4.95 ms
   // against the edge groups' 7.65, products-like 8.14 against 16.6).
   const int64_t one_pass_batch = lanes_for(p, 4, 8);
