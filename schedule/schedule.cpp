@@ -475,6 +475,11 @@ Schedule default_sddmm(const Problem& p) {
       (one_pass_batch * 4 >= p.features || sixteen_bit)) {
     return Schedule{Op::sddmm, "csr.edge_batch", {{"tpe", one_pass_batch}, {"vec", 4}, {"ept", 256}}};
   }
+  // Large graphs at F = 256 (f32): edge groups of 16 lanes in runs of 256 edges (two runs on the
+  // H200 had them at 0.91-0.92x the time of 8 lanes on the products graphs, 1.01x on reddit).
+  if (p.format == Format::csr && vec == 4 && p.nnz >= kLargeSddmmNonzeros && p.features <= 256) {
+    return Schedule{Op::sddmm, "csr.edge_group", {{"tpe", 16}, {"vec", 4}, {"ept", 256}}};
+  }
   // A small matrix leaves lanes idle: wider teams, up to one pass over F, put them to work. From
   // 4 lanes to 8 while runs of 4 edges fill under half the GPU's threads (fidapex6 F = 64: 9.8 us
   // against 10.7 on the H200); past 8 only under a third (Cora F = 512: 32 lanes 13 us against
