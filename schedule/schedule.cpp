@@ -467,7 +467,7 @@ Schedule default_sddmm(const Problem& p) {
   // nonzeros but one case slower (a team's set-up is not paid back). 16M nonzeros in runs of 256
   // are two waves of 8-lane teams on the H200; between 1.2M and 76M nothing has been measured.
   // At F = 128 teams of 32 (session 20, A/B of the default: products graphs 0.90x the time,
-  // reddit graphs 0.98-0.99x; at F = 256 the runs disagreed, so the edge groups stay). 16-bit
+  // reddit graphs 0.98-0.99x; at F = 256 they were 1.02-1.04x on reddit, below). 16-bit
   // values take them at every F (teams of 32 from F = 128: reddit-like bf16 F = 128 4.95 ms
   // against the edge groups' 7.65, products-like 8.14 against 16.6).
   const int64_t one_pass_batch = lanes_for(p, 4, 8);
@@ -475,8 +475,9 @@ Schedule default_sddmm(const Problem& p) {
       (one_pass_batch * 4 >= p.features || sixteen_bit)) {
     return Schedule{Op::sddmm, "csr.edge_batch", {{"tpe", one_pass_batch}, {"vec", 4}, {"ept", 256}}};
   }
-  // Large graphs at F = 256 (f32): edge groups of 16 lanes in runs of 256 edges (two runs on the
-  // H200 had them at 0.91-0.92x the time of 8 lanes on the products graphs, 1.01x on reddit).
+  // Large graphs at F = 256 (f32): edge groups of 16 lanes in runs of 256 edges (session 20, A/B
+  // of the default on the H200: products graphs 0.91x the time of 8 lanes, reddit 1.00-1.01x).
+  // F = 512 has not been measured on graphs this large.
   if (p.format == Format::csr && vec == 4 && p.nnz >= kLargeSddmmNonzeros && p.features <= 256) {
     return Schedule{Op::sddmm, "csr.edge_group", {{"tpe", 16}, {"vec", 4}, {"ept", 256}}};
   }
