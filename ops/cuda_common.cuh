@@ -118,6 +118,18 @@ __device__ __forceinline__ void load_vec(const V* p, float (&out)[VEC]) {
   for (int i = 0; i < VEC; ++i) out[i] = packed(i);
 }
 
+/// Row j of a dense operand whose row 0 (at this thread's first feature) is at `base`, rows
+/// ld_bytes apart. int32 indices take one 32 x 32 -> 64-bit multiply-add, plus one for the
+/// stride's high word, so any stride works (a valid row index is not negative).
+template <class V, class I>
+__device__ __forceinline__ const V* dense_row(const char* base, I j, uint64_t ld_bytes) {
+  if constexpr (sizeof(I) == 4) {
+    return reinterpret_cast<const V*>(base + uint64_t(uint32_t(j)) * ld_bytes);
+  } else {
+    return reinterpret_cast<const V*>(base + j * int64_t(ld_bytes));
+  }
+}
+
 /// base + a * b with a 32 x 32 -> 64-bit multiply-add. ptxas at 231b5d7 emits it as
 /// IMAD.WIDE.U32 + IADD3 + IMAD.X per gathered row, and the pointer it returns has no known
 /// space (loads through it must say global: PackedVec::load_read_only). The plain expression

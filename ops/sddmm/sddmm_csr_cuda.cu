@@ -91,19 +91,12 @@ __global__ void __launch_bounds__(kTeamThreads)
   // COO: no offsets to follow (rows = -1: the row ends load nothing and read INT64_MAX).
   RowEnds<I> ends(a.indptr, WALK == Walk::coo ? -1 : a.rows, row);
   int64_t row_end = ends.current();
-  // Rows addressed in bytes from this lane's first feature: a Y row (int32 index) by one 32 x 32
-  // -> 64-bit multiply-add, plus one for the stride's high word, so any stride works.
+  // Rows addressed in bytes from this lane's first feature (dense_row).
   const int F = int(x.cols);  // < 2^31, checked on the host
   const char* x_at = reinterpret_cast<const char*>(x.data + lane * VEC);
   const char* y_at = reinterpret_cast<const char*>(y.data + lane * VEC);
   const uint64_t x_ld_bytes = uint64_t(x.ld) * sizeof(V), y_ld_bytes = uint64_t(y.ld) * sizeof(V);
-  const auto y_row = [&](I j) {
-    if constexpr (sizeof(I) == 4) {
-      return reinterpret_cast<const V*>(y_at + uint64_t(uint32_t(j)) * y_ld_bytes);
-    } else {
-      return reinterpret_cast<const V*>(y_at + j * int64_t(y_ld_bytes));
-    }
-  };
+  const auto y_row = [&](I j) { return dense_row<V>(y_at, j, y_ld_bytes); };
   const auto x_row = [&](int64_t r) { return reinterpret_cast<const V*>(x_at + uint64_t(r) * x_ld_bytes); };
   const int step = tpe * VEC;  // features a team covers per pass
   for (int64_t e0 = first; e0 < last; e0 += kEdgesInFlight) {
@@ -199,18 +192,11 @@ __global__ void __launch_bounds__(kTeamThreads)
   const int64_t first = a.indptr[row], last = a.indptr[row + 1];
   if (first == last) return;
   const unsigned mask = team_mask(tpe);
-  // Rows addressed in bytes from this lane's first feature: a Y row (int32 index) by one 32 x 32
-  // -> 64-bit multiply-add, plus one for the stride's high word, so any stride works.
+  // Rows addressed in bytes from this lane's first feature (dense_row).
   const int F = int(x.cols);  // < 2^31, checked on the host
   const char* y_at = reinterpret_cast<const char*>(y.data + lane * VEC);
   const uint64_t y_ld_bytes = uint64_t(y.ld) * sizeof(V);
-  const auto y_row = [&](I j) {
-    if constexpr (sizeof(I) == 4) {
-      return reinterpret_cast<const V*>(y_at + uint64_t(uint32_t(j)) * y_ld_bytes);
-    } else {
-      return reinterpret_cast<const V*>(y_at + j * int64_t(y_ld_bytes));
-    }
-  };
+  const auto y_row = [&](I j) { return dense_row<V>(y_at, j, y_ld_bytes); };
   const V* x_row = reinterpret_cast<const V*>(reinterpret_cast<const char*>(x.data + lane * VEC) +
                                               uint64_t(row) * uint64_t(x.ld) * sizeof(V));
   const int step = tpe * VEC;  // features a team covers per pass
@@ -348,13 +334,7 @@ __global__ void __maxnreg__(80)
     // Rows in bytes from this lane's first feature of the pass (a lane past F loads nothing).
     const char* x_at = reinterpret_cast<const char*>(x.data + (width > 0 ? f : 0));
     const char* y_at = reinterpret_cast<const char*>(y.data + (width > 0 ? f : 0));
-    const auto y_row = [&](I j) {
-      if constexpr (sizeof(I) == 4) {
-        return reinterpret_cast<const V*>(y_at + uint64_t(uint32_t(j)) * y_ld_bytes);
-      } else {
-        return reinterpret_cast<const V*>(y_at + j * int64_t(y_ld_bytes));
-      }
-    };
+    const auto y_row = [&](I j) { return dense_row<V>(y_at, j, y_ld_bytes); };
     float xv[VEC] = {};  // X[row]'s slice of this pass
     const auto load_x = [&](int64_t r) {
       const V* p = reinterpret_cast<const V*>(x_at + uint64_t(r) * x_ld_bytes);

@@ -42,18 +42,10 @@ __global__ void __launch_bounds__(kRowSplitMaxThreads) spmm_csr_row_split_kernel
     const int64_t f = f0 + int64_t(lane) * VEC;
     const int width = f >= F ? 0 : (F - f >= VEC ? VEC : int(F - f));  // features this thread owns
     const bool full_tile = f0 + tile <= F;                             // same for the whole group
-    // B's row j at feature f, addressed in bytes: int32 indices take one 32 x 32 -> 64-bit
-    // multiply-add, and one more for the stride's high word, so any stride works (a valid column
-    // index is not negative).
+    // B's row j at feature f, addressed in bytes (dense_row).
     const char* b_at = reinterpret_cast<const char*>(b.data + f);
     const uint64_t b_ld_bytes = uint64_t(b.ld) * sizeof(V);
-    const auto b_row = [&](I j) {
-      if constexpr (sizeof(I) == 4) {
-        return reinterpret_cast<const V*>(b_at + uint64_t(uint32_t(j)) * b_ld_bytes);
-      } else {
-        return reinterpret_cast<const V*>(b_at + j * int64_t(b_ld_bytes));
-      }
-    };
+    const auto b_row = [&](I j) { return dense_row<V>(b_at, j, b_ld_bytes); };
     float acc[VEC] = {};
     // (col, val) of the next tpr entries are loaded one chunk ahead, off the critical path.
     I next_col = 0;
