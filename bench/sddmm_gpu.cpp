@@ -11,6 +11,9 @@
 //             [--schedules "S1;S2;..."]   (sweep just these schedules, those that can run a case,
 //                                          instead of the whole space; the file then ends in
 //                                          -listed.json)
+//             [--cusparse-layouts]         (also time cusparseSDDMM with Y described the two other
+//                                          ways: row-major with opB = transpose, and Y^T stored
+//                                          row-major; each case gets cusparse_layouts_ms)
 #include <CLI/CLI.hpp>
 #include <fstream>
 #include <nlohmann/json.hpp>
@@ -34,7 +37,10 @@ int main(int argc, char** argv) try {
   std::vector<std::string> only;
   int reps = 20, sweep_reps = 3;
   std::vector<std::string> schedule_texts;
+  bool cusparse_layouts = false;
   app.add_flag("--quick", quick, "small graphs only (a smoke run)");
+  app.add_flag("--cusparse-layouts", cusparse_layouts,
+               "also time cuSPARSE's SDDMM with Y row-major under opB = transpose and with Y^T row-major");
   app.add_option("--only", only, "run just these matrices (names as in the table)")->delimiter(',');
   app.add_option("--out", out_dir, "results folder; the file goes to <out>/<device>/sddmm.json");
   app.add_option("--data", data_dir, "shared data folder (SuiteSparse .mtx under mtx/, cora/)");
@@ -106,6 +112,30 @@ int main(int argc, char** argv) try {
       const double per_call_ms = timer.median_ms([&] {
         ops::CusparsePlan::sddmm(ctx, da.view(), dx.view(), dy.view(), out.data(), false).run();
       }, reps);
+      // The other two ways to hand cuSPARSE the [F, cols] factor (the default above, Y read as
+      // a column-major Y^T, is what the table compares against), each checked against it.
+      json layouts_ms;
+      if (cusparse_layouts) {
+        layouts_ms["y_as_col_major"] = cusparse_ms;
+        const DenseMatrix<float> y_host = uniform_dense<float>(m.csr.cols, F, 9);
+        DenseMatrix<float> yt_host(F, m.csr.cols);
+        for (int64_t r = 0; r < m.csr.cols; ++r) {
+          for (int64_t f = 0; f < F; ++f) yt_host.data()[f * m.csr.cols + r] = y_host.data()[r * F + f];
+        }
+        const DenseMatrix<float> dyt = yt_host.to(MemorySpace::device);
+        using Layout = ops::CusparsePlan::SddmmLayout;
+        for (const auto& [name, layout] : {std::pair{"y_transposed", Layout::y_transposed},
+                                          std::pair{"yt_row_major", Layout::yt_row_major}}) {
+          ops::CusparsePlan other = ops::CusparsePlan::sddmm(
+              ctx, da.view(), dx.view(), layout == Layout::yt_row_major ? dyt.view() : dy.view(), out.data(),
+              true, layout);
+          const double ms = timer.median_ms([&] { other.run(); }, std::min(reps, 5));
+          const double err = relative_error(result(), want);
+          TSR_CHECK(err < 1e-4, m.name, " F=", F, ": cuSPARSE with layout ", name, " differs by ", err);
+          layouts_ms[name] = ms;
+        }
+        std::printf("cuSPARSE layouts %s F=%lld: %s\n", m.name.c_str(), (long long)F, layouts_ms.dump().c_str());
+      }
       auto run = [&](const std::optional<schedule::Schedule>& s) {  // nullopt: the default
         ops::SddmmOptions o;
         o.validate = false;
@@ -194,6 +224,7 @@ int main(int argc, char** argv) try {
                        {"default_fraction_of_reuse_floor", floor_reuse_ms / default_ms},
                        {"default_fraction_of_no_reuse_floor", floor_noreuse_ms / default_ms},
                        {"sweep_ms", sweep_json(sweep)}});
+      if (cusparse_layouts) cases.back()["cusparse_layouts_ms"] = layouts_ms;
       char bf16_ms_text[32] = "-", bf16_ratio_text[32] = "-";
       if (m.large) {
         cases.back()["bf16"] = b16;

@@ -63,6 +63,7 @@ struct CusparsePlan::State {
   cusparseDnMatDescr_t dense1 = nullptr, dense2 = nullptr;
   float alpha = 1.0f, beta = 0.0f;
   cusparseSpMMAlg_t spmm_alg = CUSPARSE_SPMM_ALG_DEFAULT;
+  cusparseOperation_t sddmm_op_b = CUSPARSE_OPERATION_NON_TRANSPOSE;
   Buffer<unsigned char> owned;  // the workspace when preprocessed (it must outlive the plan's runs)
   Buffer<int32_t> ell_columns;  // A in Blocked-ELL (spmm_blocked_ell)
   Buffer<float> ell_values;
@@ -246,7 +247,7 @@ CusparsePlan CusparsePlan::spmm_bsr(Context& ctx, const BsrView<float, I>& a, De
 
 template <class I>
 CusparsePlan CusparsePlan::sddmm(Context& ctx, const CsrView<float, I>& a, DenseView<const float> x,
-                                 DenseView<const float> y, float* out, bool preprocess) {
+                                 DenseView<const float> y, float* out, bool preprocess, SddmmLayout layout) {
   auto s = std::make_unique<State>();
   if (a.rows == 0 || a.nnz == 0) return CusparsePlan(std::move(s));
   if (x.cols == 0) {  // an empty dot product: cuSPARSE is not asked
@@ -259,15 +260,28 @@ CusparsePlan CusparsePlan::sddmm(Context& ctx, const CsrView<float, I>& a, Dense
   s->handle = static_cast<cusparseHandle_t>(ctx.cusparse_handle());
   s->sparse = make_csr(a, out);  // the output takes A's pattern
   s->dense1 = make_dense(x.rows, x.cols, x.ld, x.data, CUSPARSE_ORDER_ROW);
-  // Y^T as a column-major [F, cols] matrix: the same bytes as row-major Y.
-  s->dense2 = make_dense(y.cols, y.rows, y.ld, y.data, CUSPARSE_ORDER_COL);
-  const cusparseOperation_t op = CUSPARSE_OPERATION_NON_TRANSPOSE;
+  switch (layout) {
+    case SddmmLayout::y_as_col_major:  // Y^T as a column-major [F, cols] matrix: Y's bytes
+      TSR_CHECK(y.cols == x.cols, "cusparse sddmm: X has ", x.cols, " columns, Y ", y.cols);
+      s->dense2 = make_dense(y.cols, y.rows, y.ld, y.data, CUSPARSE_ORDER_COL);
+      break;
+    case SddmmLayout::y_transposed:
+      TSR_CHECK(y.cols == x.cols, "cusparse sddmm: X has ", x.cols, " columns, Y ", y.cols);
+      s->dense2 = make_dense(y.rows, y.cols, y.ld, y.data, CUSPARSE_ORDER_ROW);
+      s->sddmm_op_b = CUSPARSE_OPERATION_TRANSPOSE;
+      break;
+    case SddmmLayout::yt_row_major:
+      TSR_CHECK(y.rows == x.cols, "cusparse sddmm: X has ", x.cols, " columns, Y^T ", y.rows, " rows");
+      s->dense2 = make_dense(y.rows, y.cols, y.ld, y.data, CUSPARSE_ORDER_ROW);
+      break;
+  }
+  const cusparseOperation_t op = CUSPARSE_OPERATION_NON_TRANSPOSE, op_b = s->sddmm_op_b;
   size_t bytes = 0;
-  TSR_CUSPARSE_CHECK(cusparseSDDMM_bufferSize(s->handle, op, op, &s->alpha, s->dense1, s->dense2, &s->beta,
+  TSR_CUSPARSE_CHECK(cusparseSDDMM_bufferSize(s->handle, op, op_b, &s->alpha, s->dense1, s->dense2, &s->beta,
                                               s->sparse, CUDA_R_32F, CUSPARSE_SDDMM_ALG_DEFAULT, &bytes));
   s->workspace = s->allocate(ctx, bytes, preprocess);
   if (preprocess) {
-    TSR_CUSPARSE_CHECK(cusparseSDDMM_preprocess(s->handle, op, op, &s->alpha, s->dense1, s->dense2,
+    TSR_CUSPARSE_CHECK(cusparseSDDMM_preprocess(s->handle, op, op_b, &s->alpha, s->dense1, s->dense2,
                                                 &s->beta, s->sparse, CUDA_R_32F,
                                                 CUSPARSE_SDDMM_ALG_DEFAULT, s->workspace));
   }
@@ -283,8 +297,8 @@ void CusparsePlan::run() {
     TSR_CUSPARSE_CHECK(cusparseSpMM(s.handle, op, op, &s.alpha, s.sparse, s.dense1, &s.beta, s.dense2,
                                     CUDA_R_32F, s.spmm_alg, s.workspace));
   } else if (s.kind == State::Kind::sddmm) {
-    TSR_CUSPARSE_CHECK(cusparseSDDMM(s.handle, op, op, &s.alpha, s.dense1, s.dense2, &s.beta, s.sparse,
-                                     CUDA_R_32F, CUSPARSE_SDDMM_ALG_DEFAULT, s.workspace));
+    TSR_CUSPARSE_CHECK(cusparseSDDMM(s.handle, op, s.sddmm_op_b, &s.alpha, s.dense1, s.dense2, &s.beta,
+                                     s.sparse, CUDA_R_32F, CUSPARSE_SDDMM_ALG_DEFAULT, s.workspace));
   }
 }
 
@@ -363,7 +377,7 @@ CusparsePlan CusparsePlan::spmm_blocked_ell(Context&, const BsrView<float, I>&, 
 }
 template <class I>
 CusparsePlan CusparsePlan::sddmm(Context&, const CsrView<float, I>&, DenseView<const float>,
-                                 DenseView<const float>, float*, bool) {
+                                 DenseView<const float>, float*, bool, SddmmLayout) {
   TSR_FAIL("cuSPARSE plans need a build of Tessera with CUDA");
 }
 void CusparsePlan::run() {}
@@ -383,8 +397,8 @@ template CusparsePlan CusparsePlan::spmm_bsr(Context&, const BsrView<float, int3
 template CusparsePlan CusparsePlan::spmm_bsr(Context&, const BsrView<float, int64_t>&,
                                              DenseView<const float>, DenseView<float>, float, float, bool);
 template CusparsePlan CusparsePlan::sddmm(Context&, const CsrView<float, int32_t>&, DenseView<const float>,
-                                          DenseView<const float>, float*, bool);
+                                          DenseView<const float>, float*, bool, SddmmLayout);
 template CusparsePlan CusparsePlan::sddmm(Context&, const CsrView<float, int64_t>&, DenseView<const float>,
-                                          DenseView<const float>, float*, bool);
+                                          DenseView<const float>, float*, bool, SddmmLayout);
 
 }  // namespace tessera::ops

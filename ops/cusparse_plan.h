@@ -37,11 +37,19 @@ class CusparsePlan {
   template <class I>
   static CusparsePlan spmm_blocked_ell(Context& ctx, const BsrView<float, I>& a, DenseView<const float> b,
                                        DenseView<float> c, float alpha, float beta, bool preprocess = true);
+  /// How cusparseSDDMM's second dense operand (the product's [F, cols] factor) is described.
+  /// cuSPARSE reads each layout differently; the benchmark times all three.
+  enum class SddmmLayout {
+    y_as_col_major,     ///< y is Y ([cols, F], row-major), described as column-major Y^T (default)
+    y_transposed,       ///< y is Y, described as row-major [cols, F] with opB = transpose
+    yt_row_major,       ///< y is Y^T itself, a row-major [F, cols] matrix
+  };
   /// out[e] = <X[row(e)], Y[col(e)]> over A's pattern with cusparseSDDMM (f32); out has nnz
   /// entries. Same lifetime rules as spmm().
   template <class I>
   static CusparsePlan sddmm(Context& ctx, const CsrView<float, I>& a, DenseView<const float> x,
-                            DenseView<const float> y, float* out, bool preprocess = true);
+                            DenseView<const float> y, float* out, bool preprocess = true,
+                            SddmmLayout layout = SddmmLayout::y_as_col_major);
 
   /// Queues the product on the context's stream.
   void run();

@@ -332,11 +332,30 @@ TEST(GpuOps, CusparsePlansMatchTheReferenceOnEveryRun) {
       EXPECT_LT(reference::relative_error(dc.buffer().to_vector().data(), want), 1e-5) << "alg " << alg;
     }
   }
+  // SDDMM with the [F, cols] factor described each of the three ways (B here plays Y).
+  DenseMatrix<float> bt(36, 500);
+  for (int64_t r = 0; r < 500; ++r) {
+    for (int64_t f = 0; f < 36; ++f) bt.data()[f * 500 + r] = b.data()[r * 36 + f];
+  }
+  const DenseMatrix<float> dbt = bt.to(MemorySpace::device);
+  using Layout = ops::CusparsePlan::SddmmLayout;
+  for (Layout layout : {Layout::y_as_col_major, Layout::y_transposed, Layout::yt_row_major}) {
+    Buffer<float> out(size_t(csr.nnz()), MemorySpace::device);
+    ops::CusparsePlan plan = ops::CusparsePlan::sddmm(
+        ctx, dcsr.view(), dx.view(), layout == Layout::yt_row_major ? dbt.view() : db.view(), out.data(), true,
+        layout);
+    plan.run();
+    ctx.synchronize();
+    EXPECT_LT(reference::relative_error(out.to_vector().data(), reference::sddmm(csr, x, b, false)), 1e-5)
+        << "layout " << int(layout);
+  }
+  // Y^T's shape must match X: a [cols, F] Y passed as Y^T is refused.
   Buffer<float> out(size_t(csr.nnz()), MemorySpace::device);
-  ops::CusparsePlan plan = ops::CusparsePlan::sddmm(ctx, dcsr.view(), dx.view(), db.view(), out.data());
-  plan.run();
-  ctx.synchronize();
-  EXPECT_LT(reference::relative_error(out.to_vector().data(), reference::sddmm(csr, x, b, false)), 1e-5);
+  EXPECT_THAT(error_of([&] {
+                ops::CusparsePlan::sddmm(ctx, dcsr.view(), dx.view(), db.view(), out.data(), true,
+                                         Layout::yt_row_major);
+              }),
+              ::testing::HasSubstr("X has 36 columns, Y^T 500 rows"));
 }
 
 TEST(GpuOps, DeterministicBitsAcrossRuns) {
