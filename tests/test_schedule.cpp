@@ -277,7 +277,7 @@ TEST(Schedule, MergePathAndSddmmVariants) {
   big_sddmm.features = big_sddmm.ld_b = big_sddmm.ld_c = 256;
   EXPECT_EQ(default_schedule(big_sddmm).to_string(), "csr.edge_group:tpe=16,vec=4,ept=256");
   big_sddmm.features = big_sddmm.ld_b = big_sddmm.ld_c = 512;
-  EXPECT_EQ(default_schedule(big_sddmm).to_string(), "csr.edge_group:tpe=8,vec=4,ept=16");
+  EXPECT_EQ(default_schedule(big_sddmm).to_string(), "csr.edge_group:tpe=16,vec=4,ept=256");
   // bcsstk33 (68 per row): runs shortened to 8 edges so that the teams fill the GPU once.
   Problem stiff = resized(sddmm, 8738, 591904);
   stiff.max_row_length = 141;
@@ -287,7 +287,7 @@ TEST(Schedule, MergePathAndSddmmVariants) {
   Problem reddit = resized(sddmm, 262144, 76389651);
   reddit.max_row_length = 100000;
   reddit.features = reddit.ld_b = reddit.ld_c = 32;
-  // At F <= 128 the edge batches, one pass over F; at 256 edge groups of 16 lanes; past it 8.
+  // At F <= 128 the edge batches, one pass over F; from 256 edge groups of 16 lanes.
   EXPECT_EQ(default_schedule(reddit).to_string(), "csr.edge_batch:tpe=8,vec=4,ept=256");
   reddit.features = reddit.ld_b = reddit.ld_c = 64;
   EXPECT_EQ(default_schedule(reddit).to_string(), "csr.edge_batch:tpe=16,vec=4,ept=256");
@@ -300,15 +300,17 @@ TEST(Schedule, MergePathAndSddmmVariants) {
   reddit.features = reddit.ld_b = reddit.ld_c = 256;
   EXPECT_EQ(default_schedule(reddit).to_string(), "csr.edge_group:tpe=16,vec=4,ept=256");
   products.features = products.ld_b = products.ld_c = 512;
-  EXPECT_EQ(default_schedule(products).to_string(), "csr.edge_group:tpe=8,vec=4,ept=64");
+  EXPECT_EQ(default_schedule(products).to_string(), "csr.edge_group:tpe=16,vec=4,ept=256");
   reddit.features = reddit.ld_b = reddit.ld_c = 128;
-  // bf16 values: the edge batches at every F (teams of 32 past F = 64; several passes past 128),
-  // and edge groups of 4 lanes on the smaller graphs.
+  // bf16 values: the edge batches up to F = 256 (teams of 32 past F = 64; several passes past
+  // 128), then edge groups of 16 lanes; edge groups of 4 lanes on the smaller graphs.
   Problem reddit16 = reddit;
   reddit16.value = DType::bf16;
   EXPECT_EQ(default_schedule(reddit16).to_string(), "csr.edge_batch:tpe=32,vec=4,ept=256");
   reddit16.features = reddit16.ld_b = reddit16.ld_c = 256;
   EXPECT_EQ(default_schedule(reddit16).to_string(), "csr.edge_batch:tpe=32,vec=4,ept=256");
+  reddit16.features = reddit16.ld_b = reddit16.ld_c = 512;
+  EXPECT_EQ(default_schedule(reddit16).to_string(), "csr.edge_group:tpe=16,vec=4,ept=256");
   reddit16.features = reddit16.ld_b = reddit16.ld_c = 32;
   EXPECT_EQ(default_schedule(reddit16).to_string(), "csr.edge_batch:tpe=8,vec=4,ept=256");
   Problem arxiv16 = resized(reddit16, 131072, 878318);
