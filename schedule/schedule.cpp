@@ -468,18 +468,18 @@ Schedule default_sddmm(const Problem& p) {
   // are two waves of 8-lane teams on the H200; between 1.2M and 76M nothing has been measured.
   // At F = 128 teams of 32 (session 20, A/B of the default: products graphs 0.90x the time,
   // reddit graphs 0.98-0.99x; at F = 256 they were 1.02-1.04x on reddit, below). 16-bit
-  // values take them up to F = 256 (teams of 32 from F = 128: reddit-like bf16 F = 128 4.95 ms
-  // against the edge groups' 7.65, products-like 8.14 against 16.6).
+  // values take them at every F (teams of 32 from F = 128: reddit-like bf16 F = 128 4.95 ms
+  // against the edge groups' 7.65, products-like 8.14 against 16.6; at F = 512 a listed run of
+  // session 21 had edge groups of 16 lanes at 0.94-0.95x their time, not yet an A/B).
   const int64_t one_pass_batch = lanes_for(p, 4, 8);
   if (p.format == Format::csr && vec == 4 && p.nnz >= kLargeSddmmNonzeros &&
-      (one_pass_batch * 4 >= p.features || (sixteen_bit && p.features <= 256))) {
+      (one_pass_batch * 4 >= p.features || sixteen_bit)) {
     return Schedule{Op::sddmm, "csr.edge_batch", {{"tpe", one_pass_batch}, {"vec", 4}, {"ept", 256}}};
   }
-  // Large graphs past that (f32 from F = 256, 16-bit from 512): edge groups of 16 lanes in runs
-  // of 256 edges. Session 20's A/B of the default on the H200 at F = 256: products graphs 0.91x
-  // the time of 8 lanes, reddit 1.00-1.01x. Session 21 at F = 512 (listed schedules, then an A/B
-  // of the default; bench/RESULTS.md): f32 0.86-0.94x the time of 8 lanes on all four graphs,
-  // bf16 0.94-0.95x the edge batches'. Wider F is unmeasured and takes the same.
+  // Large graphs at F >= 256 (f32): edge groups of 16 lanes in runs of 256 edges. A/Bs of the
+  // default on the H200 (bench/RESULTS.md): at F = 256 (session 20) the products graphs took
+  // 0.91x the time of 8 lanes, reddit 1.00-1.01x; at F = 512 (session 21) the four graphs
+  // 0.90x (geometric mean; 0.86-0.94x each in the listed run before it). Wider F is unmeasured.
   if (p.format == Format::csr && vec == 4 && p.nnz >= kLargeSddmmNonzeros) {
     return Schedule{Op::sddmm, "csr.edge_group", {{"tpe", 16}, {"vec", 4}, {"ept", 256}}};
   }

@@ -302,15 +302,15 @@ TEST(Schedule, MergePathAndSddmmVariants) {
   products.features = products.ld_b = products.ld_c = 512;
   EXPECT_EQ(default_schedule(products).to_string(), "csr.edge_group:tpe=16,vec=4,ept=256");
   reddit.features = reddit.ld_b = reddit.ld_c = 128;
-  // bf16 values: the edge batches up to F = 256 (teams of 32 past F = 64; several passes past
-  // 128), then edge groups of 16 lanes; edge groups of 4 lanes on the smaller graphs.
+  // bf16 values: the edge batches at every F (teams of 32 past F = 64; several passes past 128),
+  // and edge groups of 4 lanes on the smaller graphs.
   Problem reddit16 = reddit;
   reddit16.value = DType::bf16;
   EXPECT_EQ(default_schedule(reddit16).to_string(), "csr.edge_batch:tpe=32,vec=4,ept=256");
   reddit16.features = reddit16.ld_b = reddit16.ld_c = 256;
   EXPECT_EQ(default_schedule(reddit16).to_string(), "csr.edge_batch:tpe=32,vec=4,ept=256");
   reddit16.features = reddit16.ld_b = reddit16.ld_c = 512;
-  EXPECT_EQ(default_schedule(reddit16).to_string(), "csr.edge_group:tpe=16,vec=4,ept=256");
+  EXPECT_EQ(default_schedule(reddit16).to_string(), "csr.edge_batch:tpe=32,vec=4,ept=256");
   reddit16.features = reddit16.ld_b = reddit16.ld_c = 32;
   EXPECT_EQ(default_schedule(reddit16).to_string(), "csr.edge_batch:tpe=8,vec=4,ept=256");
   Problem arxiv16 = resized(reddit16, 131072, 878318);
