@@ -248,6 +248,15 @@ CusparsePlan CusparsePlan::spmm_bsr(Context& ctx, const BsrView<float, I>& a, De
 template <class I>
 CusparsePlan CusparsePlan::sddmm(Context& ctx, const CsrView<float, I>& a, DenseView<const float> x,
                                  DenseView<const float> y, float* out, bool preprocess, SddmmLayout layout) {
+  // Shapes first, before cuSPARSE is touched: it would read past a too-small operand.
+  TSR_CHECK(x.rows == a.rows, "cusparse sddmm: X has ", x.rows, " rows, A ", a.rows);
+  if (layout == SddmmLayout::yt_row_major) {
+    TSR_CHECK(y.rows == x.cols && y.cols == a.cols, "cusparse sddmm: Y^T is ", y.rows, " x ", y.cols,
+              "; X has ", x.cols, " columns and A ", a.cols);
+  } else {
+    TSR_CHECK(y.cols == x.cols && y.rows == a.cols, "cusparse sddmm: Y is ", y.rows, " x ", y.cols,
+              "; A has ", a.cols, " columns and X ", x.cols);
+  }
   auto s = std::make_unique<State>();
   if (a.rows == 0 || a.nnz == 0) return CusparsePlan(std::move(s));
   if (x.cols == 0) {  // an empty dot product: cuSPARSE is not asked
@@ -262,16 +271,13 @@ CusparsePlan CusparsePlan::sddmm(Context& ctx, const CsrView<float, I>& a, Dense
   s->dense1 = make_dense(x.rows, x.cols, x.ld, x.data, CUSPARSE_ORDER_ROW);
   switch (layout) {
     case SddmmLayout::y_as_col_major:  // Y^T as a column-major [F, cols] matrix: Y's bytes
-      TSR_CHECK(y.cols == x.cols, "cusparse sddmm: X has ", x.cols, " columns, Y ", y.cols);
       s->dense2 = make_dense(y.cols, y.rows, y.ld, y.data, CUSPARSE_ORDER_COL);
       break;
-    case SddmmLayout::y_transposed:
-      TSR_CHECK(y.cols == x.cols, "cusparse sddmm: X has ", x.cols, " columns, Y ", y.cols);
+    case SddmmLayout::y_transposed:  // row-major Y, transposed by cuSPARSE
       s->dense2 = make_dense(y.rows, y.cols, y.ld, y.data, CUSPARSE_ORDER_ROW);
       s->sddmm_op_b = CUSPARSE_OPERATION_TRANSPOSE;
       break;
     case SddmmLayout::yt_row_major:
-      TSR_CHECK(y.rows == x.cols, "cusparse sddmm: X has ", x.cols, " columns, Y^T ", y.rows, " rows");
       s->dense2 = make_dense(y.rows, y.cols, y.ld, y.data, CUSPARSE_ORDER_ROW);
       break;
   }
