@@ -117,7 +117,7 @@ int main(int argc, char** argv) try {
       json layouts_ms;
       if (cusparse_layouts) {
         layouts_ms["y_as_col_major"] = cusparse_ms;
-        const DenseMatrix<float> y_host = uniform_dense<float>(m.csr.cols, F, 9);
+        const DenseMatrix<float> y_host = dy.to(MemorySpace::host);  // the Y cuSPARSE just read
         DenseMatrix<float> yt_host(F, m.csr.cols);
         for (int64_t r = 0; r < m.csr.cols; ++r) {
           for (int64_t f = 0; f < F; ++f) yt_host.data()[f * m.csr.cols + r] = y_host.data()[r * F + f];

@@ -37,6 +37,12 @@ Problem resized(Problem p, int64_t rows, int64_t nnz) {
   return p;
 }
 
+// The default schedule's string for p at F = f (dense operands f wide, no padding).
+std::string default_at(Problem p, int64_t f) {
+  p.features = p.ld_b = p.ld_c = f;
+  return default_schedule(p).to_string();
+}
+
 }  // namespace
 
 TEST(Schedule, StringFormRoundTripsForEveryScheduleInTheSpace) {
@@ -272,57 +278,40 @@ TEST(Schedule, MergePathAndSddmmVariants) {
   EXPECT_EQ(default_schedule(short_rows).variant, "csr.edge_group");
   Problem big_sddmm = sddmm;
   big_sddmm.nnz = 50 << 20;
-  big_sddmm.features = big_sddmm.ld_b = big_sddmm.ld_c = 128;  // one pass of 32 lanes
-  EXPECT_EQ(default_schedule(big_sddmm).to_string(), "csr.edge_batch:tpe=32,vec=4,ept=256");
-  big_sddmm.features = big_sddmm.ld_b = big_sddmm.ld_c = 256;
-  EXPECT_EQ(default_schedule(big_sddmm).to_string(), "csr.edge_group:tpe=16,vec=4,ept=256");
-  big_sddmm.features = big_sddmm.ld_b = big_sddmm.ld_c = 512;
-  EXPECT_EQ(default_schedule(big_sddmm).to_string(), "csr.edge_group:tpe=16,vec=4,ept=256");
+  EXPECT_EQ(default_at(big_sddmm, 128), "csr.edge_batch:tpe=32,vec=4,ept=256");  // one pass of 32 lanes
+  EXPECT_EQ(default_at(big_sddmm, 256), "csr.edge_group:tpe=16,vec=4,ept=256");
+  EXPECT_EQ(default_at(big_sddmm, 512), "csr.edge_group:tpe=16,vec=4,ept=256");
   // bcsstk33 (68 per row): runs shortened to 8 edges so that the teams fill the GPU once.
   Problem stiff = resized(sddmm, 8738, 591904);
   stiff.max_row_length = 141;
-  stiff.features = stiff.ld_b = stiff.ld_c = 32;
-  EXPECT_EQ(default_schedule(stiff).to_string(), "csr.edge_group:tpe=4,vec=4,ept=8");
+  EXPECT_EQ(default_at(stiff, 32), "csr.edge_group:tpe=4,vec=4,ept=8");
   // The GNN-sized graphs of the H200 benchmark keep the schedules it measured: runs a row long.
   Problem reddit = resized(sddmm, 262144, 76389651);
   reddit.max_row_length = 100000;
-  reddit.features = reddit.ld_b = reddit.ld_c = 32;
+  const Problem products = resized(reddit, 2097152, 112406120);
   // At F <= 128 the edge batches, one pass over F; from 256 edge groups of 16 lanes.
-  EXPECT_EQ(default_schedule(reddit).to_string(), "csr.edge_batch:tpe=8,vec=4,ept=256");
-  reddit.features = reddit.ld_b = reddit.ld_c = 64;
-  EXPECT_EQ(default_schedule(reddit).to_string(), "csr.edge_batch:tpe=16,vec=4,ept=256");
-  reddit.features = reddit.ld_b = reddit.ld_c = 128;
-  EXPECT_EQ(default_schedule(reddit).to_string(), "csr.edge_batch:tpe=32,vec=4,ept=256");
-  Problem products = resized(reddit, 2097152, 112406120);
-  EXPECT_EQ(default_schedule(products).to_string(), "csr.edge_batch:tpe=32,vec=4,ept=256");
-  products.features = products.ld_b = products.ld_c = 256;
-  EXPECT_EQ(default_schedule(products).to_string(), "csr.edge_group:tpe=16,vec=4,ept=256");
-  reddit.features = reddit.ld_b = reddit.ld_c = 256;
-  EXPECT_EQ(default_schedule(reddit).to_string(), "csr.edge_group:tpe=16,vec=4,ept=256");
-  products.features = products.ld_b = products.ld_c = 512;
-  EXPECT_EQ(default_schedule(products).to_string(), "csr.edge_group:tpe=16,vec=4,ept=256");
-  reddit.features = reddit.ld_b = reddit.ld_c = 128;
+  EXPECT_EQ(default_at(reddit, 32), "csr.edge_batch:tpe=8,vec=4,ept=256");
+  EXPECT_EQ(default_at(reddit, 64), "csr.edge_batch:tpe=16,vec=4,ept=256");
+  EXPECT_EQ(default_at(reddit, 128), "csr.edge_batch:tpe=32,vec=4,ept=256");
+  EXPECT_EQ(default_at(products, 128), "csr.edge_batch:tpe=32,vec=4,ept=256");
+  EXPECT_EQ(default_at(products, 256), "csr.edge_group:tpe=16,vec=4,ept=256");
+  EXPECT_EQ(default_at(reddit, 256), "csr.edge_group:tpe=16,vec=4,ept=256");
+  EXPECT_EQ(default_at(products, 512), "csr.edge_group:tpe=16,vec=4,ept=256");
   // bf16 values: the edge batches at every F (teams of 32 past F = 64; several passes past 128),
   // and edge groups of 4 lanes on the smaller graphs.
   Problem reddit16 = reddit;
   reddit16.value = DType::bf16;
-  EXPECT_EQ(default_schedule(reddit16).to_string(), "csr.edge_batch:tpe=32,vec=4,ept=256");
-  reddit16.features = reddit16.ld_b = reddit16.ld_c = 256;
-  EXPECT_EQ(default_schedule(reddit16).to_string(), "csr.edge_batch:tpe=32,vec=4,ept=256");
-  reddit16.features = reddit16.ld_b = reddit16.ld_c = 512;
-  EXPECT_EQ(default_schedule(reddit16).to_string(), "csr.edge_batch:tpe=32,vec=4,ept=256");
-  reddit16.features = reddit16.ld_b = reddit16.ld_c = 32;
-  EXPECT_EQ(default_schedule(reddit16).to_string(), "csr.edge_batch:tpe=8,vec=4,ept=256");
+  EXPECT_EQ(default_at(reddit16, 128), "csr.edge_batch:tpe=32,vec=4,ept=256");
+  EXPECT_EQ(default_at(reddit16, 256), "csr.edge_batch:tpe=32,vec=4,ept=256");
+  EXPECT_EQ(default_at(reddit16, 512), "csr.edge_batch:tpe=32,vec=4,ept=256");
+  EXPECT_EQ(default_at(reddit16, 32), "csr.edge_batch:tpe=8,vec=4,ept=256");
   Problem arxiv16 = resized(reddit16, 131072, 878318);
   arxiv16.max_row_length = 5000;
-  arxiv16.features = arxiv16.ld_b = arxiv16.ld_c = 128;
-  EXPECT_EQ(default_schedule(arxiv16).to_string(), "csr.edge_group:tpe=4,vec=4,ept=8");
-  arxiv16.features = arxiv16.ld_b = arxiv16.ld_c = 512;
-  EXPECT_EQ(default_schedule(arxiv16).to_string(), "csr.edge_group:tpe=4,vec=4,ept=8");
+  EXPECT_EQ(default_at(arxiv16, 128), "csr.edge_group:tpe=4,vec=4,ept=8");
+  EXPECT_EQ(default_at(arxiv16, 512), "csr.edge_group:tpe=4,vec=4,ept=8");
   Problem road16 = resized(reddit16, 114599, 239332);  // rows of at most 16 edges: as in f32
   road16.max_row_length = 6;
-  road16.features = road16.ld_b = road16.ld_c = 128;
-  EXPECT_EQ(default_schedule(road16).to_string(), "csr.row_split:tpr=8,vec=4");
+  EXPECT_EQ(default_at(road16, 128), "csr.row_split:tpr=8,vec=4");
   Problem odd_width = resized(reddit, 2097152, 112406120);
   odd_width.features = odd_width.ld_b = odd_width.ld_c = 33;  // no 4-wide loads: the edge groups
   EXPECT_EQ(default_schedule(odd_width).variant, "csr.edge_group");
