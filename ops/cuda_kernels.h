@@ -127,6 +127,13 @@ void sddmm_csr_edge_batch(Context& ctx, const CsrView<V, I>& a, DenseView<const 
                           DenseView<const V> y, bool scale_by_a, float* out, int tpe, int vec,
                           int64_t ept);
 
+/// CSR SDDMM (schedule csr.row_batch): a warp per row, its 32 / tpe teams of tpe threads taking
+/// the row's edges in turn, eight gathered Y rows per team in flight, vec features per thread,
+/// column indices 64 at a time; F past one pass (tpe * vec) walked with the sums in registers.
+template <class V, class I>
+void sddmm_csr_row_batch(Context& ctx, const CsrView<V, I>& a, DenseView<const V> x,
+                         DenseView<const V> y, bool scale_by_a, float* out, int tpe, int vec);
+
 /// COO SDDMM (schedule coo.edge_group): csr.edge_group's team walk over a COO matrix, each edge
 /// reading its row from a.row.
 template <class V, class I>

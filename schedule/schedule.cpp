@@ -114,6 +114,13 @@ const std::vector<VariantSpec>& variants() {
        "csr.edge_group's split walked in batches: column indices a chunk ahead, eight Y rows in "
        "flight, X[row] held while the team stays on the row; F past one pass (tpe * vec) walked "
        "again, adding to the outputs"},
+      {"csr.row_batch",
+       Op::sddmm,
+       Format::csr,
+       MemorySpace::device,
+       {kTeamThreads, kVecXY},
+       "a warp per row, its 32 / tpe teams taking the row's edges in turn, eight Y rows in flight "
+       "per team, column indices 64 at a time; F past one pass walked with the sums in registers"},
       {"coo.edge_group",
        Op::sddmm,
        Format::coo,

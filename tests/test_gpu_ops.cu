@@ -69,7 +69,10 @@ std::vector<schedule::Schedule> schedules_to_check(const schedule::Problem& p, b
                                      "csr.edge_group:tpe=8,vec=4,ept=256", "csr.edge_group:tpe=32,vec=2,ept=16",
                                      // batches of 8 over one or several passes, teams of 4 to 32
                                      "csr.edge_batch:tpe=4,vec=1,ept=64", "csr.edge_batch:tpe=8,vec=4,ept=256",
-                                     "csr.edge_batch:tpe=16,vec=2,ept=128", "csr.edge_batch:tpe=32,vec=4,ept=64"};
+                                     "csr.edge_batch:tpe=16,vec=2,ept=128", "csr.edge_batch:tpe=32,vec=4,ept=64",
+                                     // a warp per row: 8 teams (64-edge batches) down to 1 (8 edges)
+                                     "csr.row_batch:tpe=4,vec=4", "csr.row_batch:tpe=8,vec=2",
+                                     "csr.row_batch:tpe=32,vec=1"};
   for (const char* text : spread) {
     const schedule::Schedule s = schedule::parse(p.op, text);
     if (schedule::can_implement(s, p)) out.push_back(s);

@@ -251,8 +251,8 @@ TEST(Schedule, MergePathAndSddmmVariants) {
   bf.value = DType::bf16;
   EXPECT_THAT(can_implement(parse(Op::sddmm, "csr.cusparse"), bf).reason, HasSubstr("f32"));
   const std::vector<Schedule> all = space(sddmm);
-  // every row_split, every edge_group, every edge_batch, cusparse
-  EXPECT_EQ(all.size(), 4u * 3u + 4u * 3u * 7u + 4u * 3u * 3u + 1u);
+  // every row_split, every edge_group, every edge_batch, every row_batch, cusparse
+  EXPECT_EQ(all.size(), 4u * 3u + 4u * 3u * 7u + 4u * 3u * 3u + 4u * 3u + 1u);
   for (const Schedule& s : all) EXPECT_EQ(parse(Op::sddmm, s.to_string()), s);
   // The SDDMM default: teams of 4..8 lanes with vector loads; a team per row when rows are
   // balanced, else runs of edges about a row long (mean 12 here) unless that leaves the GPU short

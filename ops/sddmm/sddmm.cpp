@@ -70,6 +70,9 @@ void sddmm(Context& ctx, const CsrView<V, I>& a, DenseView<const non_deduced_t<V
     } else if (chosen.variant == "csr.edge_batch") {
       cuda::sddmm_csr_edge_batch(ctx, a, x, y, o.scale_by_a, out, int(chosen.knob("tpe")),
                                  int(chosen.knob("vec")), chosen.knob("ept"));
+    } else if (chosen.variant == "csr.row_batch") {
+      cuda::sddmm_csr_row_batch(ctx, a, x, y, o.scale_by_a, out, int(chosen.knob("tpe")),
+                                int(chosen.knob("vec")));
     } else if (chosen.variant == "csr.cusparse") {
       cuda::sddmm_csr_cusparse(ctx, a, x, y, o.scale_by_a, out);
     } else {

@@ -10,6 +10,8 @@
 // - sddmm_csr_edge_batch: edge_group's split walked as the SpMM merge path walks its stretch
 //   (indices a chunk ahead, eight gathers in flight, X[row] held per row); faster on the large
 //   graphs at one pass over F, slower on small matrices (bench/RESULTS.md).
+// - sddmm_csr_row_batch: a warp per row, its teams taking the row's edges in turn in batches of
+//   eight gathers each, indices 64 at a time; for rows of moderate, even length.
 #include "core/cuda_check.h"
 #include "core/error.h"
 #include "ops/cuda_common.cuh"
@@ -426,6 +428,108 @@ __global__ void __maxnreg__(80)
   }
 }
 
+// csr.row_batch: a warp per row. Its 32 / tpe teams of tpe lanes take the row's edges in turn
+// (edge q of a batch to team q % teams), kBatch each, so a batch gathers 8 * 32 / tpe Y rows at
+// once; the row's column indices come 64 at a time (entry q of a chunk is lane q % 32's
+// (q / 32)-th, one coalesced load each, the next chunk's in flight under the current one) and are
+// handed out by shuffles. F past one pass (tpe * vec) is walked inside the batch: the dot products
+// stay in registers across the passes, X[row]'s slice reloaded per pass (an L1 hit). No search for
+// a row and no per-team set-up, for rows of moderate, even length (FEM matrices), where the
+// edge-split kernels' set-up and short runs left them behind cuSPARSE's warp-per-row kernel.
+// Deterministic: a fixed order throughout.
+template <class V, class I, int VEC>
+__global__ void __launch_bounds__(kTeamThreads, 3)
+    sddmm_row_batch_kernel(CsrView<V, I> a, DenseView<const V> x, DenseView<const V> y,
+                           bool scale_by_a, float* out, int tpe) {
+  constexpr int kChunk = 2 * kWarp;  // column indices a warp holds: two per lane
+  const int lane = threadIdx.x % kWarp;
+  const int64_t row = int64_t(blockIdx.x) * (kTeamThreads / kWarp) + threadIdx.x / kWarp;
+  if (row >= a.rows) return;  // whole warps leave together
+  const int64_t first = a.indptr[row], len = int64_t(a.indptr[row + 1]) - first;
+  if (len == 0) return;
+  const int teams = kWarp / tpe, team = lane / tpe, tl = lane % tpe;
+  const unsigned mask = team_mask(tpe);
+  const int F = int(x.cols);  // < 2^31 - 128, checked on the host
+  const int step = tpe * VEC;
+  const int passes = F > 0 ? (F + step - 1) / step : 1;  // F = 0: one pass writing zeros
+  const int per_batch = kBatch * teams;                   // <= kChunk (tpe >= 4)
+  const I* col_at = a.indices + first;
+  const V* x_row = reinterpret_cast<const V*>(reinterpret_cast<const char*>(x.data) +
+                                              uint64_t(row) * uint64_t(x.ld) * sizeof(V));
+  const uint64_t y_ld_bytes = uint64_t(y.ld) * sizeof(V);
+  // This lane's outputs in each batch (team_sums_of_batch): slot my_edge of its team and, in a
+  // team of 4, slot my_edge + 1; slot u of team s is the batch's edge u * teams + s.
+  const int my_edge = batch_edge_of_lane(tl, tpe);
+  const bool writer = tpe == 4 || tl < kBatch;
+  I next_col[2];
+#pragma unroll
+  for (int e = 0; e < 2; ++e) {
+    const int64_t q = e * kWarp + lane;
+    next_col[e] = q < len ? col_at[q] : I(0);
+  }
+  for (int64_t p0 = 0; p0 < len; p0 += kChunk) {
+    I col[2];
+#pragma unroll
+    for (int e = 0; e < 2; ++e) {
+      col[e] = next_col[e];
+      const int64_t q = p0 + kChunk + e * kWarp + lane;
+      if (q < len) next_col[e] = col_at[q];
+    }
+    const int in_chunk = len - p0 < kChunk ? int(len - p0) : kChunk;
+    for (int k = 0; k < in_chunk; k += per_batch) {
+      const int n = in_chunk - k < per_batch ? in_chunk - k : per_batch;  // edges of this batch
+      // The batch's column indices: slot u's edges k + u * teams + [0, teams) lie in one half of
+      // the chunk (teams divides 32), so every lane shuffles the same half.
+      I j[kBatch];
+#pragma unroll
+      for (int u = 0; u < kBatch; ++u) {
+        const int q = k + u * teams;
+        const I half = q >= kWarp ? col[1] : col[0];
+        j[u] = __shfl_sync(0xffffffffu, half, (q + team) % kWarp);
+      }
+      float dot[kBatch] = {};
+      for (int pass = 0; pass < passes; ++pass) {
+        const int f = pass * step + tl * VEC;
+        const int width = f >= F ? 0 : (F - f >= VEC ? VEC : F - f);  // features this lane owns
+        float xv[VEC] = {};
+        if (width == VEC) {
+          load_vec<VEC>(x_row + f, xv);
+        } else if (width > 0) {
+          load_partial<VEC>(x_row + f, width, xv);
+        }
+        const char* y_at = reinterpret_cast<const char*>(y.data + (width > 0 ? f : 0));
+        PackedVec<VEC, V> yv[kBatch];
+#pragma unroll
+        for (int u = 0; u < kBatch; ++u) {
+          const bool in = u * teams + team < n;
+          if (in && width == VEC) {
+            yv[u].load_read_only(dense_row<V>(y_at, j[u], y_ld_bytes));
+          } else if (in && width > 0) {
+            yv[u].load_partial(dense_row<V>(y_at, j[u], y_ld_bytes), width);
+          } else {
+            yv[u].set_zero();
+          }
+        }
+#pragma unroll
+        for (int u = 0; u < kBatch; ++u) {
+#pragma unroll
+          for (int i = 0; i < VEC; ++i) dot[u] += xv[i] * yv[u](i);
+        }
+      }
+      const BatchSums sums = team_sums_of_batch(dot, tl, tpe, mask);
+      const auto finish = [&](int slot, float total) {
+        const int q = slot * teams + team;
+        if (q < n) {
+          const int64_t e = first + p0 + k + q;
+          out[e] = scale_by_a ? total * load_f32(a.values[e]) : total;
+        }
+      };
+      if (writer) finish(my_edge, sums.first);
+      if (tpe == 4) finish(my_edge + 1, sums.second);
+    }
+  }
+}
+
 template <class V, class I>
 __global__ void scale_by_values_kernel(const V* values, int64_t n, float* out) {
   const int64_t e = int64_t(blockIdx.x) * blockDim.x + threadIdx.x;
@@ -545,6 +649,29 @@ void sddmm_csr_row_split(Context& ctx, const CsrView<V, I>& a, DenseView<const V
 }
 
 template <class V, class I>
+void sddmm_csr_row_batch(Context& ctx, const CsrView<V, I>& a, DenseView<const V> x,
+                         DenseView<const V> y, bool scale_by_a, float* out, int tpe, int vec) {
+  const char* name = "sddmm_csr_row_batch";
+  check_team_launch(name, "tpe", tpe, vec, x, y);
+  if (a.rows == 0 || a.nnz == 0) return;
+  const unsigned blocks = grid_for(a.rows, kTeamThreads / kWarp);
+  const auto stream = static_cast<cudaStream_t>(ctx.stream());
+  switch (vec) {
+    case 1:
+      sddmm_row_batch_kernel<V, I, 1><<<blocks, kTeamThreads, 0, stream>>>(a, x, y, scale_by_a, out, tpe);
+      break;
+    case 2:
+      sddmm_row_batch_kernel<V, I, 2><<<blocks, kTeamThreads, 0, stream>>>(a, x, y, scale_by_a, out, tpe);
+      break;
+    case 4:
+      sddmm_row_batch_kernel<V, I, 4><<<blocks, kTeamThreads, 0, stream>>>(a, x, y, scale_by_a, out, tpe);
+      break;
+    default: TSR_FAIL(name, ": vec = ", vec, " must be 1, 2 or 4");
+  }
+  TSR_CUDA_CHECK_LAUNCH(name);
+}
+
+template <class V, class I>
 void scale_by_values(Context& ctx, const CsrView<V, I>& a, float* out) {
   if (a.nnz == 0) return;
   scale_by_values_kernel<V, I><<<grid_for(a.nnz, 256), 256, 0, static_cast<cudaStream_t>(ctx.stream())>>>(
@@ -559,6 +686,8 @@ void scale_by_values(Context& ctx, const CsrView<V, I>& a, float* out) {
                                      DenseView<const V>, bool, float*, int, int, int64_t); \
   template void sddmm_csr_edge_batch(Context&, const CsrView<V, I>&, DenseView<const V>,   \
                                      DenseView<const V>, bool, float*, int, int, int64_t); \
+  template void sddmm_csr_row_batch(Context&, const CsrView<V, I>&, DenseView<const V>,    \
+                                    DenseView<const V>, bool, float*, int, int);           \
   template void sddmm_coo_edge_group(Context&, const CooView<V, I>&, DenseView<const V>,   \
                                      DenseView<const V>, bool, float*, int, int, int64_t); \
   template void scale_by_values(Context&, const CsrView<V, I>&, float*);
