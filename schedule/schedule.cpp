@@ -407,6 +407,7 @@ namespace {
 // Threads a launch needs to fill the GPU once: an H100's 132 SMs x 2048 resident threads. The
 // heuristic sizes work units against it; being off by 2x on another GPU costs little.
 constexpr double kGpuThreads = 132.0 * 2048.0;
+constexpr double kWarpLanes = 32.0;
 // Nonzeros from which the SDDMM default takes the edge batches (f32 at F <= 128, 16-bit values
 // at every F).
 constexpr int64_t kLargeSddmmNonzeros = int64_t(16) << 20;
@@ -449,6 +450,13 @@ bool balanced_rows(const Problem& p) {
          double(p.max_row_length) <= std::max(256.0, 16.0 * p.mean_row_length);
 }
 
+// Rows of 16 or more edges on average and none over 4x the mean (the longest known): FEM
+// matrices (bcsstk33: 68 a row, at most 141; fidapex6: 30, at most 62), not power-law graphs.
+bool even_moderate_rows(const Problem& p) {
+  return p.max_row_length >= 0 && p.mean_row_length >= 16.0 &&
+         double(p.max_row_length) <= 4.0 * p.mean_row_length;
+}
+
 Schedule default_sddmm(const Problem& p) {
   // Teams of 4..8 lanes with vector loads (the sweep's winners on the H100 suite; wider on small
   // matrices, below). Rows of at most 16 edges (road networks): a team per row. Otherwise a row
@@ -489,6 +497,20 @@ Schedule default_sddmm(const Problem& p) {
   // 0.90x (geometric mean; 0.86-0.94x each in the listed run before it). Wider F is unmeasured.
   if (p.format == Format::csr && vec == 4 && p.nnz >= kLargeSddmmNonzeros) {
     return Schedule{Op::sddmm, "csr.edge_group", {{"tpe", 16}, {"vec", 4}, {"ept", 256}}};
+  }
+  // Rows of moderate, even length (FEM matrices: 16 or more edges on average, none over 4x the
+  // mean), f32 with 4-wide loads: a warp per row (csr.row_batch), where the edge groups' set-up
+  // and short runs left them behind cuSPARSE's warp-per-row kernel. Listed run on the H200 at
+  // 9d17edd (session 22, bench/RESULTS.md): bcsstk33 took 0.78-0.94x the edge groups' time at
+  // F = 32-512, fidapex6 0.72x and 0.83x at F = 32 and 64 but 1.0-1.5x from F = 128, where its
+  // 1651 rows (206 blocks) leave the GPU short; so past F = 64 only when the rows' warps fill the
+  // GPU once. Teams of 4 lanes at F = 32 (two passes, eight edges a round: 21.1 us against 22.1
+  // for one pass of 8), 8 to F = 256, then 16. Unmeasured in 16-bit and on matrices of 16M+
+  // nonzeros (the rules above).
+  if (p.format == Format::csr && !sixteen_bit && vec == 4 && even_moderate_rows(p) &&
+      (p.features <= 64 || double(p.rows) * kWarpLanes >= kGpuThreads)) {
+    const int64_t tpe = p.features <= 32 ? 4 : (p.features <= 256 ? 8 : 16);
+    return Schedule{Op::sddmm, "csr.row_batch", {{"tpe", tpe}, {"vec", 4}}};
   }
   // A small matrix leaves lanes idle: wider teams, up to one pass over F, put them to work. From
   // 4 lanes to 8 while runs of 4 edges fill under half the GPU's threads (fidapex6 F = 64: 9.8 us

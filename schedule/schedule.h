@@ -121,8 +121,10 @@ std::vector<Schedule> space(const Problem& p);
 /// csr.row_split chooses it (Hybrid: the deterministic two-pass reduction). BSR:
 /// bsr.tensor_core with 32 features a warp (64 for blocks over 16 rows at F >= 128, or when F
 /// needs more than 65535 tiles of 32; bsr.cusparse for blocks over 32 x 64 that cuSPARSE
-/// takes). SDDMM: csr.row_split for rows of at most 16 edges, else csr.edge_group with
-/// small teams and runs of about one row; COO: coo.edge_group with the same teams and runs.
+/// takes). SDDMM: csr.row_split for rows of at most 16 edges; on 16M+ nonzeros csr.edge_batch
+/// (f32 at F <= 128, 16-bit at every F) or csr.edge_group in runs of 256; f32 rows of 16+ edges
+/// and even length (FEM matrices) csr.row_batch; else csr.edge_group with small teams and runs
+/// of about one row; COO: coo.edge_group with the same teams and runs.
 Schedule default_schedule(const Problem& p);
 
 }  // namespace tessera::schedule

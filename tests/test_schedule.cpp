@@ -281,9 +281,24 @@ TEST(Schedule, MergePathAndSddmmVariants) {
   EXPECT_EQ(default_at(big_sddmm, 128), "csr.edge_batch:tpe=32,vec=4,ept=256");  // one pass of 32 lanes
   EXPECT_EQ(default_at(big_sddmm, 256), "csr.edge_group:tpe=16,vec=4,ept=256");
   EXPECT_EQ(default_at(big_sddmm, 512), "csr.edge_group:tpe=16,vec=4,ept=256");
-  // bcsstk33 (68 per row): runs shortened to 8 edges so that the teams fill the GPU once.
+  // FEM matrices (rows of 16+ edges, none over 4x the mean), f32: a warp per row. bcsstk33
+  // (68 per row, at most 141; 8738 rows fill the GPU's warps once) at every F; fidapex6 (30, at
+  // most 62; 1651 rows) to F = 64, then the edge groups.
   Problem stiff = resized(sddmm, 8738, 591904);
   stiff.max_row_length = 141;
+  EXPECT_EQ(default_at(stiff, 32), "csr.row_batch:tpe=4,vec=4");
+  EXPECT_EQ(default_at(stiff, 128), "csr.row_batch:tpe=8,vec=4");
+  EXPECT_EQ(default_at(stiff, 512), "csr.row_batch:tpe=16,vec=4");
+  Problem fem = resized(sddmm, 1651, 49533);
+  fem.max_row_length = 62;
+  EXPECT_EQ(default_at(fem, 32), "csr.row_batch:tpe=4,vec=4");
+  EXPECT_EQ(default_at(fem, 64), "csr.row_batch:tpe=8,vec=4");
+  EXPECT_EQ(default_at(fem, 128), "csr.edge_group:tpe=8,vec=4,ept=4");
+  EXPECT_EQ(default_at(fem, 33), "csr.edge_group:tpe=8,vec=1,ept=4");  // no 4-wide loads
+  Problem fem16 = fem;
+  fem16.value = DType::bf16;  // unmeasured in 16-bit: the edge groups
+  EXPECT_EQ(default_schedule(fem16).variant, "csr.edge_group");
+  stiff.max_row_length = 4 * 68 + 10;  // a row over 4x the mean: the edge groups' split
   EXPECT_EQ(default_at(stiff, 32), "csr.edge_group:tpe=4,vec=4,ept=8");
   // The GNN-sized graphs of the H200 benchmark keep the schedules it measured: runs a row long.
   Problem reddit = resized(sddmm, 262144, 76389651);
