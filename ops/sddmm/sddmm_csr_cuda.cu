@@ -438,7 +438,7 @@ __global__ void __maxnreg__(80)
 // edge-split kernels' set-up and short runs left them behind cuSPARSE's warp-per-row kernel.
 // Deterministic: a fixed order throughout.
 template <class V, class I, int VEC>
-__global__ void __launch_bounds__(kTeamThreads, 4)
+__global__ void __launch_bounds__(kTeamThreads, 3)
     sddmm_row_batch_kernel(CsrView<V, I> a, DenseView<const V> x, DenseView<const V> y,
                            bool scale_by_a, float* out, int tpe) {
   constexpr int kChunk = 2 * kWarp;  // column indices a warp holds: two per lane
@@ -478,6 +478,15 @@ __global__ void __launch_bounds__(kTeamThreads, 4)
     const int in_chunk = len - p0 < kChunk ? int(len - p0) : kChunk;
     for (int k = 0; k < in_chunk; k += per_batch) {
       const int n = in_chunk - k < per_batch ? in_chunk - k : per_batch;  // edges of this batch
+      // The batch's column indices: slot u's edges k + u * teams + [0, teams) lie in one half of
+      // the chunk (teams divides 32), so every lane shuffles the same half.
+      I j[kBatch];
+#pragma unroll
+      for (int u = 0; u < kBatch; ++u) {
+        const int q = k + u * teams;
+        const I half = q >= kWarp ? col[1] : col[0];
+        j[u] = __shfl_sync(0xffffffffu, half, (q + team) % kWarp);
+      }
       float dot[kBatch] = {};
       for (int pass = 0; pass < passes; ++pass) {
         const int f = pass * step + tl * VEC;
@@ -492,16 +501,11 @@ __global__ void __launch_bounds__(kTeamThreads, 4)
         PackedVec<VEC, V> yv[kBatch];
 #pragma unroll
         for (int u = 0; u < kBatch; ++u) {
-          // Slot u's column: edges k + u * teams + [0, teams) lie in one half of the chunk
-          // (teams divides 32), so every lane shuffles the same half. Shuffled again each pass:
-          // holding the eight indices across passes cost the registers of a fourth block.
-          const int q = k + u * teams;
-          const I j = __shfl_sync(0xffffffffu, q >= kWarp ? col[1] : col[0], (q + team) % kWarp);
           const bool in = u * teams + team < n;
           if (in && width == VEC) {
-            yv[u].load_read_only(dense_row<V>(y_at, j, y_ld_bytes));
+            yv[u].load_read_only(dense_row<V>(y_at, j[u], y_ld_bytes));
           } else if (in && width > 0) {
-            yv[u].load_partial(dense_row<V>(y_at, j, y_ld_bytes), width);
+            yv[u].load_partial(dense_row<V>(y_at, j[u], y_ld_bytes), width);
           } else {
             yv[u].set_zero();
           }
