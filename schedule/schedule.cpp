@@ -504,12 +504,16 @@ Schedule default_sddmm(const Problem& p) {
   // 9d17edd (session 22, bench/RESULTS.md): bcsstk33 took 0.78-0.94x the edge groups' time at
   // F = 32-512, fidapex6 0.72x and 0.83x at F = 32 and 64 but 1.0-1.5x from F = 128, where its
   // 1651 rows (206 blocks) leave the GPU short; so past F = 64 only when the rows' warps fill the
-  // GPU once. Teams of 4 lanes at F = 32 (two passes, eight edges a round: 21.1 us against 22.1
-  // for one pass of 8), 8 to F = 256, then 16. Unmeasured in 16-bit and on matrices of 16M+
-  // nonzeros (the rules above).
+  // GPU once. Teams of 4 lanes at F = 32 (two passes, eight edges a round: bcsstk33 21.1 us
+  // against 22.1 for one pass of 8), and at F = 64 while the rows' warps do not fill the GPU
+  // (fidapex6 7.7-7.8 us against 8.3; bcsstk33, which fills it, 30.4-30.7 against 28.7-28.8 with
+  // 8); 8 to F = 256, then 16. Unmeasured in 16-bit and on matrices of 16M+ nonzeros (the rules
+  // above).
+  const bool row_warps_fill_gpu = double(p.rows) * kWarpLanes >= kGpuThreads;
   if (p.format == Format::csr && !sixteen_bit && vec == 4 && even_moderate_rows(p) &&
-      (p.features <= 64 || double(p.rows) * kWarpLanes >= kGpuThreads)) {
-    const int64_t tpe = p.features <= 32 ? 4 : (p.features <= 256 ? 8 : 16);
+      (p.features <= 64 || row_warps_fill_gpu)) {
+    const bool four_lanes = p.features <= 32 || (p.features <= 64 && !row_warps_fill_gpu);
+    const int64_t tpe = four_lanes ? 4 : (p.features <= 256 ? 8 : 16);
     return Schedule{Op::sddmm, "csr.row_batch", {{"tpe", tpe}, {"vec", 4}}};
   }
   // A small matrix leaves lanes idle: wider teams, up to one pass over F, put them to work. From

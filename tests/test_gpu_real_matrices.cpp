@@ -61,7 +61,8 @@ std::vector<schedule::Schedule> schedules_for(const schedule::Problem& p) {
                 "csr.row_split:tpr=4,vec=4",           "csr.row_split:tpr=32,vec=1",
                 "csr.edge_group:tpe=4,vec=2,ept=4",    "csr.edge_group:tpe=8,vec=4,ept=64",
                 "csr.edge_group:tpe=32,vec=1,ept=256", "csr.edge_batch:tpe=8,vec=4,ept=256",
-                "csr.edge_batch:tpe=4,vec=2,ept=64",   "csr.cusparse"};
+                "csr.edge_batch:tpe=4,vec=2,ept=64",   "csr.row_batch:tpe=4,vec=1",
+                "csr.row_batch:tpe=8,vec=4",           "csr.cusparse"};
   for (const char* text : spread) {
     const schedule::Schedule s = schedule::parse(p.op, text);
     if (schedule::can_implement(s, p)) out.push_back(s);
