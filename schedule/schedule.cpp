@@ -348,6 +348,12 @@ Verdict can_implement(const Schedule& s, const Problem& p) {
                 std::to_string(tile) + " (raise tpr or vec)");
     }
   }
+  if (s.op == Op::sddmm && s.variant == "csr.row_batch" &&
+      p.ld_c > int64_t(INT32_MAX) / int64_t(dtype_size(p.value))) {
+    // Its gather loop addresses Y's rows with a 32-bit byte stride.
+    return no("Y's leading dimension " + std::to_string(p.ld_c) +
+              " is a row stride over 2 GiB; csr.row_batch gathers with 32-bit strides");
+  }
   if (s.variant == "hyb.fused" && s.knob("atomic") == 1 && p.deterministic) {
     return no("hyb.fused:atomic=1 adds with float atomics (bits vary run to run); deterministic "
               "mode needs atomic=0");
@@ -510,8 +516,9 @@ Schedule default_sddmm(const Problem& p) {
   // 8); 8 to F = 256, then 16. Unmeasured in 16-bit and on matrices of 16M+ nonzeros (the rules
   // above).
   const bool row_warps_fill_gpu = double(p.rows) * kWarpLanes >= kGpuThreads;
+  const bool y_stride_32_bit = p.ld_c <= int64_t(INT32_MAX) / int64_t(dtype_size(p.value));
   if (p.format == Format::csr && !sixteen_bit && vec == 4 && even_moderate_rows(p) &&
-      (p.features <= 64 || row_warps_fill_gpu)) {
+      (p.features <= 64 || row_warps_fill_gpu) && y_stride_32_bit) {
     const bool four_lanes = p.features <= 32 || (p.features <= 64 && !row_warps_fill_gpu);
     const int64_t tpe = four_lanes ? 4 : (p.features <= 256 ? 8 : 16);
     return Schedule{Op::sddmm, "csr.row_batch", {{"tpe", tpe}, {"vec", 4}}};

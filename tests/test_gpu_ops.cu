@@ -154,6 +154,20 @@ TEST(GpuOps, ScheduleThatCannotRunIsRejected) {
   ctx.synchronize();
   const DenseMatrix<float> got = dout.to(MemorySpace::host);
   EXPECT_LT(reference::relative_error(got.data(), reference::spmm(column, one_row)), 1e-6);
+  // The same far rows as SDDMM's Y: csr.row_batch (32-bit gather strides too) refuses; the default
+  // does not take it.
+  const DenseMatrix<float> x = random_dense<float>(50, 4, 8);
+  const DenseMatrix<float> dx = x.to(MemorySpace::device);
+  Buffer<float> dedges(size_t(column.nnz()), MemorySpace::device);
+  ops::SddmmOptions sddmm_options;
+  sddmm_options.schedule = schedule::parse(schedule::Op::sddmm, "csr.row_batch:tpe=4,vec=4");
+  EXPECT_THAT(error_of([&] { ops::sddmm(ctx, dcolumn.view(), dx.view(), far, dedges.data(), sddmm_options); }),
+              ::testing::HasSubstr("over 2 GiB"));
+  sddmm_options.schedule.reset();
+  ops::sddmm(ctx, dcolumn.view(), dx.view(), far, dedges.data(), sddmm_options);
+  ctx.synchronize();
+  EXPECT_LT(reference::relative_error(dedges.to_vector().data(), reference::sddmm(column, x, one_row, false)),
+            1e-6);
 }
 
 TYPED_TEST(GpuOps, SddmmCsrEveryScheduleMatchesReference) {

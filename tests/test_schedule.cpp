@@ -299,6 +299,14 @@ TEST(Schedule, MergePathAndSddmmVariants) {
   Problem fem16 = fem;
   fem16.value = DType::bf16;  // unmeasured in 16-bit: the edge groups
   EXPECT_EQ(default_schedule(fem16).variant, "csr.edge_group");
+  Problem far_y = stiff;  // Y's rows 2 GiB apart (f32): 32-bit gather strides refuse them
+  far_y.features = far_y.ld_b = 32;
+  far_y.ld_c = int64_t(1) << 29;
+  EXPECT_THAT(can_implement(parse(Op::sddmm, "csr.row_batch:tpe=4,vec=4"), far_y).reason,
+              HasSubstr("over 2 GiB"));
+  EXPECT_EQ(default_schedule(far_y).to_string(), "csr.edge_group:tpe=4,vec=4,ept=8");
+  far_y.value = DType::bf16;  // 2-byte elements: the same stride is 1 GiB
+  EXPECT_TRUE(can_implement(parse(Op::sddmm, "csr.row_batch:tpe=4,vec=4"), far_y).ok);
   stiff.max_row_length = 4 * 68 + 10;  // a row over 4x the mean: the edge groups' split
   EXPECT_EQ(default_at(stiff, 32), "csr.edge_group:tpe=4,vec=4,ept=8");
   // The GNN-sized graphs of the H200 benchmark keep the schedules it measured: runs a row long.

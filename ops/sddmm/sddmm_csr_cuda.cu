@@ -448,18 +448,19 @@ __global__ void __launch_bounds__(kTeamThreads, 3)
   const int64_t first = a.indptr[row], len = int64_t(a.indptr[row + 1]) - first;
   if (len == 0) return;
   const int teams = kWarp / tpe, team = lane / tpe, tl = lane % tpe;
-  const unsigned mask = team_mask(tpe);
   const int F = int(x.cols);  // < 2^31 - 128, checked on the host
   const int step = tpe * VEC;
   const int passes = F > 0 ? (F + step - 1) / step : 1;  // F = 0: one pass writing zeros
+  const int full_passes = F / step;                       // passes with every lane's VEC inside F
   const int per_batch = kBatch * teams;                   // <= kChunk (tpe >= 4)
   const I* col_at = a.indices + first;
   const V* x_row = reinterpret_cast<const V*>(reinterpret_cast<const char*>(x.data) +
                                               uint64_t(row) * uint64_t(x.ld) * sizeof(V));
   const uint64_t y_ld_bytes = uint64_t(y.ld) * sizeof(V);
-  // This lane's outputs in each batch (team_sums_of_batch): slot my_edge of its team and, in a
-  // team of 4, slot my_edge + 1; slot u of team s is the batch's edge u * teams + s.
-  const int my_edge = batch_edge_of_lane(tl, tpe);
+  // This lane's outputs in each batch (team_sums_of_batch): slot my_slot of its team and, in a
+  // team of 4, the next slot; slot u of team s is the batch's edge u * teams + s, so these are
+  // the batch's edges my_q and my_q + teams.
+  const int my_q = batch_edge_of_lane(tl, tpe) * teams + team;
   const bool writer = tpe == 4 || tl < kBatch;
   I next_col[2];
 #pragma unroll
@@ -473,7 +474,7 @@ __global__ void __launch_bounds__(kTeamThreads, 3)
     for (int e = 0; e < 2; ++e) {
       col[e] = next_col[e];
       const int64_t q = p0 + kChunk + e * kWarp + lane;
-      if (q < len) next_col[e] = col_at[q];
+      next_col[e] = q < len ? col_at[q] : I(0);  // 0 past the row: see the full passes below
     }
     const int in_chunk = len - p0 < kChunk ? int(len - p0) : kChunk;
     for (int k = 0; k < in_chunk; k += per_batch) {
@@ -485,29 +486,48 @@ __global__ void __launch_bounds__(kTeamThreads, 3)
       for (int u = 0; u < kBatch; ++u) {
         const int q = k + u * teams;
         const I half = q >= kWarp ? col[1] : col[0];
-        j[u] = __shfl_sync(0xffffffffu, half, (q + team) % kWarp);
+        j[u] = __shfl_sync(0xffffffffu, half, (q + team) & (kWarp - 1));
       }
       float dot[kBatch] = {};
       for (int pass = 0; pass < passes; ++pass) {
         const int f = pass * step + tl * VEC;
-        const int width = f >= F ? 0 : (F - f >= VEC ? VEC : F - f);  // features this lane owns
-        float xv[VEC] = {};
-        if (width == VEC) {
-          load_vec<VEC>(x_row + f, xv);
-        } else if (width > 0) {
-          load_partial<VEC>(x_row + f, width, xv);
-        }
-        const char* y_at = reinterpret_cast<const char*>(y.data + (width > 0 ? f : 0));
         PackedVec<VEC, V> yv[kBatch];
+        float xv[VEC] = {};
+        if (pass < full_passes) {
+          // Every lane's VEC features inside F: no branches, every slot gathers. A team whose
+          // edge of slot u is past the batch gathers Y row j[u] = 0 (the chunk's entries past the
+          // row are 0, and Y has rows when the row has edges; an L1 hit after the first) into a
+          // sum that goes nowhere: teams' and slots' sums never mix. (Per-lane branches here,
+          // as in the ragged pass below, took 18 instructions a gather instead of 8.)
+          load_vec<VEC>(x_row + f, xv);
+          const char* y_at = reinterpret_cast<const char*>(y.data + f);
 #pragma unroll
-        for (int u = 0; u < kBatch; ++u) {
-          const bool in = u * teams + team < n;
-          if (in && width == VEC) {
-            yv[u].load_read_only(dense_row<V>(y_at, j[u], y_ld_bytes));
-          } else if (in && width > 0) {
-            yv[u].load_partial(dense_row<V>(y_at, j[u], y_ld_bytes), width);
-          } else {
-            yv[u].set_zero();
+          for (int u = 0; u < kBatch; ++u) {
+            if constexpr (sizeof(I) == 4) {  // Y's stride under 2 GiB: can_implement's condition
+              yv[u].load_read_only(reinterpret_cast<const V*>(
+                  offset_by_product(y_at, uint32_t(j[u]), uint32_t(y_ld_bytes))));
+            } else {
+              yv[u].load_read_only(dense_row<V>(y_at, j[u], y_ld_bytes));
+            }
+          }
+        } else {  // the ragged last pass
+          const int width = f >= F ? 0 : (F - f >= VEC ? VEC : F - f);  // features this lane owns
+          if (width == VEC) {
+            load_vec<VEC>(x_row + f, xv);
+          } else if (width > 0) {
+            load_partial<VEC>(x_row + f, width, xv);
+          }
+          const char* y_at = reinterpret_cast<const char*>(y.data + (width > 0 ? f : 0));
+#pragma unroll
+          for (int u = 0; u < kBatch; ++u) {
+            const bool in = u * teams + team < n;
+            if (in && width == VEC) {
+              yv[u].load_read_only(dense_row<V>(y_at, j[u], y_ld_bytes));
+            } else if (in && width > 0) {
+              yv[u].load_partial(dense_row<V>(y_at, j[u], y_ld_bytes), width);
+            } else {
+              yv[u].set_zero();
+            }
           }
         }
 #pragma unroll
@@ -516,16 +536,15 @@ __global__ void __launch_bounds__(kTeamThreads, 3)
           for (int i = 0; i < VEC; ++i) dot[u] += xv[i] * yv[u](i);
         }
       }
-      const BatchSums sums = team_sums_of_batch(dot, tl, tpe, mask);
-      const auto finish = [&](int slot, float total) {
-        const int q = slot * teams + team;
-        if (q < n) {
-          const int64_t e = first + p0 + k + q;
-          out[e] = scale_by_a ? total * load_f32(a.values[e]) : total;
-        }
+      // The whole warp is here (its row's batches are warp-uniform): a constant full mask, where a
+      // team's mask costs a convergence check a shuffle.
+      const BatchSums sums = team_sums_of_batch(dot, tl, tpe, 0xffffffffu);
+      const int64_t batch_first = first + p0 + k;  // the batch's edge 0
+      const auto finish = [&](int q, float total) {
+        out[batch_first + q] = scale_by_a ? total * load_f32(a.values[batch_first + q]) : total;
       };
-      if (writer) finish(my_edge, sums.first);
-      if (tpe == 4) finish(my_edge + 1, sums.second);
+      if (writer && my_q < n) finish(my_q, sums.first);
+      if (tpe == 4 && my_q + teams < n) finish(my_q + teams, sums.second);
     }
   }
 }
@@ -653,6 +672,8 @@ void sddmm_csr_row_batch(Context& ctx, const CsrView<V, I>& a, DenseView<const V
                          DenseView<const V> y, bool scale_by_a, float* out, int tpe, int vec) {
   const char* name = "sddmm_csr_row_batch";
   check_team_launch(name, "tpe", tpe, vec, x, y);
+  TSR_CHECK(y.ld <= int64_t(INT32_MAX) / int64_t(sizeof(V)), name, ": Y's leading dimension ", y.ld,
+            " is a row stride over 2 GiB; csr.row_batch gathers with 32-bit strides");
   if (a.rows == 0 || a.nnz == 0) return;
   const unsigned blocks = grid_for(a.rows, kTeamThreads / kWarp);
   const auto stream = static_cast<cudaStream_t>(ctx.stream());
