@@ -506,21 +506,20 @@ Schedule default_sddmm(const Problem& p) {
   }
   // Rows of moderate, even length (FEM matrices: 16 or more edges on average, none over 4x the
   // mean), f32 with 4-wide loads: a warp per row (csr.row_batch), where the edge groups' set-up
-  // and short runs left them behind cuSPARSE's warp-per-row kernel. Listed run on the H200 at
-  // 9d17edd (session 22, bench/RESULTS.md): bcsstk33 took 0.78-0.94x the edge groups' time at
-  // F = 32-512, fidapex6 0.72x and 0.83x at F = 32 and 64 but 1.0-1.5x from F = 128, where its
-  // 1651 rows (206 blocks) leave the GPU short; so past F = 64 only when the rows' warps fill the
-  // GPU once. Teams of 4 lanes at F = 32 (two passes, eight edges a round: bcsstk33 21.1 us
-  // against 22.1 for one pass of 8), and at F = 64 while the rows' warps do not fill the GPU
-  // (fidapex6 7.7-7.8 us against 8.3; bcsstk33, which fills it, 30.4-30.7 against 28.7-28.8 with
-  // 8); 8 to F = 256, then 16. Unmeasured in 16-bit and on matrices of 16M+ nonzeros (the rules
-  // above).
+  // and short runs left them behind cuSPARSE's warp-per-row kernel. Alternated runs on the H200 at
+  // 0c90651 (session 23, bench/RESULTS.md; the kernel's full passes without per-lane branches):
+  // teams of 8 at F = 32-128 (bcsstk33 17.0-17.3 us at F = 32 against 17.7-18.0 with 4, fidapex6
+  // alike; F = 64 22.4-22.5 against 24.9-25.5), 16 beyond (bcsstk33 F = 512 94.5-94.9 against
+  // 99.1-99.3; F = 256 a tie). fidapex6's 1651 rows (206 blocks) leave the GPU short: row_batch
+  // still wins there to F = 128 (9.4-9.5 us against the edge groups' 10.8-10.9), ties at 256 and
+  // loses at 512 (20.7-20.8 against 18.2-18.4), so past F = 128 only when the rows' warps fill the
+  // GPU once. Teams of 4 where one pass of them covers F (F <= 16: unmeasured). Unmeasured in
+  // 16-bit and on matrices of 16M+ nonzeros (the rules above).
   const bool row_warps_fill_gpu = double(p.rows) * kWarpLanes >= kGpuThreads;
   const bool y_stride_32_bit = p.ld_c <= int64_t(INT32_MAX) / int64_t(dtype_size(p.value));
   if (p.format == Format::csr && !sixteen_bit && vec == 4 && even_moderate_rows(p) &&
-      (p.features <= 64 || row_warps_fill_gpu) && y_stride_32_bit) {
-    const bool four_lanes = p.features <= 32 || (p.features <= 64 && !row_warps_fill_gpu);
-    const int64_t tpe = four_lanes ? 4 : (p.features <= 256 ? 8 : 16);
+      (p.features <= 128 || row_warps_fill_gpu) && y_stride_32_bit) {
+    const int64_t tpe = p.features <= 16 ? 4 : (p.features <= 128 ? 8 : 16);
     return Schedule{Op::sddmm, "csr.row_batch", {{"tpe", tpe}, {"vec", 4}}};
   }
   // A small matrix leaves lanes idle: wider teams, up to one pass over F, put them to work. From

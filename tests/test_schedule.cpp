@@ -283,18 +283,20 @@ TEST(Schedule, MergePathAndSddmmVariants) {
   EXPECT_EQ(default_at(big_sddmm, 512), "csr.edge_group:tpe=16,vec=4,ept=256");
   // FEM matrices (rows of 16+ edges, none over 4x the mean), f32: a warp per row. bcsstk33
   // (68 per row, at most 141; 8738 rows fill the GPU's warps once) at every F; fidapex6 (30, at
-  // most 62; 1651 rows) to F = 64 (teams of 4 there), then the edge groups.
+  // most 62; 1651 rows) to F = 128, then the edge groups. Teams of 8 to F = 128, then 16.
   Problem stiff = resized(sddmm, 8738, 591904);
   stiff.max_row_length = 141;
-  EXPECT_EQ(default_at(stiff, 32), "csr.row_batch:tpe=4,vec=4");
+  EXPECT_EQ(default_at(stiff, 32), "csr.row_batch:tpe=8,vec=4");
+  EXPECT_EQ(default_at(stiff, 64), "csr.row_batch:tpe=8,vec=4");
   EXPECT_EQ(default_at(stiff, 128), "csr.row_batch:tpe=8,vec=4");
+  EXPECT_EQ(default_at(stiff, 256), "csr.row_batch:tpe=16,vec=4");
   EXPECT_EQ(default_at(stiff, 512), "csr.row_batch:tpe=16,vec=4");
+  EXPECT_EQ(default_at(stiff, 16), "csr.row_batch:tpe=4,vec=4");  // one pass of 4 lanes
   Problem fem = resized(sddmm, 1651, 49533);
   fem.max_row_length = 62;
-  EXPECT_EQ(default_at(fem, 32), "csr.row_batch:tpe=4,vec=4");
-  EXPECT_EQ(default_at(fem, 64), "csr.row_batch:tpe=4,vec=4");  // rows short of filling the GPU
-  EXPECT_EQ(default_at(stiff, 64), "csr.row_batch:tpe=8,vec=4");
-  EXPECT_EQ(default_at(fem, 128), "csr.edge_group:tpe=8,vec=4,ept=4");
+  EXPECT_EQ(default_at(fem, 32), "csr.row_batch:tpe=8,vec=4");
+  EXPECT_EQ(default_at(fem, 128), "csr.row_batch:tpe=8,vec=4");
+  EXPECT_EQ(default_at(fem, 256), "csr.edge_group:tpe=8,vec=4,ept=4");  // rows short of filling the GPU
   EXPECT_EQ(default_at(fem, 33), "csr.edge_group:tpe=8,vec=1,ept=4");  // no 4-wide loads
   Problem fem16 = fem;
   fem16.value = DType::bf16;  // unmeasured in 16-bit: the edge groups
