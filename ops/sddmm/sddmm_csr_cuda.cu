@@ -332,6 +332,7 @@ __global__ void __maxnreg__(80)
   for (int pass = 0; pass < passes; ++pass) {
     const int f = pass * step + lane * VEC;
     const int width = f >= F ? 0 : (F - f >= VEC ? VEC : F - f);  // features this lane owns
+    const bool full_pass = (pass + 1) * step <= F;                   // width == VEC on every lane
     const bool last_pass = pass == passes - 1;
     // Rows in bytes from this lane's first feature of the pass (a lane past F loads nothing).
     const char* x_at = reinterpret_cast<const char*>(x.data + (width > 0 ? f : 0));
@@ -380,16 +381,29 @@ __global__ void __maxnreg__(80)
           if (writes_second) earlier_second = out_at[p0 + k + my_edge + 1];
         }
         PackedVec<VEC, V> yv[kBatch];
+        if (full_pass) {
+          // Every lane's VEC features inside F: every slot gathers, no per-lane branches. A slot
+          // past the batch (u >= n) gathers a valid Y row (the chunk's entries past the team's
+          // edges hold 0 or an index of an earlier chunk) into a sum that is never written:
+          // slots' sums never mix.
 #pragma unroll
-        for (int u = 0; u < kBatch; ++u) {
-          const int q = k + u;  // < chunk; past the batch (u >= n) an index not loaded from
-          const I j = __shfl_sync(mask, col[q % kIndicesPerLane], q / kIndicesPerLane, tpe);
-          if (u < n && width == VEC) {
+          for (int u = 0; u < kBatch; ++u) {
+            const int q = k + u;  // < chunk
+            const I j = __shfl_sync(mask, col[q % kIndicesPerLane], q / kIndicesPerLane, tpe);
             yv[u].load_read_only(y_row(j));
-          } else if (u < n && width > 0) {
-            yv[u].load_partial(y_row(j), width);
-          } else {
-            yv[u].set_zero();
+          }
+        } else {
+#pragma unroll
+          for (int u = 0; u < kBatch; ++u) {
+            const int q = k + u;  // < chunk; past the batch (u >= n) an index not loaded from
+            const I j = __shfl_sync(mask, col[q % kIndicesPerLane], q / kIndicesPerLane, tpe);
+            if (u < n && width == VEC) {
+              yv[u].load_read_only(y_row(j));
+            } else if (u < n && width > 0) {
+              yv[u].load_partial(y_row(j), width);
+            } else {
+              yv[u].set_zero();
+            }
           }
         }
         float dot[kBatch];
