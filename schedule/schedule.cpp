@@ -491,16 +491,21 @@ Schedule default_sddmm(const Problem& p) {
   // reddit graphs 0.98-0.99x; at F = 256 they were 1.02-1.04x on reddit, below). 16-bit
   // values take them at every F (teams of 32 from F = 128: reddit-like bf16 F = 128 4.95 ms
   // against the edge groups' 7.65, products-like 8.14 against 16.6; at F = 512 a listed run of
-  // session 21 had edge groups of 16 lanes at 0.94-0.95x their time, not yet an A/B).
+  // session 21 had edge groups of 16 lanes at 0.94-0.95x their time, not yet an A/B). Since
+  // their full-width passes lost their per-lane branches (session 23, 01e07e1: 0.81-0.94x the
+  // time in f32, 0.74-0.83x in bf16), f32 takes them at F = 256 too, teams of 32 in two passes
+  // (18.1-18.5 ms on the products graphs against the edge groups' 19.5-19.8, 9.3-9.5 against
+  // 10.3-10.5 on the reddit ones).
   const int64_t one_pass_batch = lanes_for(p, 4, 8);
   if (p.format == Format::csr && vec == 4 && p.nnz >= kLargeSddmmNonzeros &&
-      (one_pass_batch * 4 >= p.features || sixteen_bit)) {
+      (one_pass_batch * 4 >= p.features || p.features <= 256 || sixteen_bit)) {
     return Schedule{Op::sddmm, "csr.edge_batch", {{"tpe", one_pass_batch}, {"vec", 4}, {"ept", 256}}};
   }
-  // Large graphs at F >= 256 (f32): edge groups of 16 lanes in runs of 256 edges. A/Bs of the
-  // default on the H200 (bench/RESULTS.md): at F = 256 (session 20) the products graphs took
-  // 0.91x the time of 8 lanes, reddit 1.00-1.01x; at F = 512 (session 21) the four graphs
-  // 0.90x (geometric mean; 0.86-0.94x each in the listed run before it). Wider F is unmeasured.
+  // Large graphs at F > 256 (f32): edge groups of 16 lanes in runs of 256 edges. A/Bs of the
+  // default on the H200 (bench/RESULTS.md): at F = 256 (session 20, before the edge batches
+  // above took it) the products graphs took 0.91x the time of 8 lanes, reddit 1.00-1.01x; at F =
+  // 512 (session 21) the four graphs 0.90x (geometric mean; 0.86-0.94x each in the listed run
+  // before it). Wider F is unmeasured.
   if (p.format == Format::csr && vec == 4 && p.nnz >= kLargeSddmmNonzeros) {
     return Schedule{Op::sddmm, "csr.edge_group", {{"tpe", 16}, {"vec", 4}, {"ept", 256}}};
   }
