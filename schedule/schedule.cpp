@@ -481,33 +481,23 @@ Schedule default_sddmm(const Problem& p) {
   if (p.format == Format::csr && p.max_row_length >= 0 && p.max_row_length <= 16) {
     return Schedule{Op::sddmm, "csr.row_split", {{"tpr", narrow_tpe}, {"vec", vec}}};
   }
-  // Large graphs at F <= 128: the edge batches, one pass over F with 4-wide loads (8 to 32
-  // lanes), runs of 256 edges. On the H200 (bench/RESULTS.md, daacd08) they took 0.78-0.91x the edge
-  // groups' time on the four GNN-sized graphs (76-112M nonzeros) at F = 32 and 64; at F = 128
-  // and 256 their best was 0.90x to 1.11x the edge groups' best, and on every matrix under 1.2M
-  // nonzeros but one case slower (a team's set-up is not paid back). 16M nonzeros in runs of 256
-  // are two waves of 8-lane teams on the H200; between 1.2M and 76M nothing has been measured.
-  // At F = 128 teams of 32 (session 20, A/B of the default: products graphs 0.90x the time,
-  // reddit graphs 0.98-0.99x; at F = 256 they were 1.02-1.04x on reddit, below). 16-bit
-  // values take them at every F (teams of 32 from F = 128: reddit-like bf16 F = 128 4.95 ms
-  // against the edge groups' 7.65, products-like 8.14 against 16.6; at F = 512 a listed run of
-  // session 21 had edge groups of 16 lanes at 0.94-0.95x their time, not yet an A/B). Since
-  // their full-width passes lost their per-lane branches (session 23, 01e07e1: 0.81-0.94x the
-  // time in f32, 0.74-0.83x in bf16), f32 takes them at F = 256 too, teams of 32 in two passes
-  // (18.1-18.5 ms on the products graphs against the edge groups' 19.5-19.8, 9.3-9.5 against
-  // 10.3-10.5 on the reddit ones).
+  // Large graphs (16M+ nonzeros): the edge batches at every F, 4-wide loads, teams of 8 to 32
+  // lanes (one pass over F to 128, then passes of 128), runs of 256 edges. On the H200
+  // (bench/RESULTS.md): at F = 32 and 64 they took 0.78-0.91x the edge groups' time on the four
+  // GNN-sized graphs (76-112M nonzeros; daacd08), teams of 32 at F = 128 0.90x on the products
+  // graphs and 0.98-0.99x on the reddit ones (session 20); on every matrix under 1.2M nonzeros
+  // but one case they were slower (a team's set-up is not paid back). 16M nonzeros in runs of
+  // 256 are two waves of 8-lane teams on the H200; between 1.2M and 76M nothing has been
+  // measured. Since their full-width passes lost their per-lane branches (session 23, 01e07e1:
+  // 0.81-0.94x the time in f32, 0.74-0.83x in bf16) they beat the edge groups of 16 lanes, the
+  // default there before, at F = 256 (18.1-18.5 ms on the products graphs against 19.5-19.8;
+  // 9.3-9.5 against 10.3-10.7 on the reddit ones) and F = 512 (one listed run, 65cbf0e: 41.0-41.5
+  // against 43.6-43.8 and 21.2-21.4 against 22.2-22.4). 16-bit values took them at every F
+  // before that (reddit-like bf16 F = 128 4.95 ms against the edge groups' 7.65). Wider F is
+  // unmeasured.
   const int64_t one_pass_batch = lanes_for(p, 4, 8);
-  if (p.format == Format::csr && vec == 4 && p.nnz >= kLargeSddmmNonzeros &&
-      (one_pass_batch * 4 >= p.features || p.features <= 256 || sixteen_bit)) {
-    return Schedule{Op::sddmm, "csr.edge_batch", {{"tpe", one_pass_batch}, {"vec", 4}, {"ept", 256}}};
-  }
-  // Large graphs at F > 256 (f32): edge groups of 16 lanes in runs of 256 edges. A/Bs of the
-  // default on the H200 (bench/RESULTS.md): at F = 256 (session 20, before the edge batches
-  // above took it) the products graphs took 0.91x the time of 8 lanes, reddit 1.00-1.01x; at F =
-  // 512 (session 21) the four graphs 0.90x (geometric mean; 0.86-0.94x each in the listed run
-  // before it). Wider F is unmeasured.
   if (p.format == Format::csr && vec == 4 && p.nnz >= kLargeSddmmNonzeros) {
-    return Schedule{Op::sddmm, "csr.edge_group", {{"tpe", 16}, {"vec", 4}, {"ept", 256}}};
+    return Schedule{Op::sddmm, "csr.edge_batch", {{"tpe", one_pass_batch}, {"vec", 4}, {"ept", 256}}};
   }
   // Rows of moderate, even length (FEM matrices: 16 or more edges on average, none over 4x the
   // mean), f32 with 4-wide loads: a warp per row (csr.row_batch), where the edge groups' set-up

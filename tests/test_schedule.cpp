@@ -280,7 +280,7 @@ TEST(Schedule, MergePathAndSddmmVariants) {
   big_sddmm.nnz = 50 << 20;
   EXPECT_EQ(default_at(big_sddmm, 128), "csr.edge_batch:tpe=32,vec=4,ept=256");  // one pass of 32 lanes
   EXPECT_EQ(default_at(big_sddmm, 256), "csr.edge_batch:tpe=32,vec=4,ept=256");  // two passes
-  EXPECT_EQ(default_at(big_sddmm, 512), "csr.edge_group:tpe=16,vec=4,ept=256");
+  EXPECT_EQ(default_at(big_sddmm, 512), "csr.edge_batch:tpe=32,vec=4,ept=256");  // four passes
   // FEM matrices (rows of 16+ edges, none over 4x the mean), f32: a warp per row. bcsstk33
   // (68 per row, at most 141; 8738 rows fill the GPU's warps once) at every F; fidapex6 (30, at
   // most 62; 1651 rows) to F = 128, then the edge groups. Teams of 8 to F = 128, then 16.
@@ -315,15 +315,14 @@ TEST(Schedule, MergePathAndSddmmVariants) {
   Problem reddit = resized(sddmm, 262144, 76389651);
   reddit.max_row_length = 100000;
   const Problem products = resized(reddit, 2097152, 112406120);
-  // At F <= 128 the edge batches, one pass over F; at 256 two passes; past 256 edge groups of 16
-  // lanes.
+  // The edge batches at every F: one pass over F to 128, then passes of 128.
   EXPECT_EQ(default_at(reddit, 32), "csr.edge_batch:tpe=8,vec=4,ept=256");
   EXPECT_EQ(default_at(reddit, 64), "csr.edge_batch:tpe=16,vec=4,ept=256");
   EXPECT_EQ(default_at(reddit, 128), "csr.edge_batch:tpe=32,vec=4,ept=256");
   EXPECT_EQ(default_at(products, 128), "csr.edge_batch:tpe=32,vec=4,ept=256");
   EXPECT_EQ(default_at(products, 256), "csr.edge_batch:tpe=32,vec=4,ept=256");
   EXPECT_EQ(default_at(reddit, 256), "csr.edge_batch:tpe=32,vec=4,ept=256");
-  EXPECT_EQ(default_at(products, 512), "csr.edge_group:tpe=16,vec=4,ept=256");
+  EXPECT_EQ(default_at(products, 512), "csr.edge_batch:tpe=32,vec=4,ept=256");
   // bf16 values: the edge batches at every F (teams of 32 past F = 64; several passes past 128),
   // and edge groups of 4 lanes on the smaller graphs.
   Problem reddit16 = reddit;
