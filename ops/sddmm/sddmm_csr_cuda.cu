@@ -12,6 +12,8 @@
 //   graphs at one pass over F, slower on small matrices (bench/RESULTS.md).
 // - sddmm_csr_row_batch: a warp per row, its teams taking the row's edges in turn in batches of
 //   eight gathers each, indices 64 at a time; for rows of moderate, even length.
+#include <cstdlib>
+
 #include "core/cuda_check.h"
 #include "core/error.h"
 #include "ops/cuda_common.cuh"
@@ -23,6 +25,7 @@ namespace {
 
 constexpr int kTeamThreads = 256;  // threads per block (kTeamThreads / tpe teams)
 constexpr int kEdgesInFlight = 4;
+constexpr int kRowBatchThreads = 64;  // csr.row_batch: a warp a row, two a block
 constexpr int kBatch = 8;  // Y rows an edge-batch team gathers before its first product
 // Column indices each lane of an edge-batch team loads per chunk (a chunk is 2 tpe edges: one
 // batch in a team of 4, several in wider ones).
@@ -457,7 +460,7 @@ __global__ void __launch_bounds__(kTeamThreads, 3)
                            bool scale_by_a, float* out, int tpe) {
   constexpr int kChunk = 2 * kWarp;  // column indices a warp holds: two per lane
   const int lane = threadIdx.x % kWarp;
-  const int64_t row = int64_t(blockIdx.x) * (kTeamThreads / kWarp) + threadIdx.x / kWarp;
+  const int64_t row = int64_t(blockIdx.x) * (blockDim.x / kWarp) + threadIdx.x / kWarp;
   if (row >= a.rows) return;  // whole warps leave together
   const int64_t first = a.indptr[row], len = int64_t(a.indptr[row + 1]) - first;
   if (len == 0) return;
@@ -689,17 +692,19 @@ void sddmm_csr_row_batch(Context& ctx, const CsrView<V, I>& a, DenseView<const V
   TSR_CHECK(y.ld <= int64_t(INT32_MAX) / int64_t(sizeof(V)), name, ": Y's leading dimension ", y.ld,
             " is a row stride over 2 GiB; csr.row_batch gathers with 32-bit strides");
   if (a.rows == 0 || a.nnz == 0) return;
-  const unsigned blocks = grid_for(a.rows, kTeamThreads / kWarp);
+  int threads = kRowBatchThreads;
+  if (const char* t = std::getenv("TESSERA_ROW_BATCH_THREADS")) threads = std::atoi(t);  // EXPERIMENT
+  const unsigned blocks = grid_for(a.rows, threads / kWarp);
   const auto stream = static_cast<cudaStream_t>(ctx.stream());
   switch (vec) {
     case 1:
-      sddmm_row_batch_kernel<V, I, 1><<<blocks, kTeamThreads, 0, stream>>>(a, x, y, scale_by_a, out, tpe);
+      sddmm_row_batch_kernel<V, I, 1><<<blocks, threads, 0, stream>>>(a, x, y, scale_by_a, out, tpe);
       break;
     case 2:
-      sddmm_row_batch_kernel<V, I, 2><<<blocks, kTeamThreads, 0, stream>>>(a, x, y, scale_by_a, out, tpe);
+      sddmm_row_batch_kernel<V, I, 2><<<blocks, threads, 0, stream>>>(a, x, y, scale_by_a, out, tpe);
       break;
     case 4:
-      sddmm_row_batch_kernel<V, I, 4><<<blocks, kTeamThreads, 0, stream>>>(a, x, y, scale_by_a, out, tpe);
+      sddmm_row_batch_kernel<V, I, 4><<<blocks, threads, 0, stream>>>(a, x, y, scale_by_a, out, tpe);
       break;
     default: TSR_FAIL(name, ": vec = ", vec, " must be 1, 2 or 4");
   }
