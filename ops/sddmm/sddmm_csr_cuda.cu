@@ -12,8 +12,6 @@
 //   graphs at one pass over F, slower on small matrices (bench/RESULTS.md).
 // - sddmm_csr_row_batch: a warp per row, its teams taking the row's edges in turn in batches of
 //   eight gathers each, indices 64 at a time; for rows of moderate, even length.
-#include <cstdlib>
-
 #include "core/cuda_check.h"
 #include "core/error.h"
 #include "ops/cuda_common.cuh"
@@ -25,7 +23,6 @@ namespace {
 
 constexpr int kTeamThreads = 256;  // threads per block (kTeamThreads / tpe teams)
 constexpr int kEdgesInFlight = 4;
-constexpr int kRowBatchThreads = 64;  // csr.row_batch: a warp a row, two a block
 constexpr int kBatch = 8;  // Y rows an edge-batch team gathers before its first product
 // Column indices each lane of an edge-batch team loads per chunk (a chunk is 2 tpe edges: one
 // batch in a team of 4, several in wider ones).
@@ -692,8 +689,11 @@ void sddmm_csr_row_batch(Context& ctx, const CsrView<V, I>& a, DenseView<const V
   TSR_CHECK(y.ld <= int64_t(INT32_MAX) / int64_t(sizeof(V)), name, ": Y's leading dimension ", y.ld,
             " is a row stride over 2 GiB; csr.row_batch gathers with 32-bit strides");
   if (a.rows == 0 || a.nnz == 0) return;
-  int threads = kRowBatchThreads;
-  if (const char* t = std::getenv("TESSERA_ROW_BATCH_THREADS")) threads = std::atoi(t);  // EXPERIMENT
+  // A warp a row: two a block up to F = 128, eight past it. On the H200 (bench/RESULTS.md,
+  // session 23) blocks of two took 0.96-0.98x the time of eight at F = 32-128 (fidapex6's 1651
+  // rows then spread over all the SMs, not 206 blocks over 132), but 1.01-1.04x at F = 256-512 on
+  // bcsstk33 (neighbouring rows, which share Y rows, on one SM's L1 matter more as rows widen).
+  const int threads = x.cols <= 128 ? 2 * kWarp : kTeamThreads;
   const unsigned blocks = grid_for(a.rows, threads / kWarp);
   const auto stream = static_cast<cudaStream_t>(ctx.stream());
   switch (vec) {
