@@ -690,7 +690,7 @@ void sddmm_csr_row_batch(Context& ctx, const CsrView<V, I>& a, DenseView<const V
             " is a row stride over 2 GiB; csr.row_batch gathers with 32-bit strides");
   if (a.rows == 0 || a.nnz == 0) return;
   // A warp a row: two a block up to F = 128, eight past it. On the H200 (bench/RESULTS.md,
-  // session 23) blocks of two took 0.96-0.98x the time of eight at F = 32-128 (fidapex6's 1651
+  // session 23) blocks of two took 0.96-0.99x the time of eight at F = 32-128 (fidapex6's 1651
   // rows then spread over all the SMs, not 206 blocks over 132), but 1.01-1.04x at F = 256-512 on
   // bcsstk33 (neighbouring rows, which share Y rows, on one SM's L1 matter more as rows widen).
   const int threads = x.cols <= 128 ? 2 * kWarp : kTeamThreads;
