@@ -471,9 +471,9 @@ __global__ void __launch_bounds__(kTeamThreads, 3)
   const V* x_row = reinterpret_cast<const V*>(reinterpret_cast<const char*>(x.data) +
                                               uint64_t(row) * uint64_t(x.ld) * sizeof(V));
   const uint64_t y_ld_bytes = uint64_t(y.ld) * sizeof(V);
-  // This lane's outputs in each batch (team_sums_of_batch): slot my_slot of its team and, in a
-  // team of 4, the next slot; slot u of team s is the batch's edge u * teams + s, so these are
-  // the batch's edges my_q and my_q + teams.
+  // This lane's outputs in each batch (team_sums_of_batch): slot batch_edge_of_lane of its team
+  // and, in a team of 4, the next slot; slot u of team s is the batch's edge u * teams + s, so
+  // these are the batch's edges my_q and my_q + teams.
   const int my_q = batch_edge_of_lane(tl, tpe) * teams + team;
   const bool writer = tpe == 4 || tl < kBatch;
   I next_col[2];
