@@ -12,6 +12,8 @@
 //   graphs at one pass over F, slower on small matrices (bench/RESULTS.md).
 // - sddmm_csr_row_batch: a warp per row, its teams taking the row's edges in turn in batches of
 //   eight gathers each, indices 64 at a time; for rows of moderate, even length.
+#include <type_traits>
+
 #include "core/cuda_check.h"
 #include "core/error.h"
 #include "ops/cuda_common.cuh"
@@ -569,6 +571,19 @@ __global__ void scale_by_values_kernel(const V* values, int64_t n, float* out) {
   if (e < n) out[e] *= load_f32(values[e]);
 }
 
+// Calls launch(std::integral_constant<int, VEC>{}) for vec = 1, 2 or 4, the widths the kernels
+// are built for (any other is an error naming `name`), then checks the launch.
+template <class Launch>
+void launch_with_vec(const char* name, int vec, Launch&& launch) {
+  switch (vec) {
+    case 1: launch(std::integral_constant<int, 1>{}); break;
+    case 2: launch(std::integral_constant<int, 2>{}); break;
+    case 4: launch(std::integral_constant<int, 4>{}); break;
+    default: TSR_FAIL(name, ": vec = ", vec, " must be 1, 2 or 4");
+  }
+  TSR_CUDA_CHECK_LAUNCH(name);
+}
+
 // The checks both team kernels need: a team of 4-32 lanes (a power of two; team_knob names it in
 // the message), X and Y rows aligned for vec-wide loads, F within the 32-bit feature offsets.
 template <class V>
@@ -596,19 +611,9 @@ void launch_teams(Context& ctx, const char* name, const CsrView<V, I>& a, const 
   if (a.rows == 0 || a.nnz == 0) return;
   const unsigned blocks = grid_for(teams, kTeamThreads / tpe);
   const auto stream = static_cast<cudaStream_t>(ctx.stream());
-  switch (vec) {
-    case 1:
-      sddmm_team_kernel<V, I, 1, WALK><<<blocks, kTeamThreads, 0, stream>>>(a, coo_rows, x, y, scale_by_a, out, tpe, ept);
-      break;
-    case 2:
-      sddmm_team_kernel<V, I, 2, WALK><<<blocks, kTeamThreads, 0, stream>>>(a, coo_rows, x, y, scale_by_a, out, tpe, ept);
-      break;
-    case 4:
-      sddmm_team_kernel<V, I, 4, WALK><<<blocks, kTeamThreads, 0, stream>>>(a, coo_rows, x, y, scale_by_a, out, tpe, ept);
-      break;
-    default: TSR_FAIL(name, ": vec = ", vec, " must be 1, 2 or 4");
-  }
-  TSR_CUDA_CHECK_LAUNCH(name);
+  launch_with_vec(name, vec, [&](auto v) {
+    sddmm_team_kernel<V, I, decltype(v)::value, WALK><<<blocks, kTeamThreads, 0, stream>>>(a, coo_rows, x, y, scale_by_a, out, tpe, ept);
+  });
 }
 
 }  // namespace
@@ -633,19 +638,9 @@ void sddmm_csr_edge_batch(Context& ctx, const CsrView<V, I>& a, DenseView<const 
   if (a.rows == 0 || a.nnz == 0) return;
   const unsigned blocks = grid_for((a.nnz + ept - 1) / ept, kTeamThreads / tpe);
   const auto stream = static_cast<cudaStream_t>(ctx.stream());
-  switch (vec) {
-    case 1:
-      sddmm_edge_batch_kernel<V, I, 1><<<blocks, kTeamThreads, 0, stream>>>(a, x, y, scale_by_a, out, tpe, ept);
-      break;
-    case 2:
-      sddmm_edge_batch_kernel<V, I, 2><<<blocks, kTeamThreads, 0, stream>>>(a, x, y, scale_by_a, out, tpe, ept);
-      break;
-    case 4:
-      sddmm_edge_batch_kernel<V, I, 4><<<blocks, kTeamThreads, 0, stream>>>(a, x, y, scale_by_a, out, tpe, ept);
-      break;
-    default: TSR_FAIL(name, ": vec = ", vec, " must be 1, 2 or 4");
-  }
-  TSR_CUDA_CHECK_LAUNCH(name);
+  launch_with_vec(name, vec, [&](auto v) {
+    sddmm_edge_batch_kernel<V, I, decltype(v)::value><<<blocks, kTeamThreads, 0, stream>>>(a, x, y, scale_by_a, out, tpe, ept);
+  });
 }
 
 template <class V, class I>
@@ -666,19 +661,9 @@ void sddmm_csr_row_split(Context& ctx, const CsrView<V, I>& a, DenseView<const V
   if (a.rows == 0 || a.nnz == 0) return;
   const unsigned blocks = grid_for(a.rows, kTeamThreads / tpr);
   const auto stream = static_cast<cudaStream_t>(ctx.stream());
-  switch (vec) {
-    case 1:
-      sddmm_row_kernel<V, I, 1><<<blocks, kTeamThreads, 0, stream>>>(a, x, y, scale_by_a, out, tpr);
-      break;
-    case 2:
-      sddmm_row_kernel<V, I, 2><<<blocks, kTeamThreads, 0, stream>>>(a, x, y, scale_by_a, out, tpr);
-      break;
-    case 4:
-      sddmm_row_kernel<V, I, 4><<<blocks, kTeamThreads, 0, stream>>>(a, x, y, scale_by_a, out, tpr);
-      break;
-    default: TSR_FAIL(name, ": vec = ", vec, " must be 1, 2 or 4");
-  }
-  TSR_CUDA_CHECK_LAUNCH(name);
+  launch_with_vec(name, vec, [&](auto v) {
+    sddmm_row_kernel<V, I, decltype(v)::value><<<blocks, kTeamThreads, 0, stream>>>(a, x, y, scale_by_a, out, tpr);
+  });
 }
 
 template <class V, class I>
@@ -696,19 +681,9 @@ void sddmm_csr_row_batch(Context& ctx, const CsrView<V, I>& a, DenseView<const V
   const int threads = x.cols <= 128 ? 2 * kWarp : kTeamThreads;
   const unsigned blocks = grid_for(a.rows, threads / kWarp);
   const auto stream = static_cast<cudaStream_t>(ctx.stream());
-  switch (vec) {
-    case 1:
-      sddmm_row_batch_kernel<V, I, 1><<<blocks, threads, 0, stream>>>(a, x, y, scale_by_a, out, tpe);
-      break;
-    case 2:
-      sddmm_row_batch_kernel<V, I, 2><<<blocks, threads, 0, stream>>>(a, x, y, scale_by_a, out, tpe);
-      break;
-    case 4:
-      sddmm_row_batch_kernel<V, I, 4><<<blocks, threads, 0, stream>>>(a, x, y, scale_by_a, out, tpe);
-      break;
-    default: TSR_FAIL(name, ": vec = ", vec, " must be 1, 2 or 4");
-  }
-  TSR_CUDA_CHECK_LAUNCH(name);
+  launch_with_vec(name, vec, [&](auto v) {
+    sddmm_row_batch_kernel<V, I, decltype(v)::value><<<blocks, threads, 0, stream>>>(a, x, y, scale_by_a, out, tpe);
+  });
 }
 
 template <class V, class I>
