@@ -161,7 +161,8 @@ int main(int argc, char** argv) try {
         if (schedule::can_implement(s, problem)) candidates.push_back(s);
       }
       if (listed.empty()) candidates = schedule::space(problem);
-      // A listed sweep times the default too, so that the best swept is never the slower.
+      // The default is always among the candidates (a listed set may leave it out), so the best
+      // swept is chosen against it too; the best is then timed again at --reps, apart.
       if (std::find(candidates.begin(), candidates.end(), def) == candidates.end()) {
         candidates.insert(candidates.begin(), def);
       }

@@ -71,7 +71,9 @@ Tuned tune(Timer& timer, const schedule::Problem& problem, const schedule::Sched
       if (in_default_sweep(s)) candidates.push_back(s);
     }
   }
-  // A listed sweep times the default too, so that the best swept is never the slower.
+  // The default is always among the candidates (a listed set, or the full sweep's filter, may
+  // leave it out), so the best swept is chosen against it too; the best is then timed again at
+  // --reps, apart.
   if (std::find(candidates.begin(), candidates.end(), t.def) == candidates.end()) {
     candidates.insert(candidates.begin(), t.def);
   }

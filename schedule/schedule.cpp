@@ -414,8 +414,7 @@ namespace {
 // heuristic sizes work units against it; being off by 2x on another GPU costs little.
 constexpr double kGpuThreads = 132.0 * 2048.0;
 constexpr double kWarpLanes = 32.0;
-// Nonzeros from which the SDDMM default takes the edge batches (f32 at F <= 128, 16-bit values
-// at every F).
+// Nonzeros from which the SDDMM default takes the edge batches (at every F, with 4-wide loads).
 constexpr int64_t kLargeSddmmNonzeros = int64_t(16) << 20;
 
 // The widest vector load (4, 2, 1) that F and both leading dimensions allow.

@@ -13,6 +13,7 @@
 #include "core/device.h"
 #include "core/random.h"
 #include "formats/convert.h"
+#include "ops/cuda_kernels.h"
 #include "ops/cusparse_plan.h"
 #include "ops/sddmm/sddmm.h"
 #include "ops/spmm/spmm.h"
@@ -154,8 +155,9 @@ TEST(GpuOps, ScheduleThatCannotRunIsRejected) {
   ctx.synchronize();
   const DenseMatrix<float> got = dout.to(MemorySpace::host);
   EXPECT_LT(reference::relative_error(got.data(), reference::spmm(column, one_row)), 1e-6);
-  // The same far rows as SDDMM's Y: csr.row_batch (32-bit gather strides too) refuses; the default
-  // does not take it.
+  // The same far rows as SDDMM's Y: csr.row_batch (32-bit gather strides too) is refused, by
+  // can_implement through ops::sddmm and by its launcher called directly; the default (here the
+  // row split; test_schedule checks the default rule's own condition) runs.
   const DenseMatrix<float> x = random_dense<float>(50, 4, 8);
   const DenseMatrix<float> dx = x.to(MemorySpace::device);
   Buffer<float> dedges(size_t(column.nnz()), MemorySpace::device);
@@ -163,6 +165,11 @@ TEST(GpuOps, ScheduleThatCannotRunIsRejected) {
   sddmm_options.schedule = schedule::parse(schedule::Op::sddmm, "csr.row_batch:tpe=4,vec=4");
   EXPECT_THAT(error_of([&] { ops::sddmm(ctx, dcolumn.view(), dx.view(), far, dedges.data(), sddmm_options); }),
               ::testing::HasSubstr("over 2 GiB"));
+  EXPECT_THAT(error_of([&] {
+                ops::cuda::sddmm_csr_row_batch(ctx, dcolumn.view(), DenseView<const float>(dx.view()), far, false,
+                                               dedges.data(), 4, 4);
+              }),
+              ::testing::HasSubstr("sddmm_csr_row_batch: Y's leading dimension 536870912 is a row stride over 2 GiB"));
   sddmm_options.schedule.reset();
   ops::sddmm(ctx, dcolumn.view(), dx.view(), far, dedges.data(), sddmm_options);
   ctx.synchronize();

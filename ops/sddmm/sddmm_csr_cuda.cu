@@ -9,7 +9,7 @@
 // - sddmm_coo_edge_group: the same split over a COO matrix; each edge carries its row.
 // - sddmm_csr_edge_batch: edge_group's split walked as the SpMM merge path walks its stretch
 //   (indices a chunk ahead, eight gathers in flight, X[row] held per row); faster on the large
-//   graphs at one pass over F, slower on small matrices (bench/RESULTS.md).
+//   graphs at every F, slower on small matrices (bench/RESULTS.md).
 // - sddmm_csr_row_batch: a warp per row, its teams taking the row's edges in turn in batches of
 //   eight gathers each, indices 64 at a time; for rows of moderate, even length.
 #include <type_traits>
