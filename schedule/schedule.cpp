@@ -293,6 +293,12 @@ bool has_knob(const VariantSpec& spec, const char* name) {
   }
   return false;
 }
+
+// Whether rows ld elements apart fit the 32-bit byte strides of the gather loops of
+// csr.merge_path (B's rows) and csr.row_batch (Y's rows): under 2 GiB.
+bool rows_within_32_bit_stride(int64_t ld, DType value) {
+  return ld <= int64_t(INT32_MAX) / int64_t(dtype_size(value));
+}
 }  // namespace
 
 Verdict can_implement(const Schedule& s, const Problem& p) {
@@ -334,7 +340,7 @@ Verdict can_implement(const Schedule& s, const Problem& p) {
   }
   if (s.op == Op::spmm && s.variant == "csr.merge_path") {
     // Its gather loop addresses B's rows with a 32-bit byte stride.
-    if (p.ld_b > int64_t(INT32_MAX) / int64_t(dtype_size(p.value))) {
+    if (!rows_within_32_bit_stride(p.ld_b, p.value)) {
       return no("B's leading dimension " + std::to_string(p.ld_b) +
                 " is a row stride over 2 GiB; the merge path gathers with 32-bit strides");
     }
@@ -348,9 +354,7 @@ Verdict can_implement(const Schedule& s, const Problem& p) {
                 std::to_string(tile) + " (raise tpr or vec)");
     }
   }
-  if (s.op == Op::sddmm && s.variant == "csr.row_batch" &&
-      p.ld_c > int64_t(INT32_MAX) / int64_t(dtype_size(p.value))) {
-    // Its gather loop addresses Y's rows with a 32-bit byte stride.
+  if (s.op == Op::sddmm && s.variant == "csr.row_batch" && !rows_within_32_bit_stride(p.ld_c, p.value)) {
     return no("Y's leading dimension " + std::to_string(p.ld_c) +
               " is a row stride over 2 GiB; csr.row_batch gathers with 32-bit strides");
   }
@@ -510,9 +514,8 @@ Schedule default_sddmm(const Problem& p) {
   // GPU once. Teams of 4 where one pass of them covers F (F <= 16: unmeasured). Unmeasured in
   // 16-bit and on matrices of 16M+ nonzeros (the rules above).
   const bool row_warps_fill_gpu = double(p.rows) * kWarpLanes >= kGpuThreads;
-  const bool y_stride_32_bit = p.ld_c <= int64_t(INT32_MAX) / int64_t(dtype_size(p.value));
   if (p.format == Format::csr && !sixteen_bit && vec == 4 && even_moderate_rows(p) &&
-      (p.features <= 128 || row_warps_fill_gpu) && y_stride_32_bit) {
+      (p.features <= 128 || row_warps_fill_gpu) && rows_within_32_bit_stride(p.ld_c, p.value)) {
     const int64_t tpe = p.features <= 16 ? 4 : (p.features <= 128 ? 8 : 16);
     return Schedule{Op::sddmm, "csr.row_batch", {{"tpe", tpe}, {"vec", 4}}};
   }
