@@ -1,5 +1,5 @@
 // Hopper (sm_90a) primitives: warpgroup MMAs reading both operands from shared memory in the
-// 128-byte swizzled layout, mbarriers, 1-D bulk copies (the TMA engine without a tensor map) and
+// 128-byte swizzled layout, mbarriers, 1-D bulk copies and tensor-map copies (the TMA engine) and
 // named barriers. Only code compiled for sm_90a may call the functions under
 // __CUDA_ARCH_FEAT_SM90_ALL; the layout function is plain arithmetic, usable anywhere (the
 // k-means centroid table is written in this layout by a kernel built for every architecture).
@@ -90,6 +90,18 @@ __device__ __forceinline__ void bulk_copy_to_shared(uint32_t dst, const void* sr
   asm volatile(
       "cp.async.bulk.shared::cluster.global.mbarrier::complete_tx::bytes [%0], [%1], %2, [%3];\n" ::"r"(dst),
       "l"(src), "r"(bytes), "r"(bar)
+      : "memory");
+}
+
+// A box of a 3-D tensor (a CUtensorMap made on the host; `map` the generic address of a
+// __grid_constant__ kernel parameter) at coordinates (c0 innermost, c1, c2) into shared memory at
+// dst, in the map's layout (its swizzle); elements outside the tensor arrive as zeros. Completion
+// is signalled to `bar` as the box's bytes, whether or not they lie inside the tensor.
+__device__ __forceinline__ void tensor_copy_3d_to_shared(uint32_t dst, const void* map, int c0,
+                                                         int c1, int c2, uint32_t bar) {
+  asm volatile(
+      "cp.async.bulk.tensor.3d.shared::cluster.global.tile.mbarrier::complete_tx::bytes [%0], [%1, {%2, %3, %4}], [%5];\n" ::"r"(dst),
+      "l"(map), "r"(c0), "r"(c1), "r"(c2), "r"(bar)
       : "memory");
 }
 

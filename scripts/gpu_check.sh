@@ -58,7 +58,7 @@ if command -v compute-sanitizer >/dev/null; then
     filter='GpuOps/1.SpmmCsr*:GpuOps/1.SddmmCsr*:GpuOps/1.SpmmBsr*:GpuOps/3.SpmmBsr*'
     filter+=':GpuOps.Deterministic*:GpuOps.EllHybrid*'
     filter+=':GpuKmeans/1.One*:GpuKmeansOps.Ties*:GpuKmeansOps.Empty*:GpuKmeansOps.ExactF32*:GpuKmeansOps.Wide*'
-    filter+=':GpuKmeansOps.Counts*:GpuKmeansOps.NormsFromTheFirst*:GpuKmeansOps.LabelMajor*'
+    filter+=':GpuKmeansOps.Counts*:GpuKmeansOps.NormsFromTheFirst*:GpuKmeansOps.LabelMajor*:GpuKmeansOps.TensorMapRows*'
     if "$t" --gtest_list_tests --gtest_filter="$filter" | grep -q '^  '; then
       step "racecheck $(basename "$t")" timeout "$sanitizer_limit" compute-sanitizer --tool racecheck \
         --error-exitcode 1 "$t" --gtest_brief=1 --gtest_filter="$filter"

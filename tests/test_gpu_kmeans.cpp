@@ -1157,6 +1157,60 @@ TEST(GpuKmeansOps, LabelMajorSortKeysGiveTheSameBits) {
   }
 }
 
+// 16-bit rows with 16-byte alignment reach the wgmma kernel's shared memory by tensor-map copies
+// (zeros past the last point and past D from the map's bounds) or, with
+// TESSERA_KMEANS_TENSOR_ROWS=0, by cp.async (zeros written explicitly): the same tile, so the same
+// bits. Partial tiles, a problem smaller than a warpgroup's 64 rows, D with a partial column
+// block, strided rows, both block sizes, the three metrics, the fused norms and kmeans_assign.
+template <class V>
+void expect_tensor_rows_match_cp_async() {
+  Context ctx;
+  struct Shape { int64_t b, n, d, ld, k; };
+  for (const char* kernel : {static_cast<const char*>(nullptr), "wgmma256"}) {
+    const AssignKernel choice(kernel);
+    for (const Shape s : {Shape{3, 1000, 24, 24, 40}, Shape{2, 777, 136, 144, 300},
+                          Shape{5, 50, 8, 8, 7}, Shape{1, 4100, 64, 72, 129}}) {
+      const Points<V> x(s.b, s.n, s.d, s.ld, 61 + uint64_t(s.d), 6);
+      const std::vector<float> c0 = random_centroids(s.b, s.k, s.d, 62);
+      const std::string what = std::string(kernel ? kernel : "default") + ", B = " +
+                               std::to_string(s.b) + ", n = " + std::to_string(s.n) + ", D = " +
+                               std::to_string(s.d);
+      for (const KmeansMetric metric :
+           {KmeansMetric::l2, KmeansMetric::cosine, KmeansMetric::inner_product}) {
+        KmeansOptions o;
+        o.init = KmeansInit::given;
+        o.initial_centroids = contiguous_batch<const float>(c0.data(), s.b, s.k, s.d);
+        o.max_iterations = 3;
+        o.metric = metric;
+        const ops::KmeansResult tensor = ops::kmeans(ctx, x.on(MemorySpace::device), s.k, o);
+        ScopedEnv cp_async("TESSERA_KMEANS_TENSOR_ROWS", "0");
+        const ops::KmeansResult copied = ops::kmeans(ctx, x.on(MemorySpace::device), s.k, o);
+        expect_same_result(tensor, copied, what + " " + ops::to_string(metric));
+      }
+      const Buffer<float> c(c0, MemorySpace::device);
+      const auto centroids =
+          contiguous_batch<const float>(c.data(), s.b, s.k, s.d, MemorySpace::device);
+      Buffer<int32_t> labels[2];
+      Buffer<float> distances[2];
+      for (int pass = 0; pass < 2; ++pass) {
+        ScopedEnv rows("TESSERA_KMEANS_TENSOR_ROWS", pass == 0 ? nullptr : "0");
+        labels[pass] = Buffer<int32_t>(size_t(s.b * s.n), MemorySpace::device);
+        distances[pass] = Buffer<float>(size_t(s.b * s.n), MemorySpace::device);
+        ops::kmeans_assign(ctx, x.on(MemorySpace::device), centroids, KmeansMetric::l2,
+                           labels[pass].data(), distances[pass].data());
+      }
+      EXPECT_EQ(labels[0].to_vector(), labels[1].to_vector()) << what << " kmeans_assign";
+      EXPECT_EQ(distances[0].to_vector(), distances[1].to_vector()) << what << " kmeans_assign";
+    }
+  }
+}
+
+TEST(GpuKmeansOps, TensorMapRowsGiveTheSameBitsAsCpAsync) {
+  REQUIRE_DEVICE();
+  expect_tensor_rows_match_cp_async<bf16>();
+  expect_tensor_rows_match_cp_async<f16>();
+}
+
 TEST(GpuKmeansOps, RealSiftVectors) {
   REQUIRE_DEVICE();
   namespace fs = std::filesystem;

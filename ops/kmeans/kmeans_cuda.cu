@@ -20,9 +20,11 @@
 // k-means|| (parallel_candidates) reuses the assignment kernels.
 #include "ops/kmeans/kmeans_cuda.h"
 
+#include <cuda.h>  // CUtensorMap (the type only: the encoder comes through the runtime)
 #include <cuda_bf16.h>
 #include <cuda_fp16.h>
 #include <cuda_runtime.h>
+#include <cudaTypedefs.h>
 
 #include <algorithm>
 #include <climits>
@@ -125,6 +127,9 @@ struct AssignArgs {
   int64_t n = 0, ld = 0, batch_stride = 0;
   int d = 0, k = 0, k_pad = 0, d_pad = 0, tiles = 0, batch = 0;
   bool vector_loads = false;  // 16-byte loads of X rows (aligned, D and ld multiples)
+  // assign_wgmma_kernel, 16-bit rows: the point tile arrives by tensor-map copies (the kernel's
+  // row_map parameter) rather than per-thread cp.async.
+  bool tensor_rows = false;
   int metric = kL2;
   // [B * n]: ||x||^2 (l2), 1/||x|| (cosine), unused (ip); written only by the kNorms form.
   float* x_norms = nullptr;
@@ -627,8 +632,11 @@ __device__ __forceinline__ void tile_point_norms(const AssignArgs& a, int b, int
 // A block's fixed costs are latencies in a chain, which at K = 100 or 300 (one to three centroid
 // tiles) took most of its time, so they are kept short: the rows' norms and old labels are read
 // before the point tile (not after it, nor in the epilogue), 16-bit rows with 16-byte alignment
-// arrive by cp.async all at once (not in rounds of four loads), and each row's result is stored
-// by the lane that holds it (no staging through shared memory and a block barrier).
+// arrive by tensor-map copies that the producer issues first (AssignArgs::tensor_rows; else by
+// cp.async, all in flight at once), and each row's result is stored by the lane that holds it
+// (no staging through shared memory and a block barrier). (Per-thread cp.async of the 32 KiB
+// tile took about 6,000 cycles of a block's 27,000 at K = 1024 to issue, a tenth of that by the
+// tensor map.)
 // (Persistent blocks looping over point tiles were measured too, the next tile's rows copied in
 // under the current one's stores: 1-14% slower at K >= 1000, ptxas then kept the ring index and
 // the MMA descriptors in vector registers, and no faster than this at K = 100 and 300.)
@@ -637,7 +645,8 @@ __device__ __forceinline__ void tile_point_norms(const AssignArgs& a, int b, int
 // pass's read of X.
 template <class V, int MT, bool kSplit = false, bool kKeys = false, bool kNorms = false>
 __global__ void __launch_bounds__(kWgmmaThreads, MT == 1 && !kSplit ? 2 : 1)
-    assign_wgmma_kernel(const V* __restrict__ x, const AssignArgs a, const int stages) {
+    assign_wgmma_kernel(const V* __restrict__ x, const AssignArgs a, const int stages,
+                        const __grid_constant__ CUtensorMap row_map) {
 #if defined(__CUDA_ARCH_FEAT_SM90_ALL)
   using namespace cuda::hopper;
   using E = typename Tile<V>::Elem;
@@ -657,6 +666,7 @@ __global__ void __launch_bounds__(kWgmmaThreads, MT == 1 && !kSplit ? 2 : 1)
   if (a.active && !a.active[b]) return;
   extern __shared__ __align__(16) unsigned char smem_raw[];
   __shared__ __align__(8) uint64_t ring_barriers[2 * kMaxStages];  // full[stages], empty[stages]
+  __shared__ __align__(8) uint64_t rows_barriers[2];  // tensor_rows: a warpgroup's rows landed
   __shared__ double warp_inertia[kConsumerWarps];  // the tile's sums per consumer warp
   __shared__ int warp_changed[kConsumerWarps];
   // 1024-byte alignment for the swizzle (the launch adds 1 KiB of slack).
@@ -669,11 +679,15 @@ __global__ void __launch_bounds__(kWgmmaThreads, MT == 1 && !kSplit ? 2 : 1)
   const int total = n_ctiles * nk * kParts;
   const uint32_t full0 = smem_address(ring_barriers);
   const uint32_t empty0 = full0 + 8 * stages;
+  const uint32_t rows_full0 = smem_address(rows_barriers);
+  const bool tensor_rows = kAsyncRows && a.tensor_rows;
   if (threadIdx.x == 0) {
     for (int s = 0; s < stages; ++s) {
       mbarrier_init(full0 + 8 * s, 1);                   // the producer's expect_tx arrival
       mbarrier_init(empty0 + 8 * s, kConsumerThreads);   // every consumer thread
     }
+    mbarrier_init(rows_full0, 1);
+    mbarrier_init(rows_full0 + 8, 1);
     mbarrier_init_fence();
   }
   __syncthreads();
@@ -683,6 +697,16 @@ __global__ void __launch_bounds__(kWgmmaThreads, MT == 1 && !kSplit ? 2 : 1)
   const int rows = a.n - row0 < BM ? int(a.n - row0) : BM;
   if (warp == kConsumerWarps) {  // the producer
     if (lane == 0) {
+      if (tensor_rows) {  // each warpgroup's rows, one box a column block, zeros past n and D
+        for (int g = 0; g < 2; ++g) {
+          mbarrier_arrive_expect_tx(rows_full0 + 8 * g, uint32_t(nk * kGroupRows * 128));
+          for (int kc = 0; kc < nk; ++kc) {
+            tensor_copy_3d_to_shared(smem_address(X_s) + kc * kBlockBytes + g * kGroupRows * 128,
+                                     &row_map, kc * Tile<V>::kBk, int(row0) + g * kGroupRows, b,
+                                     rows_full0 + 8 * g);
+          }
+        }
+      }
       const unsigned char* src =
           static_cast<const unsigned char*>(a.table) + int64_t(b) * total * kStageBytes;
       const uint32_t c_base = smem_address(C_s);
@@ -724,9 +748,10 @@ __global__ void __launch_bounds__(kWgmmaThreads, MT == 1 && !kSplit ? 2 : 1)
            swizzled(group_row0 + r, (col % kPerBlock) * int(sizeof(E)));
   };
   const int group_rows = max(0, min(rows - group_row0, kGroupRows));
-  const bool async_rows = kAsyncRows && a.vector_loads;
-  // 16-bit rows, 16-byte aligned: this warpgroup's rows into its part of X_s by cp.async, all in
-  // flight at once, zero past the last point and past D (waited for below).
+  const bool async_rows = kAsyncRows && a.vector_loads && !tensor_rows;
+  // 16-bit rows, 16-byte aligned, without the tensor map: this warpgroup's rows into its part of
+  // X_s by cp.async, all in flight at once, zero past the last point and past D (waited for
+  // below).
   if (async_rows) {
     const V* xb = x + int64_t(b) * a.batch_stride + (row0 + group_row0) * a.ld;
     constexpr int kV = 16 / sizeof(V);
@@ -766,7 +791,9 @@ __global__ void __launch_bounds__(kWgmmaThreads, MT == 1 && !kSplit ? 2 : 1)
         old_label[m][hh] = r < rows && a.tile_changed && lane % 4 == 0 ? a.labels[g] : -1;
       }
     }
-    if (async_rows) {
+    if (tensor_rows) {
+      mbarrier_wait(rows_full0 + 8 * wg, 0);
+    } else if (async_rows) {
       cp_async_wait<0>();
     } else {
       // Split: the high parts at X_s, the low parts nk column blocks further on.
@@ -796,8 +823,10 @@ __global__ void __launch_bounds__(kWgmmaThreads, MT == 1 && !kSplit ? 2 : 1)
             }
           });
     }
-    fence_async_shared();  // st.shared / cp.async writes, visible to the tensor cores
-    named_barrier_sync(kRowsLoaded0 + wg, 128);
+    if (!tensor_rows) {
+      fence_async_shared();  // st.shared / cp.async writes, visible to the tensor cores
+      named_barrier_sync(kRowsLoaded0 + wg, 128);
+    }
     if constexpr (kNorms) {  // before the first tile: its accumulators start at ||x||^2 / 2
       tile_point_norms<V>(a, b, row0 + group_row0, rows - group_row0, point_address, x_norm[0]);
     }
@@ -1778,6 +1807,23 @@ int wgmma_stages(int d_pad, int mt, size_t block_limit, size_t sm_bytes, int par
   return one >= kMinStages ? one : 0;
 }
 
+// cuTensorMapEncodeTiled, fetched from the driver through the runtime once (no link against
+// libcuda); null where the driver does not have it.
+PFN_cuTensorMapEncodeTiled_v12000 tensor_map_encoder() {
+  static const PFN_cuTensorMapEncodeTiled_v12000 encode = [] {
+    void* fn = nullptr;
+    cudaDriverEntryPointQueryResult found{};
+    if (cudaGetDriverEntryPointByVersion("cuTensorMapEncodeTiled", &fn, 12000, cudaEnableDefault,
+                                         &found) != cudaSuccess ||
+        found != cudaDriverEntryPointSuccess) {
+      cudaGetLastError();
+      return PFN_cuTensorMapEncodeTiled_v12000(nullptr);
+    }
+    return reinterpret_cast<PFN_cuTensorMapEncodeTiled_v12000>(fn);
+  }();
+  return encode;
+}
+
 // Whether assignments run on the wgmma kernel: the build holds sm_90a code and the device runs
 // it (probed once), unless TESSERA_KMEANS_KERNEL=mma_sync asks for the portable kernel
 // (=wgmma128 / =wgmma256 pin the wgmma kernel's block size; tests use all three).
@@ -1988,7 +2034,7 @@ struct DeviceProblem {
   bool split() const { return exact && wgmma_mt != 0; }
 
   // The wgmma kernel this problem runs (wgmma_mt != 0): its block size, and the split form.
-  using WgmmaKernelFn = void (*)(const V*, AssignArgs, int);
+  using WgmmaKernelFn = void (*)(const V*, AssignArgs, int, CUtensorMap);
   WgmmaKernelFn wgmma_kernel() const {
     if constexpr (std::is_same_v<V, float>) {
       if (split()) return assign_wgmma_kernel<float, 1, true>;
@@ -2142,6 +2188,43 @@ struct DeviceProblem {
     return a;
   }
 
+  // The wgmma kernel's point rows (16-bit rows, 16-byte aligned: AssignArgs::vector_loads) as a
+  // tensor map over X [B][n][D]: boxes of one column block (Tile<V>::kBk elements, 128 bytes) by
+  // one consumer warpgroup's rows, 128-byte swizzled as the MMAs read them. False (the kernel
+  // then copies the rows by cp.async) for f32, problems whose batch stride the map does not
+  // take (overlapping problems, 2^40 bytes), a driver without the encoder, or
+  // TESSERA_KMEANS_TENSOR_ROWS=0 (for comparisons and tests).
+  bool point_row_map(CUtensorMap& map) const {
+    if constexpr (std::is_same_v<V, float>) {
+      return false;
+    } else {
+      const char* env = std::getenv("TESSERA_KMEANS_TENSOR_ROWS");
+      if (wgmma_mt == 0 || x.rows == 0 || x.batch == 0 || (env && std::string(env) == "0")) return false;
+      // One problem: any stride past its rows (the map wants one, a multiple of 16 bytes).
+      const int64_t batch_stride = x.batch > 1 ? x.batch_stride : x.rows * x.ld;
+      constexpr int64_t kMaxStride = (int64_t(1) << 40) / int64_t(sizeof(V));
+      if (batch_stride < x.rows * x.ld || batch_stride >= kMaxStride) return false;
+      const PFN_cuTensorMapEncodeTiled_v12000 encode = tensor_map_encoder();
+      if (encode == nullptr) return false;
+      const cuuint64_t dims[3] = {cuuint64_t(x.cols), cuuint64_t(x.rows), cuuint64_t(x.batch)};
+      const cuuint64_t strides[2] = {cuuint64_t(x.ld) * sizeof(V),
+                                     cuuint64_t(batch_stride) * sizeof(V)};
+      const cuuint32_t box[3] = {cuuint32_t(Tile<V>::kBk), cuuint32_t(64 * wgmma_mt), 1};
+      const cuuint32_t unit[3] = {1, 1, 1};
+      const CUtensorMapDataType type = std::is_same_v<V, bf16> ? CU_TENSOR_MAP_DATA_TYPE_BFLOAT16
+                                                               : CU_TENSOR_MAP_DATA_TYPE_FLOAT16;
+      const CUresult status = encode(&map, type, 3, const_cast<V*>(x.data), dims, strides, box,
+                                     unit, CU_TENSOR_MAP_INTERLEAVE_NONE,
+                                     CU_TENSOR_MAP_SWIZZLE_128B, CU_TENSOR_MAP_L2_PROMOTION_L2_256B,
+                                     CU_TENSOR_MAP_FLOAT_OOB_FILL_NONE);
+      // Inside the limits checked above a refusal is a defect here, not a property of the input.
+      TSR_CHECK(status == CUDA_SUCCESS, "kmeans: the driver refused the point rows' tensor map (",
+                "error ", int(status), ", B = ", x.batch, ", n = ", x.rows, ", D = ", x.cols,
+                ", ld = ", x.ld, ")");
+      return true;
+    }
+  }
+
   // with_norms (fused_norms only): the kernel that computes the point norms and their checks.
   void launch_assign(cudaStream_t stream, const AssignArgs& a, bool with_norms = false) const {
     const int64_t blocks = x.batch * tiles;
@@ -2150,8 +2233,11 @@ struct DeviceProblem {
               "cannot compute them");
     if (wgmma_mt != 0) {
       const WgmmaKernelFn kernel = with_norms ? fused_norms_kernel() : wgmma_kernel();
-      kernel<<<unsigned(blocks), kWgmmaThreads, assign_kernel_smem(), stream>>>(x.data, a,
-                                                                              wgmma_ring);
+      AssignArgs args = a;
+      CUtensorMap row_map{};  // unused unless tensor_rows
+      args.tensor_rows = a.vector_loads && point_row_map(row_map);
+      kernel<<<unsigned(blocks), kWgmmaThreads, assign_kernel_smem(), stream>>>(x.data, args,
+                                                                              wgmma_ring, row_map);
     } else {
       mma_sync_kernel()<<<unsigned(blocks), kAssignThreads, assign_kernel_smem(), stream>>>(x.data, a);
     }
