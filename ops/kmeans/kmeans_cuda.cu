@@ -1038,19 +1038,12 @@ __global__ void __launch_bounds__(kWgmmaThreads, MT == 1 && !kSplit ? 2 : 1)
     changed = warp_sum_i32(changed);
     if (lane == 0) warp_inertia[warp] = dist_sum, warp_changed[warp] = changed;
     named_barrier_sync(kResults, kConsumerThreads);
-    if (warp == 0 && a.tile_inertia) {
-      // Lane w holds warp w's sums; a fixed xor tree adds them (the same bits every run). One
-      // thread adding the eight in turn kept the block alive about 1,800 cycles after the barrier.
-      static_assert(kConsumerWarps <= kWarp && (kConsumerWarps & (kConsumerWarps - 1)) == 0,
-                    "a lane per consumer warp, a power of two");
-      double s = lane < kConsumerWarps ? warp_inertia[lane] : 0.0;
-      int c = lane < kConsumerWarps ? warp_changed[lane] : 0;
-#pragma unroll
-      for (int off = kConsumerWarps / 2; off > 0; off /= 2) {
-        s += __shfl_xor_sync(0xffffffffu, s, off);
-        c += __shfl_xor_sync(0xffffffffu, c, off);
-      }
-      if (lane == 0) a.tile_inertia[blockIdx.x] = s, a.tile_changed[blockIdx.x] = c;
+    if (threadIdx.x == 0 && a.tile_inertia) {
+      double s = 0;
+      int c = 0;
+      for (int w = 0; w < kConsumerWarps; ++w) s += warp_inertia[w], c += warp_changed[w];
+      a.tile_inertia[blockIdx.x] = s;
+      a.tile_changed[blockIdx.x] = c;
     }
   }
 #else
