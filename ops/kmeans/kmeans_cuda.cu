@@ -145,9 +145,9 @@ struct AssignArgs {
   bool label_sort_keys = false;  // the keys are the labels alone (label-major slots, below)
   double* tile_inertia = nullptr;  // [B * tiles] or null
   int* tile_changed = nullptr;     // [B * tiles] or null
-  // assign_wgmma_kernel: each block's producer prefetches the point rows of its next work item
-  // into L2 while it works on the current one. Needs vector_loads.
-  bool prefetch_rows = false;
+  // assign_wgmma_kernel: block i's producer warp prefetches block i + prefetch_ahead's point rows
+  // into L2 (about one wave of resident blocks ahead; 0: none). Needs vector_loads.
+  int prefetch_ahead = 0;
   // assign_wgmma_kernel<..., kKeys>: the mask that clears a score key's slot bits (kKeySlotBits).
   // Passed at run time on purpose: as an immediate, ptxas packs each key with two instructions
   // instead of one.
@@ -637,10 +637,9 @@ __device__ __forceinline__ void tile_point_norms(const AssignArgs& a, int b, int
 // (no staging through shared memory and a block barrier). (Per-thread cp.async of the 32 KiB
 // tile took about 6,000 cycles of a block's 27,000 at K = 1024 to issue, a tenth of that by the
 // tensor map.)
-// Blocks are persistent: a grid of the resident blocks, each taking point tiles (work items) in
-// turn, the ring running on from one item's centroids into the next's, and with tensor_rows the
-// next item's rows copied in as soon as the warpgroup's last MMAs are done (under its fold and
-// stores); so a block's start (barrier set-up, the launch itself) is paid once, not per tile.
+// (Persistent blocks looping over point tiles were measured too, the next tile's rows copied in
+// under the current one's stores: 1-14% slower at K >= 1000, ptxas then kept the ring index and
+// the MMA descriptors in vector registers, and no faster than this at K = 100 and 300.)
 // kNorms (a fit's first assignment, l2, 16-bit rows by cp.async): the rows' ||x||^2 are computed
 // here from the resident tile, with point_norms_kernel's checks, instead of read, saving that
 // pass's read of X.
@@ -662,18 +661,14 @@ __global__ void __launch_bounds__(kWgmmaThreads, MT == 1 && !kSplit ? 2 : 1)
   constexpr int kStepBytes = 32;         // one MMA k-step: 16 x 16-bit or 8 x tf32
   constexpr bool kAsyncRows = !std::is_same_v<V, float>;
   constexpr int kConsumerWarps = kConsumerThreads / kWarp;
-  // Work items, (problem, point tile) = (item / a.tiles, item % a.tiles): the block takes items
-  // blockIdx.x, + gridDim.x, ... (a grid of resident blocks), skipping those of inactive
-  // problems; the producer and the consumers walk the same items.
-  const int64_t n_items = int64_t(a.batch) * a.tiles;
-  auto active = [&](int64_t item) { return !a.active || a.active[item / a.tiles] != 0; };
+  const int b = int(blockIdx.x / unsigned(a.tiles));
+  const int tile = int(blockIdx.x % unsigned(a.tiles));
+  if (a.active && !a.active[b]) return;
   extern __shared__ __align__(16) unsigned char smem_raw[];
   __shared__ __align__(8) uint64_t ring_barriers[2 * kMaxStages];  // full[stages], empty[stages]
-  // tensor_rows, per warpgroup: its rows landed (the producer's copies), and its MMAs are done
-  // with them (its 128 threads), once an item.
-  __shared__ __align__(8) uint64_t rows_barriers[2], free_barriers[2];
-  __shared__ double warp_inertia[2][kConsumerWarps];  // an item's sums per consumer warp, by
-  __shared__ int warp_changed[2][kConsumerWarps];     // the item's parity
+  __shared__ __align__(8) uint64_t rows_barriers[2];  // tensor_rows: a warpgroup's rows landed
+  __shared__ double warp_inertia[kConsumerWarps];  // the tile's sums per consumer warp
+  __shared__ int warp_changed[kConsumerWarps];
   // 1024-byte alignment for the swizzle (the launch adds 1 KiB of slack).
   unsigned char* smem = smem_raw + ((1024 - (smem_address(smem_raw) & 1023)) & 1023);
   const int nk = a.d_pad / Tile<V>::kBk;             // column blocks
@@ -685,72 +680,59 @@ __global__ void __launch_bounds__(kWgmmaThreads, MT == 1 && !kSplit ? 2 : 1)
   const uint32_t full0 = smem_address(ring_barriers);
   const uint32_t empty0 = full0 + 8 * stages;
   const uint32_t rows_full0 = smem_address(rows_barriers);
-  const uint32_t rows_free0 = smem_address(free_barriers);
   const bool tensor_rows = kAsyncRows && a.tensor_rows;
   if (threadIdx.x == 0) {
     for (int s = 0; s < stages; ++s) {
       mbarrier_init(full0 + 8 * s, 1);                   // the producer's expect_tx arrival
       mbarrier_init(empty0 + 8 * s, kConsumerThreads);   // every consumer thread
     }
-    for (int g = 0; g < 2; ++g) {
-      mbarrier_init(rows_full0 + 8 * g, 1);
-      mbarrier_init(rows_free0 + 8 * g, 128);
-    }
+    mbarrier_init(rows_full0, 1);
+    mbarrier_init(rows_full0 + 8, 1);
     mbarrier_init_fence();
   }
   __syncthreads();
 
   const int warp = threadIdx.x / kWarp, lane = threadIdx.x % kWarp;
-  // Rows of the item's point tile that are points (the rest read as zeros).
-  auto rows_of = [&](int64_t item) {
-    const int64_t row0 = item % a.tiles * BM;
-    return a.n - row0 < BM ? int(a.n - row0) : BM;
-  };
-  if (warp == kConsumerWarps) {  // the producer, lane 0
-    if (lane != 0) return;
-    const uint32_t c_base = smem_address(C_s);
-    int st = 0, phase = 0;
-    int it = 0;  // items taken
-    for (int64_t item = blockIdx.x; item < n_items; item += gridDim.x) {
-      if (!active(item)) continue;
-      int64_t next = item + gridDim.x;  // the next item taken, for the prefetch
-      while (next < n_items && !active(next)) next += gridDim.x;
-      const int b = int(item / a.tiles);
-      const int row0 = int(item % a.tiles) * BM;
+  const int64_t row0 = int64_t(tile) * BM;
+  const int rows = a.n - row0 < BM ? int(a.n - row0) : BM;
+  if (warp == kConsumerWarps) {  // the producer
+    if (lane == 0) {
       if (tensor_rows) {  // each warpgroup's rows, one box a column block, zeros past n and D
         for (int g = 0; g < 2; ++g) {
-          if (it > 0) mbarrier_wait(rows_free0 + 8 * g, (it - 1) & 1);  // the last item's MMAs
           mbarrier_arrive_expect_tx(rows_full0 + 8 * g, uint32_t(nk * kGroupRows * 128));
           for (int kc = 0; kc < nk; ++kc) {
             tensor_copy_3d_to_shared(smem_address(X_s) + kc * kBlockBytes + g * kGroupRows * 128,
-                                     &row_map, kc * Tile<V>::kBk, row0 + g * kGroupRows, b,
+                                     &row_map, kc * Tile<V>::kBk, int(row0) + g * kGroupRows, b,
                                      rows_full0 + 8 * g);
-          }
-        }
-      }
-      if (a.prefetch_rows && next < n_items) {  // the next item's rows into L2 meanwhile
-        const int nrows = rows_of(next);
-        const char* base = reinterpret_cast<const char*>(
-            x + next / a.tiles * a.batch_stride + next % a.tiles * BM * a.ld);
-        const uint32_t row_bytes = uint32_t(a.d) * uint32_t(sizeof(V));
-        if (a.ld == a.d) {  // one contiguous range
-          bulk_prefetch_l2(base, uint32_t(nrows) * row_bytes);
-        } else {
-          for (int r = 0; r < nrows; ++r) {
-            bulk_prefetch_l2(base + int64_t(r) * a.ld * int64_t(sizeof(V)), row_bytes);
           }
         }
       }
       const unsigned char* src =
           static_cast<const unsigned char*>(a.table) + int64_t(b) * total * kStageBytes;
-      for (int s = 0; s < total; ++s) {
+      const uint32_t c_base = smem_address(C_s);
+      for (int s = 0, st = 0, phase = 0; s < total; ++s) {
         mbarrier_wait(empty0 + 8 * st, phase ^ 1);
         mbarrier_arrive_expect_tx(full0 + 8 * st, kStageBytes);
         bulk_copy_to_shared(c_base + st * kStageBytes, src + int64_t(s) * kStageBytes,
                             kStageBytes, full0 + 8 * st);
         if (++st == stages) st = 0, phase ^= 1;
       }
-      ++it;
+    } else if (a.prefetch_ahead > 0 && blockIdx.x + unsigned(a.prefetch_ahead) < gridDim.x) {
+      // The other lanes: the rows of the block a wave ahead into L2, so that its point loads
+      // wait on L2 rather than on DRAM (rows 16-byte aligned: vector_loads).
+      const unsigned ahead = blockIdx.x + unsigned(a.prefetch_ahead);
+      const int ab = int(ahead / unsigned(a.tiles)), at = int(ahead % unsigned(a.tiles));
+      const int64_t arow0 = int64_t(at) * BM;
+      const int arows = a.n - arow0 < BM ? int(a.n - arow0) : BM;
+      const char* base =
+          reinterpret_cast<const char*>(x + int64_t(ab) * a.batch_stride + arow0 * a.ld);
+      const uint32_t row_bytes = uint32_t(a.d) * uint32_t(sizeof(V));
+      if (a.ld == a.d) {  // one contiguous range
+        if (lane == 1) bulk_prefetch_l2(base, uint32_t(arows) * row_bytes);
+      } else {
+        for (int r = lane - 1; r < arows; r += kWarp - 1)
+          bulk_prefetch_l2(base + int64_t(r) * a.ld * int64_t(sizeof(V)), row_bytes);
+      }
     }
     return;  // (the consumers' barriers below are named, for their 256 threads)
   }
@@ -765,32 +747,8 @@ __global__ void __launch_bounds__(kWgmmaThreads, MT == 1 && !kSplit ? 2 : 1)
     return X_s + (col / kPerBlock) * kBlockBytes +
            swizzled(group_row0 + r, (col % kPerBlock) * int(sizeof(E)));
   };
-  const bool async_rows = kAsyncRows && a.vector_loads && !tensor_rows;
-  // Turns need a tile's stages to fit the ring: else warpgroup 0 would wait for a stage that
-  // only warpgroup 1's next turn frees. Without turns the two run freely (no cycle). A tile
-  // without column blocks (D = 0, refused by the callers) would never pass the turn on.
-  const bool take_turns = nk > 0 && stages >= kParts * nk;
-  if (take_turns && wg == 1) named_barrier_arrive(kTurn0, 256);  // warpgroup 0 goes first
-  const uint32_t x_desc = smem_descriptor(smem_address(X_s) + group_row0 * 128);
-  const uint32_t x_lo_step = uint32_t(nk * kBlockBytes) >> 4;  // split: high -> low parts
-  const uint32_t c_desc = smem_descriptor(smem_address(C_s));
-  // The ring, as the producer fills it: the next stage and its phase, running on across items.
-  int st = 0, last_st = 0, last_hi_st = 0;
-  uint32_t phase = 0;
-  int it = 0;  // items taken (their parity picks the rows barriers' phase)
-  // (The loop branches only on values ptxas sees as warp-uniform, the activity by a vote: it then
-  // keeps the ring index and the MMA descriptors in uniform registers. A loop that searched for
-  // the next active item, or skipped on a shuffled flag, put them in vector registers, moved
-  // into uniform ones before every MMA, with spills.)
-  for (int64_t item = blockIdx.x; item < n_items; item += gridDim.x) {
-  if (__all_sync(0xffffffffu, !active(item))) continue;
-  // Rows loaded by the consumers: this warpgroup's MMAs of the last item, the only readers of
-  // its rows, are done in every warp.
-  if (!tensor_rows) named_barrier_sync(kRowsLoaded0 + wg, 128);
-  const int b = int(item / a.tiles);
-  const int64_t row0 = item % a.tiles * BM;
-  const int rows = rows_of(item);
   const int group_rows = max(0, min(rows - group_row0, kGroupRows));
+  const bool async_rows = kAsyncRows && a.vector_loads && !tensor_rows;
   // 16-bit rows, 16-byte aligned, without the tensor map: this warpgroup's rows into its part of
   // X_s by cp.async, all in flight at once, zero past the last point and past D (waited for
   // below).
@@ -810,7 +768,15 @@ __global__ void __launch_bounds__(kWgmmaThreads, MT == 1 && !kSplit ? 2 : 1)
     }
     cp_async_commit();
   }
-  {  // the item's tile
+  // Turns need a tile's stages to fit the ring: else warpgroup 0 would wait for a stage that
+  // only warpgroup 1's next turn frees. Without turns the two run freely (no cycle). A tile
+  // without column blocks (D = 0, refused by the callers) would never pass the turn on.
+  const bool take_turns = nk > 0 && stages >= kParts * nk;
+  if (take_turns && wg == 1) named_barrier_arrive(kTurn0, 256);  // warpgroup 0 goes first
+  const uint32_t x_desc = smem_descriptor(smem_address(X_s) + group_row0 * 128);
+  const uint32_t x_lo_step = uint32_t(nk * kBlockBytes) >> 4;  // split: high -> low parts
+  const uint32_t c_desc = smem_descriptor(smem_address(C_s));
+  {  // the tile
     // This thread's rows (m, hh): the quad lane % 4 == 0 of each holds the row's result. Read
     // before the points land: ||x||^2 (or 1 / ||x||) and, when changes are counted, the label.
     float x_norm[MT][2];
@@ -826,7 +792,7 @@ __global__ void __launch_bounds__(kWgmmaThreads, MT == 1 && !kSplit ? 2 : 1)
       }
     }
     if (tensor_rows) {
-      mbarrier_wait(rows_full0 + 8 * wg, uint32_t(it & 1));
+      mbarrier_wait(rows_full0 + 8 * wg, 0);
     } else if (async_rows) {
       cp_async_wait<0>();
     } else {
@@ -889,6 +855,8 @@ __global__ void __launch_bounds__(kWgmmaThreads, MT == 1 && !kSplit ? 2 : 1)
     // This thread's accumulator columns of a tile: 8 i + 2 (lane % 4) + {0, 1}, i < 16.
     const float* c_half = a.c_half + int64_t(b) * a.k_pad + 2 * (lane % 4);
     float d[MT][64];
+    int st = 0, last_st = 0, last_hi_st = 0;
+    uint32_t phase = 0;
     for (int j = 0; j < n_ctiles; ++j) {
       // Here the accumulators hold h(c) - x.c (the negated score): they start at h of their
       // columns, loaded straight into them, and the MMAs subtract the products. kKeys: they
@@ -939,9 +907,9 @@ __global__ void __launch_bounds__(kWgmmaThreads, MT == 1 && !kSplit ? 2 : 1)
           }
         }
         wgmma_commit();
-        // The tile's MMAs are all queued: the other warpgroup's turn (the turns alternate through
-        // all the block's items, warpgroup 0 taking the first and a last one after the loop).
-        if (take_turns && kc == nk - 1) {
+        // The tile's MMAs are all queued: the other warpgroup's turn (it takes n_ctiles turns,
+        // warpgroup 0 n_ctiles - 1 + the first).
+        if (take_turns && kc == nk - 1 && !(wg == 1 && j == n_ctiles - 1)) {
           named_barrier_arrive(kTurn0 + (wg ^ 1), 256);
         }
         if (kc > 0) {  // the previous column block's MMAs are done with its buffers
@@ -958,7 +926,6 @@ __global__ void __launch_bounds__(kWgmmaThreads, MT == 1 && !kSplit ? 2 : 1)
       for (int m = 0; m < MT; ++m) fence_accumulators(d[m]);
       if constexpr (kSplit) mbarrier_arrive(empty0 + 8 * last_hi_st);
       mbarrier_arrive(empty0 + 8 * last_st);
-      if (tensor_rows && j == n_ctiles - 1) mbarrier_arrive(rows_free0 + 8 * wg);  // next rows
       // Fold tile j: its smallest h - x.c by a pairwise tree over the thread's 32 columns of a
       // row (the lower columns win ties), then against the running best, whose columns are all
       // lower. Five dependent steps instead of 32. Never NaN: inputs are checked finite with
@@ -1069,23 +1036,16 @@ __global__ void __launch_bounds__(kWgmmaThreads, MT == 1 && !kSplit ? 2 : 1)
     }
     dist_sum = warp_sum_f64(dist_sum);
     changed = warp_sum_i32(changed);
-    if (lane == 0) warp_inertia[it & 1][warp] = dist_sum, warp_changed[it & 1][warp] = changed;
+    if (lane == 0) warp_inertia[warp] = dist_sum, warp_changed[warp] = changed;
     named_barrier_sync(kResults, kConsumerThreads);
     if (threadIdx.x == 0 && a.tile_inertia) {
       double s = 0;
       int c = 0;
-      for (int w = 0; w < kConsumerWarps; ++w) {
-        s += warp_inertia[it & 1][w], c += warp_changed[it & 1][w];
-      }
-      a.tile_inertia[item] = s;
-      a.tile_changed[item] = c;
+      for (int w = 0; w < kConsumerWarps; ++w) s += warp_inertia[w], c += warp_changed[w];
+      a.tile_inertia[blockIdx.x] = s;
+      a.tile_changed[blockIdx.x] = c;
     }
   }
-  ++it;
-  }
-  // Warpgroup 1 passed the turn after its last tile (or, without items, gave warpgroup 0 the
-  // first): warpgroup 0 takes it, so that every arrival meets its sync.
-  if (take_turns && wg == 0) named_barrier_sync(kTurn0, 256);
 #else
   __trap();  // launched only where wgmma_probe_kernel said the sm_90a code is here
 #endif
@@ -1994,8 +1954,7 @@ struct DeviceProblem {
   bool wide = false;                     // D too wide for a resident point tile: kWide
   int wgmma_mt = 0;                      // assign_wgmma_kernel<V, wgmma_mt>, or 0: assign_kernel
   int wgmma_ring = 0;                    // its ring stages
-  bool prefetch_rows = false;            // AssignArgs::prefetch_rows
-  int64_t resident_blocks = 0;           // the wgmma kernel's grid: the blocks the GPU holds
+  int prefetch_ahead = 0;                // AssignArgs::prefetch_ahead
   bool score_keys = false;               // L2 on the wgmma kernel: its kKeys form
   // A fit's first assignment can compute the point norms (fused_norms_kernel) instead of
   // point_norms_kernel: score keys (l2) on the 128-point wgmma kernel, 16-bit rows by cp.async.
@@ -2059,17 +2018,15 @@ struct DeviceProblem {
                                           cudaFuncAttributeMaxDynamicSharedMemorySize,
                                           int(assign_kernel_smem())));
     }
-    // The wgmma kernel runs a grid of the blocks the GPU holds at once, each taking point tiles
-    // in turn, and prefetches each block's next tile into L2 (TESSERA_KMEANS_PREFETCH=0: off,
-    // for comparisons).
-    if (wgmma_mt != 0) {
+    // The wgmma kernel prefetches one wave of resident blocks ahead (TESSERA_KMEANS_PREFETCH=0:
+    // off, for comparisons).
+    const char* prefetch_env = std::getenv("TESSERA_KMEANS_PREFETCH");
+    const bool prefetch_off = prefetch_env && std::string(prefetch_env) == "0";
+    if (wgmma_mt != 0 && rows_16b_aligned(x) && !prefetch_off) {
       int per_sm = 0;
       TSR_CUDA_CHECK(cudaOccupancyMaxActiveBlocksPerMultiprocessor(
           &per_sm, wgmma_kernel(), kWgmmaThreads, assign_kernel_smem()));
-      resident_blocks = std::max(1, per_sm) * int64_t(sms);
-      const char* prefetch_env = std::getenv("TESSERA_KMEANS_PREFETCH");
-      const bool prefetch_off = prefetch_env && std::string(prefetch_env) == "0";
-      prefetch_rows = rows_16b_aligned(x) && !prefetch_off;
+      prefetch_ahead = per_sm * sms;
     }
   }
 
@@ -2226,7 +2183,7 @@ struct DeviceProblem {
     a.x_norms = x_norms;
     a.table = table;
     a.c_half = c_half;
-    a.prefetch_rows = prefetch_rows;
+    a.prefetch_ahead = prefetch_ahead;
     a.check_flags = flags;
     return a;
   }
@@ -2279,9 +2236,8 @@ struct DeviceProblem {
       AssignArgs args = a;
       CUtensorMap row_map{};  // unused unless tensor_rows
       args.tensor_rows = a.vector_loads && point_row_map(row_map);
-      const int64_t grid = std::min(blocks, resident_blocks);
-      kernel<<<unsigned(grid), kWgmmaThreads, assign_kernel_smem(), stream>>>(x.data, args,
-                                                                            wgmma_ring, row_map);
+      kernel<<<unsigned(blocks), kWgmmaThreads, assign_kernel_smem(), stream>>>(x.data, args,
+                                                                              wgmma_ring, row_map);
     } else {
       mma_sync_kernel()<<<unsigned(blocks), kAssignThreads, assign_kernel_smem(), stream>>>(x.data, a);
     }
