@@ -637,9 +637,10 @@ __device__ __forceinline__ void tile_point_norms(const AssignArgs& a, int b, int
 // (no staging through shared memory and a block barrier). (Per-thread cp.async of the 32 KiB
 // tile took about 6,000 cycles of a block's 27,000 at K = 1024 to issue, a tenth of that by the
 // tensor map.)
-// (Persistent blocks looping over point tiles were measured too, the next tile's rows copied in
-// under the current one's stores: 1-14% slower at K >= 1000, ptxas then kept the ring index and
-// the MMA descriptors in vector registers, and no faster than this at K = 100 and 300.)
+// (Persistent blocks looping over point tiles were measured twice, 1-14% and then 1-4% slower at
+// K >= 1000: the second time with the next tile's rows copied in by tensor map under the last
+// one's fold, and the MMA loop's code as here once the loop skipped inactive problems by a vote;
+// bench/RESULTS.md has both.)
 // kNorms (a fit's first assignment, l2, 16-bit rows by cp.async): the rows' ||x||^2 are computed
 // here from the resident tile, with point_norms_kernel's checks, instead of read, saving that
 // pass's read of X.
