@@ -641,7 +641,8 @@ __device__ __forceinline__ void tile_point_norms(const AssignArgs& a, int b, int
 // K >= 1000: the second time with the next tile's rows copied in by tensor map under the last
 // one's fold, and the MMA loop's code as here once the loop skipped inactive problems by a vote;
 // bench/RESULTS.md has both.)
-// kNorms (a fit's first assignment, l2, 16-bit rows by cp.async): the rows' ||x||^2 are computed
+// kNorms (a fit's first assignment, l2, 16-bit rows with 16-byte alignment, which arrive by
+// tensor map or cp.async): the rows' ||x||^2 are computed
 // here from the resident tile, with point_norms_kernel's checks, instead of read, saving that
 // pass's read of X.
 template <class V, int MT, bool kSplit = false, bool kKeys = false, bool kNorms = false>
@@ -1794,7 +1795,7 @@ size_t wgmma_smem_bytes(int d_pad, int mt, int stages, int parts = 1) {
 // parts = 2 (kSplit): one block per SM.
 template <class V>
 int wgmma_stages(int d_pad, int mt, size_t block_limit, size_t sm_bytes, int parts = 1) {
-  constexpr size_t kStaticSmem = 256;  // ring barriers + the per-warp sums
+  constexpr size_t kStaticSmem = 256;  // ring and rows barriers + the per-warp sums (240 bytes)
   const size_t fixed = wgmma_smem_bytes<V>(d_pad, mt, 0, parts) + kStaticSmem;
   auto fitting = [&](size_t budget) {
     return budget < fixed ? 0 : int(std::min<size_t>(kMaxStages, (budget - fixed) / kStageBytes));
@@ -1809,14 +1810,20 @@ int wgmma_stages(int d_pad, int mt, size_t block_limit, size_t sm_bytes, int par
 }
 
 // cuTensorMapEncodeTiled, fetched from the driver through the runtime once (no link against
-// libcuda); null where the driver does not have it.
+// libcuda); null where the driver does not have it. (The by-version lookup is CUDA 12.5's; older
+// toolkits have the one it deprecates.)
 PFN_cuTensorMapEncodeTiled_v12000 tensor_map_encoder() {
   static const PFN_cuTensorMapEncodeTiled_v12000 encode = [] {
     void* fn = nullptr;
     cudaDriverEntryPointQueryResult found{};
-    if (cudaGetDriverEntryPointByVersion("cuTensorMapEncodeTiled", &fn, 12000, cudaEnableDefault,
-                                         &found) != cudaSuccess ||
-        found != cudaDriverEntryPointSuccess) {
+#if CUDART_VERSION >= 12050
+    const cudaError_t status = cudaGetDriverEntryPointByVersion(
+        "cuTensorMapEncodeTiled", &fn, 12000, cudaEnableDefault, &found);
+#else
+    const cudaError_t status =
+        cudaGetDriverEntryPoint("cuTensorMapEncodeTiled", &fn, cudaEnableDefault, &found);
+#endif
+    if (status != cudaSuccess || found != cudaDriverEntryPointSuccess) {
       cudaGetLastError();
       return PFN_cuTensorMapEncodeTiled_v12000(nullptr);
     }
@@ -1958,7 +1965,8 @@ struct DeviceProblem {
   int prefetch_ahead = 0;                // AssignArgs::prefetch_ahead
   bool score_keys = false;               // L2 on the wgmma kernel: its kKeys form
   // A fit's first assignment can compute the point norms (fused_norms_kernel) instead of
-  // point_norms_kernel: score keys (l2) on the 128-point wgmma kernel, 16-bit rows by cp.async.
+  // point_norms_kernel: score keys (l2) on the 128-point wgmma kernel, 16-bit rows with 16-byte
+  // alignment.
   bool fused_norms = false;
   int points_per_block = kBM;
   float* x_norms = nullptr;              // [B * n] (l2, cosine)
