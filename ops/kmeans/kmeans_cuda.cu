@@ -626,6 +626,37 @@ __device__ __forceinline__ void tile_point_norms(const AssignArgs& a, int b, int
   }
 }
 
+// TESSERA_KMEANS_TRACE (a diagnostic build: -DCMAKE_CUDA_FLAGS=-DTESSERA_KMEANS_TRACE): each block
+// of assign_wgmma_kernel writes its timeline into kTraceSlots 64-bit slots, thread 0 (slot 9 and
+// 14: thread 128, warpgroup 1) at these points: 0 %smid << 32 | centroid tiles, 1 / 13 %globaltimer
+// at the start / end, then clock64() at 2 the start, 3 after __syncthreads, 4 the row copies and
+// loads issued, 5 the rows landed, 6 after the rows' barrier, 7 the first tile's MMAs done, 8 / 9
+// the last tile's MMAs done (warpgroup 0 / 1), 10 the results stored, 11 after the results
+// barrier, 12 the end, 14 warpgroup 1's rows in. The last launch's first kTraceBlocks blocks go to
+// $TESSERA_KMEANS_TRACE_FILE at exit; scripts/kmeans_trace.py summarises them. (It found the
+// per-thread cp.async of the point tile at a fifth of a block's time: bench/RESULTS.md.)
+#ifdef TESSERA_KMEANS_TRACE
+constexpr int kTraceSlots = 16;
+constexpr unsigned kTraceBlocks = 1u << 19;
+__device__ unsigned long long g_assign_trace[size_t(kTraceSlots) * kTraceBlocks];
+__device__ __forceinline__ unsigned long long trace_global_ns() {
+  unsigned long long t;
+  asm volatile("mov.u64 %0, %%globaltimer;" : "=l"(t));
+  return t;
+}
+__device__ __forceinline__ unsigned trace_sm() {
+  unsigned s;
+  asm volatile("mov.u32 %0, %%smid;" : "=r"(s));
+  return s;
+}
+#define KMEANS_TRACE_BY(thread, slot, value)                                          \
+  if (threadIdx.x == (thread) && blockIdx.x < kTraceBlocks)                          \
+  g_assign_trace[size_t(kTraceSlots) * blockIdx.x + (slot)] = (value)
+#else
+#define KMEANS_TRACE_BY(thread, slot, value) ((void)0)
+#endif
+#define KMEANS_TRACE(slot, value) KMEANS_TRACE_BY(0, slot, value)
+
 // MT m64 sub-tiles per consumer warpgroup: BM = 128 MT points per block. MT = 2 halves the
 // centroid traffic per multiply-add (one block per SM: 128 accumulators a thread); MT = 1 runs
 // two blocks per SM.
@@ -666,6 +697,8 @@ __global__ void __launch_bounds__(kWgmmaThreads, MT == 1 && !kSplit ? 2 : 1)
   const int b = int(blockIdx.x / unsigned(a.tiles));
   const int tile = int(blockIdx.x % unsigned(a.tiles));
   if (a.active && !a.active[b]) return;
+  KMEANS_TRACE(1, trace_global_ns());
+  KMEANS_TRACE(2, clock64());
   extern __shared__ __align__(16) unsigned char smem_raw[];
   __shared__ __align__(8) uint64_t ring_barriers[2 * kMaxStages];  // full[stages], empty[stages]
   __shared__ __align__(8) uint64_t rows_barriers[2];  // tensor_rows: a warpgroup's rows landed
@@ -693,6 +726,7 @@ __global__ void __launch_bounds__(kWgmmaThreads, MT == 1 && !kSplit ? 2 : 1)
     mbarrier_init_fence();
   }
   __syncthreads();
+  KMEANS_TRACE(3, clock64());
 
   const int warp = threadIdx.x / kWarp, lane = threadIdx.x % kWarp;
   const int64_t row0 = int64_t(tile) * BM;
@@ -793,6 +827,7 @@ __global__ void __launch_bounds__(kWgmmaThreads, MT == 1 && !kSplit ? 2 : 1)
         old_label[m][hh] = r < rows && a.tile_changed && lane % 4 == 0 ? a.labels[g] : -1;
       }
     }
+    KMEANS_TRACE(4, clock64());
     if (tensor_rows) {
       mbarrier_wait(rows_full0 + 8 * wg, 0);
     } else if (async_rows) {
@@ -825,10 +860,13 @@ __global__ void __launch_bounds__(kWgmmaThreads, MT == 1 && !kSplit ? 2 : 1)
             }
           });
     }
+    KMEANS_TRACE(5, clock64());
     if (!tensor_rows) {
       fence_async_shared();  // st.shared / cp.async writes, visible to the tensor cores
       named_barrier_sync(kRowsLoaded0 + wg, 128);
     }
+    KMEANS_TRACE(6, clock64());
+    KMEANS_TRACE_BY(128, 14, clock64());
     if constexpr (kNorms) {  // before the first tile: its accumulators start at ||x||^2 / 2
       tile_point_norms<V>(a, b, row0 + group_row0, rows - group_row0, point_address, x_norm[0]);
     }
@@ -926,6 +964,7 @@ __global__ void __launch_bounds__(kWgmmaThreads, MT == 1 && !kSplit ? 2 : 1)
       wgmma_wait<0>();
 #pragma unroll
       for (int m = 0; m < MT; ++m) fence_accumulators(d[m]);
+      if (j == 0) KMEANS_TRACE(7, clock64());
       if constexpr (kSplit) mbarrier_arrive(empty0 + 8 * last_hi_st);
       mbarrier_arrive(empty0 + 8 * last_st);
       // Fold tile j: its smallest h - x.c by a pairwise tree over the thread's 32 columns of a
@@ -987,6 +1026,8 @@ __global__ void __launch_bounds__(kWgmmaThreads, MT == 1 && !kSplit ? 2 : 1)
         }
       }
     }
+    KMEANS_TRACE(8, clock64());
+    KMEANS_TRACE_BY(128, 9, clock64());
     // The results: each row's winner over its quad, stored by the quad's lane 0; the tile's
     // inertia and changed-label count summed per warp, then over the warps in a fixed order.
     double dist_sum = 0;
@@ -1039,7 +1080,9 @@ __global__ void __launch_bounds__(kWgmmaThreads, MT == 1 && !kSplit ? 2 : 1)
     dist_sum = warp_sum_f64(dist_sum);
     changed = warp_sum_i32(changed);
     if (lane == 0) warp_inertia[warp] = dist_sum, warp_changed[warp] = changed;
+    KMEANS_TRACE(10, clock64());
     named_barrier_sync(kResults, kConsumerThreads);
+    KMEANS_TRACE(11, clock64());
     if (threadIdx.x == 0 && a.tile_inertia) {
       double s = 0;
       int c = 0;
@@ -1047,6 +1090,9 @@ __global__ void __launch_bounds__(kWgmmaThreads, MT == 1 && !kSplit ? 2 : 1)
       a.tile_inertia[blockIdx.x] = s;
       a.tile_changed[blockIdx.x] = c;
     }
+    KMEANS_TRACE(12, clock64());
+    KMEANS_TRACE(13, trace_global_ns());
+    KMEANS_TRACE(0, static_cast<unsigned long long>(trace_sm()) << 32 | unsigned(n_ctiles));
   }
 #else
   __trap();  // launched only where wgmma_probe_kernel said the sm_90a code is here
@@ -1832,6 +1878,29 @@ PFN_cuTensorMapEncodeTiled_v12000 tensor_map_encoder() {
   return encode;
 }
 
+#ifdef TESSERA_KMEANS_TRACE
+// TESSERA_KMEANS_TRACE: the blocks the last wgmma assignment launched, and their timelines written
+// to $TESSERA_KMEANS_TRACE_FILE at exit (kTraceSlots little-endian 64-bit values a block).
+int64_t& traced_blocks() {
+  static int64_t blocks = 0;
+  return blocks;
+}
+void write_assign_trace() {
+  const char* path = std::getenv("TESSERA_KMEANS_TRACE_FILE");
+  if (path == nullptr || cudaDeviceSynchronize() != cudaSuccess) return;
+  const int64_t blocks = std::min<int64_t>(traced_blocks(), kTraceBlocks);
+  std::vector<unsigned long long> slots(size_t(blocks) * kTraceSlots);
+  if (cudaMemcpyFromSymbol(slots.data(), g_assign_trace, slots.size() * sizeof(slots[0])) !=
+      cudaSuccess) {
+    return;
+  }
+  if (FILE* f = std::fopen(path, "wb")) {
+    std::fwrite(slots.data(), sizeof(slots[0]), slots.size(), f);
+    std::fclose(f);
+  }
+}
+#endif
+
 // Whether assignments run on the wgmma kernel: the build holds sm_90a code and the device runs
 // it (probed once), unless TESSERA_KMEANS_KERNEL=mma_sync asks for the portable kernel
 // (=wgmma128 / =wgmma256 pin the wgmma kernel's block size; tests use all three).
@@ -2247,6 +2316,11 @@ struct DeviceProblem {
       args.tensor_rows = a.vector_loads && point_row_map(row_map);
       kernel<<<unsigned(blocks), kWgmmaThreads, assign_kernel_smem(), stream>>>(x.data, args,
                                                                               wgmma_ring, row_map);
+#ifdef TESSERA_KMEANS_TRACE
+      traced_blocks() = blocks;
+      static const bool written_at_exit = std::atexit(write_assign_trace) == 0;
+      (void)written_at_exit;
+#endif
     } else {
       mma_sync_kernel()<<<unsigned(blocks), kAssignThreads, assign_kernel_smem(), stream>>>(x.data, a);
     }
