@@ -1165,6 +1165,7 @@ TEST(GpuKmeansOps, LabelMajorSortKeysGiveTheSameBits) {
 template <class V>
 void expect_tensor_rows_match_cp_async() {
   Context ctx;
+  const ScopedEnv tensor_rows("TESSERA_KMEANS_TENSOR_ROWS", nullptr);  // the default, whatever is set
   struct Shape { int64_t b, n, d, ld, k; };
   for (const char* kernel : {static_cast<const char*>(nullptr), "wgmma256"}) {
     const AssignKernel choice(kernel);
