@@ -4,10 +4,14 @@
 
 #include <algorithm>
 #include <cerrno>
+#include <cfloat>
+#include <charconv>
+#include <cmath>
 #include <cstdio>
 #include <cstring>
 #include <filesystem>
 #include <iostream>
+#include <limits>
 #include <type_traits>
 #include <vector>
 
@@ -51,7 +55,9 @@ struct RunOptions {
 };
 
 void add_matrix_options(CLI::App* app, MatrixOptions& m) {
-  app->add_option("-i,--input", m.input, "Matrix Market (.mtx) or edge-list file");
+  app->add_option("-i,--input", m.input,
+                  "Matrix Market file (named .mtx or starting with %%MatrixMarket) or edge list; "
+                  "duplicate entries are summed");
   app->add_option("-g,--generate", m.generate,
                   "generator spec, e.g. rmat:scale=16,ef=16 | er:rows=1000,density=0.01 | "
                   "banded:n=1000,lower=2 | clustered:n=4096,block=64 | powerlaw:n=10000,deg=16");
@@ -80,10 +86,12 @@ void add_run_options(CLI::App* app, RunOptions& r) {
 // Calls fn(V{}, I{}) for the value and index types named on the command line.
 template <bool kAllowF64, class Fn>
 int with_types(const std::string& dtype, const std::string& itype, Fn&& fn) {
+  TSR_CHECK(itype == "i32" || itype == "i64", "--itype must be i32 or i64 (got '", itype, "')");
+  TSR_CHECK(dtype == "f32" || dtype == "bf16" || dtype == "f16" || (kAllowF64 && dtype == "f64"),
+            "--dtype must be f32, bf16, f16", kAllowF64 ? " or f64" : " (f64 is for convert only)",
+            " (got '", dtype, "')");
   const DType v = parse_dtype(dtype);
-  const DType i = parse_dtype(itype);
-  TSR_CHECK(i == DType::i32 || i == DType::i64, "--itype must be i32 or i64 (got ", itype, ")");
-  const bool i64 = i == DType::i64;
+  const bool i64 = itype == "i64";
   switch (v) {
     case DType::f32: return i64 ? fn(float{}, int64_t{}) : fn(float{}, int32_t{});
     case DType::bf16: return i64 ? fn(bf16{}, int64_t{}) : fn(bf16{}, int32_t{});
@@ -98,6 +106,51 @@ int with_types(const std::string& dtype, const std::string& itype, Fn&& fn) {
   }
 }
 
+// The text with control characters (a file name or token from the input may hold any byte) as
+// \xNN, so that an error stays one line and cannot drive the terminal.
+std::string printable(const std::string& text) {
+  std::string out;
+  for (const char ch : text) {
+    const auto c = static_cast<unsigned char>(ch);
+    if (c < 0x20 || c == 0x7f) {
+      char hex[8];
+      std::snprintf(hex, sizeof hex, "\\x%02x", c);
+      out += hex;
+    } else {
+      out += ch;
+    }
+  }
+  return out;
+}
+
+// What the command is doing, for the out-of-memory message ("out of memory while ...").
+std::string g_stage = "parsing the command line";
+void stage(std::string what) { g_stage = std::move(what); }
+
+std::string source_text(const std::string& input, const std::string& generate) {
+  return input.empty() ? "generating '" + generate + "'" : "reading " + input;
+}
+
+void check_threads(int threads) {
+  const int limit = std::max(64, 4 * omp_get_num_procs());
+  TSR_CHECK(threads >= 0 && threads <= limit, "--threads ", threads, " must be in [0, ", limit,
+            "] (0: OpenMP's default)");
+}
+
+void check_matrix_options(const MatrixOptions& m) {
+  TSR_CHECK(m.block >= 1 && m.block <= 1024, "--block ", m.block, " must be in [1, 1024]");
+  TSR_CHECK(m.ell_width >= -1, "--ell-width ", m.ell_width,
+            " must be a width >= 0, or -1 for the longest row");
+  TSR_CHECK(m.hyb_c >= 1 && m.hyb_c <= 1024, "--hyb-c ", m.hyb_c, " must be in [1, 1024]");
+  TSR_CHECK(m.hyb_k >= 0 && m.hyb_k <= 20, "--hyb-k ", m.hyb_k, " must be in [0, 20]");
+}
+
+void check_run_options(const RunOptions& r) {
+  check_threads(r.threads);
+  TSR_CHECK(r.features >= 0, "--features must be non-negative (got ", r.features, ")");
+  TSR_CHECK(r.repeat >= 1 && r.repeat <= 1000000, "--repeat ", r.repeat, " must be in [1, 1000000]");
+}
+
 double median(std::vector<double> v) {
   std::sort(v.begin(), v.end());
   return v.empty() ? 0.0 : v[v.size() / 2];
@@ -109,7 +162,7 @@ double time_median(Context& ctx, int repeat, Fn&& fn) {
   fn();
   ctx.synchronize();
   std::vector<double> times;
-  for (int r = 0; r < std::max(1, repeat); ++r) {
+  for (int r = 0; r < repeat; ++r) {
     WallTimer t;
     fn();
     ctx.synchronize();
@@ -138,10 +191,17 @@ int cmd_info() {
 }
 
 int cmd_convert(const MatrixOptions& m, const std::string& output, bool json) {
+  check_matrix_options(m);
   return with_types<true>(m.dtype, m.itype, [&](auto v, auto i) {
     using V = decltype(v);
     using I = decltype(i);
+    if (!output.empty()) output_destination(output, "convert --output");  // before any work
+    stage(source_text(m.input, m.generate));
     const Csr<V, I> csr = load_matrix<V, I>(m.input, m.generate);
+    if (!output.empty()) {  // written first: a failed write is then the only thing printed
+      stage("writing " + output);
+      write_matrix_market(output, csr);
+    }
     std::vector<Format> formats;
     if (m.format == "all") {
       formats = {Format::coo, Format::csr, Format::csc, Format::bsr, Format::ell, Format::ragged,
@@ -150,6 +210,7 @@ int cmd_convert(const MatrixOptions& m, const std::string& output, bool json) {
       formats = {parse_format(m.format)};
     }
     for (Format f : formats) {
+      stage(std::string("converting to ") + format_name(f));
       WallTimer t;
       const AnySparse<V, I> a = from_csr(csr, f, m.params());
       const double seconds = t.seconds();
@@ -160,10 +221,7 @@ int cmd_convert(const MatrixOptions& m, const std::string& output, bool json) {
         std::printf("%s  (converted in %.3f ms)\n", st.to_string().c_str(), seconds * 1e3);
       }
     }
-    if (!output.empty()) {
-      write_matrix_market(output, csr);
-      std::printf("wrote %s\n", output.c_str());
-    }
+    if (!output.empty()) std::printf("wrote %s\n", output.c_str());
     return 0;
   });
 }
@@ -187,19 +245,27 @@ AnySparse<V, I> to_space(AnySparse<V, I> a, MemorySpace space) {
 
 template <class V, class I>
 int run_spmm(const MatrixOptions& m, const RunOptions& r) {
+  check_matrix_options(m);
+  check_run_options(r);
   const MemorySpace space = parse_device(r.device);
-  TSR_CHECK(r.features >= 0, "--features must be non-negative (got ", r.features, ")");
   Context ctx;
   ctx.set_cpu_threads(r.threads);
+  stage(source_text(m.input, m.generate));
   const Csr<V, I> csr = load_matrix<V, I>(m.input, m.generate);
+  require_host_memory((double(csr.cols) * sizeof(V) + double(csr.rows) * sizeof(float)) * double(r.features),
+                      "B (" + std::to_string(csr.cols) + " x F) and C (" + std::to_string(csr.rows) +
+                          " x F) at F = " + std::to_string(r.features));
   const Format format = parse_format(m.format);
   TSR_CHECK(space == MemorySpace::host || format == Format::csr || format == Format::bsr ||
                 format == Format::ell || format == Format::hybrid,
             "--device cuda runs SpMM on csr, bsr, ell and hybrid (got ", m.format, ")");
+  stage("allocating B and C");
   const DenseMatrix<V> b = uniform_dense<V>(csr.cols, r.features, 17);
   DenseMatrix<float> c(csr.rows, r.features, space);
+  stage("converting to " + m.format);
   const AnySparse<V, I> a = to_space(from_csr(csr, format, m.params()), space);
   const DenseMatrix<V> bd = b.to(space);
+  stage("running spmm");
   ops::SpmmOptions options;
   options.deterministic = r.deterministic;
   bool known = false;
@@ -236,18 +302,26 @@ int run_spmm(const MatrixOptions& m, const RunOptions& r) {
 
 template <class V, class I>
 int run_sddmm(const MatrixOptions& m, const RunOptions& r) {
+  check_matrix_options(m);
+  check_run_options(r);
   const MemorySpace space = parse_device(r.device);
-  TSR_CHECK(r.features >= 0, "--features must be non-negative (got ", r.features, ")");
   Context ctx;
   ctx.set_cpu_threads(r.threads);
+  stage(source_text(m.input, m.generate));
   const Csr<V, I> csr = canonicalize(load_matrix<V, I>(m.input, m.generate));
+  require_host_memory(double(csr.rows + csr.cols) * sizeof(V) * double(r.features),
+                      "X (" + std::to_string(csr.rows) + " x F) and Y (" + std::to_string(csr.cols) +
+                          " x F) at F = " + std::to_string(r.features));
+  stage("allocating X and Y");
   const Format format = parse_format(m.format);
   TSR_CHECK(space == MemorySpace::host || format == Format::csr || format == Format::coo,
             "--device cuda runs SDDMM on csr and coo (got ", m.format, ")");
   const DenseMatrix<V> x = uniform_dense<V>(csr.rows, r.features, 18);
   const DenseMatrix<V> y = uniform_dense<V>(csr.cols, r.features, 19);
   const DenseMatrix<V> xd = x.to(space), yd = y.to(space);
+  stage("converting to " + m.format);
   const AnySparse<V, I> a = to_space(from_csr(csr, format, m.params()), space);
+  stage("running sddmm");
   ops::SddmmOptions options;
   options.deterministic = r.deterministic;
   if (!r.schedule.empty()) {
@@ -317,12 +391,17 @@ int cmd_demo(int scale, int64_t features) {
   Context ctx;
   RmatParams p;
   p.scale = scale;
+  // B, X, C and the float64 references: about 40 bytes a node per feature.
+  require_host_memory(40.0 * double(int64_t(1) << scale) * double(features),
+                      "the demo's dense operands at F = " + std::to_string(features));
+  stage("generating the demo's R-MAT graph");
   WallTimer gen_timer;
   const Csr<V, I> csr = generate_rmat<V, I>(p, GenValues{42, false});
   std::printf("tessera demo: R-MAT scale %d (%lld nodes, %lld edges, generated in %.0f ms), F = %lld, "
               "f32 values, %d CPU threads\n\n",
               scale, (long long)csr.rows, (long long)csr.nnz(), gen_timer.seconds() * 1e3,
               (long long)features, omp_get_max_threads());
+  stage("running the demo");
   const DenseMatrix<V> b = uniform_dense<V>(csr.cols, features, 1);
   const DenseMatrix<V> x = uniform_dense<V>(csr.rows, features, 2);
   const auto spmm_ref = reference::spmm(csr, b);
@@ -399,7 +478,7 @@ struct KmeansCliOptions {
   int64_t k = 0, batch = 1;
   int iterations = 50, threads = 0;
   double tolerance = 1e-4;
-  uint64_t seed = 0;
+  std::string seed = "0";  // parsed here: CLI11 would accept -1 (wrapped) and clamp 2^64
   bool check = false;
   bool stream = false;        // keep X on the host and stream it to the GPU in chunks
   bool exact_f32 = false;     // f32 on the GPU: distances at f32 precision (3xTF32), not tf32
@@ -407,11 +486,51 @@ struct KmeansCliOptions {
   std::string output;  // prefix for <output>.centroids.npy [B*K, D] and <output>.labels.npy [B*N, 1]
 };
 
+// Fails on the first coordinate of `points` that is NaN or Inf, that `V` cannot hold, or that
+// would overflow the f32 squared distances (|x| past sqrt(FLT_MAX / D) / 2), naming its source.
+template <class V>
+void check_point_range(const DenseMatrix<float>& points, const std::string& source) {
+  const int64_t d = points.cols();
+  const double limit = std::sqrt(double(FLT_MAX) / double(std::max<int64_t>(d, 1))) / 2;
+  for (int64_t i = 0; i < points.rows(); ++i) {
+    for (int64_t j = 0; j < d; ++j) {
+      const float x = points(i, j);
+      TSR_CHECK(std::isfinite(x), source, ": point ", i, " coordinate ", j, " is ", x,
+                "; points must be finite");
+      TSR_CHECK(std::isfinite(to_float(from_float<V>(x))), source, ": point ", i, " coordinate ", j,
+                " = ", x, " overflows ", dtype_name(dtype_of<V>()), " (largest finite ",
+                std::is_same_v<V, f16> ? 65504.0 : std::is_same_v<V, bf16> ? 3.3895313892515355e38
+                                                                           : double(FLT_MAX),
+                ")");
+      TSR_CHECK(std::fabs(x) <= limit, source, ": point ", i, " coordinate ", j, " = ", x,
+                " is too large: squared distances over ", d, " dimensions overflow f32 past |x| = ",
+                limit, "; scale the data");
+    }
+  }
+}
+
 template <class V>
 int run_kmeans(const KmeansCliOptions& c) {
+  check_threads(c.threads);
+  TSR_CHECK(c.k >= 1, "--clusters ", c.k, " must be positive");
+  TSR_CHECK(c.iterations >= 0, "--iterations ", c.iterations, " must be >= 0");
+  TSR_CHECK(std::isfinite(c.tolerance) && c.tolerance >= 0, "--tolerance ", c.tolerance,
+            " must be a finite number >= 0");
+  uint64_t seed = 0;
+  const auto [seed_end, seed_error] = std::from_chars(c.seed.data(), c.seed.data() + c.seed.size(), seed);
+  TSR_CHECK(seed_error == std::errc() && seed_end == c.seed.data() + c.seed.size(), "--seed '", c.seed,
+            "' must be an integer in [0, 2^64)");
+  TSR_CHECK(c.stream_chunk >= 0, "--stream-chunk ", c.stream_chunk, " must be >= 0 (0: automatic)");
+  if (!c.output.empty()) {  // both destinations checked before any work, so neither is half-written
+    output_destination(c.output + ".centroids.npy", "kmeans --output");
+    output_destination(c.output + ".labels.npy", "kmeans --output");
+  }
+  stage(source_text(c.input, c.generate));
   const DenseMatrix<float> points = load_points(c.input, c.generate);
   TSR_CHECK(c.batch >= 1 && points.rows() % c.batch == 0, "--batch ", c.batch, " must divide the ",
             points.rows(), " points into equal problems");
+  check_point_range<V>(points, c.input.empty() ? "'" + c.generate + "'" : c.input);
+  stage("running kmeans");
   DenseMatrix<V> x(points.rows(), points.cols());
   for (int64_t i = 0; i < points.rows() * points.cols(); ++i) x.data()[i] = from_float<V>(points.data()[i]);
   const int64_t n = points.rows() / c.batch;
@@ -429,7 +548,7 @@ int run_kmeans(const KmeansCliOptions& c) {
   o.tolerance = c.tolerance;
   o.init = ops::parse_kmeans_init(c.init);
   o.metric = ops::parse_kmeans_metric(c.metric);
-  o.seed = c.seed;
+  o.seed = seed;
   o.threads = c.threads;
   o.exact_f32 = c.exact_f32;
   Context ctx;
@@ -448,12 +567,15 @@ int run_kmeans(const KmeansCliOptions& c) {
   }
   double inertia = 0;
   for (double v : r.inertia) inertia += v;
+  TSR_CHECK(std::isfinite(inertia), "kmeans: the inertia is ", inertia,
+            " (not finite); the distances overflowed");
   std::printf("kmeans  B=%lld N=%lld D=%lld K=%lld %s %s init=%s %s  iterations %d  inertia %.6g  "
               "%.1f ms (%.2f ms per iteration)\n",
               (long long)c.batch, (long long)n, (long long)points.cols(), (long long)c.k, c.dtype.c_str(),
               c.metric.c_str(), c.init.c_str(), c.device.c_str(), r.iterations, inertia, seconds * 1e3,
               seconds * 1e3 / std::max(1, r.iterations));
   if (!c.output.empty()) {
+    stage("writing " + c.output + ".*.npy");
     const int64_t d = points.cols();
     write_npy<float>(c.output + ".centroids.npy",
                      DenseView<const float>{c.batch * c.k, d, d, r.centroids.data(), MemorySpace::host});
@@ -559,12 +681,36 @@ int main(int argc, char** argv) {
   demo->add_option("--scale", demo_scale, "R-MAT scale (2^scale nodes)")->capture_default_str();
   demo->add_option("-F,--features", demo_features, "feature width")->capture_default_str();
 
+  if (argc > 1 && argv[1][0] != '-') {  // CLI11 would only say that a subcommand is required
+    bool known = false;
+    for (const CLI::App* sub : app.get_subcommands({})) known = known || sub->check_name(argv[1]);
+    if (!known) {
+      std::fprintf(stderr,
+                   "tessera: error: unknown command '%s' (info, convert, spmm, sddmm, kmeans, "
+                   "bench or demo)\n",
+                   printable(argv[1]).c_str());
+      return 2;
+    }
+  }
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
-    return app.exit(e);
+    if (e.get_exit_code() == 0) return app.exit(e);  // --help, --help-all
+    // CLI11's own message, as one line like every other error.
+    std::string what = e.what();
+    what = what.substr(0, what.find('\n'));
+    std::fprintf(stderr, "tessera: error: %s (see tessera --help)\n", printable(what).c_str());
+    return e.get_exit_code();
   }
   try {
+    // An option given with an empty value would otherwise read as not given at all.
+    for (CLI::App* sub : {convert, spmm, sddmm, kmeans}) {
+      for (const char* name : {"--schedule", "--output", "--input", "--generate"}) {
+        const CLI::Option* o = sub->get_option_no_throw(name);
+        TSR_CHECK(o == nullptr || o->count() == 0 || !o->results().front().empty(), sub->get_name(),
+                  ": ", name, " was given an empty value");
+      }
+    }
     if (*info) return cmd_info();
     if (*convert) return cmd_convert(conv_m, conv_out, conv_json);
     if (*spmm) {
@@ -590,13 +736,14 @@ int main(int argc, char** argv) {
       return cmd_demo(demo_scale, demo_features);
     }
   } catch (const Error& e) {
-    std::fprintf(stderr, "tessera: error: %s\n", e.reason().c_str());
+    std::fprintf(stderr, "tessera: error: %s\n", printable(e.reason()).c_str());
     return 1;
   } catch (const std::bad_alloc&) {
-    std::fprintf(stderr, "tessera: error: out of memory\n");
+    std::fprintf(stderr, "tessera: error: out of memory while %s\n", printable(g_stage).c_str());
     return 1;
   } catch (const std::exception& e) {
-    std::fprintf(stderr, "tessera: error: %s\n", e.what());
+    std::fprintf(stderr, "tessera: error: %s (while %s)\n", printable(e.what()).c_str(),
+                 printable(g_stage).c_str());
     return 1;
   }
   return 0;

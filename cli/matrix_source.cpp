@@ -1,7 +1,12 @@
 #include "cli/matrix_source.h"
 
-#include <charconv>
+#include <algorithm>
+#include <cctype>
+#include <cmath>
+#include <cstdio>
 #include <map>
+
+#include <unistd.h>
 
 #include "core/error.h"
 #include "core/random.h"
@@ -14,24 +19,31 @@ namespace tessera::cli {
 namespace {
 
 // "name:k=v,k=v" -> name and the key/value map; every key must be consumed by the generator.
+// Numbers are decimal (an exponent is allowed: n=1e6); hex, inf and nan are refused.
 struct Spec {
+  std::string text;  // the whole spec, for messages
   std::string name;
   std::map<std::string, std::string> args;
 
   double number(const std::string& key, double fallback) {
     auto it = args.find(key);
     if (it == args.end()) return fallback;
-    const std::string text = it->second;
+    const std::string value = it->second;
     args.erase(it);
+    const bool decimal = !value.empty() && value.find_first_not_of("0123456789+-.eE") == std::string::npos;
     char* end = nullptr;
-    const double v = std::strtod(text.c_str(), &end);
-    TSR_CHECK(end && *end == '\0' && !text.empty(), "generator '", name, "': ", key, "=", text,
-              " is not a number");
+    const double v = decimal ? std::strtod(value.c_str(), &end) : 0.0;
+    TSR_CHECK(decimal && end && *end == '\0' && std::isfinite(v), "generator '", name, "': ", key,
+              "=", value, " is not a finite decimal number");
     return v;
   }
   int64_t integer(const std::string& key, int64_t fallback) {
+    const auto it = args.find(key);
+    const std::string value = it == args.end() ? std::string() : it->second;
     const double v = number(key, double(fallback));
-    TSR_CHECK(v == double(int64_t(v)), "generator '", name, "': ", key, " must be an integer");
+    TSR_CHECK(v >= -0x1p63 && v < 0x1p63, "generator '", name, "': ", key, "=", value,
+              " is out of the int64 range");
+    TSR_CHECK(v == std::trunc(v), "generator '", name, "': ", key, "=", value, " must be an integer");
     return int64_t(v);
   }
   void finish() {
@@ -42,8 +54,10 @@ struct Spec {
 
 Spec parse_spec(const std::string& text) {
   Spec s;
+  s.text = text;
   const size_t colon = text.find(':');
   s.name = text.substr(0, colon);
+  TSR_CHECK(!s.name.empty(), "generator spec '", text, "' has no generator name before ':'");
   if (colon == std::string::npos) return s;
   size_t pos = colon + 1;
   while (pos <= text.size()) {
@@ -53,11 +67,29 @@ Spec parse_spec(const std::string& text) {
       const size_t eq = item.find('=');
       TSR_CHECK(eq != std::string::npos && eq > 0, "generator spec '", text, "': '", item,
                 "' is not key=value");
-      s.args[item.substr(0, eq)] = item.substr(eq + 1);
+      const std::string key = item.substr(0, eq), value = item.substr(eq + 1);
+      TSR_CHECK(!value.empty(), "generator spec '", text, "': ", key, "= has no value");
+      TSR_CHECK(s.args.emplace(key, value).second, "generator spec '", text, "': ", key,
+                " is given twice");
     }
     pos = comma + 1;
   }
   return s;
+}
+
+// True when the file starts with the Matrix Market banner (any case), whatever its name.
+bool has_matrix_market_banner(const std::string& path) {
+  std::FILE* f = std::fopen(path.c_str(), "rb");
+  if (!f) return false;  // the reader reports why it cannot open the file
+  char head[14] = {};
+  const size_t got = std::fread(head, 1, sizeof head, f);
+  std::fclose(f);
+  static const char kBanner[] = "%%matrixmarket";
+  if (got < sizeof head) return false;
+  for (size_t i = 0; i < sizeof head; ++i) {
+    if (std::tolower(static_cast<unsigned char>(head[i])) != kBanner[i]) return false;
+  }
+  return true;
 }
 
 bool ends_with(const std::string& s, const std::string& suffix) {
@@ -70,8 +102,15 @@ template <class V, class I>
 Csr<V, I> load_matrix(const std::string& input, const std::string& generate) {
   TSR_CHECK(input.empty() != generate.empty(), "give exactly one of --input FILE or --generate SPEC");
   if (!input.empty()) {
-    if (ends_with(input, ".mtx")) return coo_to_csr(read_matrix_market<V, I>(input));
-    return coo_to_csr(read_edge_list<V, I>(input));
+    const Coo<V, I> coo = ends_with(input, ".mtx") || has_matrix_market_banner(input)
+                              ? read_matrix_market<V, I>(input)
+                              : read_edge_list<V, I>(input);
+    require_host_memory(double(coo.rows + 1) * sizeof(I) * 2,
+                        "the row pointers of the " + std::to_string(coo.rows) + " x " +
+                            std::to_string(coo.cols) + " matrix that " + input + " declares");
+    // A file's duplicate entries are summed, as scipy's tocsr() does, so every format holds the
+    // same matrix.
+    return canonicalize(coo_to_csr(coo));
   }
   Spec s = parse_spec(generate);
   GenValues g;
@@ -90,6 +129,9 @@ Csr<V, I> load_matrix(const std::string& input, const std::string& generate) {
     p.remove_self_loops = s.integer("loops", 1) == 0;
     p.permute_vertices = s.integer("permute", 1) != 0;
     s.finish();
+    // The draws are held as 8-byte keys and sorted (twice that at the peak).
+    require_host_memory(16.0 * p.edge_factor * std::ldexp(1.0, std::clamp(p.scale, 0, 62)),
+                        "the R-MAT draws of '" + generate + "'");
     out = generate_rmat<V, I>(p, g);
   } else if (s.name == "er") {
     const int64_t rows = s.integer("rows", 10000);
@@ -120,6 +162,12 @@ Csr<V, I> load_matrix(const std::string& input, const std::string& generate) {
   return out;
 }
 
+void require_host_memory(double bytes, const std::string& what) {
+  const double total = double(sysconf(_SC_PHYS_PAGES)) * double(sysconf(_SC_PAGESIZE));
+  TSR_CHECK(total <= 0 || bytes <= total, what, " need ", bytes / double(1 << 30), " GiB but this machine has ",
+            total / double(1 << 30), " GiB of memory");
+}
+
 std::string describe_source(const std::string& input, const std::string& generate) {
   return input.empty() ? generate : input;
 }
@@ -127,9 +175,12 @@ std::string describe_source(const std::string& input, const std::string& generat
 DenseMatrix<float> load_points(const std::string& input, const std::string& generate) {
   TSR_CHECK(input.empty() != generate.empty(), "give exactly one of --input and --generate");
   if (!input.empty()) {
-    const auto ends_with = [&](const char* ext) {
-      const std::string e(ext);
-      return input.size() >= e.size() && input.compare(input.size() - e.size(), e.size(), e) == 0;
+    const auto ends_with = [&](const std::string& ext) {  // any case: .FVECS too
+      if (input.size() < ext.size()) return false;
+      for (size_t i = 0; i < ext.size(); ++i) {
+        if (std::tolower(static_cast<unsigned char>(input[input.size() - ext.size() + i])) != ext[i]) return false;
+      }
+      return true;
     };
     if (ends_with(".fvecs")) return read_vecs<float>(input);
     if (ends_with(".npy")) return read_npy<float>(input);
@@ -139,6 +190,8 @@ DenseMatrix<float> load_points(const std::string& input, const std::string& gene
   const int64_t n = s.integer("n", 100000), d = s.integer("d", 128);
   const uint64_t seed = uint64_t(s.integer("seed", 1));
   TSR_CHECK(n >= 0 && d >= 0, "generator '", s.name, "': n and d must be non-negative");
+  require_host_memory(double(n) * double(d) * sizeof(float),
+                      "the " + std::to_string(n) + " x " + std::to_string(d) + " points of '" + generate + "'");
   Rng rng(seed);
   DenseMatrix<float> x(n, d);
   if (s.name == "blobs") {  // points around `centers` random centres in [-1, 1)^d
@@ -146,6 +199,9 @@ DenseMatrix<float> load_points(const std::string& input, const std::string& gene
     const double spread = s.number("spread", 0.1);
     s.finish();
     TSR_CHECK(centers >= 1, "generator 'blobs': centers must be positive");
+    TSR_CHECK(spread >= 0, "generator 'blobs': spread=", spread, " must be >= 0");
+    require_host_memory(double(centers) * double(d) * sizeof(float),
+                        "the " + std::to_string(centers) + " blob centres of '" + generate + "'");
     std::vector<float> c(static_cast<size_t>(centers * d));
     for (float& v : c) v = float(rng.uniform(-1, 1));
     for (int64_t i = 0; i < n; ++i) {

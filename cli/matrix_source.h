@@ -11,13 +11,19 @@
 
 namespace tessera::cli {
 
-/// Loads or generates a matrix as canonical-order CSR (file entries keep their row order).
+/// Loads or generates a matrix as CSR. A file's rows come sorted by column with duplicate entries
+/// summed; a file is read as Matrix Market when it ends in .mtx or starts with the
+/// %%MatrixMarket banner, otherwise as an edge list.
 template <class V, class I>
 Csr<V, I> load_matrix(const std::string& input, const std::string& generate);
 
 /// Points for k-means: a .fvecs or .npy file, or a generator spec: "blobs:n=,d=,centers=,spread=,
 /// seed=" (points around random centres) or "uniform:n=,d=,seed=".
 DenseMatrix<float> load_points(const std::string& input, const std::string& generate);
+
+/// Fails, naming `what`, when `bytes` exceed the machine's physical memory: a clear error before
+/// an allocation that could only end in "out of memory" (or in the kernel's OOM killer).
+void require_host_memory(double bytes, const std::string& what);
 
 /// A one-line description of the source, for tables.
 std::string describe_source(const std::string& input, const std::string& generate);

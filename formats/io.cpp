@@ -6,6 +6,7 @@
 // a failed write never leaves a partial file under the final name.
 #include "formats/io.h"
 
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -15,6 +16,7 @@
 #include <cmath>
 #include <cstdio>
 #include <cstring>
+#include <filesystem>
 #include <limits>
 #include <memory>
 #include <string>
@@ -78,9 +80,25 @@ struct FileCloser {
 };
 using FilePtr = std::unique_ptr<FILE, FileCloser>;
 
+const char* file_kind(mode_t mode) {
+  if (S_ISDIR(mode)) return "a directory";
+  if (S_ISCHR(mode)) return "a character device";
+  if (S_ISBLK(mode)) return "a block device";
+  if (S_ISFIFO(mode)) return "a FIFO";
+  if (S_ISSOCK(mode)) return "a socket";
+  if (S_ISLNK(mode)) return "a symbolic link";
+  return "not a regular file";
+}
+
+// Opens a regular file or a pipe (so `<(zcat m.mtx.gz)` works); directories and devices are
+// refused by name rather than read as garbage or, for /dev/zero, without end.
 FilePtr open_for_reading(const std::string& path, const char* who) {
   FilePtr f(std::fopen(path.c_str(), "rb"));
   TSR_CHECK(f != nullptr, who, ": cannot open ", path, " for reading: ", errno_text());
+  struct stat st {};
+  TSR_CHECK(::fstat(::fileno(f.get()), &st) == 0, who, ": cannot stat ", path, ": ", errno_text());
+  TSR_CHECK(S_ISREG(st.st_mode) || S_ISFIFO(st.st_mode), who, ": ", path, " is ",
+            file_kind(st.st_mode), ", not a file to read");
   return f;
 }
 
@@ -246,16 +264,46 @@ V parse_integer_value(const LineSource& src, std::string_view field) {
 // ---------------------------------------------------------------------------------------------
 // Atomic file writing.
 
+}  // namespace
+
+std::string output_destination(const std::string& path, const char* who) {
+  TSR_CHECK(!path.empty(), who, ": the output path is empty");
+  std::filesystem::path dest = path;
+  struct stat st {};
+  for (int hops = 0; ::lstat(dest.c_str(), &st) == 0 && S_ISLNK(st.st_mode); ++hops) {
+    // A symbolic link: write its target (created if the link dangles), keep the link.
+    TSR_CHECK(hops < 40, who, ": ", path, ": too many levels of symbolic links");
+    std::error_code ec;
+    const std::filesystem::path target = std::filesystem::read_symlink(dest, ec);
+    TSR_CHECK(!ec, who, ": cannot read the symbolic link ", dest.string(), ": ", ec.message());
+    dest = target.is_absolute() ? target : dest.parent_path() / target;
+  }
+  if (::stat(dest.c_str(), &st) == 0) {
+    TSR_CHECK(S_ISREG(st.st_mode), who, ": ", path, " is ", file_kind(st.st_mode),
+              "; refusing to replace it with a file");
+  } else {
+    TSR_CHECK(errno == ENOENT, who, ": cannot write ", path, ": ", errno_text());
+  }
+  const std::string dir = dest.parent_path().empty() ? "." : dest.parent_path().string();
+  TSR_CHECK(::access(dir.c_str(), W_OK | X_OK) == 0, who, ": cannot write ", path, " (directory ",
+            dir, "): ", errno_text());
+  return dest.string();
+}
+
+namespace {
+
 // Buffers output into a temp file beside path; commit() renames it to path. Destroying an
 // uncommitted writer removes the temp file, so a failed write leaves no file behind.
 class AtomicFile {
  public:
-  AtomicFile(const std::string& path, const char* who) : path_(path), who_(who) {
+  AtomicFile(const std::string& path, const char* who) : path_(output_destination(path, who)), who_(who) {
     static std::atomic<uint64_t> counter{0};
-    tmp_ = path + ".tmp." + std::to_string(::getpid()) + "." + std::to_string(counter++);
+    tmp_ = path_ + ".tmp." + std::to_string(::getpid()) + "." + std::to_string(counter++);
     file_ = std::fopen(tmp_.c_str(), "wb");
     TSR_CHECK(file_ != nullptr, who, ": cannot open ", path, " for writing (temp file ", tmp_,
               "): ", errno_text());
+    struct stat st {};  // a replaced file keeps its permission bits
+    if (::stat(path_.c_str(), &st) == 0) ::fchmod(::fileno(file_), st.st_mode & 07777);
     buf_.reserve(kFlushBytes + 256);
   }
   AtomicFile(const AtomicFile&) = delete;
@@ -400,6 +448,33 @@ void check_fits(const LineSource& src, int64_t line, int64_t n, const char* what
   }
 }
 
+// A symmetric file with entries on both sides of the diagonal must not hold both (i, j) and (j, i):
+// mirroring would add each onto the other. Entries are numbered 1.. in file order.
+template <class I>
+void check_no_mirrored_pairs(const LineSource& src, const Buffer<I>& row, const Buffer<I>& col,
+                             int64_t count) {
+  struct Seen {
+    int64_t entry;
+    bool below;
+  };
+  struct PairHash {
+    size_t operator()(const std::pair<uint64_t, uint64_t>& p) const {
+      return std::hash<uint64_t>()(p.first * 0x9E3779B97F4A7C15ull ^ p.second);
+    }
+  };
+  std::unordered_map<std::pair<uint64_t, uint64_t>, Seen, PairHash> seen;  // key: {min, max}
+  for (int64_t e = 0; e < count; ++e) {
+    const uint64_t i = uint64_t(row[e]), j = uint64_t(col[e]);
+    if (i == j) continue;
+    const auto [it, inserted] = seen.emplace(std::make_pair(std::min(i, j), std::max(i, j)), Seen{e, i > j});
+    if (inserted || it->second.below == (i > j)) continue;
+    const int64_t first = it->second.entry;
+    TSR_FAIL(src.who(), ": ", src.path(), ": entries ", first + 1, " (", row[first] + 1, ", ",
+             col[first] + 1, ") and ", e + 1, " (", i + 1, ", ", j + 1,
+             ") mirror each other; a symmetric file stores each off-diagonal pair once");
+  }
+}
+
 }  // namespace
 
 template <class V, class I>
@@ -445,6 +520,7 @@ Coo<V, I> read_matrix_market(const std::string& path, MatrixMarketHeader* header
   Buffer<V> val(cap);
   int64_t count = 0;     // entries read
   int64_t off_diag = 0;  // entries with row != col
+  bool below = false, above = false;  // symmetric: off-diagonal entries on each side
   while (src.next(&line)) {
     if (skippable(line, "%")) continue;
     if (count == nnz) {
@@ -461,6 +537,8 @@ Coo<V, I> read_matrix_market(const std::string& path, MatrixMarketHeader* header
     }
     const std::string_view trailing = f.next();
     if (!trailing.empty()) src.fail("trailing text ", quoted(trailing), " after the entry");
+    below |= r > c;
+    above |= r < c;
     row[count] = I(r);
     col[count] = I(c);
     val[count] = v;
@@ -471,6 +549,8 @@ Coo<V, I> read_matrix_market(const std::string& path, MatrixMarketHeader* header
     src.fail_at(src.line() + 1, "unexpected end of file after ", count, " of ", nnz,
                 " entries (truncated file)");
   }
+
+  if (symmetric && below && above) check_no_mirrored_pairs(src, row, col, count);
 
   Coo<V, I> out;
   out.rows = rows;
@@ -918,6 +998,8 @@ void convert_npy(const std::string& path, const unsigned char* src, NpyType t, s
           break;
       }
       dst[i] = from_float<T>(x);
+      TSR_CHECK(!std::isfinite(x) || std::isfinite(double(to_float(dst[i]))), "read_npy: ", path,
+                ": element ", i, " = ", x, " overflows ", value_name<T>());
     }
   }
 }
@@ -972,6 +1054,10 @@ DenseMatrix<T> read_npy(const std::string& path) {
             " data bytes from byte ", h.data_offset, " but the file has ",
             file_size - std::min<uint64_t>(file_size, h.data_offset));
 
+  TSR_CHECK(h.data_offset + bytes == file_size, kWho, ": ", path, ": ",
+            file_size - h.data_offset - bytes, " bytes past the end of the data (shape ",
+            shape_text(h.shape), " of ", npy_descr(h.type), " ends at byte ", h.data_offset + bytes,
+            "): not a single array");
   DenseMatrix<T> out(rows, cols);
   auto read_bytes = [&](void* dst) {
     TSR_CHECK(std::fread(dst, 1, bytes, f.get()) == bytes, kWho, ": ", path,
@@ -1039,14 +1125,17 @@ DenseMatrix<T> read_vecs(const std::string& path) {
   TSR_CHECK(dim > 0, who, ": ", path, ": record 0 (byte 0): dimension ", dim, " is not positive");
   const size_t record = 4 + size_t(dim) * 4;
   const size_t records = bytes.size() / record;
-  TSR_CHECK(bytes.size() % record == 0, who, ": ", path, ": record ", records, " (byte ", records * record,
-            ") is truncated: ", bytes.size() - records * record, " bytes of ", record);
-  DenseMatrix<T> out(int64_t(records), dim);
+  // Each record's own dimension first, so a differing one is named rather than a truncation.
   for (size_t r = 0; r < records; ++r) {
     int32_t d = 0;
     std::memcpy(&d, bytes.data() + r * record, 4);
     TSR_CHECK(d == dim, who, ": ", path, ": record ", r, " (byte ", r * record, ") has dimension ", d,
               " but record 0 has ", dim);
+  }
+  TSR_CHECK(bytes.size() % record == 0, who, ": ", path, ": record ", records, " (byte ", records * record,
+            ") is truncated: ", bytes.size() - records * record, " bytes of ", record);
+  DenseMatrix<T> out(int64_t(records), dim);
+  for (size_t r = 0; r < records; ++r) {
     T* row = out.data() + r * size_t(dim);
     std::memcpy(row, bytes.data() + r * record + 4, size_t(dim) * 4);
     if constexpr (std::is_same_v<T, float>) {

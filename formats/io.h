@@ -16,11 +16,20 @@ struct MatrixMarketHeader {
 };
 
 /// Reads a coordinate Matrix Market file. Symmetric files are expanded (each off-diagonal entry
-/// is mirrored); pattern entries get value 1. Entries keep file order; duplicates are kept.
+/// is mirrored); pattern entries get value 1. Entries keep file order; duplicates are kept
+/// (canonicalize() sums them).
 /// @throw tessera::Error on a bad banner or size line, a truncated file, an index of 0 or past
-/// the size, a negative or non-numeric field, a wrong entry count, or sizes that overflow I.
+/// the size, a negative or non-numeric field, a wrong entry count, sizes that overflow I, or a
+/// symmetric file holding both (i, j) and (j, i) (mirroring would add each onto the other).
 template <class V, class I>
 Coo<V, I> read_matrix_market(const std::string& path, MatrixMarketHeader* header = nullptr);
+
+/// The file a writer of `path` replaces: `path` itself, or the target of a symbolic link. Every
+/// writer here writes a temp file beside it and renames it over it, so a failed write leaves the
+/// old file whole. Call it to check several outputs before writing any of them.
+/// @throw tessera::Error when the path is empty, names a directory, device, FIFO or socket, or lies
+/// in a directory that does not exist or cannot be written.
+std::string output_destination(const std::string& path, const char* who);
 
 /// Writes a general real coordinate Matrix Market file (1-based indices, full float precision).
 template <class V, class I>
@@ -38,7 +47,8 @@ template <class V, class I>
 Coo<V, I> read_edge_list(const std::string& path, const EdgeListOptions& options = {});
 
 /// Reads a 1-D or 2-D C-order little-endian .npy array (f4, f8, f2, i4, i8, u1 on disk),
-/// converting to T. A 1-D array of n elements becomes an n x 1 matrix.
+/// converting to T. A 1-D array of n elements becomes an n x 1 matrix. Bytes past the array are
+/// an error (a file holding more than one array is not read as its first).
 template <class T>
 DenseMatrix<T> read_npy(const std::string& path);
 

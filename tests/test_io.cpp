@@ -1,5 +1,6 @@
 // Tests for formats/io: Matrix Market, edge lists and .npy, including every malformed-file error.
 #include <gtest/gtest.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -172,6 +173,42 @@ TEST_F(IoTest, MatrixMarketSymmetricExpansion) {
   const std::map<std::pair<int64_t, int64_t>, double> expected{
       {{0, 0}, 1}, {{1, 0}, 2}, {{0, 1}, 2}, {{2, 2}, 3}, {{1, 2}, 5}, {{2, 1}, 5}};
   EXPECT_EQ(d, expected);
+}
+
+TEST_F(IoTest, MatrixMarketSymmetricMirroredPairRejected) {
+  // (1, 2) and (2, 1) in a symmetric file would each be mirrored onto the other: refused, naming
+  // both entries. A plain duplicate on one side is kept (canonicalize sums it).
+  const std::string p = write_text("m.mtx",
+                                   "%%MatrixMarket matrix coordinate real symmetric\n"
+                                   "3 3 4\n"
+                                   "3 1 1\n"
+                                   "1 2 2\n"
+                                   "3 3 3\n"
+                                   "2 1 4\n");
+  expect_contains(error_of([&] { read_matrix_market<float, int64_t>(p); }),
+                  {p, "entries 2 (1, 2) and 4 (2, 1) mirror each other"});
+  const std::string dup = write_text("d.mtx",
+                                     "%%MatrixMarket matrix coordinate real symmetric\n"
+                                     "2 2 3\n"
+                                     "2 1 1\n"
+                                     "1 2 2\n"
+                                     "1 2 5\n");
+  expect_contains(error_of([&] { read_matrix_market<float, int32_t>(dup); }),
+                  {"entries 1 (2, 1) and 2 (1, 2)"});
+  const auto ok = read_matrix_market<float, int32_t>(write_text(
+      "u.mtx", "%%MatrixMarket matrix coordinate real symmetric\n2 2 2\n2 1 1\n2 1 5\n"));
+  EXPECT_EQ(ok.nnz(), 4);
+}
+
+TEST_F(IoTest, ReadersRefuseDirectoriesAndDevices) {
+  fs::create_directories(path("d.mtx"));
+  expect_contains(error_of([&] { read_matrix_market<float, int32_t>(path("d.mtx")); }),
+                  {path("d.mtx"), "is a directory"});
+  expect_contains(error_of([&] { read_edge_list<float, int32_t>(path("d.mtx")); }), {"is a directory"});
+  expect_contains(error_of([&] { read_npy<float>(path("d.mtx")); }), {"is a directory"});
+  expect_contains(error_of([&] { read_vecs<float>(path("d.mtx")); }), {"is a directory"});
+  expect_contains(error_of([&] { read_edge_list<float, int32_t>("/dev/zero"); }),
+                  {"/dev/zero is a character device"});
 }
 
 TEST_F(IoTest, MatrixMarketPattern) {
@@ -417,6 +454,31 @@ TEST_F(IoTest, MatrixMarketRoundTripEmptyRows) {
   expect_round_trip(path("e.mtx"), a);
 }
 
+TEST_F(IoTest, WritersRefuseSpecialFilesAndFollowLinks) {
+  const Csr<float, int32_t> a = random_csr<float, int32_t>(4, 4, 3);
+  fs::create_directories(path("dir"));
+  expect_contains(error_of([&] { write_matrix_market(path("dir"), a); }),
+                  {path("dir"), "is a directory; refusing to replace it"});
+  ASSERT_EQ(::mkfifo(path("fifo").c_str(), 0600), 0);
+  expect_contains(error_of([&] { write_matrix_market(path("fifo"), a); }), {"is a FIFO"});
+  EXPECT_TRUE(fs::is_fifo(path("fifo")));
+  expect_contains(error_of([&] { write_matrix_market("", a); }), {"output path is empty"});
+  expect_contains(error_of([&] { write_matrix_market(path("no_dir/x.mtx"), a); }),
+                  {"no_dir/x.mtx", "No such file"});
+  // A link is written through (a dangling one creates its target) and stays a link; a replaced
+  // file keeps its permission bits.
+  fs::create_symlink("target.mtx", path("link.mtx"));
+  write_matrix_market(path("link.mtx"), a);
+  EXPECT_TRUE(fs::is_symlink(path("link.mtx")));
+  EXPECT_EQ((read_matrix_market<float, int32_t>(path("target.mtx")).nnz()), a.nnz());
+  fs::permissions(path("target.mtx"), fs::perms::owner_read | fs::perms::owner_write);
+  write_matrix_market(path("link.mtx"), random_csr<float, int32_t>(2, 2, 4));
+  EXPECT_EQ(fs::status(path("target.mtx")).permissions() & fs::perms::all,
+            fs::perms::owner_read | fs::perms::owner_write);
+  EXPECT_EQ((read_matrix_market<float, int32_t>(path("target.mtx")).rows), 2);
+  EXPECT_EQ(output_destination(path("link.mtx"), "test"), path("target.mtx"));
+}
+
 TEST_F(IoTest, MatrixMarketWriterLeavesNoTempFiles) {
   const std::string p = path("w.mtx");
   write_matrix_market(p, random_csr<float, int32_t>(10, 10, 5));
@@ -439,7 +501,7 @@ TEST_F(IoTest, MatrixMarketWriterFailureKeepsOldFile) {
 TEST_F(IoTest, MatrixMarketWriterCannotOpen) {
   const std::string p = path("no_such_dir/x.mtx");
   expect_contains(error_of([&] { write_matrix_market(p, random_csr<float, int32_t>(3, 3, 9)); }),
-                  {p, "cannot open"});
+                  {p, "cannot write", "No such file"});
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -724,6 +786,14 @@ TEST_F(IoTest, NpyHandWrittenHeaders) {
   EXPECT_EQ(uf(1, 1), 255.f);
 }
 
+TEST_F(IoTest, NpyValuesThatOverflowTheTargetType) {
+  const double d[2] = {1.0, 1e300};
+  const auto p = write_bytes(
+      "big.npy", npy_bytes("{'descr': '<f8', 'fortran_order': False, 'shape': (2,), }", raw_bytes(d, sizeof d)));
+  EXPECT_EQ((read_npy<double>(p)(1, 0)), 1e300);
+  expect_contains(error_of([&] { read_npy<float>(p); }), {p, "element 1 = 1e+300 overflows f32"});
+}
+
 TEST_F(IoTest, NpyMalformed) {
   const float x[6] = {1, 2, 3, 4, 5, 6};
   const auto data = raw_bytes(x, sizeof x);
@@ -756,6 +826,8 @@ TEST_F(IoTest, NpyMalformed) {
        "expected ',' or '}'"},
       {"bad_dim", npy_bytes("{'descr': '<f4', 'fortran_order': False, 'shape': (-6,), }", data),
        "bad dimension"},
+      {"trailing", npy_bytes("{'descr': '<f4', 'fortran_order': False, 'shape': (5,), }", data),
+       "4 bytes past the end of the data"},
   };
   for (const auto& c : cases) {
     SCOPED_TRACE(c.name);

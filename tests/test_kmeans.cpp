@@ -486,6 +486,12 @@ TEST(Kmeans, VecsFilesRejectTruncationAndMixedDimensions) {
                 read_vecs<int32_t>(write("mixed.ivecs", {2, 5, 6, 1, 7, 9}));
               }),
               HasSubstr("has dimension 1 but record 0 has 2"));
+  // A differing dimension that also leaves the size off the record grid is named as such, not
+  // reported as a truncation.
+  EXPECT_THAT(error_of([&] {
+                read_vecs<int32_t>(write("mixed_odd.ivecs", {2, 5, 6, 3, 7, 8, 9, 2, 1, 1}));
+              }),
+              HasSubstr("record 1 (byte 12) has dimension 3 but record 0 has 2"));
   EXPECT_THAT(error_of([&] {
                 read_vecs<int32_t>(write("zero.ivecs", {0, 1}));
               }),
