@@ -16,6 +16,7 @@
 #include <vector>
 
 #include <omp.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "cli/matrix_source.h"
@@ -198,10 +199,6 @@ int cmd_convert(const MatrixOptions& m, const std::string& output, bool json) {
     if (!output.empty()) output_destination(output, "convert --output");  // before any work
     stage(source_text(m.input, m.generate));
     const Csr<V, I> csr = load_matrix<V, I>(m.input, m.generate);
-    if (!output.empty()) {  // written first: a failed write is then the only thing printed
-      stage("writing " + output);
-      write_matrix_market(output, csr);
-    }
     std::vector<Format> formats;
     if (m.format == "all") {
       formats = {Format::coo, Format::csr, Format::csc, Format::bsr, Format::ell, Format::ragged,
@@ -209,19 +206,25 @@ int cmd_convert(const MatrixOptions& m, const std::string& output, bool json) {
     } else {
       formats = {parse_format(m.format)};
     }
+    // Every conversion first, then the file: a command that fails changes nothing, and prints
+    // nothing but its error.
+    std::vector<std::string> lines;
     for (Format f : formats) {
       stage(std::string("converting to ") + format_name(f));
       WallTimer t;
       const AnySparse<V, I> a = from_csr(csr, f, m.params());
       const double seconds = t.seconds();
       const FormatStats st = format_stats(a);
-      if (json) {
-        std::printf("%s\n", st.to_json().c_str());
-      } else {
-        std::printf("%s  (converted in %.3f ms)\n", st.to_string().c_str(), seconds * 1e3);
-      }
+      char timing[64];
+      std::snprintf(timing, sizeof timing, "  (converted in %.3f ms)", seconds * 1e3);
+      lines.push_back(json ? st.to_json() : st.to_string() + timing);
     }
-    if (!output.empty()) std::printf("wrote %s\n", output.c_str());
+    if (!output.empty()) {
+      stage("writing " + output);
+      write_matrix_market(output, csr);
+      lines.push_back("wrote " + output);
+    }
+    for (const std::string& line : lines) std::printf("%s\n", line.c_str());
     return 0;
   });
 }
@@ -308,7 +311,10 @@ int run_sddmm(const MatrixOptions& m, const RunOptions& r) {
   Context ctx;
   ctx.set_cpu_threads(r.threads);
   stage(source_text(m.input, m.generate));
-  const Csr<V, I> csr = canonicalize(load_matrix<V, I>(m.input, m.generate));
+  // Files come canonical from load_matrix (sorted rows, duplicates summed); generated ones are
+  // sorted here too, so the check below can line entries up with the reference.
+  const Csr<V, I> csr = m.input.empty() ? canonicalize(load_matrix<V, I>(m.input, m.generate))
+                                        : load_matrix<V, I>(m.input, m.generate);
   require_host_memory(double(csr.rows + csr.cols) * sizeof(V) * double(r.features),
                       "X (" + std::to_string(csr.rows) + " x F) and Y (" + std::to_string(csr.cols) +
                           " x F) at F = " + std::to_string(r.features));
@@ -521,7 +527,7 @@ int run_kmeans(const KmeansCliOptions& c) {
   TSR_CHECK(seed_error == std::errc() && seed_end == c.seed.data() + c.seed.size(), "--seed '", c.seed,
             "' must be an integer in [0, 2^64)");
   TSR_CHECK(c.stream_chunk >= 0, "--stream-chunk ", c.stream_chunk, " must be >= 0 (0: automatic)");
-  if (!c.output.empty()) {  // both destinations checked before any work, so neither is half-written
+  if (!c.output.empty()) {  // both destinations checked before any work
     output_destination(c.output + ".centroids.npy", "kmeans --output");
     output_destination(c.output + ".labels.npy", "kmeans --output");
   }
@@ -575,12 +581,29 @@ int run_kmeans(const KmeansCliOptions& c) {
               c.metric.c_str(), c.init.c_str(), c.device.c_str(), r.iterations, inertia, seconds * 1e3,
               seconds * 1e3 / std::max(1, r.iterations));
   if (!c.output.empty()) {
+    // Both files are written under new names beside their destinations, then renamed into place
+    // together: a failed write (a full disk) leaves the old pair whole.
     stage("writing " + c.output + ".*.npy");
     const int64_t d = points.cols();
-    write_npy<float>(c.output + ".centroids.npy",
-                     DenseView<const float>{c.batch * c.k, d, d, r.centroids.data(), MemorySpace::host});
-    write_npy<int32_t>(c.output + ".labels.npy",
-                       DenseView<const int32_t>{c.batch * n, 1, 1, r.labels.data(), MemorySpace::host});
+    const std::string centroids = output_destination(c.output + ".centroids.npy", "kmeans --output");
+    const std::string labels = output_destination(c.output + ".labels.npy", "kmeans --output");
+    const std::string suffix = ".new." + std::to_string(::getpid());
+    try {
+      write_npy<float>(centroids + suffix,
+                       DenseView<const float>{c.batch * c.k, d, d, r.centroids.data(), MemorySpace::host});
+      write_npy<int32_t>(labels + suffix,
+                         DenseView<const int32_t>{c.batch * n, 1, 1, r.labels.data(), MemorySpace::host});
+    } catch (...) {
+      std::remove((centroids + suffix).c_str());
+      std::remove((labels + suffix).c_str());
+      throw;
+    }
+    for (const std::string& path : {centroids, labels}) {
+      struct stat old {};  // a replaced file keeps its permission bits
+      if (::stat(path.c_str(), &old) == 0) ::chmod((path + suffix).c_str(), old.st_mode & 07777);
+      TSR_CHECK(std::rename((path + suffix).c_str(), path.c_str()) == 0, "kmeans --output: cannot rename ",
+                path + suffix, " to ", path, ": ", std::strerror(errno));
+    }
     std::printf("wrote %s.centroids.npy and %s.labels.npy\n", c.output.c_str(), c.output.c_str());
   }
   if (!c.check) return 0;

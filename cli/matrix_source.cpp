@@ -3,7 +3,6 @@
 #include <algorithm>
 #include <cctype>
 #include <cmath>
-#include <cstdio>
 #include <map>
 
 #include <unistd.h>
@@ -77,40 +76,26 @@ Spec parse_spec(const std::string& text) {
   return s;
 }
 
-// True when the file starts with the Matrix Market banner (any case), whatever its name.
-bool has_matrix_market_banner(const std::string& path) {
-  std::FILE* f = std::fopen(path.c_str(), "rb");
-  if (!f) return false;  // the reader reports why it cannot open the file
-  char head[14] = {};
-  const size_t got = std::fread(head, 1, sizeof head, f);
-  std::fclose(f);
-  static const char kBanner[] = "%%matrixmarket";
-  if (got < sizeof head) return false;
-  for (size_t i = 0; i < sizeof head; ++i) {
-    if (std::tolower(static_cast<unsigned char>(head[i])) != kBanner[i]) return false;
-  }
-  return true;
-}
-
-bool ends_with(const std::string& s, const std::string& suffix) {
-  return s.size() >= suffix.size() && s.compare(s.size() - suffix.size(), suffix.size(), suffix) == 0;
-}
-
 }  // namespace
 
 template <class V, class I>
 Csr<V, I> load_matrix(const std::string& input, const std::string& generate) {
   TSR_CHECK(input.empty() != generate.empty(), "give exactly one of --input FILE or --generate SPEC");
   if (!input.empty()) {
-    const Coo<V, I> coo = ends_with(input, ".mtx") || has_matrix_market_banner(input)
-                              ? read_matrix_market<V, I>(input)
-                              : read_edge_list<V, I>(input);
-    require_host_memory(double(coo.rows + 1) * sizeof(I) * 2,
+    Coo<V, I> coo = read_sparse_file<V, I>(input);
+    // coo_to_csr and canonicalize hold about four row-length arrays at once.
+    require_host_memory(double(coo.rows + 1) * double(24 + 2 * sizeof(I)),
                         "the row pointers of the " + std::to_string(coo.rows) + " x " +
                             std::to_string(coo.cols) + " matrix that " + input + " declares");
+    Csr<V, I> csr = coo_to_csr(coo);
+    coo = Coo<V, I>{};  // freed before canonicalize's copy
     // A file's duplicate entries are summed, as scipy's tocsr() does, so every format holds the
     // same matrix.
-    return canonicalize(coo_to_csr(coo));
+    try {
+      return canonicalize(csr);
+    } catch (const Error& e) {
+      TSR_FAIL(input, ": ", e.reason());  // name the file
+    }
   }
   Spec s = parse_spec(generate);
   GenValues g;
@@ -119,7 +104,9 @@ Csr<V, I> load_matrix(const std::string& input, const std::string& generate) {
   Csr<V, I> out;
   if (s.name == "rmat") {
     RmatParams p;
-    p.scale = int(s.integer("scale", 14));
+    const int64_t scale = s.integer("scale", 14);
+    TSR_CHECK(scale >= 0 && scale <= 40, "generator 'rmat': scale=", scale, " must be in [0, 40]");
+    p.scale = int(scale);
     p.edge_factor = s.number("ef", 16);
     p.a = s.number("a", p.a);
     p.b = s.number("b", p.b);

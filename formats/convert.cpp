@@ -1,6 +1,7 @@
 #include "formats/convert.h"
 
 #include <algorithm>
+#include <cmath>
 #include <numeric>
 #include <utility>
 #include <vector>
@@ -380,14 +381,18 @@ Csr<V, I> canonicalize(const Csr<V, I>& csr) {
     }
     std::stable_sort(row.begin(), row.end(),
                      [](const auto& a, const auto& b) { return a.first < b.first; });
-    for (size_t k = 0; k < row.size(); ++k) {
-      if (k > 0 && row[k].first == row[k - 1].first) {
-        vals.back() = from_float<V>(double(to_float(vals.back())) + row[k].second);
-        continue;
-      }
+    for (size_t k = 0; k < row.size();) {  // each run of one column: summed in double, rounded once
+      double sum = 0;
+      size_t end = k;
+      for (; end < row.size() && row[end].first == row[k].first; ++end) sum += row[end].second;
+      const V v = from_float<V>(sum);
+      TSR_CHECK(!std::isfinite(sum) || std::isfinite(double(to_float(v))), "canonicalize: the ", end - k,
+                " entries at row ", r, ", column ", row[k].first, " sum to ", sum, ", which overflows ",
+                dtype_name(dtype_of<V>()));
       cols.push_back(row[k].first);
-      vals.push_back(from_float<V>(row[k].second));
+      vals.push_back(v);
       ++counts[r];
+      k = end;
     }
   }
   return Csr<V, I>{csr.rows, csr.cols, offsets_from_counts<I>(counts, "canonicalize"),

@@ -31,7 +31,8 @@ template <class V, class I> Hybrid<V, I> csr_to_hybrid(const Csr<V, I>& csr, con
 /// the part's order (column-sorted input gives column-sorted output).
 template <class V, class I> Csr<V, I> hybrid_to_csr(const Hybrid<V, I>& h);
 
-/// Sorts each row by column and sums duplicate entries.
+/// Sorts each row by column and sums duplicate entries (in double, rounded to V once).
+/// @throw tessera::Error when a finite sum overflows V, naming the row and column.
 template <class V, class I> Csr<V, I> canonicalize(const Csr<V, I>& csr);
 /// The transpose, as CSR.
 template <class V, class I> Csr<V, I> transpose(const Csr<V, I>& csr);

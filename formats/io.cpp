@@ -93,6 +93,11 @@ const char* file_kind(mode_t mode) {
 // Opens a regular file or a pipe (so `<(zcat m.mtx.gz)` works); directories and devices are
 // refused by name rather than read as garbage or, for /dev/zero, without end.
 FilePtr open_for_reading(const std::string& path, const char* who) {
+  struct stat before {};  // refused before opening: opening some devices has side effects
+  if (::stat(path.c_str(), &before) == 0) {
+    TSR_CHECK(S_ISREG(before.st_mode) || S_ISFIFO(before.st_mode), who, ": ", path, " is ",
+              file_kind(before.st_mode), ", not a file to read");
+  }
   FilePtr f(std::fopen(path.c_str(), "rb"));
   TSR_CHECK(f != nullptr, who, ": cannot open ", path, " for reading: ", errno_text());
   struct stat st {};
@@ -268,9 +273,17 @@ V parse_integer_value(const LineSource& src, std::string_view field) {
 
 std::string output_destination(const std::string& path, const char* who) {
   TSR_CHECK(!path.empty(), who, ": the output path is empty");
+  // /dev/stdout, /dev/fd/N and /proc/self/fd/N name an open descriptor (a shell redirection, a
+  // pipe): writing a new file in their place would unlink what the shell opened.
+  const auto names_a_descriptor = [](const std::string& p) {
+    return p.rfind("/dev/fd/", 0) == 0 || p.rfind("/proc/", 0) == 0 || p == "/dev/stdout" ||
+           p == "/dev/stderr" || p == "/dev/stdin";
+  };
   std::filesystem::path dest = path;
   struct stat st {};
   for (int hops = 0; ::lstat(dest.c_str(), &st) == 0 && S_ISLNK(st.st_mode); ++hops) {
+    TSR_CHECK(!names_a_descriptor(dest.string()), who, ": ", path,
+              " names an open file descriptor; give the output a file name");
     // A symbolic link: write its target (created if the link dangles), keep the link.
     TSR_CHECK(hops < 40, who, ": ", path, ": too many levels of symbolic links");
     std::error_code ec;
@@ -449,37 +462,43 @@ void check_fits(const LineSource& src, int64_t line, int64_t n, const char* what
 }
 
 // A symmetric file with entries on both sides of the diagonal must not hold both (i, j) and (j, i):
-// mirroring would add each onto the other. Entries are numbered 1.. in file order.
+// mirroring would add each onto the other. The side with fewer entries goes into a hash set (a file
+// with a stray entry or two above the diagonal costs almost nothing); the other side is looked up.
+// Entries are numbered 1.. in file order.
 template <class I>
 void check_no_mirrored_pairs(const LineSource& src, const Buffer<I>& row, const Buffer<I>& col,
                              int64_t count) {
-  struct Seen {
-    int64_t entry;
-    bool below;
-  };
+  int64_t below = 0, above = 0;
+  for (int64_t e = 0; e < count; ++e) below += row[e] > col[e], above += row[e] < col[e];
+  const bool index_below = below <= above;  // the side put in the set
   struct PairHash {
     size_t operator()(const std::pair<uint64_t, uint64_t>& p) const {
       return std::hash<uint64_t>()(p.first * 0x9E3779B97F4A7C15ull ^ p.second);
     }
   };
-  std::unordered_map<std::pair<uint64_t, uint64_t>, Seen, PairHash> seen;  // key: {min, max}
+  std::unordered_map<std::pair<uint64_t, uint64_t>, int64_t, PairHash> side;  // {min, max} -> entry
+  side.reserve(size_t(std::min(below, above)));
   for (int64_t e = 0; e < count; ++e) {
+    if (row[e] != col[e] && (row[e] > col[e]) == index_below) {
+      const uint64_t i = uint64_t(row[e]), j = uint64_t(col[e]);
+      side.emplace(std::make_pair(std::min(i, j), std::max(i, j)), e);
+    }
+  }
+  for (int64_t e = 0; e < count; ++e) {
+    if (row[e] == col[e] || (row[e] > col[e]) == index_below) continue;
     const uint64_t i = uint64_t(row[e]), j = uint64_t(col[e]);
-    if (i == j) continue;
-    const auto [it, inserted] = seen.emplace(std::make_pair(std::min(i, j), std::max(i, j)), Seen{e, i > j});
-    if (inserted || it->second.below == (i > j)) continue;
-    const int64_t first = it->second.entry;
+    const auto it = side.find(std::make_pair(std::min(i, j), std::max(i, j)));
+    if (it == side.end()) continue;
+    const int64_t first = std::min(it->second, e), second = std::max(it->second, e);
     TSR_FAIL(src.who(), ": ", src.path(), ": entries ", first + 1, " (", row[first] + 1, ", ",
-             col[first] + 1, ") and ", e + 1, " (", i + 1, ", ", j + 1,
+             col[first] + 1, ") and ", second + 1, " (", row[second] + 1, ", ", col[second] + 1,
              ") mirror each other; a symmetric file stores each off-diagonal pair once");
   }
 }
 
-}  // namespace
-
+// The Matrix Market file `path` whose bytes are `text` (read once by the caller).
 template <class V, class I>
-Coo<V, I> read_matrix_market(const std::string& path, MatrixMarketHeader* header) {
-  const std::string text = read_whole_file(path, "read_matrix_market");
+Coo<V, I> parse_matrix_market(const std::string& path, const std::string& text, MatrixMarketHeader* header) {
   LineSource src("read_matrix_market", path, text);
   std::string_view line;
 
@@ -585,6 +604,13 @@ Coo<V, I> read_matrix_market(const std::string& path, MatrixMarketHeader* header
   return out;
 }
 
+}  // namespace
+
+template <class V, class I>
+Coo<V, I> read_matrix_market(const std::string& path, MatrixMarketHeader* header) {
+  return parse_matrix_market<V, I>(path, read_whole_file(path, "read_matrix_market"), header);
+}
+
 template <class V, class I>
 void write_matrix_market(const std::string& path, const Csr<V, I>& m) {
   constexpr const char* kWho = "write_matrix_market";
@@ -630,15 +656,21 @@ void write_matrix_market(const std::string& path, const Csr<V, I>& m) {
   out.commit();
 }
 
-template <class V, class I>
-Coo<V, I> read_edge_list(const std::string& path, const EdgeListOptions& options) {
-  constexpr const char* kWho = "read_edge_list";
-  TSR_CHECK(options.num_nodes >= -1, kWho, ": ", path, ": num_nodes = ", options.num_nodes,
+namespace {
+
+template <class I>
+void check_edge_list_options(const std::string& path, const EdgeListOptions& options) {
+  TSR_CHECK(options.num_nodes >= -1, "read_edge_list: ", path, ": num_nodes = ", options.num_nodes,
             " (expected -1 or a node count)");
-  TSR_CHECK(options.num_nodes < 0 || fits_index<I>(options.num_nodes), kWho, ": ", path,
+  TSR_CHECK(options.num_nodes < 0 || fits_index<I>(options.num_nodes), "read_edge_list: ", path,
             ": num_nodes = ", options.num_nodes, " does not fit in ", index_name<I>(),
             " indices; read with int64 indices (I = int64_t)");
-  const std::string text = read_whole_file(path, kWho);
+}
+
+// The edge list `path` whose bytes are `text` (read once by the caller; options checked).
+template <class V, class I>
+Coo<V, I> parse_edge_list(const std::string& path, const std::string& text, const EdgeListOptions& options) {
+  constexpr const char* kWho = "read_edge_list";
   LineSource src(kWho, path, text);
   const bool fixed_n = options.num_nodes >= 0;
 
@@ -720,6 +752,30 @@ Coo<V, I> read_edge_list(const std::string& path, const EdgeListOptions& options
     }
   }
   return out;
+}
+
+bool ends_with_mtx(const std::string& path) {
+  if (path.size() < 4) return false;
+  std::string tail = lower(std::string_view(path).substr(path.size() - 4));
+  return tail == ".mtx";
+}
+
+}  // namespace
+
+template <class V, class I>
+Coo<V, I> read_edge_list(const std::string& path, const EdgeListOptions& options) {
+  check_edge_list_options<I>(path, options);
+  return parse_edge_list<V, I>(path, read_whole_file(path, "read_edge_list"), options);
+}
+
+template <class V, class I>
+Coo<V, I> read_sparse_file(const std::string& path) {
+  // Read once: the bytes of a pipe cannot be read a second time by the parser.
+  const std::string text = read_whole_file(path, "read_sparse_file");
+  if (ends_with_mtx(path) || lower(std::string_view(text).substr(0, 14)) == "%%matrixmarket") {
+    return parse_matrix_market<V, I>(path, text, nullptr);
+  }
+  return parse_edge_list<V, I>(path, text, {});
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -1010,6 +1066,9 @@ template <class T>
 DenseMatrix<T> read_npy(const std::string& path) {
   constexpr const char* kWho = "read_npy";
   FilePtr f = open_for_reading(path, kWho);
+  struct stat st {};
+  TSR_CHECK(::fstat(::fileno(f.get()), &st) == 0 && S_ISREG(st.st_mode), kWho, ": ", path,
+            " is a pipe; .npy files are read from regular files (their size is checked first)");
   const uint64_t file_size = file_size_of(f.get());
   unsigned char prelude[12] = {};
   const size_t got = std::fread(prelude, 1, sizeof prelude, f.get());
@@ -1154,7 +1213,8 @@ template DenseMatrix<int32_t> read_vecs<int32_t>(const std::string&);
 #define TSR_IO_INSTANTIATE(V, I)                                                        \
   template Coo<V, I> read_matrix_market<V, I>(const std::string&, MatrixMarketHeader*); \
   template void write_matrix_market<V, I>(const std::string&, const Csr<V, I>&);        \
-  template Coo<V, I> read_edge_list<V, I>(const std::string&, const EdgeListOptions&);
+  template Coo<V, I> read_edge_list<V, I>(const std::string&, const EdgeListOptions&); \
+  template Coo<V, I> read_sparse_file<V, I>(const std::string&);
 TSR_FOR_EACH_STORAGE_TYPE(TSR_IO_INSTANTIATE)
 #undef TSR_IO_INSTANTIATE
 

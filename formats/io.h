@@ -46,6 +46,12 @@ struct EdgeListOptions {
 template <class V, class I>
 Coo<V, I> read_edge_list(const std::string& path, const EdgeListOptions& options = {});
 
+/// Reads a matrix file of either kind, reading it once (so a pipe works): Matrix Market when the
+/// name ends in .mtx (any case) or the bytes start with the %%MatrixMarket banner, otherwise an
+/// edge list with default options.
+template <class V, class I>
+Coo<V, I> read_sparse_file(const std::string& path);
+
 /// Reads a 1-D or 2-D C-order little-endian .npy array (f4, f8, f2, i4, i8, u1 on disk),
 /// converting to T. A 1-D array of n elements becomes an n x 1 matrix. Bytes past the array are
 /// an error (a file holding more than one array is not read as its first).

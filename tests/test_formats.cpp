@@ -219,6 +219,15 @@ TEST(Convert, CanonicalizeSumsDuplicatesAndTransposeIsInvolution) {
   EXPECT_EQ(c.values.to_vector(), (std::vector<double>{4, 2, 4}));
   const Csr<double, int32_t> m = random_csr<double, int32_t>({23, 40, 0.2}, 9);
   expect_same(transpose(transpose(m)), m, "transpose twice");
+  // Duplicates are summed in double and rounded once; a sum past the type's range is an error.
+  const Csr<f16, int32_t> halves{2, 3, Buffer<int32_t>{0, 1, 4}, Buffer<int32_t>{0, 2, 2, 2},
+                                 Buffer<f16>{f16(1.0f), f16(1.0f), f16(0.0004f), f16(0.0004f)}};
+  // 1 + 0.0004 + 0.0004 rounded once is f16's 1.000977; rounded after each add it would stay 1.
+  EXPECT_GT(to_float(canonicalize(halves).values.to_vector()[1]), 1.0f);
+  const Csr<f16, int32_t> big{1, 2, Buffer<int32_t>{0, 2}, Buffer<int32_t>{1, 1},
+                              Buffer<f16>{f16(60000.0f), f16(60000.0f)}};
+  EXPECT_THAT(error_of([&] { canonicalize(big); }),
+              HasSubstr("the 2 entries at row 0, column 1 sum to 120000, which overflows f16"));
 }
 
 TEST(RealMatrices, RoundTripEveryFormat) {

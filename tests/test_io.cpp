@@ -15,6 +15,7 @@
 #include <map>
 #include <sstream>
 #include <string>
+#include <thread>
 #include <utility>
 #include <vector>
 
@@ -198,6 +199,26 @@ TEST_F(IoTest, MatrixMarketSymmetricMirroredPairRejected) {
   const auto ok = read_matrix_market<float, int32_t>(write_text(
       "u.mtx", "%%MatrixMarket matrix coordinate real symmetric\n2 2 2\n2 1 1\n2 1 5\n"));
   EXPECT_EQ(ok.nnz(), 4);
+}
+
+TEST_F(IoTest, SparseFileOfEitherKindReadOnceFromAPipe) {
+  // The kind is told from the bytes, which a pipe gives only once: a FIFO fed by a thread.
+  const std::string mm = "%%MatrixMarket matrix coordinate real general\n3 3 2\n1 2 1.5\n3 1 2\n";
+  const std::string edges = "# edges\n0 1\n1 2\n2 0\n";
+  for (const std::string& text : {mm, edges}) {
+    const std::string fifo = path("pipe");
+    fs::remove(fifo);
+    ASSERT_EQ(::mkfifo(fifo.c_str(), 0600), 0);
+    std::thread writer([&] { std::ofstream(fifo, std::ios::binary) << text; });
+    const Coo<float, int32_t> m = read_sparse_file<float, int32_t>(fifo);
+    writer.join();
+    EXPECT_EQ(m.rows, 3);
+    EXPECT_EQ(m.nnz(), text == mm ? 2 : 3);
+  }
+  // A regular file named otherwise: its banner decides; a .MTX name decides too.
+  EXPECT_EQ((read_sparse_file<float, int32_t>(write_text("m.txt", mm)).nnz()), 2);
+  expect_contains(error_of([&] { read_sparse_file<float, int32_t>(write_text("e.MTX", edges)); }),
+                  {"missing or bad banner"});
 }
 
 TEST_F(IoTest, ReadersRefuseDirectoriesAndDevices) {
@@ -463,6 +484,8 @@ TEST_F(IoTest, WritersRefuseSpecialFilesAndFollowLinks) {
   expect_contains(error_of([&] { write_matrix_market(path("fifo"), a); }), {"is a FIFO"});
   EXPECT_TRUE(fs::is_fifo(path("fifo")));
   expect_contains(error_of([&] { write_matrix_market("", a); }), {"output path is empty"});
+  expect_contains(error_of([&] { write_matrix_market("/dev/stdout", a); }),
+                  {"names an open file descriptor"});
   expect_contains(error_of([&] { write_matrix_market(path("no_dir/x.mtx"), a); }),
                   {"no_dir/x.mtx", "No such file"});
   // A link is written through (a dangling one creates its target) and stays a link; a replaced
