@@ -523,8 +523,9 @@ int run_kmeans(const KmeansCliOptions& c) {
   TSR_CHECK(std::isfinite(c.tolerance) && c.tolerance >= 0, "--tolerance ", c.tolerance,
             " must be a finite number >= 0");
   uint64_t seed = 0;
-  const auto [seed_end, seed_error] = std::from_chars(c.seed.data(), c.seed.data() + c.seed.size(), seed);
-  TSR_CHECK(seed_error == std::errc() && seed_end == c.seed.data() + c.seed.size(), "--seed '", c.seed,
+  const char* seed_text_end = c.seed.data() + c.seed.size();
+  const auto [seed_end, seed_error] = std::from_chars(c.seed.data(), seed_text_end, seed);
+  TSR_CHECK(seed_error == std::errc() && seed_end == seed_text_end, "--seed '", c.seed,
             "' must be an integer in [0, 2^64)");
   TSR_CHECK(c.stream_chunk >= 0, "--stream-chunk ", c.stream_chunk, " must be >= 0 (0: automatic)");
   if (!c.output.empty()) {  // both destinations checked before any work
@@ -601,8 +602,9 @@ int run_kmeans(const KmeansCliOptions& c) {
     for (const std::string& path : {centroids, labels}) {
       struct stat old {};  // a replaced file keeps its permission bits
       if (::stat(path.c_str(), &old) == 0) ::chmod((path + suffix).c_str(), old.st_mode & 07777);
-      TSR_CHECK(std::rename((path + suffix).c_str(), path.c_str()) == 0, "kmeans --output: cannot rename ",
-                path + suffix, " to ", path, ": ", std::strerror(errno));
+      TSR_CHECK(std::rename((path + suffix).c_str(), path.c_str()) == 0,
+                "kmeans --output: cannot rename ", path + suffix, " to ", path, ": ",
+                std::strerror(errno));
     }
     std::printf("wrote %s.centroids.npy and %s.labels.npy\n", c.output.c_str(), c.output.c_str());
   }

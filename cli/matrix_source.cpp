@@ -29,7 +29,8 @@ struct Spec {
     if (it == args.end()) return fallback;
     const std::string value = it->second;
     args.erase(it);
-    const bool decimal = !value.empty() && value.find_first_not_of("0123456789+-.eE") == std::string::npos;
+    const bool decimal =
+        !value.empty() && value.find_first_not_of("0123456789+-.eE") == std::string::npos;
     char* end = nullptr;
     const double v = decimal ? std::strtod(value.c_str(), &end) : 0.0;
     TSR_CHECK(decimal && end && *end == '\0' && std::isfinite(v), "generator '", name, "': ", key,
@@ -151,8 +152,8 @@ Csr<V, I> load_matrix(const std::string& input, const std::string& generate) {
 
 void require_host_memory(double bytes, const std::string& what) {
   const double total = double(sysconf(_SC_PHYS_PAGES)) * double(sysconf(_SC_PAGESIZE));
-  TSR_CHECK(total <= 0 || bytes <= total, what, " need ", bytes / double(1 << 30), " GiB but this machine has ",
-            total / double(1 << 30), " GiB of memory");
+  TSR_CHECK(total <= 0 || bytes <= total, what, " need ", bytes / double(1 << 30),
+            " GiB but this machine has ", total / double(1 << 30), " GiB of memory");
 }
 
 std::string describe_source(const std::string& input, const std::string& generate) {

@@ -386,9 +386,9 @@ Csr<V, I> canonicalize(const Csr<V, I>& csr) {
       size_t end = k;
       for (; end < row.size() && row[end].first == row[k].first; ++end) sum += row[end].second;
       const V v = from_float<V>(sum);
-      TSR_CHECK(!std::isfinite(sum) || std::isfinite(double(to_float(v))), "canonicalize: the ", end - k,
-                " entries at row ", r, ", column ", row[k].first, " sum to ", sum, ", which overflows ",
-                dtype_name(dtype_of<V>()));
+      TSR_CHECK(!std::isfinite(sum) || std::isfinite(double(to_float(v))), "canonicalize: the ",
+                end - k, " entries at row ", r, ", column ", row[k].first, " sum to ", sum,
+                ", which overflows ", dtype_name(dtype_of<V>()));
       cols.push_back(row[k].first);
       vals.push_back(v);
       ++counts[r];

@@ -309,7 +309,8 @@ namespace {
 // uncommitted writer removes the temp file, so a failed write leaves no file behind.
 class AtomicFile {
  public:
-  AtomicFile(const std::string& path, const char* who) : path_(output_destination(path, who)), who_(who) {
+  AtomicFile(const std::string& path, const char* who)
+      : path_(output_destination(path, who)), who_(who) {
     static std::atomic<uint64_t> counter{0};
     tmp_ = path_ + ".tmp." + std::to_string(::getpid()) + "." + std::to_string(counter++);
     file_ = std::fopen(tmp_.c_str(), "wb");
@@ -498,7 +499,8 @@ void check_no_mirrored_pairs(const LineSource& src, const Buffer<I>& row, const 
 
 // The Matrix Market file `path` whose bytes are `text` (read once by the caller).
 template <class V, class I>
-Coo<V, I> parse_matrix_market(const std::string& path, const std::string& text, MatrixMarketHeader* header) {
+Coo<V, I> parse_matrix_market(const std::string& path, const std::string& text,
+                              MatrixMarketHeader* header) {
   LineSource src("read_matrix_market", path, text);
   std::string_view line;
 
@@ -669,7 +671,8 @@ void check_edge_list_options(const std::string& path, const EdgeListOptions& opt
 
 // The edge list `path` whose bytes are `text` (read once by the caller; options checked).
 template <class V, class I>
-Coo<V, I> parse_edge_list(const std::string& path, const std::string& text, const EdgeListOptions& options) {
+Coo<V, I> parse_edge_list(const std::string& path, const std::string& text,
+                          const EdgeListOptions& options) {
   constexpr const char* kWho = "read_edge_list";
   LineSource src(kWho, path, text);
   const bool fixed_n = options.num_nodes >= 0;
