@@ -106,7 +106,11 @@ __global__ void __launch_bounds__(256, 1) ldg_gather(const int* __restrict__ idx
 // loads every column and value itself (the team's lanes read the same words: broadcasts).
 // kValues = false: every value 1 (no value stream); kRowEnds = false: one row for the whole
 // stretch (no row-end checks; C gets the stretch's sum at its first row): the bisection's switches.
-template <int G, bool kShuffle, bool kValues = true, bool kRowEnds = true, int kMinBlocks = 1>
+// kPlainStores: a row that starts and ends inside the team's stretch is stored with two 16-byte
+// stores (as the merge path stores the rows a team owns); only the stretch's first and last rows,
+// which other teams share, take atomics.
+template <int G, bool kShuffle, bool kValues = true, bool kRowEnds = true, int kMinBlocks = 1,
+          bool kPlainStores = false>
 __global__ void __launch_bounds__(256, kMinBlocks)
     spmm_like(const int* __restrict__ indptr, int rows, const int* __restrict__ col,
               const uint16_t* __restrict__ val, int64_t nnz, const char* __restrict__ b,
@@ -126,10 +130,19 @@ __global__ void __launch_bounds__(256, kMinBlocks)
   int row = lo;
   int64_t row_end = indptr[row + 1];
   float acc[8] = {};
+  bool row_shared = indptr[row] < begin;  // the current row began in an earlier stretch
   const auto flush = [&] {
     float* out = c + int64_t(row) * 32 + lane * 8;
+    if (kPlainStores && !row_shared) {
+      reinterpret_cast<float4*>(out)[0] = make_float4(acc[0], acc[1], acc[2], acc[3]);
+      reinterpret_cast<float4*>(out)[1] = make_float4(acc[4], acc[5], acc[6], acc[7]);
 #pragma unroll
-    for (int i = 0; i < 8; ++i) atomicAdd(out + i, acc[i]), acc[i] = 0;
+      for (int i = 0; i < 8; ++i) acc[i] = 0;
+    } else {
+#pragma unroll
+      for (int i = 0; i < 8; ++i) atomicAdd(out + i, acc[i]), acc[i] = 0;
+    }
+    row_shared = false;  // the next row starts inside this stretch
   };
   const auto fma_row = [&](uint4 x, float v) {
     const uint32_t w[4] = {x.x, x.y, x.z, x.w};
@@ -182,6 +195,7 @@ __global__ void __launch_bounds__(256, kMinBlocks)
     while (kRowEnds && e >= row_end) flush(), row_end = indptr[++row + 1];
     fma_row(x, __uint_as_float(uint32_t(val[e]) << 16));
   }
+  row_shared = true;  // the last row may go on past this stretch
   if (begin < end) flush();
 }
 
@@ -474,6 +488,8 @@ int main(int argc, char** argv) {
           spmm(spmm_like<8, true, true, true, 3>, "spmm_like shfl G=8 3 blocks");
           spmm(spmm_like<8, true, true, true, 4>, "spmm_like shfl G=8 4 blocks");
           spmm(spmm_like<4, true, true, true, 4>, "spmm_like shfl G=4 4 blocks");
+          spmm(spmm_like<8, true, true, true, 3, true>, "spmm_like G=8 3 blocks, stores");
+          spmm(spmm_like<8, true, true, true, 4, true>, "spmm_like G=8 4 blocks, stores");
         }
         CHECK(cudaFree(table));
       }
