@@ -44,6 +44,14 @@ const std::vector<VariantSpec>& variants() {
          "merge-path items (row ends + nonzeros) per team"}},
        "rows + nnz split evenly over teams (merge path); rows shared by teams get their carries "
        "added by a second kernel in a fixed order; no atomics"},
+      {"csr.nnz_split",
+       Op::spmm,
+       Format::csr,
+       MemorySpace::device,
+       {{"g", {4, 8}, 8, "gathers a team keeps in flight"}},
+       "16-bit values, F a multiple of 32: nonzeros in equal stretches, one wave of teams of 4 "
+       "lanes x 8 features; rows shared by two stretches added by atomics",
+       false},
       {"csr.cusparse",
        Op::spmm,
        Format::csr,
@@ -354,6 +362,21 @@ Verdict can_implement(const Schedule& s, const Problem& p) {
                 std::to_string(tile) + " (raise tpr or vec)");
     }
   }
+  if (s.op == Op::spmm && s.variant == "csr.nnz_split") {
+    if (dtype_size(p.value) != 2) {
+      return no("csr.nnz_split takes bf16 or f16 values (16-byte loads of 8 features), not " +
+                std::string(dtype_name(p.value)));
+    }
+    if (p.features % 32 != 0 || p.features / 32 > 65535) {
+      return no("csr.nnz_split takes F a multiple of 32 (at most 65535 tiles); F = " +
+                std::to_string(p.features));
+    }
+    if (p.ld_b % 8 != 0 || p.ld_c % 8 != 0 || p.operand_align < 8) {
+      return no("csr.nnz_split needs B and C rows aligned to 8 elements (leading dimensions " +
+                std::to_string(p.ld_b) + ", " + std::to_string(p.ld_c) + ", first elements aligned to " +
+                std::to_string(p.operand_align) + ")");
+    }
+  }
   if (s.op == Op::sddmm && s.variant == "csr.row_batch" && !rows_within_32_bit_stride(p.ld_c, p.value)) {
     return no("Y's leading dimension " + std::to_string(p.ld_c) +
               " is a row stride over 2 GiB; csr.row_batch gathers with 32-bit strides");
@@ -581,6 +604,11 @@ Schedule default_spmm(const Problem& p) {
     return s;
   }
   int64_t vec = widest_vec(p);
+  // 16-bit values at F = 32 on graphs of 16M+ nonzeros: the stretches of csr.nnz_split, whose
+  // lean gather loop keeps more rows in flight (bench/RESULTS.md, "bf16 at F = 32"). Not in
+  // deterministic mode (its shared rows take atomics): can_implement says no there.
+  const Schedule nnz_split{Op::spmm, "csr.nnz_split", {{"g", 8}}};
+  if (p.features == 32 && p.nnz >= (int64_t(1) << 24) && can_implement(nnz_split, p)) return nnz_split;
   if (balanced_rows(p) && p.mean_row_length >= kShortRows) {  // otherwise the merge path
     return sub_warp_per_row(p, "csr.row_split");
   }

@@ -174,6 +174,8 @@ void spmm(Context& ctx, const CsrView<V, I>& a, DenseView<const non_deduced_t<V>
     } else if (chosen.variant == "csr.merge_path") {
       cuda::spmm_csr_merge_path(ctx, a, b, c, o.alpha, o.beta, int(chosen.knob("tpr")),
                                 int(chosen.knob("vec")), chosen.knob("ipt"));
+    } else if (chosen.variant == "csr.nnz_split") {
+      cuda::spmm_csr_nnz_split(ctx, a, b, c, o.alpha, o.beta, int(chosen.knob("g")));
     } else {
       cuda::spmm_csr_row_split(ctx, a, b, c, o.alpha, o.beta, int(chosen.knob("tpr")),
                                int(chosen.knob("rpb")), int(chosen.knob("vec")));
