@@ -48,9 +48,10 @@ const std::vector<VariantSpec>& variants() {
        Op::spmm,
        Format::csr,
        MemorySpace::device,
-       {{"g", {4, 8}, 8, "gathers a team keeps in flight"}},
-       "16-bit values, F a multiple of 32: nonzeros in equal stretches, one wave of teams of 4 "
-       "lanes x 8 features; rows shared by two stretches added by atomics",
+       {{"g", {4, 8}, 8, "gathers a team keeps in flight"},
+        {"ept", {0, 256, 512, 1024, 2048, 4096}, 512, "nonzeros per team (0: one wave of teams)"}},
+       "16-bit values, F a multiple of 32: nonzeros in equal stretches, teams of 4 lanes x 8 "
+       "features; rows shared by two stretches added by atomics",
        false},
       {"csr.cusparse",
        Op::spmm,
@@ -604,11 +605,6 @@ Schedule default_spmm(const Problem& p) {
     return s;
   }
   int64_t vec = widest_vec(p);
-  // 16-bit values at F = 32 on graphs of 16M+ nonzeros: the stretches of csr.nnz_split, whose
-  // lean gather loop keeps more rows in flight (bench/RESULTS.md, "bf16 at F = 32"). Not in
-  // deterministic mode (its shared rows take atomics): can_implement says no there.
-  const Schedule nnz_split{Op::spmm, "csr.nnz_split", {{"g", 8}}};
-  if (p.features == 32 && p.nnz >= (int64_t(1) << 24) && can_implement(nnz_split, p)) return nnz_split;
   if (balanced_rows(p) && p.mean_row_length >= kShortRows) {  // otherwise the merge path
     return sub_warp_per_row(p, "csr.row_split");
   }

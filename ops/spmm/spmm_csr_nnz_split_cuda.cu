@@ -1,6 +1,7 @@
 // CSR SpMM on the GPU for 16-bit values, schedule csr.nnz_split: the nonzeros are cut into equal
-// contiguous stretches, one per team of 4 lanes (8 features a lane: a 32-feature tile, one
-// 64-byte row of B a gather), as many teams as the GPU holds at once, g gathers a team in flight.
+// contiguous stretches of ept, one per team of 4 lanes (8 features a lane: a 32-feature tile, one
+// 64-byte row of B a gather), g gathers a team in flight; ept = 0 makes as many teams as the GPU
+// holds at once (one wave).
 // Made for bf16 / f16 at F = 32 on large graphs, where the gather rate, not bytes, sets the time
 // (bench/RESULTS.md, "bf16 at F = 32, the bare gather"): a team's loop holds few registers, so
 // more rows are in flight per multiprocessor than the merge path's.
@@ -147,12 +148,13 @@ __global__ void scale_kernel(DenseView<float> c, float beta) {
 
 template <class V, class I>
 void spmm_csr_nnz_split(Context& ctx, const CsrView<V, I>& a, DenseView<const V> b, DenseView<float> c,
-                        float alpha, float beta, int g) {
+                        float alpha, float beta, int g, int64_t ept) {
   constexpr const char* kWho = "spmm_csr_nnz_split";
   if constexpr (sizeof(V) != 2) {
     TSR_FAIL(kWho, ": takes bf16 or f16 values (16-byte loads of 8 features)");
   } else {
     TSR_CHECK(g == 4 || g == 8, kWho, ": g = ", g, " must be 4 or 8");
+    TSR_CHECK(ept >= 0, kWho, ": ept = ", ept, " must be >= 0 (0: one wave of teams)");
     TSR_CHECK(c.cols % kTileFeatures == 0, kWho, ": F = ", c.cols, " must be a multiple of ",
               kTileFeatures);
     const auto aligned = [](const void* p, size_t bytes) { return reinterpret_cast<uintptr_t>(p) % bytes == 0; };
@@ -173,15 +175,18 @@ void spmm_csr_nnz_split(Context& ctx, const CsrView<V, I>& a, DenseView<const V>
       TSR_CUDA_CHECK_LAUNCH("spmm_csr_nnz_split (beta * C)");
     }
     if (a.nnz == 0) return;
-    // One wave: the blocks the GPU holds at once, shared among the feature tiles.
     const auto kernel = g == 8 ? spmm_csr_nnz_split_kernel<V, I, 8> : spmm_csr_nnz_split_kernel<V, I, 4>;
-    int device = 0, sms = 0, per_sm = 0;
-    TSR_CUDA_CHECK(cudaGetDevice(&device));
-    TSR_CUDA_CHECK(cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, device));
-    TSR_CUDA_CHECK(cudaOccupancyMaxActiveBlocksPerMultiprocessor(&per_sm, kernel, kThreads, 0));
-    const int64_t blocks = std::max<int64_t>(1, int64_t(sms) * std::max(per_sm, 1) / tiles);
-    const int64_t teams = std::min(blocks * (kThreads / kTeamLanes), a.nnz);
-    const int64_t per_team = (a.nnz + teams - 1) / teams;
+    int64_t per_team = ept;
+    if (per_team == 0) {  // one wave: the blocks the GPU holds at once, shared among the tiles
+      int device = 0, sms = 0, per_sm = 0;
+      TSR_CUDA_CHECK(cudaGetDevice(&device));
+      TSR_CUDA_CHECK(cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, device));
+      TSR_CUDA_CHECK(cudaOccupancyMaxActiveBlocksPerMultiprocessor(&per_sm, kernel, kThreads, 0));
+      const int64_t blocks = std::max<int64_t>(1, int64_t(sms) * std::max(per_sm, 1) / tiles);
+      const int64_t wave = std::min(blocks * (kThreads / kTeamLanes), a.nnz);
+      per_team = (a.nnz + wave - 1) / wave;
+    }
+    const int64_t teams = (a.nnz + per_team - 1) / per_team;
     const dim3 grid(unsigned((teams + kThreads / kTeamLanes - 1) / (kThreads / kTeamLanes)), unsigned(tiles));
     kernel<<<grid, kThreads, 0, stream>>>(a, b, c, alpha, beta != 0.0f, per_team, teams);
     TSR_CUDA_CHECK_LAUNCH(kWho);
@@ -190,7 +195,7 @@ void spmm_csr_nnz_split(Context& ctx, const CsrView<V, I>& a, DenseView<const V>
 
 #define TSR_INSTANTIATE_SPMM_NNZ_SPLIT(V, I)                                                     \
   template void spmm_csr_nnz_split(Context&, const CsrView<V, I>&, DenseView<const V>, DenseView<float>, \
-                                   float, float, int);
+                                   float, float, int, int64_t);
 TSR_FOR_EACH_COMPUTE_TYPE(TSR_INSTANTIATE_SPMM_NNZ_SPLIT)
 
 }  // namespace tessera::ops::cuda
