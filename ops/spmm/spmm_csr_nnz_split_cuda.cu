@@ -5,9 +5,9 @@
 // Made for bf16 / f16 at F = 32 on large graphs, where the gather rate, not bytes, sets the time
 // (bench/RESULTS.md, "bf16 at F = 32, the bare gather"): a team's loop holds few registers, so
 // more rows are in flight per multiprocessor than the merge path's (1.6x our f32 on reddit-like
-// against the merge path's 1.24x). Where hub rows are neighbours (R-MAT in its own vertex order)
-// the atomics on the rows many stretches share make it slower than the merge path, so the
-// default heuristic leaves it to be chosen by schedule.
+// against the merge path's 1.24x). On a graph whose hubs are neighbours (R-MAT in its own vertex
+// order) it is slower than the merge path (not yet explained), and the default heuristic cannot
+// tell such a graph from a relabelled one, so it leaves this schedule to be chosen.
 //
 // Invariants:
 // - C is first set to beta * C (zeroed when beta == 0) by a launch of its own.
