@@ -10,7 +10,8 @@
 // tell such a graph from a relabelled one, so it leaves this schedule to be chosen.
 //
 // Invariants:
-// - C is first set to beta * C (zeroed when beta == 0) by a launch of its own.
+// - C is first set to beta * C (zeroed when beta == 0) by scale_rows, the launch the atomic
+//   Hybrid path uses too.
 // - A row that starts and ends inside a team's stretch is the team's: it is written with plain
 //   16-byte stores (added to the scaled C when beta != 0). The first and last rows of a stretch
 //   may be shared with the neighbouring teams: their partial sums are added with atomics, so the
@@ -139,15 +140,6 @@ __global__ void __launch_bounds__(kThreads, kMinBlocksPerSm)
   store_row();
 }
 
-// C = beta * C over the rows x F view (beta != 0; zeroing is a memset).
-__global__ void scale_kernel(DenseView<float> c, float beta) {
-  const int64_t n = c.rows * c.cols;
-  for (int64_t k = int64_t(blockIdx.x) * blockDim.x + threadIdx.x; k < n; k += int64_t(gridDim.x) * blockDim.x) {
-    float& x = c.data[(k / c.cols) * c.ld + k % c.cols];
-    x *= beta;
-  }
-}
-
 }  // namespace
 
 template <class V, class I>
@@ -169,15 +161,8 @@ void spmm_csr_nnz_split(Context& ctx, const CsrView<V, I>& a, DenseView<const V>
     const int64_t tiles = c.cols / kTileFeatures;
     TSR_CHECK(tiles <= 65535, kWho, ": F = ", c.cols, " needs more than 65535 feature tiles");
     if (a.rows == 0 || c.cols == 0) return;
+    if (beta != 1.0f) scale_rows(ctx, c, beta);  // C = beta * C (zeroed, unread, when beta == 0)
     const auto stream = static_cast<cudaStream_t>(ctx.stream());
-    if (beta == 0.0f) {
-      TSR_CUDA_CHECK(cudaMemset2DAsync(c.data, size_t(c.ld) * sizeof(float), 0, size_t(c.cols) * sizeof(float),
-                                       size_t(c.rows), stream));
-    } else if (beta != 1.0f) {
-      const int64_t blocks = std::min<int64_t>((c.rows * c.cols + kThreads - 1) / kThreads, 65536);
-      scale_kernel<<<unsigned(blocks), kThreads, 0, stream>>>(c, beta);
-      TSR_CUDA_CHECK_LAUNCH("spmm_csr_nnz_split (beta * C)");
-    }
     if (a.nnz == 0) return;
     const auto kernel = g == 8 ? spmm_csr_nnz_split_kernel<V, I, 8> : spmm_csr_nnz_split_kernel<V, I, 4>;
     int64_t per_team = ept;
