@@ -34,12 +34,12 @@ constexpr int kThreads = 256;
 constexpr int kTeamLanes = 4;     // lanes of a team
 constexpr int kLaneFeatures = 8;  // features of a lane: one 16-byte load of 16-bit values
 constexpr int kTileFeatures = kTeamLanes * kLaneFeatures;
-constexpr int kMinBlocksPerSm = 3;  // 80 registers a thread: the gather loop's budget
+// The register budget of the gather loop: 80 a thread at g <= 8, 128 at g = 16.
+constexpr int min_blocks_per_sm(int g) { return g <= 8 ? 3 : 2; }
 
-// The row holding nonzero e (< nnz): the last r with indptr[r] <= e.
+// The row holding nonzero e (< nnz), known to lie in rows [lo, hi]: the last r with indptr[r] <= e.
 template <class I>
-__device__ int64_t row_of_nonzero(const I* indptr, int64_t rows, int64_t e) {
-  int64_t lo = 0, hi = rows - 1;
+__device__ int64_t row_of_nonzero(const I* indptr, int64_t lo, int64_t hi, int64_t e) {
   while (lo < hi) {
     const int64_t mid = lo + (hi - lo + 1) / 2;
     if (int64_t(indptr[mid]) <= e) {
@@ -51,24 +51,56 @@ __device__ int64_t row_of_nonzero(const I* indptr, int64_t rows, int64_t e) {
   return lo;
 }
 
+// The merge path of the row ends (indptr[1..rows]) and the nonzeros (0..nnz-1), a row end going
+// first when indptr[r + 1] <= j: how many nonzeros its first d items hold.
+template <class I>
+__device__ int64_t nonzeros_in_items(const I* indptr, int64_t rows, int64_t nnz, int64_t d) {
+  int64_t lo = max(int64_t(0), d - nnz), hi = min(d, rows);  // row ends among the d items
+  while (lo < hi) {
+    const int64_t mid = lo + (hi - lo) / 2;
+    if (int64_t(indptr[mid + 1]) <= d - mid - 1) {
+      lo = mid + 1;
+    } else {
+      hi = mid;
+    }
+  }
+  return d - lo;
+}
+
 template <class V, class I, int G>
-__global__ void __launch_bounds__(kThreads, kMinBlocksPerSm)
+__global__ void __launch_bounds__(kThreads, min_blocks_per_sm(G))
     spmm_csr_nnz_split_kernel(CsrView<V, I> a, DenseView<const V> b, DenseView<float> c, float alpha,
-                              bool add_to_c, int64_t per_team, int64_t teams) {
+                              bool add_to_c, bool count_rows, int64_t per_team, int64_t teams) {
   static_assert(G % kTeamLanes == 0, "a batch is G / 4 nonzeros a lane");
   const int lane = threadIdx.x % kTeamLanes;
   const int64_t team = (int64_t(blockIdx.x) * kThreads + threadIdx.x) / kTeamLanes;
   if (team >= teams) return;  // whole teams leave together
-  const int64_t begin = min(a.nnz, team * per_team);
-  const int64_t end = min(a.nnz, begin + per_team);
-  if (begin >= end) return;
   const unsigned mask = 0xfu << (threadIdx.x % kWarp / kTeamLanes * kTeamLanes);
+  int64_t begin, end, first_row = 0, last_row = a.rows - 1;  // the row holding begin is in [first, last]
+  if (count_rows) {
+    // The team's items (row ends + nonzeros) are [team * per_team, + per_team): lane 0 finds how
+    // many nonzeros come before them, lane 1 (in parallel) how many before the next team's.
+    const int64_t total = a.rows + a.nnz;
+    const int64_t d = min(total, (team + (lane & 1)) * per_team);
+    const int64_t nonzeros = nonzeros_in_items(a.indptr, a.rows, a.nnz, d);
+    const int64_t rows_ended = d - nonzeros;
+    begin = __shfl_sync(mask, nonzeros, 0, kTeamLanes);
+    end = __shfl_sync(mask, nonzeros, 1, kTeamLanes);
+    // Row ends before nonzero begin are all among the first d0 items, and the row ends at or after
+    // nonzero begin's row come after it: begin's row lies between the two coordinates' rows.
+    first_row = __shfl_sync(mask, rows_ended, 0, kTeamLanes);
+    last_row = min(last_row, __shfl_sync(mask, rows_ended, 1, kTeamLanes));
+  } else {
+    begin = min(a.nnz, team * per_team);
+    end = min(a.nnz, begin + per_team);
+  }
+  if (begin >= end) return;
   const int64_t f = int64_t(blockIdx.y) * kTileFeatures + lane * kLaneFeatures;
   const char* b_at = reinterpret_cast<const char*>(b.data + f);
   const int64_t b_ld_bytes = b.ld * int64_t(sizeof(V));
   const auto b_row = [&](I j) { return reinterpret_cast<const V*>(b_at + int64_t(j) * b_ld_bytes); };
 
-  int64_t row = row_of_nonzero(a.indptr, a.rows, begin);
+  int64_t row = row_of_nonzero(a.indptr, first_row, last_row, begin);
   int64_t row_end = a.indptr[row + 1];
   bool shared = int64_t(a.indptr[row]) < begin;  // the row began in an earlier stretch
   float acc[kLaneFeatures] = {};
@@ -144,12 +176,12 @@ __global__ void __launch_bounds__(kThreads, kMinBlocksPerSm)
 
 template <class V, class I>
 void spmm_csr_nnz_split(Context& ctx, const CsrView<V, I>& a, DenseView<const V> b, DenseView<float> c,
-                        float alpha, float beta, int g, int64_t ept) {
+                        float alpha, float beta, int g, int64_t ept, bool count_rows) {
   constexpr const char* kWho = "spmm_csr_nnz_split";
   if constexpr (sizeof(V) != 2) {
     TSR_FAIL(kWho, ": takes bf16 or f16 values (16-byte loads of 8 features)");
   } else {
-    TSR_CHECK(g == 4 || g == 8, kWho, ": g = ", g, " must be 4 or 8");
+    TSR_CHECK(g == 4 || g == 8 || g == 16, kWho, ": g = ", g, " must be 4, 8 or 16");
     TSR_CHECK(ept >= 0, kWho, ": ept = ", ept, " must be >= 0 (0: one wave of teams)");
     TSR_CHECK(c.cols % kTileFeatures == 0, kWho, ": F = ", c.cols, " must be a multiple of ",
               kTileFeatures);
@@ -164,7 +196,10 @@ void spmm_csr_nnz_split(Context& ctx, const CsrView<V, I>& a, DenseView<const V>
     if (beta != 1.0f) scale_rows(ctx, c, beta);  // C = beta * C (zeroed, unread, when beta == 0)
     const auto stream = static_cast<cudaStream_t>(ctx.stream());
     if (a.nnz == 0) return;
-    const auto kernel = g == 8 ? spmm_csr_nnz_split_kernel<V, I, 8> : spmm_csr_nnz_split_kernel<V, I, 4>;
+    const auto kernel = g == 16  ? spmm_csr_nnz_split_kernel<V, I, 16>
+                        : g == 8 ? spmm_csr_nnz_split_kernel<V, I, 8>
+                                 : spmm_csr_nnz_split_kernel<V, I, 4>;
+    const int64_t items = count_rows ? a.rows + a.nnz : a.nnz;  // what the stretches split evenly
     int64_t per_team = ept;
     if (per_team == 0) {  // one wave: the blocks the GPU holds at once, shared among the tiles
       int device = 0, sms = 0, per_sm = 0;
@@ -172,21 +207,21 @@ void spmm_csr_nnz_split(Context& ctx, const CsrView<V, I>& a, DenseView<const V>
       TSR_CUDA_CHECK(cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, device));
       TSR_CUDA_CHECK(cudaOccupancyMaxActiveBlocksPerMultiprocessor(&per_sm, kernel, kThreads, 0));
       const int64_t blocks = std::max<int64_t>(1, int64_t(sms) * std::max(per_sm, 1) / tiles);
-      const int64_t wave = std::min(blocks * (kThreads / kTeamLanes), a.nnz);
-      per_team = (a.nnz + wave - 1) / wave;
+      const int64_t wave = std::min(blocks * (kThreads / kTeamLanes), items);
+      per_team = (items + wave - 1) / wave;
     }
-    const int64_t teams = (a.nnz + per_team - 1) / per_team;
+    const int64_t teams = (items + per_team - 1) / per_team;
     TSR_CHECK((teams + kThreads / kTeamLanes - 1) / (kThreads / kTeamLanes) <= INT32_MAX, kWho, ": ept = ",
               per_team, " makes ", teams, " teams, more than one launch holds; raise ept");
     const dim3 grid(unsigned((teams + kThreads / kTeamLanes - 1) / (kThreads / kTeamLanes)), unsigned(tiles));
-    kernel<<<grid, kThreads, 0, stream>>>(a, b, c, alpha, beta != 0.0f, per_team, teams);
+    kernel<<<grid, kThreads, 0, stream>>>(a, b, c, alpha, beta != 0.0f, count_rows, per_team, teams);
     TSR_CUDA_CHECK_LAUNCH(kWho);
   }
 }
 
 #define TSR_INSTANTIATE_SPMM_NNZ_SPLIT(V, I)                                                     \
   template void spmm_csr_nnz_split(Context&, const CsrView<V, I>&, DenseView<const V>, DenseView<float>, \
-                                   float, float, int, int64_t);
+                                   float, float, int, int64_t, bool);
 TSR_FOR_EACH_COMPUTE_TYPE(TSR_INSTANTIATE_SPMM_NNZ_SPLIT)
 
 }  // namespace tessera::ops::cuda
