@@ -37,70 +37,49 @@ constexpr int kTileFeatures = kTeamLanes * kLaneFeatures;
 // The register budget of the gather loop: 80 a thread at g <= 8, 128 at g = 16.
 constexpr int min_blocks_per_sm(int g) { return g <= 8 ? 3 : 2; }
 
-// The row holding nonzero e (< nnz), known to lie in rows [lo, hi]: the last r with indptr[r] <= e.
-template <class I>
-__device__ int64_t row_of_nonzero(const I* indptr, int64_t lo, int64_t hi, int64_t e) {
-  while (lo < hi) {
-    const int64_t mid = lo + (hi - lo + 1) / 2;
-    if (int64_t(indptr[mid]) <= e) {
-      lo = mid;
-    } else {
-      hi = mid - 1;
-    }
-  }
-  return lo;
-}
+// Where a team's stretch starts: its first nonzero, and the row to walk from to reach it.
+struct TeamStart {
+  int64_t row;
+  int64_t nonzero;
+};
 
-// The merge path of the row ends (indptr[1..rows]) and the nonzeros (0..nnz-1), a row end going
-// first when indptr[r + 1] <= j: how many nonzeros its first d items hold.
+// Team starts, one thread per row: the teams whose first item lies in row r. The items are
+// the nonzeros (count_rows false) or the merge of row ends and nonzeros (true: row r's nonzeros
+// are items indptr[r] + r ..., its end the item after them, a row end going before nonzero j
+// when indptr[r + 1] <= j). A team starting on row r's end starts on row r + 1 with nonzero
+// indptr[r + 1]; starts[teams] = (rows, nnz) closes the last team's stretch.
 template <class I>
-__device__ int64_t nonzeros_in_items(const I* indptr, int64_t rows, int64_t nnz, int64_t d) {
-  int64_t lo = max(int64_t(0), d - nnz), hi = min(d, rows);  // row ends among the d items
-  while (lo < hi) {
-    const int64_t mid = lo + (hi - lo) / 2;
-    if (int64_t(indptr[mid + 1]) <= d - mid - 1) {
-      lo = mid + 1;
-    } else {
-      hi = mid;
-    }
+__global__ void nnz_split_starts_kernel(const I* indptr, int64_t rows, int64_t nnz, bool count_rows,
+                                        int64_t per_team, int64_t teams, TeamStart* starts) {
+  const int64_t r = int64_t(blockIdx.x) * blockDim.x + threadIdx.x;
+  if (r == 0) starts[teams] = TeamStart{rows, nnz};
+  if (r >= rows) return;
+  const int64_t row_begin = indptr[r], row_end = indptr[r + 1];
+  const int64_t shift = count_rows ? r : 0;  // items before row r's first nonzero, less indptr[r]
+  const int64_t first = row_begin + shift, last = row_end + shift - (count_rows ? 0 : 1);
+  for (int64_t k = (first + per_team - 1) / per_team; k * per_team <= last; ++k) {
+    const int64_t d = k * per_team, nonzero = d - shift;
+    starts[k] = nonzero < row_end ? TeamStart{r, nonzero} : TeamStart{r + 1, row_end};
   }
-  return d - lo;
 }
 
 template <class V, class I, int G>
 __global__ void __launch_bounds__(kThreads, min_blocks_per_sm(G))
     spmm_csr_nnz_split_kernel(CsrView<V, I> a, DenseView<const V> b, DenseView<float> c, float alpha,
-                              bool add_to_c, bool count_rows, int64_t per_team, int64_t teams) {
+                              bool add_to_c, const TeamStart* starts, int64_t teams) {
   static_assert(G % kTeamLanes == 0, "a batch is G / 4 nonzeros a lane");
   const int lane = threadIdx.x % kTeamLanes;
   const int64_t team = (int64_t(blockIdx.x) * kThreads + threadIdx.x) / kTeamLanes;
   if (team >= teams) return;  // whole teams leave together
   const unsigned mask = 0xfu << (threadIdx.x % kWarp / kTeamLanes * kTeamLanes);
-  int64_t begin, end, first_row = 0, last_row = a.rows - 1;  // the row holding begin is in [first, last]
-  if (count_rows) {
-    // The team's items (row ends + nonzeros) are [team * per_team, + per_team): lane 0 finds how
-    // many nonzeros come before them, lane 1 (in parallel) how many before the next team's.
-    const int64_t total = a.rows + a.nnz;
-    const int64_t d = min(total, (team + (lane & 1)) * per_team);
-    const int64_t nonzeros = nonzeros_in_items(a.indptr, a.rows, a.nnz, d);
-    const int64_t rows_ended = d - nonzeros;
-    begin = __shfl_sync(mask, nonzeros, 0, kTeamLanes);
-    end = __shfl_sync(mask, nonzeros, 1, kTeamLanes);
-    // Row ends before nonzero begin are all among the first d0 items, and the row ends at or after
-    // nonzero begin's row come after it: begin's row lies between the two coordinates' rows.
-    first_row = __shfl_sync(mask, rows_ended, 0, kTeamLanes);
-    last_row = min(last_row, __shfl_sync(mask, rows_ended, 1, kTeamLanes));
-  } else {
-    begin = min(a.nnz, team * per_team);
-    end = min(a.nnz, begin + per_team);
-  }
+  const int64_t begin = starts[team].nonzero, end = starts[team + 1].nonzero;
   if (begin >= end) return;
   const int64_t f = int64_t(blockIdx.y) * kTileFeatures + lane * kLaneFeatures;
   const char* b_at = reinterpret_cast<const char*>(b.data + f);
   const int64_t b_ld_bytes = b.ld * int64_t(sizeof(V));
   const auto b_row = [&](I j) { return reinterpret_cast<const V*>(b_at + int64_t(j) * b_ld_bytes); };
 
-  int64_t row = row_of_nonzero(a.indptr, first_row, last_row, begin);
+  int64_t row = starts[team].row;  // rows from it up to begin's are empty: walked below
   int64_t row_end = a.indptr[row + 1];
   bool shared = int64_t(a.indptr[row]) < begin;  // the row began in an earlier stretch
   float acc[kLaneFeatures] = {};
@@ -213,8 +192,12 @@ void spmm_csr_nnz_split(Context& ctx, const CsrView<V, I>& a, DenseView<const V>
     const int64_t teams = (items + per_team - 1) / per_team;
     TSR_CHECK((teams + kThreads / kTeamLanes - 1) / (kThreads / kTeamLanes) <= INT32_MAX, kWho, ": ept = ",
               per_team, " makes ", teams, " teams, more than one launch holds; raise ept");
+    auto* starts = static_cast<TeamStart*>(ctx.workspace(size_t(teams + 1) * sizeof(TeamStart)));
+    nnz_split_starts_kernel<I><<<grid_for(a.rows, kThreads), kThreads, 0, stream>>>(
+        a.indptr, a.rows, a.nnz, count_rows, per_team, teams, starts);
+    TSR_CUDA_CHECK_LAUNCH(kWho);
     const dim3 grid(unsigned((teams + kThreads / kTeamLanes - 1) / (kThreads / kTeamLanes)), unsigned(tiles));
-    kernel<<<grid, kThreads, 0, stream>>>(a, b, c, alpha, beta != 0.0f, count_rows, per_team, teams);
+    kernel<<<grid, kThreads, 0, stream>>>(a, b, c, alpha, beta != 0.0f, starts, teams);
     TSR_CUDA_CHECK_LAUNCH(kWho);
   }
 }
