@@ -34,8 +34,8 @@ constexpr int kThreads = 256;
 constexpr int kTeamLanes = 4;     // lanes of a team
 constexpr int kLaneFeatures = 8;  // features of a lane: one 16-byte load of 16-bit values
 constexpr int kTileFeatures = kTeamLanes * kLaneFeatures;
-// The register budget of the gather loop: 64 a thread at g = 4, 80 at g = 8, 128 at g = 16.
-constexpr int min_blocks_per_sm(int g) { return g == 4 ? 4 : g == 8 ? 3 : 2; }
+// The register budget of the gather loop: 80 a thread at g <= 8, 128 at g = 16.
+constexpr int min_blocks_per_sm(int g) { return g <= 8 ? 3 : 2; }
 
 // Where a team's stretch starts: its first nonzero, and the row to walk from to reach it.
 struct TeamStart {
@@ -79,15 +79,8 @@ __global__ void __launch_bounds__(kThreads, min_blocks_per_sm(G))
   const int64_t b_ld_bytes = b.ld * int64_t(sizeof(V));
   const auto b_row = [&](I j) { return reinterpret_cast<const V*>(b_at + int64_t(j) * b_ld_bytes); };
 
-  // Positions on the stretch are relative to begin, 32-bit (the host keeps ept under 2^31).
-  const int n = int(end - begin);
-  const I* cols = a.indices + begin;
-  const V* vals = a.values + begin;
-  // Where row r ends on the stretch, capped at n + 1 (it goes on past the stretch).
-  const auto stop_of = [&](int64_t r) { return int(min(int64_t(a.indptr[r + 1]) - begin, int64_t(n) + 1)); };
-
   int64_t row = starts[team].row;  // rows from it up to begin's are empty: walked below
-  int row_stop = stop_of(row);
+  int64_t row_end = a.indptr[row + 1];
   bool shared = int64_t(a.indptr[row]) < begin;  // the row began in an earlier stretch
   float acc[kLaneFeatures] = {};
   const auto store_row = [&] {
@@ -112,56 +105,49 @@ __global__ void __launch_bounds__(kThreads, min_blocks_per_sm(G))
     store_row();
     shared = false;  // the next row starts inside this stretch
     ++row;
-    row_stop = stop_of(row);
+    row_end = a.indptr[row + 1];
   };
   const auto add = [&](const PackedVec<kLaneFeatures, V>& x, float v) {
 #pragma unroll
     for (int i = 0; i < kLaneFeatures; ++i) acc[i] += v * x(i);
   };
 
-  // Lane l loads nonzeros l, l + 4, ... of a batch of G (the team shares them by shuffles), one
-  // batch ahead: the next batch's columns and values are in flight with this batch's gathers.
-  // Slots past the stretch's end load and gather nothing.
-  I my_col[G / kTeamLanes];
-  float my_val[G / kTeamLanes];
-  const auto load_batch = [&](int at) {
+  int64_t e = begin;
+  for (; e + G <= end; e += G) {
+    // Lane l loads nonzeros l, l + 4, ... of the batch; the team shares them by shuffles.
+    I my_col[G / kTeamLanes];
+    float my_val[G / kTeamLanes];
 #pragma unroll
     for (int q = 0; q < G / kTeamLanes; ++q) {
-      const int k = at + q * kTeamLanes + lane;
-      my_col[q] = k < n ? cols[k] : I(0);
-      my_val[q] = k < n ? load_f32(vals[k]) : 0.0f;
+      my_col[q] = a.indices[e + q * kTeamLanes + lane];
+      my_val[q] = load_f32(a.values[e + q * kTeamLanes + lane]);
     }
-  };
-  load_batch(0);
-  for (int e = 0; e < n; e += G) {
-    const int left = n - e;  // the stretch's nonzeros from e on (the last batch may hold fewer)
     PackedVec<kLaneFeatures, V> x[G];
     float v[G];
 #pragma unroll
     for (int g = 0; g < G; ++g) {
       const I j = __shfl_sync(mask, my_col[g / kTeamLanes], g % kTeamLanes, kTeamLanes);
       v[g] = __shfl_sync(mask, my_val[g / kTeamLanes], g % kTeamLanes, kTeamLanes);
-      if (g < left) {
-        x[g].load_read_only(b_row(j));
-      } else {
-        x[g].set_zero();
-      }
+      x[g].load_read_only(b_row(j));
     }
-    load_batch(e + G);
-    if (left >= G && e + G <= row_stop) {  // a whole batch and no row ends in it (the common case)
+    if (e + G <= row_end) {  // no row ends among these G nonzeros (the common case)
 #pragma unroll
       for (int g = 0; g < G; ++g) add(x[g], v[g]);
     } else {
 #pragma unroll
       for (int g = 0; g < G; ++g) {
-        if (g < left) {
-          while (e + g >= row_stop) next_row();
-          add(x[g], v[g]);
-        }
+        while (e + g >= row_end) next_row();
+        add(x[g], v[g]);
       }
     }
   }
-  shared = shared || row_stop > n;  // the last row goes on into the next stretch
+  for (; e < end; ++e) {  // the stretch's last < G nonzeros, one at a time
+    PackedVec<kLaneFeatures, V> x;
+    x.load_read_only(b_row(a.indices[e]));
+    while (e >= row_end) next_row();
+    add(x, load_f32(a.values[e]));
+  }
+  shared = shared || row_end > end;  // the last row goes on into the next stretch
   store_row();
 }
 
@@ -203,7 +189,6 @@ void spmm_csr_nnz_split(Context& ctx, const CsrView<V, I>& a, DenseView<const V>
       const int64_t wave = std::min(blocks * (kThreads / kTeamLanes), items);
       per_team = (items + wave - 1) / wave;
     }
-    TSR_CHECK(per_team < INT32_MAX, kWho, ": ept = ", per_team, " must be under 2^31 (32-bit positions)");
     const int64_t teams = (items + per_team - 1) / per_team;
     TSR_CHECK((teams + kThreads / kTeamLanes - 1) / (kThreads / kTeamLanes) <= INT32_MAX, kWho, ": ept = ",
               per_team, " makes ", teams, " teams, more than one launch holds; raise ept");
