@@ -34,7 +34,6 @@ constexpr int kThreads = 256;
 constexpr int kTeamLanes = 4;     // lanes of a team
 constexpr int kLaneFeatures = 8;  // features of a lane: one 16-byte load of 16-bit values
 constexpr int kTileFeatures = kTeamLanes * kLaneFeatures;
-constexpr int kRowWindow = kTeamLanes;  // row ends a team loads at once (one a lane)
 // The register budget of the gather loop: 80 a thread at g <= 8, 128 at g = 16.
 constexpr int min_blocks_per_sm(int g) { return g <= 8 ? 3 : 2; }
 
@@ -80,20 +79,8 @@ __global__ void __launch_bounds__(kThreads, min_blocks_per_sm(G))
   const int64_t b_ld_bytes = b.ld * int64_t(sizeof(V));
   const auto b_row = [&](I j) { return reinterpret_cast<const V*>(b_at + int64_t(j) * b_ld_bytes); };
 
-  // Positions on the stretch are relative to begin and 32-bit (the host keeps ept under 2^31).
-  const int n = int(end - begin);
-  const I* cols = a.indices + begin;
-  const V* vals = a.values + begin;
   int64_t row = starts[team].row;  // rows from it up to begin's are empty: walked below
-  // The ends of kRowWindow rows from row - slot on, lane l holding the l-th's (capped at n + 1:
-  // past the stretch): a row end costs a shuffle, and one load (all lanes at once) every
-  // kRowWindow rows rather than a dependent load each.
-  int slot = 0;
-  const auto load_window = [&] {
-    return int(min(int64_t(a.indptr[min(row + 1 + lane, a.rows)]) - begin, int64_t(n) + 1));
-  };
-  int window_stops = load_window();
-  int row_stop = __shfl_sync(mask, window_stops, 0, kTeamLanes);
+  int64_t row_end = a.indptr[row + 1];
   bool shared = int64_t(a.indptr[row]) < begin;  // the row began in an earlier stretch
   float acc[kLaneFeatures] = {};
   const auto store_row = [&] {
@@ -118,26 +105,22 @@ __global__ void __launch_bounds__(kThreads, min_blocks_per_sm(G))
     store_row();
     shared = false;  // the next row starts inside this stretch
     ++row;
-    if (++slot == kRowWindow) {
-      slot = 0;
-      window_stops = load_window();
-    }
-    row_stop = __shfl_sync(mask, window_stops, slot, kTeamLanes);
+    row_end = a.indptr[row + 1];
   };
   const auto add = [&](const PackedVec<kLaneFeatures, V>& x, float v) {
 #pragma unroll
     for (int i = 0; i < kLaneFeatures; ++i) acc[i] += v * x(i);
   };
 
-  int e = 0;
-  for (; e + G <= n; e += G) {
+  int64_t e = begin;
+  for (; e + G <= end; e += G) {
     // Lane l loads nonzeros l, l + 4, ... of the batch; the team shares them by shuffles.
     I my_col[G / kTeamLanes];
     float my_val[G / kTeamLanes];
 #pragma unroll
     for (int q = 0; q < G / kTeamLanes; ++q) {
-      my_col[q] = cols[e + q * kTeamLanes + lane];
-      my_val[q] = load_f32(vals[e + q * kTeamLanes + lane]);
+      my_col[q] = a.indices[e + q * kTeamLanes + lane];
+      my_val[q] = load_f32(a.values[e + q * kTeamLanes + lane]);
     }
     PackedVec<kLaneFeatures, V> x[G];
     float v[G];
@@ -147,24 +130,24 @@ __global__ void __launch_bounds__(kThreads, min_blocks_per_sm(G))
       v[g] = __shfl_sync(mask, my_val[g / kTeamLanes], g % kTeamLanes, kTeamLanes);
       x[g].load_read_only(b_row(j));
     }
-    if (e + G <= row_stop) {  // no row ends among these G nonzeros (the common case)
+    if (e + G <= row_end) {  // no row ends among these G nonzeros (the common case)
 #pragma unroll
       for (int g = 0; g < G; ++g) add(x[g], v[g]);
     } else {
 #pragma unroll
       for (int g = 0; g < G; ++g) {
-        while (e + g >= row_stop) next_row();
+        while (e + g >= row_end) next_row();
         add(x[g], v[g]);
       }
     }
   }
-  for (; e < n; ++e) {  // the stretch's last < G nonzeros, one at a time
+  for (; e < end; ++e) {  // the stretch's last < G nonzeros, one at a time
     PackedVec<kLaneFeatures, V> x;
-    x.load_read_only(b_row(cols[e]));
-    while (e >= row_stop) next_row();
-    add(x, load_f32(vals[e]));
+    x.load_read_only(b_row(a.indices[e]));
+    while (e >= row_end) next_row();
+    add(x, load_f32(a.values[e]));
   }
-  shared = shared || row_stop > n;  // the last row goes on into the next stretch
+  shared = shared || row_end > end;  // the last row goes on into the next stretch
   store_row();
 }
 
@@ -206,7 +189,6 @@ void spmm_csr_nnz_split(Context& ctx, const CsrView<V, I>& a, DenseView<const V>
       const int64_t wave = std::min(blocks * (kThreads / kTeamLanes), items);
       per_team = (items + wave - 1) / wave;
     }
-    TSR_CHECK(per_team < INT32_MAX, kWho, ": ept = ", per_team, " must be under 2^31 (32-bit positions)");
     const int64_t teams = (items + per_team - 1) / per_team;
     TSR_CHECK((teams + kThreads / kTeamLanes - 1) / (kThreads / kTeamLanes) <= INT32_MAX, kWho, ": ept = ",
               per_team, " makes ", teams, " teams, more than one launch holds; raise ept");
