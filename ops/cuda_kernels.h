@@ -54,7 +54,7 @@ void spmm_csr_merge_path(Context& ctx, const CsrView<V, I>& a, DenseView<const V
                          DenseView<float> c, float alpha, float beta, int tpr, int vec, int64_t ipt);
 
 /// CSR SpMM for 16-bit values (schedule csr.nnz_split): the nonzeros in equal stretches of ept
-/// (0: one wave of teams), one per team of 4 lanes x 8 features, g (4, 8 or 16) gathers a team in
+/// (0: one wave of teams), one per team of 4 lanes x 8 features, g (4 or 8) gathers a team in
 /// flight; count_rows: a stretch is ept items, row ends and nonzeros (the merge path's balance),
 /// not ept nonzeros. Rows a stretch shares with its neighbours are added by atomics (not
 /// deterministic). Throws for f32 values, F not a multiple of 32, or B / C rows not aligned to 8

@@ -68,8 +68,8 @@ std::vector<schedule::Schedule> schedules_to_check(const schedule::Problem& p, b
                                      // 16-bit values, F a multiple of 32 (F = 64 here)
                                      "csr.nnz_split:g=4,ept=256", "csr.nnz_split:g=8,ept=0",
                                      // stretches of row ends + nonzeros: short ones walk empty rows
-                                     "csr.nnz_split:g=16,ept=64,rows=1", "csr.nnz_split:g=8,ept=128,rows=1",
-                                     "csr.nnz_split:g=4,ept=0,rows=1"}
+                                     "csr.nnz_split:g=4,ept=128,rows=1", "csr.nnz_split:g=8,ept=256,rows=1",
+                                     "csr.nnz_split:g=8,ept=0,rows=1"}
           : std::vector<const char*>{"csr.row_split:tpr=4,vec=1", "csr.row_split:tpr=32,vec=4",
                                      "csr.edge_group:tpe=4,vec=1,ept=4",
                                      "csr.edge_group:tpe=8,vec=4,ept=256", "csr.edge_group:tpe=32,vec=2,ept=16",

@@ -1,22 +1,27 @@
-// CSR SpMM on the GPU for 16-bit values, schedule csr.nnz_split: the nonzeros are cut into equal
-// contiguous stretches of ept, one per team of 4 lanes (8 features a lane: a 32-feature tile, one
-// 64-byte row of B a gather), g gathers a team in flight; ept = 0 makes as many teams as the GPU
-// holds at once (one wave).
+// CSR SpMM on the GPU for 16-bit values, schedule csr.nnz_split: the work is cut into equal
+// contiguous stretches of ept items, one per team of 4 lanes (8 features a lane: a 32-feature
+// tile, one 64-byte row of B a gather), g gathers a team in flight; ept = 0 makes as many teams as
+// the GPU holds at once (one wave). The items are the nonzeros (rows = 0), or the merge of row
+// ends and nonzeros (rows = 1, the merge path's balance: a team walks at most ept rows).
 // Made for bf16 / f16 at F = 32 on large graphs, where the gather rate, not bytes, sets the time
 // (bench/RESULTS.md, "bf16 at F = 32, the bare gather"): a team's loop holds few registers, so
 // more rows are in flight per multiprocessor than the merge path's (1.6x our f32 on reddit-like
-// against the merge path's 1.24x). On a graph whose hubs are neighbours (R-MAT in its own vertex
-// order) it is slower than the merge path (not yet explained), and the default heuristic cannot
-// tell such a graph from a relabelled one, so it leaves this schedule to be chosen.
+// against the merge path's 1.24x). With rows = 0 a graph whose empty rows are neighbours (R-MAT
+// in its own vertex order) gives some teams thousands of rows to walk, and the schedule loses to
+// the merge path there; rows = 1 bounds that walk (RESULTS.md, "csr.nnz_split, rows = 1"). The
+// default heuristic leaves this schedule to be chosen: it does not promise the same bits.
 //
 // Invariants:
 // - C is first set to beta * C (zeroed when beta == 0) by scale_rows, the launch the atomic
 //   Hybrid path uses too.
+// - Team starts come from a pre-pass, one thread a row (no search): starts[k] is the first
+//   nonzero of team k and the row to walk from to reach it; starts[teams] = (rows, nnz).
 // - A row that starts and ends inside a team's stretch is the team's: it is written with plain
 //   16-byte stores (added to the scaled C when beta != 0). The first and last rows of a stretch
 //   may be shared with the neighbouring teams: their partial sums are added with atomics, so the
 //   bits may differ from run to run (the schedule does not promise determinism).
-// - Rows outside every stretch (no nonzeros at either end of the matrix) keep beta * C.
+// - Rows outside every stretch (empty rows between two teams' nonzeros or at either end of the
+//   matrix) keep beta * C.
 #include <algorithm>
 #include <climits>
 #include <cstdint>
@@ -34,8 +39,7 @@ constexpr int kThreads = 256;
 constexpr int kTeamLanes = 4;     // lanes of a team
 constexpr int kLaneFeatures = 8;  // features of a lane: one 16-byte load of 16-bit values
 constexpr int kTileFeatures = kTeamLanes * kLaneFeatures;
-// The register budget of the gather loop: 80 a thread at g <= 8, 128 at g = 16.
-constexpr int min_blocks_per_sm(int g) { return g <= 8 ? 3 : 2; }
+constexpr int kMinBlocksPerSm = 3;  // 80 registers a thread: the gather loop's budget
 
 // Where a team's stretch starts: its first nonzero, and the row to walk from to reach it.
 struct TeamStart {
@@ -64,7 +68,7 @@ __global__ void nnz_split_starts_kernel(const I* indptr, int64_t rows, int64_t n
 }
 
 template <class V, class I, int G>
-__global__ void __launch_bounds__(kThreads, min_blocks_per_sm(G))
+__global__ void __launch_bounds__(kThreads, kMinBlocksPerSm)
     spmm_csr_nnz_split_kernel(CsrView<V, I> a, DenseView<const V> b, DenseView<float> c, float alpha,
                               bool add_to_c, const TeamStart* starts, int64_t teams) {
   static_assert(G % kTeamLanes == 0, "a batch is G / 4 nonzeros a lane");
@@ -160,7 +164,7 @@ void spmm_csr_nnz_split(Context& ctx, const CsrView<V, I>& a, DenseView<const V>
   if constexpr (sizeof(V) != 2) {
     TSR_FAIL(kWho, ": takes bf16 or f16 values (16-byte loads of 8 features)");
   } else {
-    TSR_CHECK(g == 4 || g == 8 || g == 16, kWho, ": g = ", g, " must be 4, 8 or 16");
+    TSR_CHECK(g == 4 || g == 8, kWho, ": g = ", g, " must be 4 or 8");
     TSR_CHECK(ept >= 0, kWho, ": ept = ", ept, " must be >= 0 (0: one wave of teams)");
     TSR_CHECK(c.cols % kTileFeatures == 0, kWho, ": F = ", c.cols, " must be a multiple of ",
               kTileFeatures);
@@ -175,9 +179,7 @@ void spmm_csr_nnz_split(Context& ctx, const CsrView<V, I>& a, DenseView<const V>
     if (beta != 1.0f) scale_rows(ctx, c, beta);  // C = beta * C (zeroed, unread, when beta == 0)
     const auto stream = static_cast<cudaStream_t>(ctx.stream());
     if (a.nnz == 0) return;
-    const auto kernel = g == 16  ? spmm_csr_nnz_split_kernel<V, I, 16>
-                        : g == 8 ? spmm_csr_nnz_split_kernel<V, I, 8>
-                                 : spmm_csr_nnz_split_kernel<V, I, 4>;
+    const auto kernel = g == 8 ? spmm_csr_nnz_split_kernel<V, I, 8> : spmm_csr_nnz_split_kernel<V, I, 4>;
     const int64_t items = count_rows ? a.rows + a.nnz : a.nnz;  // what the stretches split evenly
     int64_t per_team = ept;
     if (per_team == 0) {  // one wave: the blocks the GPU holds at once, shared among the tiles
