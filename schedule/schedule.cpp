@@ -49,12 +49,11 @@ const std::vector<VariantSpec>& variants() {
        Format::csr,
        MemorySpace::device,
        {{"g", {4, 8}, 8, "gathers a team keeps in flight"},
-        {"ept", {0, 128, 256, 512, 1024, 2048, 4096}, 512,
-         "nonzeros per team, or items with rows=1 (0: one wave of teams)"},
-        {"rows", {0, 1}, 0, "1: a stretch counts row ends as well as nonzeros (the merge path's balance)"}},
-       "16-bit values, F a multiple of 32: nonzeros (or row ends + nonzeros) in equal stretches, "
-       "teams of 4 lanes x 8 features; rows shared by two stretches added by atomics",
-       false},
+        {"ept", {0, 128, 256, 512, 1024, 2048, 4096}, 256,
+         "merge-path items (row ends + nonzeros) per team (0: one wave of teams)"}},
+       "16-bit values, F a multiple of 32: the merge path in equal stretches, teams of 4 lanes x 8 "
+       "features; rows shared by teams get their carries added by a second kernel in a fixed "
+       "order; no atomics"},
       {"csr.cusparse",
        Op::spmm,
        Format::csr,

@@ -230,13 +230,17 @@ TEST(Schedule, MergePathAndSddmmVariants) {
   EXPECT_THAT(can_implement(parse(Op::spmm, "csr.merge_path:vec=8"), device_problem(36, 36, DType::f16)).reason,
               HasSubstr("multiples of 8"));
   EXPECT_THAT(error_of([] { parse(Op::spmm, "csr.row_split:vec=8"); }), HasSubstr("vec=8 is not allowed"));
-  // csr.nnz_split: rows = 0 (nonzeros only, what a string without the knob meant before it came)
-  // unless asked for.
-  EXPECT_EQ(parse(Op::spmm, "csr.nnz_split:ept=256").to_string(), "csr.nnz_split:g=8,ept=256,rows=0");
-  EXPECT_EQ(parse(Op::spmm, "csr.nnz_split:rows=1,ept=0").to_string(), "csr.nnz_split:g=8,ept=0,rows=1");
-  EXPECT_THAT(error_of([] { parse(Op::spmm, "csr.nnz_split:rows=2"); }), HasSubstr("rows=2 is not allowed"));
+  // csr.nnz_split: 16-bit values, F a multiple of 32; deterministic (carries, no atomics).
+  EXPECT_EQ(parse(Op::spmm, "csr.nnz_split").to_string(), "csr.nnz_split:g=8,ept=256");
   EXPECT_THAT(error_of([] { parse(Op::spmm, "csr.nnz_split:g=16"); }), HasSubstr("g=16 is not allowed"));
-  EXPECT_TRUE(can_implement(parse(Op::spmm, "csr.nnz_split:rows=1"), device_problem(64, 64, DType::bf16)).ok);
+  EXPECT_THAT(error_of([] { parse(Op::spmm, "csr.nnz_split:rows=1"); }), HasSubstr("has no knob 'rows'"));
+  Problem nnz_split_problem = device_problem(64, 64, DType::bf16);
+  nnz_split_problem.deterministic = true;
+  EXPECT_TRUE(can_implement(parse(Op::spmm, "csr.nnz_split"), nnz_split_problem).ok);
+  EXPECT_THAT(can_implement(parse(Op::spmm, "csr.nnz_split"), device_problem(64, 64)).reason,
+              HasSubstr("takes bf16 or f16 values"));
+  EXPECT_THAT(can_implement(parse(Op::spmm, "csr.nnz_split"), device_problem(48, 48, DType::f16)).reason,
+              HasSubstr("multiple of 32"));
   // B's rows more than 2 GiB apart: the merge path (32-bit gather strides) refuses, and the
   // default takes the row split, which the heuristic would otherwise not pick here (rows of
   // unknown length).

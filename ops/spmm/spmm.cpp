@@ -175,8 +175,7 @@ void spmm(Context& ctx, const CsrView<V, I>& a, DenseView<const non_deduced_t<V>
       cuda::spmm_csr_merge_path(ctx, a, b, c, o.alpha, o.beta, int(chosen.knob("tpr")),
                                 int(chosen.knob("vec")), chosen.knob("ipt"));
     } else if (chosen.variant == "csr.nnz_split") {
-      cuda::spmm_csr_nnz_split(ctx, a, b, c, o.alpha, o.beta, int(chosen.knob("g")), chosen.knob("ept"),
-                               chosen.knob("rows") != 0);
+      cuda::spmm_csr_nnz_split(ctx, a, b, c, o.alpha, o.beta, int(chosen.knob("g")), chosen.knob("ept"));
     } else {
       cuda::spmm_csr_row_split(ctx, a, b, c, o.alpha, o.beta, int(chosen.knob("tpr")),
                                int(chosen.knob("rpb")), int(chosen.knob("vec")));

@@ -1,35 +1,33 @@
-// CSR SpMM on the GPU for 16-bit values, schedule csr.nnz_split: the work is cut into equal
-// contiguous stretches of ept items, one per team of 4 lanes (8 features a lane: a 32-feature
-// tile, one 64-byte row of B a gather), g gathers a team in flight; ept = 0 makes as many teams as
-// the GPU holds at once (one wave). The items are the nonzeros (rows = 0), or the merge of row
-// ends and nonzeros (rows = 1, the merge path's balance: a team walks at most ept rows).
+// CSR SpMM on the GPU for 16-bit values, schedule csr.nnz_split: the merge path of row ends and
+// nonzeros (as csr.merge_path splits it) cut into equal stretches of ept items, one per team of 4
+// lanes (8 features a lane: a 32-feature tile, one 64-byte row of B a gather), g gathers a team in
+// flight; ept = 0 makes as many teams as the GPU holds at once (one wave).
 // Made for bf16 / f16 at F = 32 on large graphs, where the gather rate, not bytes, sets the time
-// (bench/RESULTS.md, "bf16 at F = 32, the bare gather"): a team's loop holds few registers, so
-// more rows are in flight per multiprocessor than the merge path's (1.6x our f32 on reddit-like
-// against the merge path's 1.24x). With rows = 0 a graph whose empty rows are neighbours (R-MAT
-// in its own vertex order) gives some teams thousands of rows to walk, and the schedule loses to
-// the merge path there; rows = 1 bounds that walk (RESULTS.md, "csr.nnz_split, rows = 1"). The
-// default heuristic leaves this schedule to be chosen: it does not promise the same bits.
+// (bench/RESULTS.md, "bf16 at F = 32, the bare gather"): the team's loop is the merge path's
+// without its chunk of entries loaded ahead, in fewer registers, so more rows are in flight per
+// multiprocessor (bf16 1.55x our f32 on reddit-like against the merge path's 1.25x). Counting
+// row ends as items bounds the rows a team walks: split by nonzeros alone, R-MAT in its own
+// vertex order gave some teams thousands of empty rows to walk (RESULTS.md, "csr.nnz_split").
 //
 // Invariants:
-// - C is first set to beta * C (zeroed when beta == 0) by scale_rows, the launch the atomic
-//   Hybrid path uses too.
-// - Team starts come from a pre-pass, one thread a row (no search): starts[k] is the first
-//   nonzero of team k and the row to walk from to reach it; starts[teams] = (rows, nnz).
-// - A row that starts and ends inside a team's stretch is the team's: it is written with plain
-//   16-byte stores (added to the scaled C when beta != 0). The first and last rows of a stretch
-//   may be shared with the neighbouring teams: their partial sums are added with atomics, so the
-//   bits may differ from run to run (the schedule does not promise determinism).
-// - Rows outside every stretch (empty rows between two teams' nonzeros or at either end of the
-//   matrix) keep beta * C.
+// - A pre-pass, one thread a row (no search), writes each team's start: (start_row[t],
+//   start_nnz[t]) = (rows ended, nonzeros consumed) before item t * ept; entry teams is
+//   (rows, nnz).
+// - Team t stores, with plain 16-byte stores of alpha * sum + beta * C, exactly the rows that end
+//   on its stretch, [start_row[t], start_row[t + 1]): every row of C is stored once, by one team.
+// - Its partial sum of the row it leaves unfinished, start_row[t + 1] (when < rows), goes to
+//   carry[t]; add_path_carries (path_carries.cuh, shared with csr.merge_path) adds each row's
+//   carries in team order. No atomics: the same bits on every run.
 #include <algorithm>
 #include <climits>
 #include <cstdint>
+#include <type_traits>
 
 #include "core/cuda_check.h"
 #include "core/error.h"
 #include "ops/cuda_common.cuh"
 #include "ops/cuda_kernels.h"
+#include "ops/spmm/path_carries.cuh"
 
 namespace tessera::ops::cuda {
 
@@ -41,90 +39,76 @@ constexpr int kLaneFeatures = 8;  // features of a lane: one 16-byte load of 16-
 constexpr int kTileFeatures = kTeamLanes * kLaneFeatures;
 constexpr int kMinBlocksPerSm = 3;  // 80 registers a thread: the gather loop's budget
 
-// Where a team's stretch starts: its first nonzero, and the row to walk from to reach it.
-struct TeamStart {
-  int64_t row;
-  int64_t nonzero;
-};
-
-// Team starts, one thread per row: the teams whose first item lies in row r. The items are
-// the nonzeros (count_rows false) or the merge of row ends and nonzeros (true: row r's nonzeros
-// are items indptr[r] + r ..., its end the item after them, a row end going before nonzero j
-// when indptr[r + 1] <= j). A team starting on row r's end starts on row r + 1 with nonzero
-// indptr[r + 1]; starts[teams] = (rows, nnz) closes the last team's stretch.
+// Team starts, one thread per row r: the teams whose first item lies in row r's span of the path,
+// its nonzeros (items indptr[r] + r ...) and then its end (item indptr[r + 1] + r). A team
+// starting at item d there has ended r rows and consumed d - r nonzeros.
 template <class I>
-__global__ void nnz_split_starts_kernel(const I* indptr, int64_t rows, int64_t nnz, bool count_rows,
-                                        int64_t per_team, int64_t teams, TeamStart* starts) {
+__global__ void nnz_split_starts_kernel(const I* indptr, int64_t rows, int64_t nnz, int64_t per_team,
+                                        int64_t teams, int64_t* start_row, int64_t* start_nnz) {
   const int64_t r = int64_t(blockIdx.x) * blockDim.x + threadIdx.x;
-  if (r == 0) starts[teams] = TeamStart{rows, nnz};
+  if (r == 0) start_row[teams] = rows, start_nnz[teams] = nnz;
   if (r >= rows) return;
-  const int64_t row_begin = indptr[r], row_end = indptr[r + 1];
-  const int64_t shift = count_rows ? r : 0;  // items before row r's first nonzero, less indptr[r]
-  const int64_t first = row_begin + shift, last = row_end + shift - (count_rows ? 0 : 1);
+  const int64_t first = int64_t(indptr[r]) + r, last = int64_t(indptr[r + 1]) + r;  // the span, inclusive
   for (int64_t k = (first + per_team - 1) / per_team; k * per_team <= last; ++k) {
-    const int64_t d = k * per_team, nonzero = d - shift;
-    starts[k] = nonzero < row_end ? TeamStart{r, nonzero} : TeamStart{r + 1, row_end};
+    start_row[k] = r;
+    start_nnz[k] = k * per_team - r;
   }
 }
 
 template <class V, class I, int G>
 __global__ void __launch_bounds__(kThreads, kMinBlocksPerSm)
     spmm_csr_nnz_split_kernel(CsrView<V, I> a, DenseView<const V> b, DenseView<float> c, float alpha,
-                              bool add_to_c, const TeamStart* starts, int64_t teams) {
+                              float beta, const int64_t* start_row, const int64_t* start_nnz,
+                              float* carry, int64_t teams) {
   static_assert(G % kTeamLanes == 0, "a batch is G / 4 nonzeros a lane");
   const int lane = threadIdx.x % kTeamLanes;
   const int64_t team = (int64_t(blockIdx.x) * kThreads + threadIdx.x) / kTeamLanes;
   if (team >= teams) return;  // whole teams leave together
   const unsigned mask = 0xfu << (threadIdx.x % kWarp / kTeamLanes * kTeamLanes);
-  const int64_t begin = starts[team].nonzero, end = starts[team + 1].nonzero;
-  if (begin >= end) return;
+  const int64_t begin = start_nnz[team], end = start_nnz[team + 1];
+  const int64_t last_row = start_row[team + 1];  // the row left unfinished (rows: none)
   const int64_t f = int64_t(blockIdx.y) * kTileFeatures + lane * kLaneFeatures;
   const char* b_at = reinterpret_cast<const char*>(b.data + f);
   const int64_t b_ld_bytes = b.ld * int64_t(sizeof(V));
   const auto b_row = [&](I j) { return reinterpret_cast<const V*>(b_at + int64_t(j) * b_ld_bytes); };
 
-  int64_t row = starts[team].row;  // rows from it up to begin's are empty: walked below
-  int64_t row_end = a.indptr[row + 1];
-  bool shared = int64_t(a.indptr[row]) < begin;  // the row began in an earlier stretch
+  int64_t row = start_row[team];
+  int64_t row_end = row < last_row ? int64_t(a.indptr[row + 1]) : INT64_MAX;
   float acc[kLaneFeatures] = {};
-  const auto store_row = [&] {
+  // Stores the current row (it ends on this stretch: row < last_row) and moves to the next.
+  const auto finish_row = [&] {
     float* out = c.data + row * c.ld + f;
-    if (shared) {
-#pragma unroll
-      for (int i = 0; i < kLaneFeatures; ++i) atomicAdd(out + i, alpha * acc[i]);
-    } else {
-      float4 lo = make_float4(0.f, 0.f, 0.f, 0.f), hi = lo;
-      if (add_to_c) lo = reinterpret_cast<const float4*>(out)[0], hi = reinterpret_cast<const float4*>(out)[1];
-      lo = make_float4(lo.x + alpha * acc[0], lo.y + alpha * acc[1], lo.z + alpha * acc[2], lo.w + alpha * acc[3]);
-      hi = make_float4(hi.x + alpha * acc[4], hi.y + alpha * acc[5], hi.z + alpha * acc[6], hi.w + alpha * acc[7]);
-      reinterpret_cast<float4*>(out)[0] = lo;
-      reinterpret_cast<float4*>(out)[1] = hi;
-    }
+    float4 lo = make_float4(0.f, 0.f, 0.f, 0.f), hi = lo;
+    if (beta != 0.0f) lo = reinterpret_cast<const float4*>(out)[0], hi = reinterpret_cast<const float4*>(out)[1];
+    lo = make_float4(alpha * acc[0] + beta * lo.x, alpha * acc[1] + beta * lo.y, alpha * acc[2] + beta * lo.z,
+                     alpha * acc[3] + beta * lo.w);
+    hi = make_float4(alpha * acc[4] + beta * hi.x, alpha * acc[5] + beta * hi.y, alpha * acc[6] + beta * hi.z,
+                     alpha * acc[7] + beta * hi.w);
+    reinterpret_cast<float4*>(out)[0] = lo;
+    reinterpret_cast<float4*>(out)[1] = hi;
 #pragma unroll
     for (int i = 0; i < kLaneFeatures; ++i) acc[i] = 0.0f;
-  };
-  // Stores the row and moves to the next, which holds a nonzero of the stretch still to come
-  // (so row + 1 < rows and indptr[row + 2] exists).
-  const auto next_row = [&] {
-    store_row();
-    shared = false;  // the next row starts inside this stretch
     ++row;
-    row_end = a.indptr[row + 1];
+    row_end = row < last_row ? int64_t(a.indptr[row + 1]) : INT64_MAX;  // last_row's end is not ours
   };
   const auto add = [&](const PackedVec<kLaneFeatures, V>& x, float v) {
 #pragma unroll
     for (int i = 0; i < kLaneFeatures; ++i) acc[i] += v * x(i);
   };
 
-  int64_t e = begin;
-  for (; e + G <= end; e += G) {
-    // Lane l loads nonzeros l, l + 4, ... of the batch; the team shares them by shuffles.
+  // A batch of G nonzeros from e: lane l loads nonzeros l, l + 4, ... of it, the team shares them
+  // by shuffles. The stretch's last batch may hold fewer (kPartial: its empty slots load and
+  // gather nothing); it has a copy of its own so the full batches' loop keeps its registers.
+  const auto batch = [&](int64_t e, auto partial) {
+    constexpr bool kPartial = decltype(partial)::value;
+    const int64_t left = kPartial ? end - e : G;
     I my_col[G / kTeamLanes];
     float my_val[G / kTeamLanes];
 #pragma unroll
     for (int q = 0; q < G / kTeamLanes; ++q) {
-      my_col[q] = a.indices[e + q * kTeamLanes + lane];
-      my_val[q] = load_f32(a.values[e + q * kTeamLanes + lane]);
+      const int64_t k = e + q * kTeamLanes + lane;
+      my_col[q] = !kPartial || k < end ? a.indices[k] : I(0);
+      my_val[q] = !kPartial || k < end ? load_f32(a.values[k]) : 0.0f;
     }
     PackedVec<kLaneFeatures, V> x[G];
     float v[G];
@@ -132,34 +116,41 @@ __global__ void __launch_bounds__(kThreads, kMinBlocksPerSm)
     for (int g = 0; g < G; ++g) {
       const I j = __shfl_sync(mask, my_col[g / kTeamLanes], g % kTeamLanes, kTeamLanes);
       v[g] = __shfl_sync(mask, my_val[g / kTeamLanes], g % kTeamLanes, kTeamLanes);
-      x[g].load_read_only(b_row(j));
+      if (!kPartial || g < left) {
+        x[g].load_read_only(b_row(j));
+      } else {
+        x[g].set_zero();
+      }
     }
-    if (e + G <= row_end) {  // no row ends among these G nonzeros (the common case)
+    if (!kPartial && e + G <= row_end) {  // no row ends among these G nonzeros (the common case)
 #pragma unroll
       for (int g = 0; g < G; ++g) add(x[g], v[g]);
     } else {
 #pragma unroll
       for (int g = 0; g < G; ++g) {
-        while (e + g >= row_end) next_row();
-        add(x[g], v[g]);
+        if (!kPartial || g < left) {
+          while (e + g >= row_end) finish_row();
+          add(x[g], v[g]);
+        }
       }
     }
+  };
+  int64_t e = begin;
+  for (; e + G <= end; e += G) batch(e, std::false_type{});
+  if (e < end) batch(e, std::true_type{});
+  while (row < last_row) finish_row();  // rows that end after the stretch's last nonzero (empty ones)
+  if (last_row < a.rows) {  // the partial sum of the row left unfinished (zero if none of it is ours)
+    float* out = carry + team * c.cols + f;
+    reinterpret_cast<float4*>(out)[0] = make_float4(acc[0], acc[1], acc[2], acc[3]);
+    reinterpret_cast<float4*>(out)[1] = make_float4(acc[4], acc[5], acc[6], acc[7]);
   }
-  for (; e < end; ++e) {  // the stretch's last < G nonzeros, one at a time
-    PackedVec<kLaneFeatures, V> x;
-    x.load_read_only(b_row(a.indices[e]));
-    while (e >= row_end) next_row();
-    add(x, load_f32(a.values[e]));
-  }
-  shared = shared || row_end > end;  // the last row goes on into the next stretch
-  store_row();
 }
 
 }  // namespace
 
 template <class V, class I>
 void spmm_csr_nnz_split(Context& ctx, const CsrView<V, I>& a, DenseView<const V> b, DenseView<float> c,
-                        float alpha, float beta, int g, int64_t ept, bool count_rows) {
+                        float alpha, float beta, int g, int64_t ept) {
   constexpr const char* kWho = "spmm_csr_nnz_split";
   if constexpr (sizeof(V) != 2) {
     TSR_FAIL(kWho, ": takes bf16 or f16 values (16-byte loads of 8 features)");
@@ -176,11 +167,13 @@ void spmm_csr_nnz_split(Context& ctx, const CsrView<V, I>& a, DenseView<const V>
     const int64_t tiles = c.cols / kTileFeatures;
     TSR_CHECK(tiles <= 65535, kWho, ": F = ", c.cols, " needs more than 65535 feature tiles");
     if (a.rows == 0 || c.cols == 0) return;
-    if (beta != 1.0f) scale_rows(ctx, c, beta);  // C = beta * C (zeroed, unread, when beta == 0)
+    if (a.nnz == 0) {  // C = beta * C (zeroed, unread, when beta == 0)
+      if (beta != 1.0f) scale_rows(ctx, c, beta);
+      return;
+    }
     const auto stream = static_cast<cudaStream_t>(ctx.stream());
-    if (a.nnz == 0) return;
     const auto kernel = g == 8 ? spmm_csr_nnz_split_kernel<V, I, 8> : spmm_csr_nnz_split_kernel<V, I, 4>;
-    const int64_t items = count_rows ? a.rows + a.nnz : a.nnz;  // what the stretches split evenly
+    const int64_t items = a.rows + a.nnz;  // the merge path: row ends and nonzeros
     int64_t per_team = ept;
     if (per_team == 0) {  // one wave: the blocks the GPU holds at once, shared among the tiles
       int device = 0, sms = 0, per_sm = 0;
@@ -194,19 +187,27 @@ void spmm_csr_nnz_split(Context& ctx, const CsrView<V, I>& a, DenseView<const V>
     const int64_t teams = (items + per_team - 1) / per_team;
     TSR_CHECK((teams + kThreads / kTeamLanes - 1) / (kThreads / kTeamLanes) <= INT32_MAX, kWho, ": ept = ",
               per_team, " makes ", teams, " teams, more than one launch holds; raise ept");
-    auto* starts = static_cast<TeamStart*>(ctx.workspace(size_t(teams + 1) * sizeof(TeamStart)));
+    // Workspace: team starts (teams + 1 rows, then as many nonzero counts), then a carry a team.
+    const size_t starts_bytes = (size_t(teams + 1) * sizeof(int64_t) + 255) / 256 * 256;
+    auto* base = static_cast<unsigned char*>(
+        ctx.workspace(2 * starts_bytes + size_t(teams) * size_t(c.cols) * sizeof(float)));
+    auto* start_row = reinterpret_cast<int64_t*>(base);
+    auto* start_nnz = reinterpret_cast<int64_t*>(base + starts_bytes);
+    auto* carry = reinterpret_cast<float*>(base + 2 * starts_bytes);
     nnz_split_starts_kernel<I><<<grid_for(a.rows, kThreads), kThreads, 0, stream>>>(
-        a.indptr, a.rows, a.nnz, count_rows, per_team, teams, starts);
+        a.indptr, a.rows, a.nnz, per_team, teams, start_row, start_nnz);
     TSR_CUDA_CHECK_LAUNCH(kWho);
     const dim3 grid(unsigned((teams + kThreads / kTeamLanes - 1) / (kThreads / kTeamLanes)), unsigned(tiles));
-    kernel<<<grid, kThreads, 0, stream>>>(a, b, c, alpha, beta != 0.0f, starts, teams);
+    kernel<<<grid, kThreads, 0, stream>>>(a, b, c, alpha, beta, start_row, start_nnz, carry, teams);
     TSR_CUDA_CHECK_LAUNCH(kWho);
+    add_path_carries(a.indptr, a.rows, teams, start_row, start_nnz, carry, c.cols, c, alpha, stream,
+                     "spmm_csr_nnz_split (carry fix-up)");
   }
 }
 
 #define TSR_INSTANTIATE_SPMM_NNZ_SPLIT(V, I)                                                     \
   template void spmm_csr_nnz_split(Context&, const CsrView<V, I>&, DenseView<const V>, DenseView<float>, \
-                                   float, float, int, int64_t, bool);
+                                   float, float, int, int64_t);
 TSR_FOR_EACH_COMPUTE_TYPE(TSR_INSTANTIATE_SPMM_NNZ_SPLIT)
 
 }  // namespace tessera::ops::cuda
