@@ -565,6 +565,8 @@ Schedule default_sddmm(const Problem& p) {
 // Rows this short on average (road networks: 2 per row) leave a team per row waiting on three
 // dependent loads for each couple of gathers; the merge path streams many rows per team.
 constexpr double kShortRows = 3.0;
+// Nonzeros from which a CSR counts as a large graph for the 16-bit F = 32 rule of default_spmm.
+constexpr int64_t kLargeGraphNnz = int64_t(16) << 20;
 
 // A sub-warp per row: threads to cover F with the widest loads, narrowed while the rows would not
 // fill a quarter of the GPU; 128-thread blocks (the sweep's winners on every balanced matrix of
@@ -608,6 +610,19 @@ Schedule default_spmm(const Problem& p) {
   int64_t vec = widest_vec(p);
   if (balanced_rows(p) && p.mean_row_length >= kShortRows) {  // otherwise the merge path
     return sub_warp_per_row(p, "csr.row_split");
+  }
+  // 16-bit values at F = 32 on a large graph: csr.nnz_split's 4-lane teams keep more 64-byte
+  // gathers in flight than the merge path's. bf16 against our f32 on the H200 (RESULTS.md,
+  // "csr.nnz_split, deterministic"): 1.42x / 1.44x / 1.17x / 1.26x on reddit-like, its -local
+  // form, products-like and its -local form, against the merge path's 1.25x / 1.29x / 1.10x /
+  // 1.16x. ept = 512 is the stretch none of the four loses with (one wave is 1.27x on
+  // products-like but 0.69x on products-like-local, and the statistics here cannot tell the two
+  // apart). Measured only on 76M-112M nonzeros; from 16M nonzeros a stretch of 512 still makes
+  // more teams than the GPU holds.
+  const bool sixteen_bit = p.value == DType::bf16 || p.value == DType::f16;
+  if (sixteen_bit && p.features == 32 && p.nnz >= kLargeGraphNnz) {
+    const Schedule nnz_split{Op::spmm, "csr.nnz_split", {{"g", 8}, {"ept", 512}}};
+    if (can_implement(nnz_split, p)) return nnz_split;
   }
   int64_t tpr = lanes_for(p, vec, 4);
   const int64_t tiles = (p.features + tpr * vec - 1) / (tpr * vec);

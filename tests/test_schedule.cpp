@@ -145,6 +145,23 @@ TEST(Schedule, DefaultHeuristicFollowsFeatureWidthAndRowLengths) {
   EXPECT_EQ(default_schedule(products).to_string(), "csr.merge_path:tpr=8,vec=4,ipt=1024");
   products.features = products.ld_b = products.ld_c = 64;
   EXPECT_EQ(default_schedule(products).to_string(), "csr.merge_path:tpr=16,vec=4,ipt=2048");
+  // 16-bit values at F = 32 on a large graph: csr.nnz_split (deterministic, so in both modes);
+  // not at F = 64, not under 16M nonzeros, not when B's rows are not 16-byte aligned.
+  for (DType t : {DType::bf16, DType::f16}) {
+    Problem p = resized(skewed, 2097152, 112406120);
+    p.value = t;
+    EXPECT_EQ(default_schedule(p).to_string(), "csr.nnz_split:g=8,ept=512");
+    p.deterministic = true;
+    EXPECT_EQ(default_schedule(p).to_string(), "csr.nnz_split:g=8,ept=512");
+    p.features = p.ld_b = p.ld_c = 64;
+    EXPECT_EQ(default_schedule(p).variant, "csr.merge_path");
+    p.features = 32;
+    p.ld_b = 36;  // rows 8-byte aligned only
+    EXPECT_EQ(default_schedule(p).variant, "csr.merge_path");
+    Problem smaller = resized(skewed, 131072, 8 << 20);
+    smaller.value = t;
+    EXPECT_EQ(default_schedule(smaller).variant, "csr.merge_path");
+  }
   for (int64_t f : {1, 2, 3, 5, 17, 64, 257, 1000}) {
     for (int64_t longest : {-1, 10, 100000}) {
       Problem p = device_problem(f, f);
