@@ -21,13 +21,13 @@
 #include "core/error.h"
 #include "ops/cuda_common.cuh"
 #include "ops/cuda_kernels.h"
-#include "ops/spmm/path_carries.cuh"
 
 namespace tessera::ops::cuda {
 
 namespace {
 
 constexpr int kThreads = 256;  // threads per block of the main kernel (kThreads / tpr teams)
+constexpr int kFixupWarps = 8;
 // Bounds that let the gather loop use 32-bit offsets (positions on a team's stretch, B's row
 // stride in bytes).
 constexpr int64_t kMaxItemsPerTeam = int64_t(1) << 30;
@@ -229,6 +229,55 @@ __global__ void __maxnreg__(VEC * sizeof(V) == 16 ? 80 : 64)
   }
 }
 
+// The row team t carries into, or -1 when it carries nothing (it ends the path, or holds none of
+// that row's nonzeros).
+template <class I>
+__device__ int64_t carried_row(const I* indptr, int64_t rows, const int64_t* start_row,
+                               const int64_t* start_nnz, int64_t t) {
+  const int64_t r = start_row[t + 1];
+  if (r >= rows) return -1;
+  const int64_t first = start_nnz[t] > int64_t(indptr[r]) ? start_nnz[t] : int64_t(indptr[r]);
+  return start_nnz[t + 1] > first ? r : -1;
+}
+
+// One warp per team and 32-feature slice (blockIdx.y); the warps of the first team carrying a
+// row add that row's carries, in team order, into C. Most rows cross one boundary, so a chain of
+// one is found without a search. Slices in parallel: a warp looping over a wide row's features
+// would wait on each slice's loads in turn (the C stores keep them from overlapping).
+template <class I>
+__global__ void __launch_bounds__(kFixupWarps* kWarp)
+    merge_path_fixup_kernel(const I* indptr, int64_t rows, int64_t teams, const int64_t* start_row,
+                            const int64_t* start_nnz, const float* carry, int64_t carry_ld,
+                            DenseView<float> c, float alpha) {
+  const int64_t first = int64_t(blockIdx.x) * kFixupWarps + threadIdx.x / kWarp;
+  if (first >= teams) return;
+  // Both looked up at once (independent loads); the warp of a later team of the chain leaves.
+  const int64_t r = carried_row(indptr, rows, start_row, start_nnz, first);
+  const int64_t previous = first > 0 ? carried_row(indptr, rows, start_row, start_nnz, first - 1) : -1;
+  if (r < 0 || previous == r) return;
+  // The teams carrying r are first..last-1: those whose unfinished row (start_row[t + 1]) is r.
+  int64_t last = first + 1;
+  if (last < teams && start_row[last + 1] == r) {
+    int64_t lo = last + 1, hi = teams;  // smallest t in [lo, teams] with start_row[t + 1] > r
+    while (lo < hi) {
+      const int64_t mid = lo + (hi - lo) / 2;
+      if (start_row[mid + 1] > r) {
+        hi = mid;
+      } else {
+        lo = mid + 1;
+      }
+    }
+    last = lo;
+  }
+  for (int64_t f = int64_t(blockIdx.y) * kWarp + threadIdx.x % kWarp; f < c.cols;
+       f += int64_t(gridDim.y) * kWarp) {
+    float sum = 0.0f;
+#pragma unroll 4
+    for (int64_t t = first; t < last; ++t) sum += carry[t * carry_ld + f];
+    c.data[r * c.ld + f] += alpha * sum;
+  }
+}
+
 size_t round_up(size_t n, size_t to) { return (n + to - 1) / to * to; }
 
 }  // namespace
@@ -291,8 +340,11 @@ void spmm_csr_merge_path(Context& ctx, const CsrView<V, I>& a, DenseView<const V
       TSR_FAIL("spmm_csr_merge_path: vec = ", vec, " must be 1, 2 or 4 (or 8 with 16-bit values)");
   }
   TSR_CUDA_CHECK_LAUNCH("spmm_csr_merge_path");
-  add_path_carries(a.indptr, a.rows, teams, start_row, start_nnz, carry, carry_ld, c, alpha, stream,
-                   "spmm_csr_merge_path (carry fix-up)");
+  const dim3 fixup_grid(grid_for(teams, kFixupWarps),
+                        unsigned(std::min<int64_t>((c.cols + kWarp - 1) / kWarp, 65535)));
+  merge_path_fixup_kernel<<<fixup_grid, kFixupWarps * kWarp, 0, stream>>>(
+      a.indptr, a.rows, teams, start_row, start_nnz, carry, carry_ld, c, alpha);
+  TSR_CUDA_CHECK_LAUNCH("spmm_csr_merge_path (carry fix-up)");
 }
 
 #define TSR_INSTANTIATE_SPMM_MERGE_PATH(V, I)                                             \

@@ -16,8 +16,9 @@
 // - Team t stores, with plain 16-byte stores of alpha * sum + beta * C, exactly the rows that end
 //   on its stretch, [start_row[t], start_row[t + 1]): every row of C is stored once, by one team.
 // - Its partial sum of the row it leaves unfinished, start_row[t + 1] (when < rows), goes to
-//   carry[t]; add_path_carries (path_carries.cuh, shared with csr.merge_path) adds each row's
-//   carries in team order. No atomics: the same bits on every run.
+//   carry[t] (zeros when it holds none of that row's nonzeros). A second kernel adds each row's
+//   carries into C in team order, after the main kernel stored the row. No atomics: the same
+//   bits on every run.
 #include <algorithm>
 #include <climits>
 #include <cstdint>
@@ -27,7 +28,6 @@
 #include "core/error.h"
 #include "ops/cuda_common.cuh"
 #include "ops/cuda_kernels.h"
-#include "ops/spmm/path_carries.cuh"
 
 namespace tessera::ops::cuda {
 
@@ -146,6 +146,51 @@ __global__ void __launch_bounds__(kThreads, kMinBlocksPerSm)
   }
 }
 
+// Team t's group of 4 lanes (the main kernel's shape: 8 features a lane, blockIdx.y the tile)
+// adds the carries of the row team t leaves unfinished, r = start_row[t + 1], when t is the first
+// team carrying r: those of teams t, t + 1, ... while they leave r unfinished, summed in team
+// order. Most chains are one team long; a hub row's is hundreds, so its carries are loaded 8 at
+// once (and summed in order).
+__global__ void __launch_bounds__(kThreads)
+    nnz_split_carries_kernel(const int64_t* start_row, int64_t rows, int64_t teams, const float* carry,
+                             DenseView<float> c, float alpha) {
+  const int lane = threadIdx.x % kTeamLanes;
+  const int64_t first = (int64_t(blockIdx.x) * kThreads + threadIdx.x) / kTeamLanes;
+  if (first >= teams) return;
+  const int64_t r = start_row[first + 1];
+  if (r >= rows || (first > 0 && start_row[first] == r)) return;  // no carry, or not the chain's first
+  int64_t last = first + 1;  // the chain is first..last-1
+  if (last < teams && start_row[last + 1] == r) {
+    int64_t lo = last + 1, hi = teams;  // the smallest t in [lo, teams] with start_row[t + 1] > r
+    while (lo < hi) {
+      const int64_t mid = lo + (hi - lo) / 2;
+      if (start_row[mid + 1] > r) {
+        hi = mid;
+      } else {
+        lo = mid + 1;
+      }
+    }
+    last = lo;
+  }
+  const int64_t f = int64_t(blockIdx.y) * kTileFeatures + lane * kLaneFeatures;
+  const auto carry_of = [&](int64_t t) { return reinterpret_cast<const float4*>(carry + t * c.cols + f); };
+  float4 lo = make_float4(0.f, 0.f, 0.f, 0.f), hi = lo;
+  const auto add = [](float4& s, float4 x) { s = make_float4(s.x + x.x, s.y + x.y, s.z + x.z, s.w + x.w); };
+  int64_t t = first;
+  for (; t + 8 <= last; t += 8) {
+    float4 x[8][2];
+#pragma unroll
+    for (int u = 0; u < 8; ++u) x[u][0] = carry_of(t + u)[0], x[u][1] = carry_of(t + u)[1];
+#pragma unroll
+    for (int u = 0; u < 8; ++u) add(lo, x[u][0]), add(hi, x[u][1]);
+  }
+  for (; t < last; ++t) add(lo, carry_of(t)[0]), add(hi, carry_of(t)[1]);
+  float4* out = reinterpret_cast<float4*>(c.data + r * c.ld + f);
+  float4 o0 = out[0], o1 = out[1];
+  out[0] = make_float4(o0.x + alpha * lo.x, o0.y + alpha * lo.y, o0.z + alpha * lo.z, o0.w + alpha * lo.w);
+  out[1] = make_float4(o1.x + alpha * hi.x, o1.y + alpha * hi.y, o1.z + alpha * hi.z, o1.w + alpha * hi.w);
+}
+
 }  // namespace
 
 template <class V, class I>
@@ -200,8 +245,8 @@ void spmm_csr_nnz_split(Context& ctx, const CsrView<V, I>& a, DenseView<const V>
     const dim3 grid(unsigned((teams + kThreads / kTeamLanes - 1) / (kThreads / kTeamLanes)), unsigned(tiles));
     kernel<<<grid, kThreads, 0, stream>>>(a, b, c, alpha, beta, start_row, start_nnz, carry, teams);
     TSR_CUDA_CHECK_LAUNCH(kWho);
-    add_path_carries(a.indptr, a.rows, teams, start_row, start_nnz, carry, c.cols, c, alpha, stream,
-                     "spmm_csr_nnz_split (carry fix-up)");
+    nnz_split_carries_kernel<<<grid, kThreads, 0, stream>>>(start_row, a.rows, teams, carry, c, alpha);
+    TSR_CUDA_CHECK_LAUNCH("spmm_csr_nnz_split (carries)");
   }
 }
 
