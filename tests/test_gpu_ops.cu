@@ -123,6 +123,30 @@ TYPED_TEST(GpuOps, SpmmCsrEveryScheduleMatchesReference) {
   }
 }
 
+// csr.nnz_split's carries: a row of ~6000 nonzeros spans dozens of 128-item stretches (a chain
+// the whole warp sums), beside rows spanning two or three (chains a team's lanes sum), empty rows
+// and a stretch per team of one wave.
+TEST(GpuOps, NnzSplitLongAndShortCarryChainsMatchTheReference) {
+  SKIP_WITHOUT_GPU();
+  Context ctx;
+  const Csr<bf16, int32_t> csr = random_csr<bf16, int32_t>({700, 12000, 0.002, 0.3, 350}, 77);
+  const Csr<bf16, int32_t> dcsr = csr.to(MemorySpace::device);
+  const DenseMatrix<bf16> b = random_dense<bf16>(12000, 64, 78);
+  const DenseMatrix<float> c0 = random_dense<float>(700, 64, 79);
+  const DenseMatrix<bf16> db = b.to(MemorySpace::device);
+  const auto want = reference::spmm(csr, b, 0.5, -1.5, &c0);
+  for (const char* text : {"csr.nnz_split:g=8,ept=128", "csr.nnz_split:g=4,ept=128", "csr.nnz_split:g=8,ept=0"}) {
+    DenseMatrix<float> dc = c0.to(MemorySpace::device);
+    ops::SpmmOptions options;
+    options.alpha = 0.5f;
+    options.beta = -1.5f;
+    options.schedule = schedule::parse(schedule::Op::spmm, text);
+    ops::spmm(ctx, dcsr.view(), db.view(), dc.view(), options);
+    ctx.synchronize();
+    EXPECT_LT(reference::relative_error(dc.to(MemorySpace::host).data(), want), 1e-5) << text;
+  }
+}
+
 TEST(GpuOps, ScheduleThatCannotRunIsRejected) {
   SKIP_WITHOUT_GPU();
   Context ctx;

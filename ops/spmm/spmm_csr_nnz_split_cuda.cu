@@ -148,19 +148,23 @@ __global__ void __launch_bounds__(kThreads, kMinBlocksPerSm)
 
 // Team t's group of 4 lanes (the main kernel's shape: 8 features a lane, blockIdx.y the tile)
 // adds the carries of the row team t leaves unfinished, r = start_row[t + 1], when t is the first
-// team carrying r: those of teams t, t + 1, ... while they leave r unfinished, summed in team
-// order. Most chains are one team long; a hub row's is hundreds, so its carries are loaded 8 at
-// once (and summed in order).
+// team carrying r: those of teams t, t + 1, ... while they leave r unfinished. Most chains are one
+// team long and their group sums them in team order. A hub row's chain is hundreds of teams: the
+// whole warp takes it (8 slices of 4 lanes, slice s summing teams t + s, t + s + 8, ... in order,
+// then the slices' sums added pairwise in a fixed tree), so the last row summed is not a serial
+// walk of its chain. Either way the order is fixed: the same bits on every run.
 __global__ void __launch_bounds__(kThreads)
     nnz_split_carries_kernel(const int64_t* start_row, int64_t rows, int64_t teams, const float* carry,
                              DenseView<float> c, float alpha) {
+  constexpr int kSlices = kWarp / kTeamLanes;  // groups of a warp
+  constexpr int64_t kLongChain = 8;            // chains longer than this are summed by the warp
   const int lane = threadIdx.x % kTeamLanes;
   const int64_t first = (int64_t(blockIdx.x) * kThreads + threadIdx.x) / kTeamLanes;
-  if (first >= teams) return;
-  const int64_t r = start_row[first + 1];
-  if (r >= rows || (first > 0 && start_row[first] == r)) return;  // no carry, or not the chain's first
+  // No early returns: the warp meets at the ballot below.
+  int64_t r = first < teams ? start_row[first + 1] : rows;
+  const bool head = r < rows && !(first > 0 && start_row[first] == r);  // the chain's first team
   int64_t last = first + 1;  // the chain is first..last-1
-  if (last < teams && start_row[last + 1] == r) {
+  if (head && last < teams && start_row[last + 1] == r) {
     int64_t lo = last + 1, hi = teams;  // the smallest t in [lo, teams] with start_row[t + 1] > r
     while (lo < hi) {
       const int64_t mid = lo + (hi - lo) / 2;
@@ -172,23 +176,42 @@ __global__ void __launch_bounds__(kThreads)
     }
     last = lo;
   }
-  const int64_t f = int64_t(blockIdx.y) * kTileFeatures + lane * kLaneFeatures;
-  const auto carry_of = [&](int64_t t) { return reinterpret_cast<const float4*>(carry + t * c.cols + f); };
-  float4 lo = make_float4(0.f, 0.f, 0.f, 0.f), hi = lo;
+  const int64_t tile = int64_t(blockIdx.y) * kTileFeatures;
+  const auto carry_of = [&](int64_t t, int l) {
+    return reinterpret_cast<const float4*>(carry + t * c.cols + tile + l * kLaneFeatures);
+  };
   const auto add = [](float4& s, float4 x) { s = make_float4(s.x + x.x, s.y + x.y, s.z + x.z, s.w + x.w); };
-  int64_t t = first;
-  for (; t + 8 <= last; t += 8) {
-    float4 x[8][2];
-#pragma unroll
-    for (int u = 0; u < 8; ++u) x[u][0] = carry_of(t + u)[0], x[u][1] = carry_of(t + u)[1];
-#pragma unroll
-    for (int u = 0; u < 8; ++u) add(lo, x[u][0]), add(hi, x[u][1]);
+  const auto store = [&](int64_t row, int l, float4 lo, float4 hi) {
+    float4* out = reinterpret_cast<float4*>(c.data + row * c.ld + tile + l * kLaneFeatures);
+    const float4 o0 = out[0], o1 = out[1];
+    out[0] = make_float4(o0.x + alpha * lo.x, o0.y + alpha * lo.y, o0.z + alpha * lo.z, o0.w + alpha * lo.w);
+    out[1] = make_float4(o1.x + alpha * hi.x, o1.y + alpha * hi.y, o1.z + alpha * hi.z, o1.w + alpha * hi.w);
+  };
+  if (head && last - first <= kLongChain) {
+    float4 lo = make_float4(0.f, 0.f, 0.f, 0.f), hi = lo;
+    for (int64_t t = first; t < last; ++t) add(lo, carry_of(t, lane)[0]), add(hi, carry_of(t, lane)[1]);
+    store(r, lane, lo, hi);
   }
-  for (; t < last; ++t) add(lo, carry_of(t)[0]), add(hi, carry_of(t)[1]);
-  float4* out = reinterpret_cast<float4*>(c.data + r * c.ld + f);
-  float4 o0 = out[0], o1 = out[1];
-  out[0] = make_float4(o0.x + alpha * lo.x, o0.y + alpha * lo.y, o0.z + alpha * lo.z, o0.w + alpha * lo.w);
-  out[1] = make_float4(o1.x + alpha * hi.x, o1.y + alpha * hi.y, o1.z + alpha * hi.z, o1.w + alpha * hi.w);
+  unsigned long_heads = __ballot_sync(0xffffffffu, head && last - first > kLongChain && lane == 0);
+  const int slice = threadIdx.x % kWarp / kTeamLanes;
+  while (long_heads) {
+    const int leader = __ffs(long_heads) - 1;  // lane 0 of the head's group
+    long_heads &= long_heads - 1;
+    const int64_t t0 = __shfl_sync(0xffffffffu, first, leader), t1 = __shfl_sync(0xffffffffu, last, leader);
+    const int64_t row = __shfl_sync(0xffffffffu, r, leader);
+    float4 lo = make_float4(0.f, 0.f, 0.f, 0.f), hi = lo;
+#pragma unroll 4
+    for (int64_t t = t0 + slice; t < t1; t += kSlices) add(lo, carry_of(t, lane)[0]), add(hi, carry_of(t, lane)[1]);
+    for (int offset = kTeamLanes; offset < kWarp; offset *= 2) {  // slices s and s ^ k, fixed pairs
+      const auto pair = [&](float4& v) {
+        v = make_float4(v.x + __shfl_xor_sync(0xffffffffu, v.x, offset), v.y + __shfl_xor_sync(0xffffffffu, v.y, offset),
+                        v.z + __shfl_xor_sync(0xffffffffu, v.z, offset), v.w + __shfl_xor_sync(0xffffffffu, v.w, offset));
+      };
+      pair(lo);
+      pair(hi);
+    }
+    if (slice == 0) store(row, lane, lo, hi);
+  }
 }
 
 }  // namespace
