@@ -613,9 +613,9 @@ Schedule default_spmm(const Problem& p) {
   }
   // 16-bit values at F = 32 on a large graph: csr.nnz_split's 4-lane teams keep more 64-byte
   // gathers in flight than the merge path's. bf16 against our f32 on the H200 (RESULTS.md,
-  // "csr.nnz_split, deterministic"): 1.42x / 1.44x / 1.17x / 1.26x on reddit-like, its -local
-  // form, products-like and its -local form, against the merge path's 1.25x / 1.29x / 1.10x /
-  // 1.16x. ept = 512 is the stretch none of the four loses with (one wave is 1.27x on
+  // "csr.nnz_split made deterministic"): 1.51x / 1.48x / 1.20x / 1.27x on reddit-like, its -local
+  // form, products-like and its -local form, against the merge path's 1.25x / 1.29x / 1.09x /
+  // 1.16x. ept = 512 is the stretch none of the four loses with (one wave is 1.26x on
   // products-like but 0.69x on products-like-local, and the statistics here cannot tell the two
   // apart). Measured only on 76M-112M nonzeros; from 16M nonzeros a stretch of 512 still makes
   // more teams than the GPU holds.

@@ -5,9 +5,10 @@
 // Made for bf16 / f16 at F = 32 on large graphs, where the gather rate, not bytes, sets the time
 // (bench/RESULTS.md, "bf16 at F = 32, the bare gather"): the team's loop is the merge path's
 // without its chunk of entries loaded ahead, in fewer registers, so more rows are in flight per
-// multiprocessor (bf16 1.55x our f32 on reddit-like against the merge path's 1.25x). Counting
-// row ends as items bounds the rows a team walks: split by nonzeros alone, R-MAT in its own
-// vertex order gave some teams thousands of empty rows to walk (RESULTS.md, "csr.nnz_split").
+// multiprocessor (bf16 1.51x our f32 on reddit-like against the merge path's 1.25x at ept =
+// 512). Counting row ends as items bounds the rows a team walks: split by nonzeros alone, R-MAT
+// in its own vertex order gave some teams thousands of empty rows to walk (RESULTS.md,
+// "csr.nnz_split made deterministic"). The default for 16-bit values at F = 32 on large graphs.
 //
 // Invariants:
 // - A pre-pass, one thread a row (no search), writes each team's start: (start_row[t],
