@@ -49,7 +49,7 @@ const std::vector<VariantSpec>& variants() {
        Format::csr,
        MemorySpace::device,
        {{"g", {4, 8}, 8, "gathers a team keeps in flight"},
-        {"ept", {0, 128, 256, 512, 1024, 2048, 4096}, 256,
+        {"ept", {0, 128, 256, 512, 1024, 2048, 4096}, 512,
          "merge-path items (row ends + nonzeros) per team (0: one wave of teams)"}},
        "16-bit values, F a multiple of 32: the merge path in equal stretches, teams of 4 lanes x 8 "
        "features; rows shared by teams get their carries added by a second kernel in a fixed "

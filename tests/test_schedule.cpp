@@ -248,7 +248,7 @@ TEST(Schedule, MergePathAndSddmmVariants) {
               HasSubstr("multiples of 8"));
   EXPECT_THAT(error_of([] { parse(Op::spmm, "csr.row_split:vec=8"); }), HasSubstr("vec=8 is not allowed"));
   // csr.nnz_split: 16-bit values, F a multiple of 32; deterministic (carries, no atomics).
-  EXPECT_EQ(parse(Op::spmm, "csr.nnz_split").to_string(), "csr.nnz_split:g=8,ept=256");
+  EXPECT_EQ(parse(Op::spmm, "csr.nnz_split").to_string(), "csr.nnz_split:g=8,ept=512");
   EXPECT_THAT(error_of([] { parse(Op::spmm, "csr.nnz_split:g=16"); }), HasSubstr("g=16 is not allowed"));
   EXPECT_THAT(error_of([] { parse(Op::spmm, "csr.nnz_split:rows=1"); }), HasSubstr("has no knob 'rows'"));
   Problem nnz_split_problem = device_problem(64, 64, DType::bf16);

@@ -42,7 +42,8 @@ constexpr int kMinBlocksPerSm = 3;  // 80 registers a thread: the gather loop's 
 
 // Team starts, one thread per row r: the teams whose first item lies in row r's span of the path,
 // its nonzeros (items indptr[r] + r ...) and then its end (item indptr[r + 1] + r). A team
-// starting at item d there has ended r rows and consumed d - r nonzeros.
+// starting at item d there has ended r rows and consumed d - r nonzeros. (A hub row's thread
+// writes its row length / ept starts in turn.)
 template <class I>
 __global__ void nnz_split_starts_kernel(const I* indptr, int64_t rows, int64_t nnz, int64_t per_team,
                                         int64_t teams, int64_t* start_row, int64_t* start_nnz) {
