@@ -706,7 +706,19 @@ int main(int argc, char** argv) {
   demo->add_option("--scale", demo_scale, "R-MAT scale (2^scale nodes)")->capture_default_str();
   demo->add_option("-F,--features", demo_features, "feature width")->capture_default_str();
 
-  if (argc > 1 && argv[1][0] != '-') {  // CLI11 would only say that a subcommand is required
+  // CLI11 would only say that a subcommand is required, for an unknown command and for an option
+  // before the command alike (the top level takes only --help and --help-all).
+  if (argc > 1 && argv[1][0] == '-') {
+    const std::string first = argv[1];
+    if (first != "-h" && first != "--help" && first != "--help-all") {
+      std::fprintf(stderr,
+                   "tessera: error: unknown option '%s' before the command (the command comes first: "
+                   "info, convert, spmm, sddmm, kmeans, bench or demo)\n",
+                   printable(first).c_str());
+      return 2;
+    }
+  }
+  if (argc > 1 && argv[1][0] != '-') {
     bool known = false;
     for (const CLI::App* sub : app.get_subcommands({})) known = known || sub->check_name(argv[1]);
     if (!known) {
