@@ -3,6 +3,9 @@
 #include <algorithm>
 #include <cctype>
 #include <cmath>
+#include <cstdlib>
+#include <fstream>
+#include <limits>
 #include <map>
 
 #include <unistd.h>
@@ -150,10 +153,38 @@ Csr<V, I> load_matrix(const std::string& input, const std::string& generate) {
   return out;
 }
 
+namespace {
+// Bytes this process can still allocate without swapping: Linux's MemAvailable (free memory
+// plus the caches it would drop), capped by a cgroup v2 memory limit (a container's); the
+// physical memory where neither can be read; <= 0 when nothing is known.
+double available_host_memory() {
+  double available = double(sysconf(_SC_PHYS_PAGES)) * double(sysconf(_SC_PAGESIZE));
+  std::ifstream meminfo("/proc/meminfo");
+  std::string key;
+  double kib = 0;
+  while (meminfo >> key >> kib) {
+    if (key == "MemAvailable:") {
+      available = kib * 1024.0;
+      break;
+    }
+    meminfo.ignore(std::numeric_limits<std::streamsize>::max(), '\n');
+  }
+  std::ifstream limit_file("/sys/fs/cgroup/memory.max"), used_file("/sys/fs/cgroup/memory.current");
+  std::string limit;
+  double used = 0;
+  if (limit_file >> limit && limit != "max" && used_file >> used) {
+    char* end = nullptr;
+    const double cap = std::strtod(limit.c_str(), &end);
+    if (end != limit.c_str() && cap > 0) available = std::min(available, std::max(cap - used, 0.0));
+  }
+  return available;
+}
+}  // namespace
+
 void require_host_memory(double bytes, const std::string& what) {
-  const double total = double(sysconf(_SC_PHYS_PAGES)) * double(sysconf(_SC_PAGESIZE));
-  TSR_CHECK(total <= 0 || bytes <= total, what, " need ", bytes / double(1 << 30),
-            " GiB but this machine has ", total / double(1 << 30), " GiB of memory");
+  const double available = available_host_memory();
+  TSR_CHECK(available <= 0 || bytes <= available, what, " need ", bytes / double(1 << 30), " GiB but ",
+            available / double(1 << 30), " GiB of memory are available");
 }
 
 std::string describe_source(const std::string& input, const std::string& generate) {

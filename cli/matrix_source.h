@@ -21,8 +21,9 @@ Csr<V, I> load_matrix(const std::string& input, const std::string& generate);
 /// seed=" (points around random centres) or "uniform:n=,d=,seed=".
 DenseMatrix<float> load_points(const std::string& input, const std::string& generate);
 
-/// Fails, naming `what`, when `bytes` exceed the machine's physical memory: a clear error before
-/// an allocation that could only end in "out of memory" (or in the kernel's OOM killer).
+/// Fails, naming `what`, when `bytes` exceed the memory available now (Linux's MemAvailable,
+/// capped by a cgroup v2 limit): a clear error before an allocation that could only end in "out
+/// of memory", in swapping, or in the kernel's OOM killer.
 void require_host_memory(double bytes, const std::string& what);
 
 /// A one-line description of the source, for tables.
