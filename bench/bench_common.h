@@ -4,13 +4,35 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstdio>
 #include <cstdlib>
 #include <ctime>
+#include <filesystem>
 #include <string>
 #include <utility>
 #include <vector>
 
+#include <CLI/CLI.hpp>
+
 namespace tessera::bench {
+
+/// Parses the command line. Returns -1 to go on, or the exit code: 0 after --help, CLI11's code
+/// after a bad argument, which is reported in one line, "<program>: error: ..." (CLI11_PARSE would
+/// print two), or $TESSERA_ERROR_PREFIX and the message (tessera bench sets it: its own error form).
+inline int parse_command_line(CLI::App& app, int argc, char** argv) {
+  try {
+    app.parse(argc, argv);
+    return -1;
+  } catch (const CLI::ParseError& e) {
+    if (e.get_exit_code() == 0) return app.exit(e);
+    std::string what = e.what();
+    what = what.substr(0, what.find('\n'));
+    const char* prefix = std::getenv("TESSERA_ERROR_PREFIX");
+    const std::string program = std::filesystem::path(argc > 0 ? argv[0] : "bench").filename().string();
+    std::fprintf(stderr, "%s%s (see --help)\n", prefix ? prefix : (program + ": error: ").c_str(), what.c_str());
+    return e.get_exit_code();
+  }
+}
 
 /// Geometric mean and minimum of a list of speedups.
 inline std::pair<double, double> geomean_and_min(const std::vector<double>& v) {

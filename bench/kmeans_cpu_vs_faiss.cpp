@@ -89,7 +89,7 @@ int main(int argc, char** argv) try {
   app.add_option("--reps", reps, "runs per case (median)");
   app.add_option("--out", out_dir, "results folder");
   app.add_option("--data", data_dir, "shared data folder (SIFT under ann/ngt_sift5k)");
-  CLI11_PARSE(app, argc, argv);
+  if (const int code = bench::parse_command_line(app, argc, argv); code >= 0) return code;
   omp_set_num_threads(threads);
 
   std::vector<Case> cases;

@@ -301,7 +301,7 @@ int main(int argc, char** argv) {
   app.add_flag("--stream", stream,
                "the streaming cases instead (X in host memory, copied every pass; --quick ignored; "
                "default output bench/results/kmeans_stream.json)");
-  CLI11_PARSE(app, argc, argv);
+  if (const int code = bench::parse_command_line(app, argc, argv); code >= 0) return code;
   if (stream && exact_f32) {
     std::fprintf(stderr, "kmeans_gpu: --exact-f32 applies to the in-memory cases, not --stream\n");
     return 1;

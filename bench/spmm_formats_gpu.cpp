@@ -78,7 +78,7 @@ int main(int argc, char** argv) try {
   app.add_option("--data", data_dir, "shared data folder (SuiteSparse .mtx under mtx/)");
   app.add_option("--features", features, "feature widths F")->delimiter(',');
   app.add_option("--reps", reps, "timed repetitions per variant (median reported)");
-  CLI11_PARSE(app, argc, argv);
+  if (const int code = bench::parse_command_line(app, argc, argv); code >= 0) return code;
   TSR_CHECK(device::available(), "spmm_formats_gpu needs a CUDA device");
   Context ctx;
   Timer timer(ctx);

@@ -105,7 +105,7 @@ int main(int argc, char** argv) try {
   app.add_option("--reps", reps, "timed repetitions per variant (median reported)");
   app.add_option("--sweep-reps", sweep_reps, "repetitions per schedule in the sweep");
   app.add_option("--schedules", schedule_texts, "sweep just these schedules (';'-separated)")->delimiter(';');
-  CLI11_PARSE(app, argc, argv);
+  if (const int code = bench::parse_command_line(app, argc, argv); code >= 0) return code;
   TSR_CHECK(device::available(), "spmm_gpu needs a CUDA device");
   std::vector<schedule::Schedule> listed;
   for (const std::string& text : schedule_texts) listed.push_back(schedule::parse(schedule::Op::spmm, text));

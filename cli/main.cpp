@@ -8,6 +8,7 @@
 #include <charconv>
 #include <cmath>
 #include <cstdio>
+#include <cstdlib>
 #include <cstring>
 #include <filesystem>
 #include <iostream>
@@ -387,6 +388,9 @@ int cmd_bench(const std::string& op, const std::vector<std::string>& args) {
   for (std::string& a : argv_strings) argv.push_back(a.data());
   argv.push_back(nullptr);
   std::fflush(stdout);
+  // The harness reports a bad argument as our one error line (bench_common.h, parse_command_line).
+  const std::string prefix = "tessera: error: bench " + op + ": ";
+  TSR_CHECK(setenv("TESSERA_ERROR_PREFIX", prefix.c_str(), 1) == 0, "bench: cannot set the environment");
   execv(argv[0], argv.data());
   TSR_FAIL("bench: cannot run ", harness.string(), ": ", std::strerror(errno));
 }
