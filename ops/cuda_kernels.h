@@ -61,7 +61,7 @@ void spmm_csr_merge_path(Context& ctx, const CsrView<V, I>& a, DenseView<const V
 /// not aligned to 8 elements.
 template <class V, class I>
 void spmm_csr_nnz_split(Context& ctx, const CsrView<V, I>& a, DenseView<const V> b,
-                        DenseView<float> c, float alpha, float beta, int g, int64_t ept);
+                        DenseView<float> c, float alpha, float beta, int g, int64_t ept, bool queue);
 
 /// Whether p may be used by kernels on `device`: its device memory, or managed memory.
 bool device_memory_of(const void* p, int device);

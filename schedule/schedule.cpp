@@ -50,7 +50,8 @@ const std::vector<VariantSpec>& variants() {
        MemorySpace::device,
        {{"g", {4, 8}, 8, "gathers a team keeps in flight"},
         {"ept", {0, 128, 256, 512, 1024, 2048, 4096}, 512,
-         "merge-path items (row ends + nonzeros) per team (0: one wave of teams)"}},
+         "merge-path items (row ends + nonzeros) per team (0: one wave of teams)"},
+        {"queue", {0, 1}, 0, "1: a wave of teams takes the stretches from a counter (balanced at run time)"}},
        "16-bit values, F a multiple of 32: the merge path in equal stretches, teams of 4 lanes x 8 "
        "features; rows shared by teams get their carries added by a second kernel in a fixed "
        "order; no atomics"},
@@ -621,7 +622,7 @@ Schedule default_spmm(const Problem& p) {
   // more teams than the GPU holds.
   const bool sixteen_bit = p.value == DType::bf16 || p.value == DType::f16;
   if (sixteen_bit && p.features == 32 && p.nnz >= kLargeGraphNnz) {
-    const Schedule nnz_split{Op::spmm, "csr.nnz_split", {{"g", 8}, {"ept", 512}}};
+    const Schedule nnz_split{Op::spmm, "csr.nnz_split", {{"g", 8}, {"ept", 512}, {"queue", 0}}};
     if (can_implement(nnz_split, p)) return nnz_split;
   }
   int64_t tpr = lanes_for(p, vec, 4);

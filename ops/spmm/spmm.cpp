@@ -175,7 +175,8 @@ void spmm(Context& ctx, const CsrView<V, I>& a, DenseView<const non_deduced_t<V>
       cuda::spmm_csr_merge_path(ctx, a, b, c, o.alpha, o.beta, int(chosen.knob("tpr")),
                                 int(chosen.knob("vec")), chosen.knob("ipt"));
     } else if (chosen.variant == "csr.nnz_split") {
-      cuda::spmm_csr_nnz_split(ctx, a, b, c, o.alpha, o.beta, int(chosen.knob("g")), chosen.knob("ept"));
+      cuda::spmm_csr_nnz_split(ctx, a, b, c, o.alpha, o.beta, int(chosen.knob("g")), chosen.knob("ept"),
+                               chosen.knob("queue") != 0);
     } else {
       cuda::spmm_csr_row_split(ctx, a, b, c, o.alpha, o.beta, int(chosen.knob("tpr")),
                                int(chosen.knob("rpb")), int(chosen.knob("vec")));

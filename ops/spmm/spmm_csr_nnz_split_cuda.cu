@@ -46,9 +46,11 @@ constexpr int kMinBlocksPerSm = 3;  // 80 registers a thread: the gather loop's 
 // writes its row length / ept starts in turn.)
 template <class I>
 __global__ void nnz_split_starts_kernel(const I* indptr, int64_t rows, int64_t nnz, int64_t per_team,
-                                        int64_t teams, int64_t* start_row, int64_t* start_nnz) {
+                                        int64_t teams, int64_t* start_row, int64_t* start_nnz,
+                                        unsigned long long* queue, int64_t tiles) {
   const int64_t r = int64_t(blockIdx.x) * blockDim.x + threadIdx.x;
   if (r == 0) start_row[teams] = rows, start_nnz[teams] = nnz;
+  if (queue != nullptr && r < tiles) queue[r] = 0;
   if (r >= rows) return;
   const int64_t first = int64_t(indptr[r]) + r, last = int64_t(indptr[r + 1]) + r;  // the span, inclusive
   for (int64_t k = (first + per_team - 1) / per_team; k * per_team <= last; ++k) {
@@ -57,16 +59,13 @@ __global__ void nnz_split_starts_kernel(const I* indptr, int64_t rows, int64_t n
   }
 }
 
+// Stretch `team` of the path, by the 4 lanes of a team.
 template <class V, class I, int G>
-__global__ void __launch_bounds__(kThreads, kMinBlocksPerSm)
-    spmm_csr_nnz_split_kernel(CsrView<V, I> a, DenseView<const V> b, DenseView<float> c, float alpha,
-                              float beta, const int64_t* start_row, const int64_t* start_nnz,
-                              float* carry, int64_t teams) {
+__device__ __forceinline__ void run_stretch(const CsrView<V, I>& a, const DenseView<const V>& b,
+                                            const DenseView<float>& c, float alpha, float beta,
+                                            const int64_t* start_row, const int64_t* start_nnz,
+                                            float* carry, int64_t team, int lane, unsigned mask) {
   static_assert(G % kTeamLanes == 0, "a batch is G / 4 nonzeros a lane");
-  const int lane = threadIdx.x % kTeamLanes;
-  const int64_t team = (int64_t(blockIdx.x) * kThreads + threadIdx.x) / kTeamLanes;
-  if (team >= teams) return;  // whole teams leave together
-  const unsigned mask = 0xfu << (threadIdx.x % kWarp / kTeamLanes * kTeamLanes);
   const int64_t begin = start_nnz[team], end = start_nnz[team + 1];
   const int64_t last_row = start_row[team + 1];  // the row left unfinished (rows: none)
   const int64_t f = int64_t(blockIdx.y) * kTileFeatures + lane * kLaneFeatures;
@@ -148,6 +147,28 @@ __global__ void __launch_bounds__(kThreads, kMinBlocksPerSm)
   }
 }
 
+// queue == nullptr: team t of the grid runs stretch t. Otherwise the grid is a wave of teams:
+// team t runs stretch t, then the stretches queue[blockIdx.y] hands out after the wave's first
+// (balanced at run time; the pre-pass set it to 0). Either way a stretch's sums do not depend on
+// which team runs it.
+template <class V, class I, int G>
+__global__ void __launch_bounds__(kThreads, kMinBlocksPerSm)
+    spmm_csr_nnz_split_kernel(CsrView<V, I> a, DenseView<const V> b, DenseView<float> c, float alpha,
+                              float beta, const int64_t* start_row, const int64_t* start_nnz,
+                              float* carry, int64_t teams, unsigned long long* queue) {
+  const int lane = threadIdx.x % kTeamLanes;
+  const unsigned mask = 0xfu << (threadIdx.x % kWarp / kTeamLanes * kTeamLanes);
+  int64_t team = (int64_t(blockIdx.x) * kThreads + threadIdx.x) / kTeamLanes;
+  const int64_t wave = int64_t(gridDim.x) * (kThreads / kTeamLanes);
+  while (team < teams) {  // whole teams leave together
+    run_stretch<V, I, G>(a, b, c, alpha, beta, start_row, start_nnz, carry, team, lane, mask);
+    if (queue == nullptr) return;
+    unsigned long long next = 0;
+    if (lane == 0) next = atomicAdd(queue + blockIdx.y, 1ull);
+    team = wave + int64_t(__shfl_sync(mask, next, 0, kTeamLanes));
+  }
+}
+
 // Team t's group of 4 lanes (the main kernel's shape: 8 features a lane, blockIdx.y the tile)
 // adds the carries of the row team t leaves unfinished, r = start_row[t + 1], when t is the first
 // team carrying r: those of teams t, t + 1, ... while they leave r unfinished. Most chains are one
@@ -220,7 +241,7 @@ __global__ void __launch_bounds__(kThreads)
 
 template <class V, class I>
 void spmm_csr_nnz_split(Context& ctx, const CsrView<V, I>& a, DenseView<const V> b, DenseView<float> c,
-                        float alpha, float beta, int g, int64_t ept) {
+                        float alpha, float beta, int g, int64_t ept, bool queue) {
   constexpr const char* kWho = "spmm_csr_nnz_split";
   if constexpr (sizeof(V) != 2) {
     TSR_FAIL(kWho, ": takes bf16 or f16 values (16-byte loads of 8 features)");
@@ -244,40 +265,46 @@ void spmm_csr_nnz_split(Context& ctx, const CsrView<V, I>& a, DenseView<const V>
     const auto stream = static_cast<cudaStream_t>(ctx.stream());
     const auto kernel = g == 8 ? spmm_csr_nnz_split_kernel<V, I, 8> : spmm_csr_nnz_split_kernel<V, I, 4>;
     const int64_t items = a.rows + a.nnz;  // the merge path: row ends and nonzeros
+    // The blocks the GPU holds at once, shared among the tiles (a wave).
+    int device = 0, sms = 0, per_sm = 0;
+    TSR_CUDA_CHECK(cudaGetDevice(&device));
+    TSR_CUDA_CHECK(cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, device));
+    TSR_CUDA_CHECK(cudaOccupancyMaxActiveBlocksPerMultiprocessor(&per_sm, kernel, kThreads, 0));
+    const int64_t wave_blocks = std::max<int64_t>(1, int64_t(sms) * std::max(per_sm, 1) / tiles);
     int64_t per_team = ept;
-    if (per_team == 0) {  // one wave: the blocks the GPU holds at once, shared among the tiles
-      int device = 0, sms = 0, per_sm = 0;
-      TSR_CUDA_CHECK(cudaGetDevice(&device));
-      TSR_CUDA_CHECK(cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, device));
-      TSR_CUDA_CHECK(cudaOccupancyMaxActiveBlocksPerMultiprocessor(&per_sm, kernel, kThreads, 0));
-      const int64_t blocks = std::max<int64_t>(1, int64_t(sms) * std::max(per_sm, 1) / tiles);
-      const int64_t wave = std::min(blocks * (kThreads / kTeamLanes), items);
+    if (per_team == 0) {  // one wave
+      const int64_t wave = std::min(wave_blocks * (kThreads / kTeamLanes), items);
       per_team = (items + wave - 1) / wave;
     }
     const int64_t teams = (items + per_team - 1) / per_team;
     TSR_CHECK((teams + kThreads / kTeamLanes - 1) / (kThreads / kTeamLanes) <= INT32_MAX, kWho, ": ept = ",
               per_team, " makes ", teams, " teams, more than one launch holds; raise ept");
-    // Workspace: team starts (teams + 1 rows, then as many nonzero counts), then a carry a team.
+    // Workspace: team starts (teams + 1 rows, then as many nonzero counts), the queues (one a
+    // tile), then a carry a team.
     const size_t starts_bytes = (size_t(teams + 1) * sizeof(int64_t) + 255) / 256 * 256;
+    const size_t queue_bytes = (size_t(tiles) * sizeof(unsigned long long) + 255) / 256 * 256;
     auto* base = static_cast<unsigned char*>(
-        ctx.workspace(2 * starts_bytes + size_t(teams) * size_t(c.cols) * sizeof(float)));
+        ctx.workspace(2 * starts_bytes + queue_bytes + size_t(teams) * size_t(c.cols) * sizeof(float)));
     auto* start_row = reinterpret_cast<int64_t*>(base);
     auto* start_nnz = reinterpret_cast<int64_t*>(base + starts_bytes);
-    auto* carry = reinterpret_cast<float*>(base + 2 * starts_bytes);
-    nnz_split_starts_kernel<I><<<grid_for(a.rows, kThreads), kThreads, 0, stream>>>(
-        a.indptr, a.rows, a.nnz, per_team, teams, start_row, start_nnz);
+    auto* queues = queue ? reinterpret_cast<unsigned long long*>(base + 2 * starts_bytes) : nullptr;
+    auto* carry = reinterpret_cast<float*>(base + 2 * starts_bytes + queue_bytes);
+    nnz_split_starts_kernel<I><<<grid_for(std::max(a.rows, tiles), kThreads), kThreads, 0, stream>>>(
+        a.indptr, a.rows, a.nnz, per_team, teams, start_row, start_nnz, queues, tiles);
     TSR_CUDA_CHECK_LAUNCH(kWho);
-    const dim3 grid(unsigned((teams + kThreads / kTeamLanes - 1) / (kThreads / kTeamLanes)), unsigned(tiles));
-    kernel<<<grid, kThreads, 0, stream>>>(a, b, c, alpha, beta, start_row, start_nnz, carry, teams);
+    const int64_t blocks = (teams + kThreads / kTeamLanes - 1) / (kThreads / kTeamLanes);
+    const dim3 grid(unsigned(queue ? std::min(blocks, wave_blocks) : blocks), unsigned(tiles));
+    kernel<<<grid, kThreads, 0, stream>>>(a, b, c, alpha, beta, start_row, start_nnz, carry, teams, queues);
     TSR_CUDA_CHECK_LAUNCH(kWho);
-    nnz_split_carries_kernel<<<grid, kThreads, 0, stream>>>(start_row, a.rows, teams, carry, c, alpha);
+    const dim3 carries_grid{unsigned(blocks), unsigned(tiles)};
+    nnz_split_carries_kernel<<<carries_grid, kThreads, 0, stream>>>(start_row, a.rows, teams, carry, c, alpha);
     TSR_CUDA_CHECK_LAUNCH("spmm_csr_nnz_split (carries)");
   }
 }
 
 #define TSR_INSTANTIATE_SPMM_NNZ_SPLIT(V, I)                                                     \
   template void spmm_csr_nnz_split(Context&, const CsrView<V, I>&, DenseView<const V>, DenseView<float>, \
-                                   float, float, int, int64_t);
+                                   float, float, int, int64_t, bool);
 TSR_FOR_EACH_COMPUTE_TYPE(TSR_INSTANTIATE_SPMM_NNZ_SPLIT)
 
 }  // namespace tessera::ops::cuda
