@@ -55,8 +55,8 @@ void spmm_csr_merge_path(Context& ctx, const CsrView<V, I>& a, DenseView<const V
 
 /// CSR SpMM for 16-bit values (schedule csr.nnz_split): the merge path of row ends and nonzeros
 /// in equal stretches of ept items (0: one wave of teams), one per team of 4 lanes x 8 features,
-/// g (4 or 8) gathers a team in flight; rows shared by teams get their carries added in a fixed
-/// order (deterministic). Uses ctx.workspace(): 16 bytes of team start and F floats of carry a
+/// g (4 or 8) gathers a team in flight; queue: a wave of teams takes the stretches from a
+/// counter. Rows shared by teams get their carries added in a fixed order (deterministic). Uses ctx.workspace(): 16 bytes of team start and F floats of carry a
 /// team ((rows + nnz) / ept teams). Throws for f32 values, F not a multiple of 32, or B / C rows
 /// not aligned to 8 elements.
 template <class V, class I>

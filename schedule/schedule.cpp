@@ -51,7 +51,9 @@ const std::vector<VariantSpec>& variants() {
        {{"g", {4, 8}, 8, "gathers a team keeps in flight"},
         {"ept", {0, 128, 256, 512, 1024, 2048, 4096}, 512,
          "merge-path items (row ends + nonzeros) per team (0: one wave of teams)"},
-        {"queue", {0, 1}, 0, "1: a wave of teams takes the stretches from a counter (balanced at run time)"}},
+        {"queue", {0, 1}, 1,
+         "1: a wave of teams takes the stretches from a counter (balanced at run time); 0: a team a "
+         "stretch"}},
        "16-bit values, F a multiple of 32: the merge path in equal stretches, teams of 4 lanes x 8 "
        "features; rows shared by teams get their carries added by a second kernel in a fixed "
        "order; no atomics"},
@@ -614,15 +616,15 @@ Schedule default_spmm(const Problem& p) {
   }
   // 16-bit values at F = 32 on a large graph: csr.nnz_split's 4-lane teams keep more 64-byte
   // gathers in flight than the merge path's. bf16 against our f32 on the H200 (RESULTS.md,
-  // "csr.nnz_split made deterministic"): 1.51x / 1.48x / 1.20x / 1.27x on reddit-like, its -local
-  // form, products-like and its -local form, against the merge path's 1.25x / 1.29x / 1.09x /
-  // 1.16x. ept = 512 is the stretch none of the four loses with (one wave is 1.26x on
-  // products-like but 0.69x on products-like-local, and the statistics here cannot tell the two
-  // apart). Measured only on 76M-112M nonzeros; from 16M nonzeros a stretch of 512 still makes
-  // more teams than the GPU holds.
+  // "csr.nnz_split made deterministic"): 1.57x / 1.54x / 1.31x / 1.38x on reddit-like, its -local
+  // form, products-like and its -local form, against the merge path's 1.23x / 1.27x / 1.08x /
+  // 1.16x. Stretches of 512 taken from a queue by a wave of teams: one wave of fixed stretches is
+  // as fast on the relabelled graphs but 0.68x on products-like-local, and the statistics here
+  // cannot tell the two apart. Measured only on 76M-112M nonzeros; from 16M nonzeros a stretch
+  // of 512 still makes more teams than the GPU holds.
   const bool sixteen_bit = p.value == DType::bf16 || p.value == DType::f16;
   if (sixteen_bit && p.features == 32 && p.nnz >= kLargeGraphNnz) {
-    const Schedule nnz_split{Op::spmm, "csr.nnz_split", {{"g", 8}, {"ept", 512}, {"queue", 0}}};
+    const Schedule nnz_split{Op::spmm, "csr.nnz_split", {{"g", 8}, {"ept", 512}, {"queue", 1}}};
     if (can_implement(nnz_split, p)) return nnz_split;
   }
   int64_t tpr = lanes_for(p, vec, 4);

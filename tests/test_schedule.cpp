@@ -150,9 +150,9 @@ TEST(Schedule, DefaultHeuristicFollowsFeatureWidthAndRowLengths) {
   for (DType t : {DType::bf16, DType::f16}) {
     Problem p = resized(skewed, 2097152, 112406120);
     p.value = t;
-    EXPECT_EQ(default_schedule(p).to_string(), "csr.nnz_split:g=8,ept=512,queue=0");
+    EXPECT_EQ(default_schedule(p).to_string(), "csr.nnz_split:g=8,ept=512,queue=1");
     p.deterministic = true;
-    EXPECT_EQ(default_schedule(p).to_string(), "csr.nnz_split:g=8,ept=512,queue=0");
+    EXPECT_EQ(default_schedule(p).to_string(), "csr.nnz_split:g=8,ept=512,queue=1");
     p.features = p.ld_b = p.ld_c = 64;
     EXPECT_EQ(default_schedule(p).variant, "csr.merge_path");
     p.features = 32;
@@ -248,7 +248,7 @@ TEST(Schedule, MergePathAndSddmmVariants) {
               HasSubstr("multiples of 8"));
   EXPECT_THAT(error_of([] { parse(Op::spmm, "csr.row_split:vec=8"); }), HasSubstr("vec=8 is not allowed"));
   // csr.nnz_split: 16-bit values, F a multiple of 32; deterministic (carries, no atomics).
-  EXPECT_EQ(parse(Op::spmm, "csr.nnz_split").to_string(), "csr.nnz_split:g=8,ept=512,queue=0");
+  EXPECT_EQ(parse(Op::spmm, "csr.nnz_split").to_string(), "csr.nnz_split:g=8,ept=512,queue=1");
   EXPECT_THAT(error_of([] { parse(Op::spmm, "csr.nnz_split:g=16"); }), HasSubstr("g=16 is not allowed"));
   EXPECT_THAT(error_of([] { parse(Op::spmm, "csr.nnz_split:rows=1"); }), HasSubstr("has no knob 'rows'"));
   Problem nnz_split_problem = device_problem(64, 64, DType::bf16);

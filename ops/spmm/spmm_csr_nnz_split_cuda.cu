@@ -1,7 +1,9 @@
 // CSR SpMM on the GPU for 16-bit values, schedule csr.nnz_split: the merge path of row ends and
 // nonzeros (as csr.merge_path splits it) cut into equal stretches of ept items, one per team of 4
 // lanes (8 features a lane: a 32-feature tile, one 64-byte row of B a gather), g gathers a team in
-// flight; ept = 0 makes as many teams as the GPU holds at once (one wave).
+// flight; ept = 0 makes as many teams as the GPU holds at once (one wave). queue = 1: a wave of
+// teams takes the stretches from a counter, so a slow stretch (a graph's hub region) delays one
+// team rather than a block's share of a fixed assignment.
 // Made for bf16 / f16 at F = 32 on large graphs, where the gather rate, not bytes, sets the time
 // (bench/RESULTS.md, "bf16 at F = 32, the bare gather"): the team's loop is the merge path's
 // without its chunk of entries loaded ahead, in fewer registers, so more rows are in flight per
