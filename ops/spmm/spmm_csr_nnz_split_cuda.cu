@@ -1,9 +1,9 @@
 // CSR SpMM on the GPU for 16-bit values, schedule csr.nnz_split: the merge path of row ends and
-// nonzeros (as csr.merge_path splits it) cut into equal stretches of ept items, one per team of 4
-// lanes (8 features a lane: a 32-feature tile, one 64-byte row of B a gather), g gathers a team in
-// flight; ept = 0 makes as many teams as the GPU holds at once (one wave). queue = 1: a wave of
-// teams takes the stretches from a counter, so a slow stretch (a graph's hub region) delays one
-// team rather than a block's share of a fixed assignment.
+// nonzeros (as csr.merge_path splits it) cut into equal stretches of ept items, each run by a
+// team of 4 lanes (8 features a lane: a 32-feature tile, one 64-byte row of B a gather), g
+// gathers a team in flight; ept = 0 makes as many stretches as the GPU holds teams at once (one
+// wave). queue = 1: a wave of teams takes the stretches from a counter, so a slow stretch (a
+// graph's hub region) delays one team rather than a block's share of a fixed assignment.
 // Made for bf16 / f16 at F = 32 on large graphs, where the gather rate, not bytes, sets the time
 // (bench/RESULTS.md, "bf16 at F = 32, the bare gather"): the team's loop is the merge path's
 // without its chunk of entries loaded ahead, in fewer registers, so more rows are in flight per
@@ -13,15 +13,16 @@
 // "csr.nnz_split made deterministic"). The default for 16-bit values at F = 32 on large graphs.
 //
 // Invariants:
-// - A pre-pass, one thread a row (no search), writes each team's start: (start_row[t],
-//   start_nnz[t]) = (rows ended, nonzeros consumed) before item t * ept; entry teams is
+// - A pre-pass, one thread a row (no search), writes each stretch's start: (start_row[t],
+//   start_nnz[t]) = (rows ended, nonzeros consumed) before item t * ept; entry `stretches` is
 //   (rows, nnz).
-// - Team t stores, with plain 16-byte stores of alpha * sum + beta * C, exactly the rows that end
-//   on its stretch, [start_row[t], start_row[t + 1]): every row of C is stored once, by one team.
-// - Its partial sum of the row it leaves unfinished, start_row[t + 1] (when < rows), goes to
-//   carry[t] (zeros when it holds none of that row's nonzeros). A second kernel adds each row's
-//   carries into C in team order, after the main kernel stored the row. No atomics: the same
-//   bits on every run.
+// - The team running stretch t stores, with plain 16-byte stores of alpha * sum + beta * C,
+//   exactly the rows that end on it, [start_row[t], start_row[t + 1]): every row of C is stored
+//   once.
+// - Its partial sum of the row stretch t leaves unfinished, start_row[t + 1] (when < rows), goes
+//   to carry[t] (zeros when the stretch holds none of that row's nonzeros). A second kernel adds
+//   each row's carries into C in stretch order, after the main kernel stored the row. No atomics,
+//   and nothing depends on which team ran which stretch: the same bits on every run.
 #include <algorithm>
 #include <climits>
 #include <cstdint>
@@ -42,40 +43,40 @@ constexpr int kLaneFeatures = 8;  // features of a lane: one 16-byte load of 16-
 constexpr int kTileFeatures = kTeamLanes * kLaneFeatures;
 constexpr int kMinBlocksPerSm = 3;  // 80 registers a thread: the gather loop's budget
 
-// Team starts, one thread per row r: the teams whose first item lies in row r's span of the path,
-// its nonzeros (items indptr[r] + r ...) and then its end (item indptr[r + 1] + r). A team
-// starting at item d there has ended r rows and consumed d - r nonzeros. (A hub row's thread
-// writes its row length / ept starts in turn.)
+// Stretch starts, one thread per row r: the stretches whose first item lies in row r's span of
+// the path, its nonzeros (items indptr[r] + r ...) and then its end (item indptr[r + 1] + r). A
+// stretch starting at item d there has ended r rows and consumed d - r nonzeros. (A hub row's
+// thread writes its row length / ept starts in turn.)
 template <class I>
-__global__ void nnz_split_starts_kernel(const I* indptr, int64_t rows, int64_t nnz, int64_t per_team,
-                                        int64_t teams, int64_t* start_row, int64_t* start_nnz,
+__global__ void nnz_split_starts_kernel(const I* indptr, int64_t rows, int64_t nnz, int64_t per_stretch,
+                                        int64_t stretches, int64_t* start_row, int64_t* start_nnz,
                                         unsigned long long* queue, int64_t tiles) {
   const int64_t r = int64_t(blockIdx.x) * blockDim.x + threadIdx.x;
-  if (r == 0) start_row[teams] = rows, start_nnz[teams] = nnz;
+  if (r == 0) start_row[stretches] = rows, start_nnz[stretches] = nnz;
   if (queue != nullptr && r < tiles) queue[r] = 0;
   if (r >= rows) return;
   const int64_t first = int64_t(indptr[r]) + r, last = int64_t(indptr[r + 1]) + r;  // the span, inclusive
-  for (int64_t k = (first + per_team - 1) / per_team; k * per_team <= last; ++k) {
+  for (int64_t k = (first + per_stretch - 1) / per_stretch; k * per_stretch <= last; ++k) {
     start_row[k] = r;
-    start_nnz[k] = k * per_team - r;
+    start_nnz[k] = k * per_stretch - r;
   }
 }
 
-// Stretch `team` of the path, by the 4 lanes of a team.
+// Stretch `stretch` of the path, by the 4 lanes of a team.
 template <class V, class I, int G>
 __device__ __forceinline__ void run_stretch(const CsrView<V, I>& a, const DenseView<const V>& b,
                                             const DenseView<float>& c, float alpha, float beta,
                                             const int64_t* start_row, const int64_t* start_nnz,
-                                            float* carry, int64_t team, int lane, unsigned mask) {
+                                            float* carry, int64_t stretch, int lane, unsigned mask) {
   static_assert(G % kTeamLanes == 0, "a batch is G / 4 nonzeros a lane");
-  const int64_t begin = start_nnz[team], end = start_nnz[team + 1];
-  const int64_t last_row = start_row[team + 1];  // the row left unfinished (rows: none)
+  const int64_t begin = start_nnz[stretch], end = start_nnz[stretch + 1];
+  const int64_t last_row = start_row[stretch + 1];  // the row left unfinished (rows: none)
   const int64_t f = int64_t(blockIdx.y) * kTileFeatures + lane * kLaneFeatures;
   const char* b_at = reinterpret_cast<const char*>(b.data + f);
   const int64_t b_ld_bytes = b.ld * int64_t(sizeof(V));
   const auto b_row = [&](I j) { return reinterpret_cast<const V*>(b_at + int64_t(j) * b_ld_bytes); };
 
-  int64_t row = start_row[team];
+  int64_t row = start_row[stretch];
   int64_t row_end = row < last_row ? int64_t(a.indptr[row + 1]) : INT64_MAX;
   float acc[kLaneFeatures] = {};
   // Stores the current row (it ends on this stretch: row < last_row) and moves to the next.
@@ -143,7 +144,7 @@ __device__ __forceinline__ void run_stretch(const CsrView<V, I>& a, const DenseV
   if (e < end) batch(e, std::true_type{});
   while (row < last_row) finish_row();  // rows that end after the stretch's last nonzero (empty ones)
   if (last_row < a.rows) {  // the partial sum of the row left unfinished (zero if none of it is ours)
-    float* out = carry + team * c.cols + f;
+    float* out = carry + stretch * c.cols + f;
     reinterpret_cast<float4*>(out)[0] = make_float4(acc[0], acc[1], acc[2], acc[3]);
     reinterpret_cast<float4*>(out)[1] = make_float4(acc[4], acc[5], acc[6], acc[7]);
   }
@@ -157,40 +158,41 @@ template <class V, class I, int G>
 __global__ void __launch_bounds__(kThreads, kMinBlocksPerSm)
     spmm_csr_nnz_split_kernel(CsrView<V, I> a, DenseView<const V> b, DenseView<float> c, float alpha,
                               float beta, const int64_t* start_row, const int64_t* start_nnz,
-                              float* carry, int64_t teams, unsigned long long* queue) {
+                              float* carry, int64_t stretches, unsigned long long* queue) {
   const int lane = threadIdx.x % kTeamLanes;
   const unsigned mask = 0xfu << (threadIdx.x % kWarp / kTeamLanes * kTeamLanes);
-  int64_t team = (int64_t(blockIdx.x) * kThreads + threadIdx.x) / kTeamLanes;
+  int64_t stretch = (int64_t(blockIdx.x) * kThreads + threadIdx.x) / kTeamLanes;
   const int64_t wave = int64_t(gridDim.x) * (kThreads / kTeamLanes);
-  while (team < teams) {  // whole teams leave together
-    run_stretch<V, I, G>(a, b, c, alpha, beta, start_row, start_nnz, carry, team, lane, mask);
+  while (stretch < stretches) {  // whole teams leave together
+    run_stretch<V, I, G>(a, b, c, alpha, beta, start_row, start_nnz, carry, stretch, lane, mask);
     if (queue == nullptr) return;
     unsigned long long next = 0;
     if (lane == 0) next = atomicAdd(queue + blockIdx.y, 1ull);
-    team = wave + int64_t(__shfl_sync(mask, next, 0, kTeamLanes));
+    stretch = wave + int64_t(__shfl_sync(mask, next, 0, kTeamLanes));
   }
 }
 
-// Team t's group of 4 lanes (the main kernel's shape: 8 features a lane, blockIdx.y the tile)
-// adds the carries of the row team t leaves unfinished, r = start_row[t + 1], when t is the first
-// team carrying r: those of teams t, t + 1, ... while they leave r unfinished. Most chains are one
-// team long and their group sums them in team order. A hub row's chain is hundreds of teams: the
-// whole warp takes it (8 slices of 4 lanes, slice s summing teams t + s, t + s + 8, ... in order,
-// then the slices' sums added pairwise in a fixed tree), so the last row summed is not a serial
-// walk of its chain. Either way the order is fixed: the same bits on every run.
+// A group of 4 lanes per stretch t (the main kernel's shape: 8 features a lane, blockIdx.y the
+// tile) adds the carries of the row stretch t leaves unfinished, r = start_row[t + 1], when t is
+// the first stretch carrying r: those of stretches t, t + 1, ... while they leave r unfinished.
+// Most chains are one stretch long and their group sums them in order. A hub row's chain is
+// hundreds of stretches: the whole warp takes it (8 slices of 4 lanes, slice s summing stretches
+// t + s, t + s + 8, ... in order, then the slices' sums added pairwise in a fixed tree), so the
+// last row summed is not a serial walk of its chain. Either way the order is fixed: the same bits
+// on every run.
 __global__ void __launch_bounds__(kThreads)
-    nnz_split_carries_kernel(const int64_t* start_row, int64_t rows, int64_t teams, const float* carry,
+    nnz_split_carries_kernel(const int64_t* start_row, int64_t rows, int64_t stretches, const float* carry,
                              DenseView<float> c, float alpha) {
   constexpr int kSlices = kWarp / kTeamLanes;  // groups of a warp
   constexpr int64_t kLongChain = 8;            // chains longer than this are summed by the warp
   const int lane = threadIdx.x % kTeamLanes;
   const int64_t first = (int64_t(blockIdx.x) * kThreads + threadIdx.x) / kTeamLanes;
   // No early returns: the warp meets at the ballot below.
-  int64_t r = first < teams ? start_row[first + 1] : rows;
-  const bool head = r < rows && !(first > 0 && start_row[first] == r);  // the chain's first team
+  int64_t r = first < stretches ? start_row[first + 1] : rows;
+  const bool head = r < rows && !(first > 0 && start_row[first] == r);  // the chain's first stretch
   int64_t last = first + 1;  // the chain is first..last-1
-  if (head && last < teams && start_row[last + 1] == r) {
-    int64_t lo = last + 1, hi = teams;  // the smallest t in [lo, teams] with start_row[t + 1] > r
+  if (head && last < stretches && start_row[last + 1] == r) {
+    int64_t lo = last + 1, hi = stretches;  // the smallest t in [lo, stretches] with start_row[t + 1] > r
     while (lo < hi) {
       const int64_t mid = lo + (hi - lo) / 2;
       if (start_row[mid + 1] > r) {
@@ -226,11 +228,14 @@ __global__ void __launch_bounds__(kThreads)
     const int64_t row = __shfl_sync(0xffffffffu, r, leader);
     float4 lo = make_float4(0.f, 0.f, 0.f, 0.f), hi = lo;
 #pragma unroll 4
-    for (int64_t t = t0 + slice; t < t1; t += kSlices) add(lo, carry_of(t, lane)[0]), add(hi, carry_of(t, lane)[1]);
+    for (int64_t t = t0 + slice; t < t1; t += kSlices) {
+      add(lo, carry_of(t, lane)[0]);
+      add(hi, carry_of(t, lane)[1]);
+    }
     for (int offset = kTeamLanes; offset < kWarp; offset *= 2) {  // slices s and s ^ k, fixed pairs
       const auto pair = [&](float4& v) {
-        v = make_float4(v.x + __shfl_xor_sync(0xffffffffu, v.x, offset), v.y + __shfl_xor_sync(0xffffffffu, v.y, offset),
-                        v.z + __shfl_xor_sync(0xffffffffu, v.z, offset), v.w + __shfl_xor_sync(0xffffffffu, v.w, offset));
+        const auto other = [&](float x) { return __shfl_xor_sync(0xffffffffu, x, offset); };
+        v = make_float4(v.x + other(v.x), v.y + other(v.y), v.z + other(v.z), v.w + other(v.w));
       };
       pair(lo);
       pair(hi);
@@ -273,33 +278,34 @@ void spmm_csr_nnz_split(Context& ctx, const CsrView<V, I>& a, DenseView<const V>
     TSR_CUDA_CHECK(cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, device));
     TSR_CUDA_CHECK(cudaOccupancyMaxActiveBlocksPerMultiprocessor(&per_sm, kernel, kThreads, 0));
     const int64_t wave_blocks = std::max<int64_t>(1, int64_t(sms) * std::max(per_sm, 1) / tiles);
-    int64_t per_team = ept;
-    if (per_team == 0) {  // one wave
+    int64_t per_stretch = ept;
+    if (per_stretch == 0) {  // one wave
       const int64_t wave = std::min(wave_blocks * (kThreads / kTeamLanes), items);
-      per_team = (items + wave - 1) / wave;
+      per_stretch = (items + wave - 1) / wave;
     }
-    const int64_t teams = (items + per_team - 1) / per_team;
-    TSR_CHECK((teams + kThreads / kTeamLanes - 1) / (kThreads / kTeamLanes) <= INT32_MAX, kWho, ": ept = ",
-              per_team, " makes ", teams, " teams, more than one launch holds; raise ept");
-    // Workspace: team starts (teams + 1 rows, then as many nonzero counts), the queues (one a
-    // tile), then a carry a team.
-    const size_t starts_bytes = (size_t(teams + 1) * sizeof(int64_t) + 255) / 256 * 256;
+    const int64_t stretches = (items + per_stretch - 1) / per_stretch;
+    TSR_CHECK((stretches + kThreads / kTeamLanes - 1) / (kThreads / kTeamLanes) <= INT32_MAX, kWho, ": ept = ",
+              per_stretch, " makes ", stretches, " stretches, more than one launch holds; raise ept");
+    // Workspace: stretch starts (stretches + 1 rows, then as many nonzero counts), the queues (one
+    // a tile), then a carry a stretch.
+    const size_t starts_bytes = (size_t(stretches + 1) * sizeof(int64_t) + 255) / 256 * 256;
     const size_t queue_bytes = (size_t(tiles) * sizeof(unsigned long long) + 255) / 256 * 256;
     auto* base = static_cast<unsigned char*>(
-        ctx.workspace(2 * starts_bytes + queue_bytes + size_t(teams) * size_t(c.cols) * sizeof(float)));
+        ctx.workspace(2 * starts_bytes + queue_bytes + size_t(stretches) * size_t(c.cols) * sizeof(float)));
     auto* start_row = reinterpret_cast<int64_t*>(base);
     auto* start_nnz = reinterpret_cast<int64_t*>(base + starts_bytes);
     auto* queues = queue ? reinterpret_cast<unsigned long long*>(base + 2 * starts_bytes) : nullptr;
     auto* carry = reinterpret_cast<float*>(base + 2 * starts_bytes + queue_bytes);
     nnz_split_starts_kernel<I><<<grid_for(std::max(a.rows, tiles), kThreads), kThreads, 0, stream>>>(
-        a.indptr, a.rows, a.nnz, per_team, teams, start_row, start_nnz, queues, tiles);
+        a.indptr, a.rows, a.nnz, per_stretch, stretches, start_row, start_nnz, queues, tiles);
     TSR_CUDA_CHECK_LAUNCH(kWho);
-    const int64_t blocks = (teams + kThreads / kTeamLanes - 1) / (kThreads / kTeamLanes);
+    const int64_t blocks = (stretches + kThreads / kTeamLanes - 1) / (kThreads / kTeamLanes);
     const dim3 grid(unsigned(queue ? std::min(blocks, wave_blocks) : blocks), unsigned(tiles));
-    kernel<<<grid, kThreads, 0, stream>>>(a, b, c, alpha, beta, start_row, start_nnz, carry, teams, queues);
+    kernel<<<grid, kThreads, 0, stream>>>(a, b, c, alpha, beta, start_row, start_nnz, carry, stretches, queues);
     TSR_CUDA_CHECK_LAUNCH(kWho);
     const dim3 carries_grid{unsigned(blocks), unsigned(tiles)};
-    nnz_split_carries_kernel<<<carries_grid, kThreads, 0, stream>>>(start_row, a.rows, teams, carry, c, alpha);
+    nnz_split_carries_kernel<<<carries_grid, kThreads, 0, stream>>>(start_row, a.rows, stretches, carry, c,
+                                                                      alpha);
     TSR_CUDA_CHECK_LAUNCH("spmm_csr_nnz_split (carries)");
   }
 }
