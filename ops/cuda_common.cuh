@@ -172,6 +172,28 @@ __device__ __forceinline__ void store_partial(float* p, int width, const float (
   }
 }
 
+/// The carries of a merge-path SpMM (csr.merge_path, csr.nnz_split): teams first, first + 1, ...
+/// leave row r unfinished while start_row[t + 1] == r (start_row nondecreasing, teams + 1
+/// entries). Returns the end of that chain: one load settles the common chain of one team, a
+/// binary search a hub row's longer one.
+__device__ __forceinline__ int64_t carry_chain_end(const int64_t* start_row, int64_t teams, int64_t first,
+                                                   int64_t r) {
+  int64_t last = first + 1;
+  if (last < teams && start_row[last + 1] == r) {
+    int64_t lo = last + 1, hi = teams;  // the smallest t in [lo, teams] with start_row[t + 1] > r
+    while (lo < hi) {
+      const int64_t mid = lo + (hi - lo) / 2;
+      if (start_row[mid + 1] > r) {
+        hi = mid;
+      } else {
+        lo = mid + 1;
+      }
+    }
+    last = lo;
+  }
+  return last;
+}
+
 /// Shuffle mask of the aligned team of `team` lanes (a power of two <= 32) holding this thread.
 __device__ __forceinline__ unsigned team_mask(int team) {
   const int warp_lane = threadIdx.x % kWarp;

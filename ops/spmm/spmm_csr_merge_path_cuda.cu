@@ -256,19 +256,7 @@ __global__ void __launch_bounds__(kFixupWarps* kWarp)
   const int64_t previous = first > 0 ? carried_row(indptr, rows, start_row, start_nnz, first - 1) : -1;
   if (r < 0 || previous == r) return;
   // The teams carrying r are first..last-1: those whose unfinished row (start_row[t + 1]) is r.
-  int64_t last = first + 1;
-  if (last < teams && start_row[last + 1] == r) {
-    int64_t lo = last + 1, hi = teams;  // smallest t in [lo, teams] with start_row[t + 1] > r
-    while (lo < hi) {
-      const int64_t mid = lo + (hi - lo) / 2;
-      if (start_row[mid + 1] > r) {
-        hi = mid;
-      } else {
-        lo = mid + 1;
-      }
-    }
-    last = lo;
-  }
+  const int64_t last = carry_chain_end(start_row, teams, first, r);
   for (int64_t f = int64_t(blockIdx.y) * kWarp + threadIdx.x % kWarp; f < c.cols;
        f += int64_t(gridDim.y) * kWarp) {
     float sum = 0.0f;

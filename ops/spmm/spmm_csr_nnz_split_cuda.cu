@@ -190,19 +190,7 @@ __global__ void __launch_bounds__(kThreads)
   // No early returns: the warp meets at the ballot below.
   int64_t r = first < stretches ? start_row[first + 1] : rows;
   const bool head = r < rows && !(first > 0 && start_row[first] == r);  // the chain's first stretch
-  int64_t last = first + 1;  // the chain is first..last-1
-  if (head && last < stretches && start_row[last + 1] == r) {
-    int64_t lo = last + 1, hi = stretches;  // the smallest t in [lo, stretches] with start_row[t + 1] > r
-    while (lo < hi) {
-      const int64_t mid = lo + (hi - lo) / 2;
-      if (start_row[mid + 1] > r) {
-        hi = mid;
-      } else {
-        lo = mid + 1;
-      }
-    }
-    last = lo;
-  }
+  const int64_t last = head ? carry_chain_end(start_row, stretches, first, r) : first + 1;  // first..last-1
   const int64_t tile = int64_t(blockIdx.y) * kTileFeatures;
   const auto carry_of = [&](int64_t t, int l) {
     return reinterpret_cast<const float4*>(carry + t * c.cols + tile + l * kLaneFeatures);
