@@ -172,6 +172,26 @@ __device__ __forceinline__ void store_partial(float* p, int width, const float (
   }
 }
 
+/// Where the merge path of a CSR matrix (rows' ends and nonzeros; csr.merge_path, csr.nnz_split)
+/// has its item `diag`: (row, consumed) with row + consumed = diag, such that rows [0, row) have
+/// ended and nonzeros [0, consumed) have been consumed. A row end indptr[r + 1] == j comes before
+/// nonzero j (which then belongs to a later row). A binary search over the rows.
+template <class I>
+__device__ void path_search(const I* indptr, int64_t rows, int64_t nnz, int64_t diag, int64_t* row,
+                            int64_t* consumed) {
+  int64_t lo = diag > nnz ? diag - nnz : 0, hi = diag < rows ? diag : rows;
+  while (lo < hi) {
+    const int64_t mid = lo + (hi - lo) / 2;
+    if (int64_t(indptr[mid + 1]) <= diag - mid - 1) {
+      lo = mid + 1;
+    } else {
+      hi = mid;
+    }
+  }
+  *row = lo;
+  *consumed = diag - lo;
+}
+
 /// The carries of a merge-path SpMM (csr.merge_path, csr.nnz_split): teams first, first + 1, ...
 /// leave row r unfinished while start_row[t + 1] == r (start_row nondecreasing, teams + 1
 /// entries). Returns the end of that chain: one load settles the common chain of one team, a

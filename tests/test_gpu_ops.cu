@@ -366,6 +366,42 @@ TEST(GpuOps, MergePathSharesAHubRowAndSkipsEmptyRuns) {
   }
 }
 
+// csr.nnz_split over the hub matrix in bf16: the hub row spans over a thousand 128-item
+// stretches (each found by its own search, then one carry chain the whole warp sums), runs of
+// empty rows fall inside stretches, and the last row ends the path. The same bits every run.
+TEST(GpuOps, NnzSplitSharesAHubRowAndSkipsEmptyRuns) {
+  SKIP_WITHOUT_GPU();
+  Context ctx;
+  const Csr<bf16, int32_t> csr = cast_values<bf16>(hub_matrix());
+  const Csr<bf16, int32_t> dcsr = csr.to(MemorySpace::device);
+  for (int64_t F : {32, 96}) {
+    const DenseMatrix<bf16> b = random_dense<bf16>(csr.cols, F, 8);
+    const DenseMatrix<float> c0 = random_dense<float>(csr.rows, F, 9);
+    const DenseMatrix<bf16> db = b.to(MemorySpace::device);
+    const auto want = reference::spmm(csr, b, 0.5, 2.0, &c0);
+    for (const char* text : {"csr.nnz_split:g=8,ept=128", "csr.nnz_split:g=4,ept=512,queue=0",
+                             "csr.nnz_split:g=8,ept=0", "csr.nnz_split:g=8,ept=4096"}) {
+      ops::SpmmOptions options;
+      options.alpha = 0.5f;
+      options.beta = 2.0f;
+      options.schedule = schedule::parse(schedule::Op::spmm, text);
+      std::vector<float> first;
+      for (int run = 0; run < 2; ++run) {
+        DenseMatrix<float> dc = c0.to(MemorySpace::device);
+        ops::spmm(ctx, dcsr.view(), db.view(), dc.view(), options);
+        ctx.synchronize();
+        const std::vector<float> got = dc.buffer().to_vector();
+        if (run == 0) {
+          EXPECT_LT(reference::relative_error(got.data(), want), 1e-5) << text << " F=" << F;
+          first = got;
+        } else {
+          ASSERT_EQ(got, first) << text << " F=" << F;
+        }
+      }
+    }
+  }
+}
+
 TEST(GpuOps, CusparsePlansMatchTheReferenceOnEveryRun) {
   SKIP_WITHOUT_GPU();
   Context ctx;

@@ -33,25 +33,6 @@ constexpr int kFixupWarps = 8;
 constexpr int64_t kMaxItemsPerTeam = int64_t(1) << 30;
 constexpr int64_t kMaxGatherStride = INT32_MAX;
 
-// Where the path's diagonal `diag` crosses it: (row, nnz) with row + nnz = diag, such that rows
-// [0, row) have ended and nonzeros [0, nnz) have been consumed. A row end indptr[r + 1] == j is
-// consumed before nonzero j (which then belongs to a later row).
-template <class I>
-__device__ void path_search(const I* indptr, int64_t rows, int64_t nnz, int64_t diag,
-                            int64_t* row, int64_t* consumed) {
-  int64_t lo = diag > nnz ? diag - nnz : 0, hi = diag < rows ? diag : rows;
-  while (lo < hi) {
-    const int64_t mid = lo + (hi - lo) / 2;
-    if (int64_t(indptr[mid + 1]) <= diag - mid - 1) {
-      lo = mid + 1;
-    } else {
-      hi = mid;
-    }
-  }
-  *row = lo;
-  *consumed = diag - lo;
-}
-
 // Nonzeros of A each lane of a team loads per chunk: a chunk (tpr x this) feeds batches of
 // kGathersInFlight gathers, so 16-byte gathers (vec = 8, 16-bit values; a team of 4 at F = 32)
 // keep 8 in flight rather than a team's 4.
