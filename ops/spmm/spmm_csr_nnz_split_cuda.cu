@@ -20,9 +20,10 @@
 //   exactly the rows that end on it, [start_row[t], start_row[t + 1]): every row of C is stored
 //   once.
 // - Its partial sum of the row stretch t leaves unfinished, start_row[t + 1] (when < rows), goes
-//   to carry[t] (zeros when the stretch holds none of that row's nonzeros). A second kernel adds
-//   each row's carries into C in stretch order, after the main kernel stored the row. No atomics,
-//   and nothing depends on which team ran which stretch: the same bits on every run.
+//   to carry[t] (zeros when the stretch holds none of that row's nonzeros). After the main kernel
+//   stored the row, a later kernel adds each row's carries into C in a fixed order (a hub row's
+//   long chain by whole pieces of 64 stretches, summed first by a kernel of their own). No
+//   atomics, and nothing depends on which team ran which stretch: the same bits on every run.
 #include <algorithm>
 #include <climits>
 #include <cstdint>
@@ -169,19 +170,68 @@ __global__ void __launch_bounds__(kThreads, kMinBlocksPerSm)
   }
 }
 
-// A group of 4 lanes per stretch t (the main kernel's shape: 8 features a lane, blockIdx.y the
-// tile) adds the carries of the row stretch t leaves unfinished, r = start_row[t + 1], when t is
-// the first stretch carrying r: those of stretches t, t + 1, ... while they leave r unfinished.
-// Most chains are one stretch long and their group sums them in order. A hub row's chain is
-// hundreds of stretches: the whole warp takes it (8 slices of 4 lanes, slice s summing stretches
-// t + s, t + s + 8, ... in order, then the slices' sums added pairwise in a fixed tree), so the
-// last row summed is not a serial walk of its chain. Either way the order is fixed: the same bits
-// on every run.
+// The carries' kernels: 4 lanes per stretch as in the main kernel (8 features a lane, blockIdx.y
+// the tile); a warp is 8 slices of 4 lanes when it sums one chain.
+constexpr int kSlices = kWarp / kTeamLanes;
+constexpr int64_t kLongChain = 8;  // chains longer than this are summed by a whole warp
+constexpr int64_t kPiece = 64;     // stretches a piece: whole pieces of a long chain are summed first
+
+__device__ __forceinline__ void add_into(float4& s, float4 x) {
+  s = make_float4(s.x + x.x, s.y + x.y, s.z + x.z, s.w + x.w);
+}
+
+// Adds the 8 slices' sums of a warp in a fixed tree (slices s and s ^ k pair up): every slice ends
+// with the total, the same bits on every run.
+__device__ __forceinline__ void add_slices(float4& lo, float4& hi) {
+  for (int offset = kTeamLanes; offset < kWarp; offset *= 2) {
+    const auto pair = [&](float4& v) {
+      const auto other = [&](float x) { return __shfl_xor_sync(0xffffffffu, x, offset); };
+      v = make_float4(v.x + other(v.x), v.y + other(v.y), v.z + other(v.z), v.w + other(v.w));
+    };
+    pair(lo);
+    pair(hi);
+  }
+}
+
+// The sums of whole pieces of long chains, a warp a piece q (stretches [q * kPiece, (q + 1) *
+// kPiece)): where every stretch of the piece leaves the same row unfinished (the piece lies inside
+// one chain), piece_sum[q] = its carries, slice s summing stretches s, s + 8, ... in order, then
+// add_slices. Other pieces are not written: a chain reads only the pieces it wholly holds.
+__global__ void __launch_bounds__(kThreads)
+    nnz_split_piece_sums_kernel(const int64_t* start_row, int64_t rows, int64_t pieces, const float* carry,
+                                int64_t cols, float* piece_sum) {
+  const int64_t q = (int64_t(blockIdx.x) * kThreads + threadIdx.x) / kWarp;
+  if (q >= pieces) return;  // a whole warp: q is the warp's
+  const int64_t t0 = q * kPiece, r = start_row[t0 + 1];
+  if (r >= rows || start_row[t0 + kPiece] != r) return;  // start_row is nondecreasing
+  const int lane = threadIdx.x % kTeamLanes, slice = threadIdx.x % kWarp / kTeamLanes;
+  const int64_t at = int64_t(blockIdx.y) * kTileFeatures + lane * kLaneFeatures;
+  float4 lo = make_float4(0.f, 0.f, 0.f, 0.f), hi = lo;
+#pragma unroll
+  for (int64_t t = t0 + slice; t < t0 + kPiece; t += kSlices) {
+    const float4* p = reinterpret_cast<const float4*>(carry + t * cols + at);
+    add_into(lo, p[0]);
+    add_into(hi, p[1]);
+  }
+  add_slices(lo, hi);
+  if (slice == 0) {
+    float4* out = reinterpret_cast<float4*>(piece_sum + q * cols + at);
+    out[0] = lo;
+    out[1] = hi;
+  }
+}
+
+// A group of 4 lanes per stretch t adds the carries of the row stretch t leaves unfinished, r =
+// start_row[t + 1], when t is the first stretch carrying r: those of stretches t, t + 1, ... while
+// they leave r unfinished. Most chains are one stretch long and their group sums them in order. A
+// hub row's chain is hundreds or thousands of stretches: the whole warp takes it (8 slices of 4
+// lanes, slice s summing items s, s + 8, ... of the chain in order, then add_slices), where the
+// chain's items are its carries before its first whole piece, the whole pieces' sums
+// (nnz_split_piece_sums_kernel), then its carries after them. Either way the order is fixed: the
+// same bits on every run.
 __global__ void __launch_bounds__(kThreads)
     nnz_split_carries_kernel(const int64_t* start_row, int64_t rows, int64_t stretches, const float* carry,
-                             DenseView<float> c, float alpha) {
-  constexpr int kSlices = kWarp / kTeamLanes;  // groups of a warp
-  constexpr int64_t kLongChain = 8;            // chains longer than this are summed by the warp
+                             const float* piece_sum, DenseView<float> c, float alpha) {
   const int lane = threadIdx.x % kTeamLanes;
   const int64_t first = (int64_t(blockIdx.x) * kThreads + threadIdx.x) / kTeamLanes;
   // No early returns: the warp meets at the ballot below.
@@ -192,7 +242,6 @@ __global__ void __launch_bounds__(kThreads)
   const auto carry_of = [&](int64_t t, int l) {
     return reinterpret_cast<const float4*>(carry + t * c.cols + tile + l * kLaneFeatures);
   };
-  const auto add = [](float4& s, float4 x) { s = make_float4(s.x + x.x, s.y + x.y, s.z + x.z, s.w + x.w); };
   const auto store = [&](int64_t row, int l, float4 lo, float4 hi) {
     float4* out = reinterpret_cast<float4*>(c.data + row * c.ld + tile + l * kLaneFeatures);
     const float4 o0 = out[0], o1 = out[1];
@@ -201,7 +250,7 @@ __global__ void __launch_bounds__(kThreads)
   };
   if (head && last - first <= kLongChain) {
     float4 lo = make_float4(0.f, 0.f, 0.f, 0.f), hi = lo;
-    for (int64_t t = first; t < last; ++t) add(lo, carry_of(t, lane)[0]), add(hi, carry_of(t, lane)[1]);
+    for (int64_t t = first; t < last; ++t) add_into(lo, carry_of(t, lane)[0]), add_into(hi, carry_of(t, lane)[1]);
     store(r, lane, lo, hi);
   }
   unsigned long_heads = __ballot_sync(0xffffffffu, head && last - first > kLongChain && lane == 0);
@@ -211,20 +260,22 @@ __global__ void __launch_bounds__(kThreads)
     long_heads &= long_heads - 1;
     const int64_t t0 = __shfl_sync(0xffffffffu, first, leader), t1 = __shfl_sync(0xffffffffu, last, leader);
     const int64_t row = __shfl_sync(0xffffffffu, r, leader);
+    // The chain's items: carries [t0, q0 * kPiece), pieces [q0, q1), carries [q1 * kPiece, t1).
+    const int64_t q0 = (t0 + kPiece - 1) / kPiece, q1 = t1 / kPiece;
+    const bool has_pieces = q0 < q1;
+    const int64_t before = has_pieces ? q0 * kPiece - t0 : t1 - t0, whole = has_pieces ? q1 - q0 : 0;
+    const int64_t items = has_pieces ? before + whole + (t1 - q1 * kPiece) : before;
     float4 lo = make_float4(0.f, 0.f, 0.f, 0.f), hi = lo;
 #pragma unroll 4
-    for (int64_t t = t0 + slice; t < t1; t += kSlices) {
-      add(lo, carry_of(t, lane)[0]);
-      add(hi, carry_of(t, lane)[1]);
+    for (int64_t i = slice; i < items; i += kSlices) {
+      const float4* p = i < before           ? carry_of(t0 + i, lane)
+                        : i < before + whole ? reinterpret_cast<const float4*>(
+                                                   piece_sum + (q0 + i - before) * c.cols + tile + lane * kLaneFeatures)
+                                             : carry_of(q1 * kPiece + (i - before - whole), lane);
+      add_into(lo, p[0]);
+      add_into(hi, p[1]);
     }
-    for (int offset = kTeamLanes; offset < kWarp; offset *= 2) {  // slices s and s ^ k, fixed pairs
-      const auto pair = [&](float4& v) {
-        const auto other = [&](float x) { return __shfl_xor_sync(0xffffffffu, x, offset); };
-        v = make_float4(v.x + other(v.x), v.y + other(v.y), v.z + other(v.z), v.w + other(v.w));
-      };
-      pair(lo);
-      pair(hi);
-    }
+    add_slices(lo, hi);
     if (slice == 0) store(row, lane, lo, hi);
   }
 }
@@ -272,15 +323,19 @@ void spmm_csr_nnz_split(Context& ctx, const CsrView<V, I>& a, DenseView<const V>
     TSR_CHECK((stretches + kThreads / kTeamLanes - 1) / (kThreads / kTeamLanes) <= INT32_MAX, kWho, ": ept = ",
               per_stretch, " makes ", stretches, " stretches, more than one launch holds; raise ept");
     // Workspace: stretch starts (stretches + 1 rows, then as many nonzero counts), the queues (one
-    // a tile), then a carry a stretch.
-    const size_t starts_bytes = (size_t(stretches + 1) * sizeof(int64_t) + 255) / 256 * 256;
-    const size_t queue_bytes = (size_t(tiles) * sizeof(unsigned long long) + 255) / 256 * 256;
-    auto* base = static_cast<unsigned char*>(
-        ctx.workspace(2 * starts_bytes + queue_bytes + size_t(stretches) * size_t(c.cols) * sizeof(float)));
+    // a tile), a carry a stretch, then a sum a whole piece of stretches.
+    const int64_t pieces = stretches / kPiece;
+    const auto padded = [](size_t bytes) { return (bytes + 255) / 256 * 256; };
+    const size_t starts_bytes = padded(size_t(stretches + 1) * sizeof(int64_t));
+    const size_t queue_bytes = padded(size_t(tiles) * sizeof(unsigned long long));
+    const size_t carry_bytes = padded(size_t(stretches) * size_t(c.cols) * sizeof(float));
+    auto* base = static_cast<unsigned char*>(ctx.workspace(2 * starts_bytes + queue_bytes + carry_bytes +
+                                                           size_t(pieces) * size_t(c.cols) * sizeof(float)));
     auto* start_row = reinterpret_cast<int64_t*>(base);
     auto* start_nnz = reinterpret_cast<int64_t*>(base + starts_bytes);
     auto* queues = queue ? reinterpret_cast<unsigned long long*>(base + 2 * starts_bytes) : nullptr;
     auto* carry = reinterpret_cast<float*>(base + 2 * starts_bytes + queue_bytes);
+    auto* piece_sum = reinterpret_cast<float*>(base + 2 * starts_bytes + queue_bytes + carry_bytes);
     nnz_split_starts_kernel<I><<<grid_for(std::max(stretches + 1, tiles), kThreads), kThreads, 0, stream>>>(
         a.indptr, a.rows, a.nnz, per_stretch, stretches, start_row, start_nnz, queues, tiles);
     TSR_CUDA_CHECK_LAUNCH(kWho);
@@ -288,9 +343,15 @@ void spmm_csr_nnz_split(Context& ctx, const CsrView<V, I>& a, DenseView<const V>
     const dim3 grid(unsigned(queue ? std::min(blocks, wave_blocks) : blocks), unsigned(tiles));
     kernel<<<grid, kThreads, 0, stream>>>(a, b, c, alpha, beta, start_row, start_nnz, carry, stretches, queues);
     TSR_CUDA_CHECK_LAUNCH(kWho);
+    if (pieces > 0) {
+      const dim3 pieces_grid{grid_for(pieces, kThreads / kWarp), unsigned(tiles)};
+      nnz_split_piece_sums_kernel<<<pieces_grid, kThreads, 0, stream>>>(start_row, a.rows, pieces, carry, c.cols,
+                                                                        piece_sum);
+      TSR_CUDA_CHECK_LAUNCH("spmm_csr_nnz_split (pieces)");
+    }
     const dim3 carries_grid{unsigned(blocks), unsigned(tiles)};
-    nnz_split_carries_kernel<<<carries_grid, kThreads, 0, stream>>>(start_row, a.rows, stretches, carry, c,
-                                                                      alpha);
+    nnz_split_carries_kernel<<<carries_grid, kThreads, 0, stream>>>(start_row, a.rows, stretches, carry, piece_sum,
+                                                                      c, alpha);
     TSR_CUDA_CHECK_LAUNCH("spmm_csr_nnz_split (carries)");
   }
 }
