@@ -49,7 +49,7 @@ const std::vector<VariantSpec>& variants() {
        Format::csr,
        MemorySpace::device,
        {{"g", {4, 8}, 8, "gathers a team keeps in flight"},
-        {"ept", {0, 128, 256, 320, 384, 448, 512, 1024, 2048, 4096}, 512,
+        {"ept", {0, 128, 256, 512, 1024, 2048, 4096}, 512,
          "merge-path items (row ends + nonzeros) per team (0: one wave of teams)"},
         {"queue", {0, 1}, 1,
          "1: a wave of teams takes the stretches from a counter (balanced at run time); 0: a team a "
