@@ -480,18 +480,31 @@ void check_default(const Schedule& s, const Problem& p) {
   TSR_CHECK(v.ok, "default schedule ", s.to_string(), " does not apply: ", v.reason);
 }
 
-// No row much longer than the mean: a sub-warp per row keeps its threads busy without stragglers.
-// Longer ones (power-law hubs), or an unknown longest row, call for an nnz-balanced variant.
-bool balanced_rows(const Problem& p) {
+// A team a row suits long rows only when there are many of them: the longest row is short (a
+// warp walks it in a few dozen steps), or the rows give a warp each to a whole GPU. A few long
+// rows, however even (a one-row matrix is perfectly balanced), left to one team each run on a
+// handful of warps: one row of 16.7M nonzeros, bf16 at F = 32, took 1.39 s in the row split and
+// 0.47 ms in csr.nnz_split (H200, session 27, bench/RESULTS.md).
+constexpr int64_t kShortForATeam = 1024;
+bool rows_share_the_work(const Problem& p) {
   return p.max_row_length >= 0 &&
-         double(p.max_row_length) <= std::max(256.0, 16.0 * p.mean_row_length);
+         (p.max_row_length <= kShortForATeam || double(p.rows) * kWarpLanes >= kGpuThreads);
 }
 
-// Rows of 16 or more edges on average and none over 4x the mean (the longest known): FEM
-// matrices (bcsstk33: 68 a row, at most 141; fidapex6: 30, at most 62), not power-law graphs.
+// No row much longer than the mean, and rows_share_the_work: a sub-warp per row keeps its threads
+// busy without stragglers. Longer ones (power-law hubs), few long ones, or an unknown longest row
+// call for an nnz-balanced variant.
+bool balanced_rows(const Problem& p) {
+  return p.max_row_length >= 0 && double(p.max_row_length) <= std::max(256.0, 16.0 * p.mean_row_length) &&
+         rows_share_the_work(p);
+}
+
+// Rows of 16 or more edges on average and none over 4x the mean (the longest known), and
+// rows_share_the_work: FEM matrices (bcsstk33: 68 a row, at most 141; fidapex6: 30, at most 62),
+// not power-law graphs.
 bool even_moderate_rows(const Problem& p) {
   return p.max_row_length >= 0 && p.mean_row_length >= 16.0 &&
-         double(p.max_row_length) <= 4.0 * p.mean_row_length;
+         double(p.max_row_length) <= 4.0 * p.mean_row_length && rows_share_the_work(p);
 }
 
 Schedule default_sddmm(const Problem& p) {

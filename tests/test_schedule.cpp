@@ -110,6 +110,24 @@ TEST(Schedule, DefaultHeuristicFollowsFeatureWidthAndRowLengths) {
   Problem road = resized(device_problem(128, 128), 114599, 239332);
   road.max_row_length = 6;
   EXPECT_EQ(default_schedule(road).to_string(), "csr.merge_path:tpr=32,vec=4,ipt=256");
+  // A few long rows, however even, take the merge path (csr.nnz_split in 16 bits at F = 32 on
+  // 16M+ nonzeros): one row of 20M nonzeros (the longest row is the mean), 64 of 300k. Long rows
+  // that give a warp each to the GPU keep the row split.
+  for (int64_t rows : {1, 64}) {
+    Problem few = resized(device_problem(32, 32), rows, rows == 1 ? 20000000 : 64 * 300000);
+    few.max_row_length = int64_t(few.mean_row_length);
+    EXPECT_EQ(default_schedule(few).variant, "csr.merge_path") << rows << " rows";
+    few.value = DType::bf16;
+    EXPECT_EQ(default_schedule(few).variant, "csr.nnz_split") << rows << " rows";
+  }
+  Problem many_long = resized(device_problem(32, 32), 20000, 20000 * 2000);
+  many_long.max_row_length = 2100;
+  EXPECT_EQ(default_schedule(many_long).variant, "csr.row_split");
+  many_long = resized(many_long, 5000, 5000 * 2000);
+  EXPECT_EQ(default_schedule(many_long).variant, "csr.merge_path");
+  many_long.max_row_length = 1024;  // rows this short keep the row split however few
+  many_long = resized(many_long, 5000, 5000 * 1000);
+  EXPECT_EQ(default_schedule(many_long).variant, "csr.row_split");
   // A hub row (or an unknown longest row) takes the merge path; teams grow with the path.
   Problem skewed = big;
   skewed.nnz = 48 << 20;  // enough teams to fill the GPU with the widest loads
@@ -337,6 +355,13 @@ TEST(Schedule, MergePathAndSddmmVariants) {
   EXPECT_EQ(default_schedule(far_y).to_string(), "csr.edge_group:tpe=4,vec=4,ept=8");
   far_y.value = DType::bf16;  // 2-byte elements: the same stride is 1 GiB
   EXPECT_TRUE(can_implement(parse(Op::sddmm, "csr.row_batch:tpe=4,vec=4"), far_y).ok);
+  // A few long, even rows (one row of 1M edges, 64 of 16k) leave a warp per row to a handful of
+  // warps: the edge groups.
+  for (int64_t rows : {1, 64}) {
+    Problem few = resized(sddmm, rows, rows == 1 ? 1 << 20 : 64 * 16384);
+    few.max_row_length = int64_t(few.mean_row_length);
+    EXPECT_EQ(default_at(few, 32).substr(0, 15), "csr.edge_group:") << rows << " rows";
+  }
   stiff.max_row_length = 4 * 68 + 10;  // a row over 4x the mean: the edge groups' split
   EXPECT_EQ(default_at(stiff, 32), "csr.edge_group:tpe=4,vec=4,ept=8");
   // The GNN-sized graphs of the H200 benchmark keep the schedules it measured: runs a row long.
