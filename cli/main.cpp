@@ -30,6 +30,7 @@
 #include "formats/io.h"
 #include "formats/stats.h"
 #include "ops/cpu/kernels.h"
+#include "ops/device_schedule.h"
 #include "ops/kmeans/kmeans.h"
 #include "ops/sddmm/sddmm.h"
 #include "ops/spmm/spmm.h"
@@ -247,6 +248,21 @@ AnySparse<V, I> to_space(AnySparse<V, I> a, MemorySpace space) {
       a);
 }
 
+// The schedule a device CSR op ran when the user named none: the default heuristic's choice, as
+// the op made it (its statistics of A are cached in ctx by then), printed beside the time.
+// Empty for other formats and the host.
+template <class V, class I, class T, class U>
+std::string default_schedule_ran(Context& ctx, schedule::Op op, const AnySparse<V, I>& a, DenseView<T> first,
+                                 DenseView<U> second, const RunOptions& r) {
+  const auto* csr = std::get_if<Csr<V, I>>(&a);
+  if (!r.schedule.empty() || csr == nullptr || csr->space() != MemorySpace::device) return "";
+  const int64_t features = first.cols;
+  return ops::detail::choose_schedule(ctx, op, csr->view(), features, first.ld, second.ld, std::nullopt,
+                                      r.deterministic, ops::detail::operand_align(first, second))
+             .to_string() +
+         " (default)";
+}
+
 template <class V, class I>
 int run_spmm(const MatrixOptions& m, const RunOptions& r) {
   check_matrix_options(m);
@@ -285,10 +301,16 @@ int run_spmm(const MatrixOptions& m, const RunOptions& r) {
   const double seconds =
       time_median(ctx, r.repeat, [&] { ops::spmm(ctx, a, bd.view(), c.view(), options); });
   const double gflops = ops::spmm_flops(csr.nnz(), r.features) / seconds * 1e-9;
+  const std::string ran = options.reduce == ops::SpmmReduce::sum
+                              ? (r.schedule.empty() ? default_schedule_ran(ctx, schedule::Op::spmm, a, bd.view(),
+                                                                           c.view(), r)
+                                                    : r.schedule)
+                              : "";
   std::printf("spmm%s%s  %s  %lldx%lld nnz=%lld F=%lld %s/%s %s%s%s  median %.3f ms  %.2f GFLOP/s\n",
-              r.reduce == "sum" ? "" : " reduce=", r.reduce == "sum" ? "" : r.reduce.c_str(), m.format.c_str(), (long long)csr.rows, (long long)csr.cols, (long long)csr.nnz(),
-              (long long)r.features, m.dtype.c_str(), m.itype.c_str(), r.device.c_str(),
-              r.schedule.empty() ? "" : " ", r.schedule.c_str(), seconds * 1e3, gflops);
+              r.reduce == "sum" ? "" : " reduce=", r.reduce == "sum" ? "" : r.reduce.c_str(), m.format.c_str(),
+              (long long)csr.rows, (long long)csr.cols, (long long)csr.nnz(), (long long)r.features,
+              m.dtype.c_str(), m.itype.c_str(), r.device.c_str(), ran.empty() ? "" : " ", ran.c_str(),
+              seconds * 1e3, gflops);
   if (r.check) {
     const DenseMatrix<float> got = c.to(MemorySpace::host);
     const double err = reference::relative_error(
@@ -339,10 +361,12 @@ int run_sddmm(const MatrixOptions& m, const RunOptions& r) {
   const double seconds =
       time_median(ctx, r.repeat, [&] { out = ops::sddmm(ctx, a, xd.view(), yd.view(), options); });
   const double gflops = ops::sddmm_flops(csr.nnz(), r.features) / seconds * 1e-9;
+  const std::string ran =
+      r.schedule.empty() ? default_schedule_ran(ctx, schedule::Op::sddmm, a, xd.view(), yd.view(), r) : r.schedule;
   std::printf("sddmm %s  %lldx%lld nnz=%lld F=%lld %s/%s %s%s%s  median %.3f ms  %.2f GFLOP/s\n",
               m.format.c_str(), (long long)csr.rows, (long long)csr.cols, (long long)csr.nnz(),
-              (long long)r.features, m.dtype.c_str(), m.itype.c_str(), r.device.c_str(),
-              r.schedule.empty() ? "" : " ", r.schedule.c_str(), seconds * 1e3, gflops);
+              (long long)r.features, m.dtype.c_str(), m.itype.c_str(), r.device.c_str(), ran.empty() ? "" : " ",
+              ran.c_str(), seconds * 1e3, gflops);
   if (r.check) {
     const auto want = reference::sddmm(csr, x, y);
     std::vector<float> got;
