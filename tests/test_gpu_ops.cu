@@ -330,6 +330,14 @@ TEST(GpuOps, MergePathSharesAHubRowAndSkipsEmptyRuns) {
           ASSERT_EQ(got, first) << text << " F=" << F << " run " << run;
         }
       }
+      {  // A stale row-length hint (short rows) skips the pieces' kernel: the same bits.
+        Context misled;
+        misled.set_row_length_hint(dcsr.indptr.data(), csr.rows, csr.nnz(), 8);
+        DenseMatrix<float> dc = c0.to(MemorySpace::device);
+        ops::spmm(misled, dcsr.view(), db.view(), dc.view(), options);
+        misled.synchronize();
+        ASSERT_EQ(dc.buffer().to_vector(), first) << text << " F=" << F << " with a stale hint";
+      }
       // B and C rows ld = F + 4 apart (the gathers step by B's stride, the stores by C's): the
       // same bits, and C's padding untouched.
       const int64_t ld = F + 4;  // rows stay 16-byte aligned for vec = 4

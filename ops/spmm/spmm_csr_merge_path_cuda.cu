@@ -8,7 +8,8 @@
 // - A team finishes (stores alpha * acc + beta * C) exactly the rows whose end item lies on its
 //   stretch of the path, so every row of C is stored once, by one team.
 // - The one row a team leaves unfinished receives the team's partial sum as a carry. The teams
-//   carrying one row are consecutive; a second kernel adds each row's carries (in a fixed order)
+//   carrying one row are consecutive; a later kernel adds each row's carries (in a fixed order:
+//   a hub row's long chain by whole pieces of 64 teams, summed first by a kernel of their own)
 //   after the main kernel has stored the row. No atomics: the same bits on every run.
 // - Each team finds its own stretch by two binary searches (its first and last diagonal, by two
 //   lanes at once) and records its start for the fix-up: two launches per product, not three.
@@ -221,15 +222,45 @@ __device__ int64_t carried_row(const I* indptr, int64_t rows, const int64_t* sta
   return start_nnz[t + 1] > first ? r : -1;
 }
 
+// Teams a piece: a long chain's whole pieces are summed first, a warp a piece, so the warp adding
+// a hub row's chain walks its pieces' sums rather than thousands of carries.
+constexpr int64_t kPiece = 64;
+
+// The sums of whole pieces of carry chains, a warp a piece q (teams [q * kPiece, (q + 1) *
+// kPiece)) and 32-feature slice (blockIdx.y): where every team of the piece carries one row (its
+// first carries r and its last leaves r unfinished, so all between hold only r's nonzeros),
+// piece_sum[q] = their carries added in team order. Other pieces are not written: a chain reads
+// only the pieces it wholly holds.
+template <class I>
+__global__ void __launch_bounds__(kFixupWarps* kWarp)
+    merge_path_piece_sums_kernel(const I* indptr, int64_t rows, int64_t pieces, const int64_t* start_row,
+                                 const int64_t* start_nnz, const float* carry, int64_t carry_ld, int64_t cols,
+                                 float* piece_sum) {
+  const int64_t q = int64_t(blockIdx.x) * kFixupWarps + threadIdx.x / kWarp;
+  if (q >= pieces) return;
+  const int64_t t0 = q * kPiece;
+  const int64_t r = carried_row(indptr, rows, start_row, start_nnz, t0);
+  if (r < 0 || start_row[t0 + kPiece] != r) return;  // start_row is nondecreasing
+  for (int64_t f = int64_t(blockIdx.y) * kWarp + threadIdx.x % kWarp; f < cols; f += int64_t(gridDim.y) * kWarp) {
+    float sum = 0.0f;
+#pragma unroll 16
+    for (int64_t t = t0; t < t0 + kPiece; ++t) sum += carry[t * carry_ld + f];
+    piece_sum[q * carry_ld + f] = sum;
+  }
+}
+
 // One warp per team and 32-feature slice (blockIdx.y); the warps of the first team carrying a
 // row add that row's carries, in team order, into C. Most rows cross one boundary, so a chain of
 // one is found without a search. Slices in parallel: a warp looping over a wide row's features
-// would wait on each slice's loads in turn (the C stores keep them from overlapping).
+// would wait on each slice's loads in turn (the C stores keep them from overlapping). A chain is
+// added as carries [first, q0 * kPiece), its whole pieces [q0, q1), carries [q1 * kPiece, last):
+// each piece as its sum from merge_path_piece_sums_kernel, or, where that did not run (piece_sum
+// null), summed here in the same order, so the bits do not depend on which.
 template <class I>
 __global__ void __launch_bounds__(kFixupWarps* kWarp)
     merge_path_fixup_kernel(const I* indptr, int64_t rows, int64_t teams, const int64_t* start_row,
-                            const int64_t* start_nnz, const float* carry, int64_t carry_ld,
-                            DenseView<float> c, float alpha) {
+                            const int64_t* start_nnz, const float* carry, const float* piece_sum,
+                            int64_t carry_ld, DenseView<float> c, float alpha) {
   const int64_t first = int64_t(blockIdx.x) * kFixupWarps + threadIdx.x / kWarp;
   if (first >= teams) return;
   // Both looked up at once (independent loads); the warp of a later team of the chain leaves.
@@ -238,11 +269,29 @@ __global__ void __launch_bounds__(kFixupWarps* kWarp)
   if (r < 0 || previous == r) return;
   // The teams carrying r are first..last-1: those whose unfinished row (start_row[t + 1]) is r.
   const int64_t last = carry_chain_end(start_row, teams, first, r);
+  const int64_t q0 = (first + kPiece - 1) / kPiece, q1 = last / kPiece;
+  const bool by_pieces = q0 < q1;
+  const int64_t head_end = by_pieces ? q0 * kPiece : last;
   for (int64_t f = int64_t(blockIdx.y) * kWarp + threadIdx.x % kWarp; f < c.cols;
        f += int64_t(gridDim.y) * kWarp) {
     float sum = 0.0f;
 #pragma unroll 4
-    for (int64_t t = first; t < last; ++t) sum += carry[t * carry_ld + f];
+    for (int64_t t = first; t < head_end; ++t) sum += carry[t * carry_ld + f];
+    if (by_pieces) {
+      if (piece_sum != nullptr) {
+#pragma unroll 4
+        for (int64_t q = q0; q < q1; ++q) sum += piece_sum[q * carry_ld + f];
+      } else {
+        for (int64_t q = q0; q < q1; ++q) {
+          float piece = 0.0f;  // as merge_path_piece_sums_kernel adds it
+#pragma unroll 16
+          for (int64_t t = q * kPiece; t < (q + 1) * kPiece; ++t) piece += carry[t * carry_ld + f];
+          sum += piece;
+        }
+      }
+#pragma unroll 4
+      for (int64_t t = q1 * kPiece; t < last; ++t) sum += carry[t * carry_ld + f];
+    }
     c.data[r * c.ld + f] += alpha * sum;
   }
 }
@@ -274,14 +323,23 @@ void spmm_csr_merge_path(Context& ctx, const CsrView<V, I>& a, DenseView<const V
   const int64_t tiles = (c.cols + tile - 1) / tile;
   TSR_CHECK(tiles <= 65535, "spmm_csr_merge_path: F = ", c.cols, " needs ", tiles,
             " feature tiles of ", tile, "; at most 65535 (raise tpr or vec)");
-  // Workspace: team start coordinates (teams + 1 of each), then the carries, 16-byte aligned rows.
+  // Whole pieces of a chain need a row of (kPiece - 1) * ipt items or more: their sums get a
+  // kernel of their own where the longest row (the Context's hint, when recorded) allows one, so
+  // small problems skip a launch. A stale hint costs speed only: the fix-up adds the same sums in
+  // the same order either way.
+  const int64_t longest = ctx.row_length_hint(a.indptr, a.rows, a.nnz);
+  const int64_t pieces = longest < 0 || longest + 1 >= (kPiece - 1) * ipt ? teams / kPiece : 0;
+  // Workspace: team start coordinates (teams + 1 of each), the carries, then the pieces' sums,
+  // 16-byte aligned rows.
   const int64_t carry_ld = int64_t(round_up(size_t(c.cols), 4));
   const size_t coord_bytes = round_up(size_t(teams + 1) * sizeof(int64_t), 256);
-  const size_t bytes = 2 * coord_bytes + size_t(teams) * size_t(carry_ld) * sizeof(float);
+  const size_t carry_bytes = round_up(size_t(teams) * size_t(carry_ld) * sizeof(float), 256);
+  const size_t bytes = 2 * coord_bytes + carry_bytes + size_t(pieces) * size_t(carry_ld) * sizeof(float);
   auto* base = static_cast<unsigned char*>(ctx.workspace(bytes));
   auto* start_row = reinterpret_cast<int64_t*>(base);
   auto* start_nnz = reinterpret_cast<int64_t*>(base + coord_bytes);
   auto* carry = reinterpret_cast<float*>(base + 2 * coord_bytes);
+  auto* piece_sum = pieces > 0 ? reinterpret_cast<float*>(base + 2 * coord_bytes + carry_bytes) : nullptr;
   const auto stream = static_cast<cudaStream_t>(ctx.stream());
 
   const dim3 grid(grid_for(teams, kThreads / tpr), unsigned(tiles));
@@ -309,10 +367,14 @@ void spmm_csr_merge_path(Context& ctx, const CsrView<V, I>& a, DenseView<const V
       TSR_FAIL("spmm_csr_merge_path: vec = ", vec, " must be 1, 2 or 4 (or 8 with 16-bit values)");
   }
   TSR_CUDA_CHECK_LAUNCH("spmm_csr_merge_path");
-  const dim3 fixup_grid(grid_for(teams, kFixupWarps),
-                        unsigned(std::min<int64_t>((c.cols + kWarp - 1) / kWarp, 65535)));
-  merge_path_fixup_kernel<<<fixup_grid, kFixupWarps * kWarp, 0, stream>>>(
-      a.indptr, a.rows, teams, start_row, start_nnz, carry, carry_ld, c, alpha);
+  const unsigned slices = unsigned(std::min<int64_t>((c.cols + kWarp - 1) / kWarp, 65535));
+  if (pieces > 0) {
+    merge_path_piece_sums_kernel<<<dim3(grid_for(pieces, kFixupWarps), slices), kFixupWarps * kWarp, 0, stream>>>(
+        a.indptr, a.rows, pieces, start_row, start_nnz, carry, carry_ld, c.cols, piece_sum);
+    TSR_CUDA_CHECK_LAUNCH("spmm_csr_merge_path (pieces)");
+  }
+  merge_path_fixup_kernel<<<dim3(grid_for(teams, kFixupWarps), slices), kFixupWarps * kWarp, 0, stream>>>(
+      a.indptr, a.rows, teams, start_row, start_nnz, carry, piece_sum, carry_ld, c, alpha);
   TSR_CUDA_CHECK_LAUNCH("spmm_csr_merge_path (carry fix-up)");
 }
 
