@@ -330,13 +330,23 @@ TEST(GpuOps, MergePathSharesAHubRowAndSkipsEmptyRuns) {
           ASSERT_EQ(got, first) << text << " F=" << F << " run " << run;
         }
       }
-      {  // A stale row-length hint (short rows) skips the pieces' kernel: the same bits.
+      {  // A stale row-length hint (short rows): the hub row's carries are added one by one rather
+         // than by pieces (no hint here: pieces); still right, and the same bits on every run.
         Context misled;
         misled.set_row_length_hint(dcsr.indptr.data(), csr.rows, csr.nnz(), 8);
-        DenseMatrix<float> dc = c0.to(MemorySpace::device);
-        ops::spmm(misled, dcsr.view(), db.view(), dc.view(), options);
-        misled.synchronize();
-        ASSERT_EQ(dc.buffer().to_vector(), first) << text << " F=" << F << " with a stale hint";
+        std::vector<float> misled_first;
+        for (int run = 0; run < 2; ++run) {
+          DenseMatrix<float> dc = c0.to(MemorySpace::device);
+          ops::spmm(misled, dcsr.view(), db.view(), dc.view(), options);
+          misled.synchronize();
+          const std::vector<float> got = dc.buffer().to_vector();
+          if (run == 0) {
+            EXPECT_LT(reference::relative_error(got.data(), want), 1e-5) << text << " F=" << F << " stale hint";
+            misled_first = got;
+          } else {
+            ASSERT_EQ(got, misled_first) << text << " F=" << F << " stale hint";
+          }
+        }
       }
       // B and C rows ld = F + 4 apart (the gathers step by B's stride, the stores by C's): the
       // same bits, and C's padding untouched.

@@ -29,6 +29,7 @@ namespace {
 
 constexpr int kThreads = 256;  // threads per block of the main kernel (kThreads / tpr teams)
 constexpr int kFixupWarps = 8;
+
 // Bounds that let the gather loop use 32-bit offsets (positions on a team's stretch, B's row
 // stride in bytes).
 constexpr int64_t kMaxItemsPerTeam = int64_t(1) << 30;
@@ -222,40 +223,52 @@ __device__ int64_t carried_row(const I* indptr, int64_t rows, const int64_t* sta
   return start_nnz[t + 1] > first ? r : -1;
 }
 
-// Teams a piece: a long chain's whole pieces are summed first, a warp a piece, so the warp adding
-// a hub row's chain walks its pieces' sums rather than thousands of carries.
+// Teams a piece. A hub row's chain of thousands of teams is added by pieces: each whole piece's
+// carries are summed by a warp of its own, then one warp adds the chain's few leading and trailing
+// carries and its pieces' sums. Made only where some row spans kPieceChain teams or more (the
+// Context's hint; shorter chains cost the fix-up less than two more launches would).
 constexpr int64_t kPiece = 64;
+constexpr int64_t kPieceChain = 8 * kPiece;
 
-// The sums of whole pieces of carry chains, a warp a piece q (teams [q * kPiece, (q + 1) *
-// kPiece)) and 32-feature slice (blockIdx.y): where every team of the piece carries one row (its
-// first carries r and its last leaves r unfinished, so all between hold only r's nonzeros),
-// piece_sum[q] = their carries added in team order. Other pieces are not written: a chain reads
-// only the pieces it wholly holds.
+// Whether piece q (teams [q * kPiece, (q + 1) * kPiece)) lies wholly in the chain of one row:
+// its first team carries a row r, and its last leaves r unfinished, so all between hold only r's
+// nonzeros. Returns r, or -1.
+template <class I>
+__device__ int64_t piece_row(const I* indptr, int64_t rows, const int64_t* start_row, const int64_t* start_nnz,
+                             int64_t q) {
+  const int64_t r = carried_row(indptr, rows, start_row, start_nnz, q * kPiece);
+  return r >= 0 && start_row[(q + 1) * kPiece] == r ? r : -1;  // start_row is nondecreasing
+}
+
+// A warp a piece q and 32-feature slice (blockIdx.y): piece_sum[q] = the carries of a piece lying
+// wholly in one row's chain, added in team order. Other pieces are not written (and never read).
 template <class I>
 __global__ void __launch_bounds__(kFixupWarps* kWarp)
     merge_path_piece_sums_kernel(const I* indptr, int64_t rows, int64_t pieces, const int64_t* start_row,
                                  const int64_t* start_nnz, const float* carry, int64_t carry_ld, int64_t cols,
                                  float* piece_sum) {
   const int64_t q = int64_t(blockIdx.x) * kFixupWarps + threadIdx.x / kWarp;
-  if (q >= pieces) return;
-  const int64_t t0 = q * kPiece;
-  const int64_t r = carried_row(indptr, rows, start_row, start_nnz, t0);
-  if (r < 0 || start_row[t0 + kPiece] != r) return;  // start_row is nondecreasing
+  if (q >= pieces || piece_row(indptr, rows, start_row, start_nnz, q) < 0) return;
   for (int64_t f = int64_t(blockIdx.y) * kWarp + threadIdx.x % kWarp; f < cols; f += int64_t(gridDim.y) * kWarp) {
     float sum = 0.0f;
 #pragma unroll 16
-    for (int64_t t = t0; t < t0 + kPiece; ++t) sum += carry[t * carry_ld + f];
+    for (int64_t t = q * kPiece; t < (q + 1) * kPiece; ++t) sum += carry[t * carry_ld + f];
     piece_sum[q * carry_ld + f] = sum;
   }
+}
+
+// The teams carrying r are first..last-1; q0, q1: the whole pieces among them, [q0, q1).
+__device__ __forceinline__ void chain_pieces(int64_t first, int64_t last, int64_t* q0, int64_t* q1) {
+  *q0 = (first + kPiece - 1) / kPiece;
+  *q1 = last / kPiece;
 }
 
 // One warp per team and 32-feature slice (blockIdx.y); the warps of the first team carrying a
 // row add that row's carries, in team order, into C. Most rows cross one boundary, so a chain of
 // one is found without a search. Slices in parallel: a warp looping over a wide row's features
-// would wait on each slice's loads in turn (the C stores keep them from overlapping). A chain is
-// added as carries [first, q0 * kPiece), its whole pieces [q0, q1), carries [q1 * kPiece, last):
-// each piece as its sum from merge_path_piece_sums_kernel, or, where that did not run (piece_sum
-// null), summed here in the same order, so the bits do not depend on which.
+// would wait on each slice's loads in turn (the C stores keep them from overlapping). With
+// pieces (piece_sum not null), a chain holding a whole piece is left to
+// merge_path_long_chains_kernel.
 template <class I>
 __global__ void __launch_bounds__(kFixupWarps* kWarp)
     merge_path_fixup_kernel(const I* indptr, int64_t rows, int64_t teams, const int64_t* start_row,
@@ -269,29 +282,54 @@ __global__ void __launch_bounds__(kFixupWarps* kWarp)
   if (r < 0 || previous == r) return;
   // The teams carrying r are first..last-1: those whose unfinished row (start_row[t + 1]) is r.
   const int64_t last = carry_chain_end(start_row, teams, first, r);
-  const int64_t q0 = (first + kPiece - 1) / kPiece, q1 = last / kPiece;
-  const bool by_pieces = q0 < q1;
-  const int64_t head_end = by_pieces ? q0 * kPiece : last;
+  if (piece_sum != nullptr) {
+    int64_t q0, q1;
+    chain_pieces(first, last, &q0, &q1);
+    if (q0 < q1) return;
+  }
   for (int64_t f = int64_t(blockIdx.y) * kWarp + threadIdx.x % kWarp; f < c.cols;
        f += int64_t(gridDim.y) * kWarp) {
     float sum = 0.0f;
 #pragma unroll 4
-    for (int64_t t = first; t < head_end; ++t) sum += carry[t * carry_ld + f];
-    if (by_pieces) {
-      if (piece_sum != nullptr) {
-#pragma unroll 4
-        for (int64_t q = q0; q < q1; ++q) sum += piece_sum[q * carry_ld + f];
-      } else {
-        for (int64_t q = q0; q < q1; ++q) {
-          float piece = 0.0f;  // as merge_path_piece_sums_kernel adds it
-#pragma unroll 16
-          for (int64_t t = q * kPiece; t < (q + 1) * kPiece; ++t) piece += carry[t * carry_ld + f];
-          sum += piece;
-        }
-      }
-#pragma unroll 4
-      for (int64_t t = q1 * kPiece; t < last; ++t) sum += carry[t * carry_ld + f];
+    for (int64_t t = first; t < last; ++t) sum += carry[t * carry_ld + f];
+    c.data[r * c.ld + f] += alpha * sum;
+  }
+}
+
+// The chains holding a whole piece, a warp each (that of their first whole piece q0) and 32-feature
+// slice: carries [first, q0 * kPiece), the pieces' sums [q0, q1), carries [q1 * kPiece, last), in
+// that order, into C.
+template <class I>
+__global__ void __launch_bounds__(kFixupWarps* kWarp)
+    merge_path_long_chains_kernel(const I* indptr, int64_t rows, int64_t teams, int64_t pieces,
+                                  const int64_t* start_row, const int64_t* start_nnz, const float* carry,
+                                  const float* piece_sum, int64_t carry_ld, DenseView<float> c, float alpha) {
+  const int64_t q0 = int64_t(blockIdx.x) * kFixupWarps + threadIdx.x / kWarp;
+  if (q0 >= pieces) return;
+  const int64_t r = piece_row(indptr, rows, start_row, start_nnz, q0);
+  if (r < 0 || (q0 > 0 && piece_row(indptr, rows, start_row, start_nnz, q0 - 1) == r)) return;
+  // The chain's first team: the first of the teams before q0's that carries r (start_row[t + 1]
+  // == r, and some of r's nonzeros; only the earliest such team can hold none).
+  int64_t lo = q0 * kPiece > kPiece ? q0 * kPiece - kPiece : 0, hi = q0 * kPiece;
+  while (lo < hi) {  // the smallest t in [lo, hi] with start_row[t + 1] >= r
+    const int64_t mid = lo + (hi - lo) / 2;
+    if (start_row[mid + 1] >= r) {
+      hi = mid;
+    } else {
+      lo = mid + 1;
     }
+  }
+  const int64_t first = carried_row(indptr, rows, start_row, start_nnz, lo) == r ? lo : lo + 1;
+  const int64_t last = carry_chain_end(start_row, teams, q0 * kPiece, r);
+  int64_t chain_q0, q1;
+  chain_pieces(first, last, &chain_q0, &q1);
+  for (int64_t f = int64_t(blockIdx.y) * kWarp + threadIdx.x % kWarp; f < c.cols;
+       f += int64_t(gridDim.y) * kWarp) {
+    float sum = 0.0f;
+    for (int64_t t = first; t < q0 * kPiece; ++t) sum += carry[t * carry_ld + f];
+#pragma unroll 8
+    for (int64_t q = q0; q < q1; ++q) sum += piece_sum[q * carry_ld + f];
+    for (int64_t t = q1 * kPiece; t < last; ++t) sum += carry[t * carry_ld + f];
     c.data[r * c.ld + f] += alpha * sum;
   }
 }
@@ -323,12 +361,11 @@ void spmm_csr_merge_path(Context& ctx, const CsrView<V, I>& a, DenseView<const V
   const int64_t tiles = (c.cols + tile - 1) / tile;
   TSR_CHECK(tiles <= 65535, "spmm_csr_merge_path: F = ", c.cols, " needs ", tiles,
             " feature tiles of ", tile, "; at most 65535 (raise tpr or vec)");
-  // Whole pieces of a chain need a row of (kPiece - 1) * ipt items or more: their sums get a
-  // kernel of their own where the longest row (the Context's hint, when recorded) allows one, so
-  // small problems skip a launch. A stale hint costs speed only: the fix-up adds the same sums in
-  // the same order either way.
+  // Pieces where a row may span kPieceChain teams (the longest row from the Context's hint; when
+  // none is recorded, any row may). A stale hint costs speed, and changes only the order in which
+  // a hub row's carries are added.
   const int64_t longest = ctx.row_length_hint(a.indptr, a.rows, a.nnz);
-  const int64_t pieces = longest < 0 || longest + 1 >= (kPiece - 1) * ipt ? teams / kPiece : 0;
+  const int64_t pieces = longest < 0 || longest + 1 >= (kPieceChain - 1) * ipt ? teams / kPiece : 0;
   // Workspace: team start coordinates (teams + 1 of each), the carries, then the pieces' sums,
   // 16-byte aligned rows.
   const int64_t carry_ld = int64_t(round_up(size_t(c.cols), 4));
@@ -368,14 +405,20 @@ void spmm_csr_merge_path(Context& ctx, const CsrView<V, I>& a, DenseView<const V
   }
   TSR_CUDA_CHECK_LAUNCH("spmm_csr_merge_path");
   const unsigned slices = unsigned(std::min<int64_t>((c.cols + kWarp - 1) / kWarp, 65535));
+  const dim3 pieces_grid(grid_for(pieces, kFixupWarps), slices);
   if (pieces > 0) {
-    merge_path_piece_sums_kernel<<<dim3(grid_for(pieces, kFixupWarps), slices), kFixupWarps * kWarp, 0, stream>>>(
+    merge_path_piece_sums_kernel<<<pieces_grid, kFixupWarps * kWarp, 0, stream>>>(
         a.indptr, a.rows, pieces, start_row, start_nnz, carry, carry_ld, c.cols, piece_sum);
     TSR_CUDA_CHECK_LAUNCH("spmm_csr_merge_path (pieces)");
   }
   merge_path_fixup_kernel<<<dim3(grid_for(teams, kFixupWarps), slices), kFixupWarps * kWarp, 0, stream>>>(
       a.indptr, a.rows, teams, start_row, start_nnz, carry, piece_sum, carry_ld, c, alpha);
   TSR_CUDA_CHECK_LAUNCH("spmm_csr_merge_path (carry fix-up)");
+  if (pieces > 0) {
+    merge_path_long_chains_kernel<<<pieces_grid, kFixupWarps * kWarp, 0, stream>>>(
+        a.indptr, a.rows, teams, pieces, start_row, start_nnz, carry, piece_sum, carry_ld, c, alpha);
+    TSR_CUDA_CHECK_LAUNCH("spmm_csr_merge_path (long carry chains)");
+  }
 }
 
 #define TSR_INSTANTIATE_SPMM_MERGE_PATH(V, I)                                             \
