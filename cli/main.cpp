@@ -301,16 +301,16 @@ int run_spmm(const MatrixOptions& m, const RunOptions& r) {
   const double seconds =
       time_median(ctx, r.repeat, [&] { ops::spmm(ctx, a, bd.view(), c.view(), options); });
   const double gflops = ops::spmm_flops(csr.nnz(), r.features) / seconds * 1e-9;
-  const std::string ran = options.reduce == ops::SpmmReduce::sum
-                              ? (r.schedule.empty() ? default_schedule_ran(ctx, schedule::Op::spmm, a, bd.view(),
-                                                                           c.view(), r)
-                                                    : r.schedule)
-                              : "";
+  std::string ran;  // the schedule that ran, for the report (the reductions have one kernel)
+  if (options.reduce == ops::SpmmReduce::sum) {
+    ran = r.schedule.empty() ? default_schedule_ran(ctx, schedule::Op::spmm, a, bd.view(), c.view(), r)
+                             : r.schedule;
+  }
   std::printf("spmm%s%s  %s  %lldx%lld nnz=%lld F=%lld %s/%s %s%s%s  median %.3f ms  %.2f GFLOP/s\n",
-              r.reduce == "sum" ? "" : " reduce=", r.reduce == "sum" ? "" : r.reduce.c_str(), m.format.c_str(),
-              (long long)csr.rows, (long long)csr.cols, (long long)csr.nnz(), (long long)r.features,
-              m.dtype.c_str(), m.itype.c_str(), r.device.c_str(), ran.empty() ? "" : " ", ran.c_str(),
-              seconds * 1e3, gflops);
+              r.reduce == "sum" ? "" : " reduce=", r.reduce == "sum" ? "" : r.reduce.c_str(),
+              m.format.c_str(), (long long)csr.rows, (long long)csr.cols, (long long)csr.nnz(),
+              (long long)r.features, m.dtype.c_str(), m.itype.c_str(), r.device.c_str(),
+              ran.empty() ? "" : " ", ran.c_str(), seconds * 1e3, gflops);
   if (r.check) {
     const DenseMatrix<float> got = c.to(MemorySpace::host);
     const double err = reference::relative_error(
@@ -361,12 +361,13 @@ int run_sddmm(const MatrixOptions& m, const RunOptions& r) {
   const double seconds =
       time_median(ctx, r.repeat, [&] { out = ops::sddmm(ctx, a, xd.view(), yd.view(), options); });
   const double gflops = ops::sddmm_flops(csr.nnz(), r.features) / seconds * 1e-9;
-  const std::string ran =
-      r.schedule.empty() ? default_schedule_ran(ctx, schedule::Op::sddmm, a, xd.view(), yd.view(), r) : r.schedule;
+  const std::string ran = r.schedule.empty()
+                              ? default_schedule_ran(ctx, schedule::Op::sddmm, a, xd.view(), yd.view(), r)
+                              : r.schedule;
   std::printf("sddmm %s  %lldx%lld nnz=%lld F=%lld %s/%s %s%s%s  median %.3f ms  %.2f GFLOP/s\n",
               m.format.c_str(), (long long)csr.rows, (long long)csr.cols, (long long)csr.nnz(),
-              (long long)r.features, m.dtype.c_str(), m.itype.c_str(), r.device.c_str(), ran.empty() ? "" : " ",
-              ran.c_str(), seconds * 1e3, gflops);
+              (long long)r.features, m.dtype.c_str(), m.itype.c_str(), r.device.c_str(),
+              ran.empty() ? "" : " ", ran.c_str(), seconds * 1e3, gflops);
   if (r.check) {
     const auto want = reference::sddmm(csr, x, y);
     std::vector<float> got;

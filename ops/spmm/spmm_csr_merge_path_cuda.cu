@@ -29,7 +29,6 @@ namespace {
 
 constexpr int kThreads = 256;  // threads per block of the main kernel (kThreads / tpr teams)
 constexpr int kFixupWarps = 8;
-
 // Bounds that let the gather loop use 32-bit offsets (positions on a team's stretch, B's row
 // stride in bytes).
 constexpr int64_t kMaxItemsPerTeam = int64_t(1) << 30;
@@ -234,8 +233,8 @@ constexpr int64_t kPieceChain = 8 * kPiece;
 // its first team carries a row r, and its last leaves r unfinished, so all between hold only r's
 // nonzeros. Returns r, or -1.
 template <class I>
-__device__ int64_t piece_row(const I* indptr, int64_t rows, const int64_t* start_row, const int64_t* start_nnz,
-                             int64_t q) {
+__device__ int64_t piece_row(const I* indptr, int64_t rows, const int64_t* start_row,
+                             const int64_t* start_nnz, int64_t q) {
   const int64_t r = carried_row(indptr, rows, start_row, start_nnz, q * kPiece);
   return r >= 0 && start_row[(q + 1) * kPiece] == r ? r : -1;  // start_row is nondecreasing
 }
@@ -249,7 +248,8 @@ __global__ void __launch_bounds__(kFixupWarps* kWarp)
                                  float* piece_sum) {
   const int64_t q = int64_t(blockIdx.x) * kFixupWarps + threadIdx.x / kWarp;
   if (q >= pieces || piece_row(indptr, rows, start_row, start_nnz, q) < 0) return;
-  for (int64_t f = int64_t(blockIdx.y) * kWarp + threadIdx.x % kWarp; f < cols; f += int64_t(gridDim.y) * kWarp) {
+  for (int64_t f = int64_t(blockIdx.y) * kWarp + threadIdx.x % kWarp; f < cols;
+       f += int64_t(gridDim.y) * kWarp) {
     float sum = 0.0f;
 #pragma unroll 16
     for (int64_t t = q * kPiece; t < (q + 1) * kPiece; ++t) sum += carry[t * carry_ld + f];
@@ -321,8 +321,7 @@ __global__ void __launch_bounds__(kFixupWarps* kWarp)
   }
   const int64_t first = carried_row(indptr, rows, start_row, start_nnz, lo) == r ? lo : lo + 1;
   const int64_t last = carry_chain_end(start_row, teams, q0 * kPiece, r);
-  int64_t chain_q0, q1;
-  chain_pieces(first, last, &chain_q0, &q1);
+  const int64_t q1 = last / kPiece;  // the chain's whole pieces: [q0, q1)
   for (int64_t f = int64_t(blockIdx.y) * kWarp + threadIdx.x % kWarp; f < c.cols;
        f += int64_t(gridDim.y) * kWarp) {
     float sum = 0.0f;

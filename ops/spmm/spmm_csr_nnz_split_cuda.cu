@@ -242,6 +242,9 @@ __global__ void __launch_bounds__(kThreads)
   const auto carry_of = [&](int64_t t, int l) {
     return reinterpret_cast<const float4*>(carry + t * c.cols + tile + l * kLaneFeatures);
   };
+  const auto piece_of = [&](int64_t q, int l) {
+    return reinterpret_cast<const float4*>(piece_sum + q * c.cols + tile + l * kLaneFeatures);
+  };
   const auto store = [&](int64_t row, int l, float4 lo, float4 hi) {
     float4* out = reinterpret_cast<float4*>(c.data + row * c.ld + tile + l * kLaneFeatures);
     const float4 o0 = out[0], o1 = out[1];
@@ -250,7 +253,10 @@ __global__ void __launch_bounds__(kThreads)
   };
   if (head && last - first <= kLongChain) {
     float4 lo = make_float4(0.f, 0.f, 0.f, 0.f), hi = lo;
-    for (int64_t t = first; t < last; ++t) add_into(lo, carry_of(t, lane)[0]), add_into(hi, carry_of(t, lane)[1]);
+    for (int64_t t = first; t < last; ++t) {
+      add_into(lo, carry_of(t, lane)[0]);
+      add_into(hi, carry_of(t, lane)[1]);
+    }
     store(r, lane, lo, hi);
   }
   unsigned long_heads = __ballot_sync(0xffffffffu, head && last - first > kLongChain && lane == 0);
@@ -269,8 +275,7 @@ __global__ void __launch_bounds__(kThreads)
 #pragma unroll 4
     for (int64_t i = slice; i < items; i += kSlices) {
       const float4* p = i < before           ? carry_of(t0 + i, lane)
-                        : i < before + whole ? reinterpret_cast<const float4*>(
-                                                   piece_sum + (q0 + i - before) * c.cols + tile + lane * kLaneFeatures)
+                        : i < before + whole ? piece_of(q0 + i - before, lane)
                                              : carry_of(q1 * kPiece + (i - before - whole), lane);
       add_into(lo, p[0]);
       add_into(hi, p[1]);
@@ -345,13 +350,13 @@ void spmm_csr_nnz_split(Context& ctx, const CsrView<V, I>& a, DenseView<const V>
     TSR_CUDA_CHECK_LAUNCH(kWho);
     if (pieces > 0) {
       const dim3 pieces_grid{grid_for(pieces, kThreads / kWarp), unsigned(tiles)};
-      nnz_split_piece_sums_kernel<<<pieces_grid, kThreads, 0, stream>>>(start_row, a.rows, pieces, carry, c.cols,
-                                                                        piece_sum);
+      nnz_split_piece_sums_kernel<<<pieces_grid, kThreads, 0, stream>>>(start_row, a.rows, pieces, carry,
+                                                                        c.cols, piece_sum);
       TSR_CUDA_CHECK_LAUNCH("spmm_csr_nnz_split (pieces)");
     }
     const dim3 carries_grid{unsigned(blocks), unsigned(tiles)};
-    nnz_split_carries_kernel<<<carries_grid, kThreads, 0, stream>>>(start_row, a.rows, stretches, carry, piece_sum,
-                                                                      c, alpha);
+    nnz_split_carries_kernel<<<carries_grid, kThreads, 0, stream>>>(start_row, a.rows, stretches, carry,
+                                                                      piece_sum, c, alpha);
     TSR_CUDA_CHECK_LAUNCH("spmm_csr_nnz_split (carries)");
   }
 }
