@@ -192,6 +192,23 @@ __device__ void path_search(const I* indptr, int64_t rows, int64_t nnz, int64_t 
   *consumed = diag - lo;
 }
 
+/// Stretch starts of a merge path cut into stretches of per_stretch items, one thread a stretch:
+/// (start_row[k], start_nnz[k]) = path_search at item k * per_stretch, so a hub row costs no
+/// thread more than any other; entry `stretches` is (rows, nnz). Also zeroes `queue` (tiles
+/// counters; may be null).
+template <class I>
+__global__ void path_starts_kernel(const I* indptr, int64_t rows, int64_t nnz, int64_t per_stretch,
+                                   int64_t stretches, int64_t* start_row, int64_t* start_nnz,
+                                   unsigned long long* queue, int64_t tiles) {
+  const int64_t k = int64_t(blockIdx.x) * blockDim.x + threadIdx.x;
+  if (queue != nullptr && k < tiles) queue[k] = 0;
+  if (k < stretches) {
+    path_search(indptr, rows, nnz, k * per_stretch, &start_row[k], &start_nnz[k]);
+  } else if (k == stretches) {
+    start_row[k] = rows, start_nnz[k] = nnz;
+  }
+}
+
 /// The carries of a merge-path SpMM (csr.merge_path, csr.nnz_split): teams first, first + 1, ...
 /// leave row r unfinished while start_row[t + 1] == r (start_row nondecreasing, teams + 1
 /// entries). Returns the end of that chain: one load settles the common chain of one team, a

@@ -839,6 +839,83 @@ TYPED_TEST(GpuOps, SpmmMaxMinMeanWithArgOutputsMatchTheReference) {
   }
 }
 
+// The reductions split the merge path into stretches: a hub row's partials are combined across
+// many of them. Against the reference on the hub matrix (ties of equal products, runs of empty
+// rows), the same bits on a second run; then ties and NaNs planted in different stretches of one
+// row of 5000 entries.
+TEST(GpuOps, SpmmReductionsShareLongRowsAcrossStretches) {
+  SKIP_WITHOUT_GPU();
+  Context ctx;
+  const Csr<float, int32_t> csr = hub_matrix();
+  const Csr<float, int32_t> dcsr = csr.to(MemorySpace::device);
+  const std::pair<ops::SpmmReduce, const char*> reductions[] = {
+      {ops::SpmmReduce::max, "max"}, {ops::SpmmReduce::min, "min"}, {ops::SpmmReduce::mean, "mean"}};
+  for (int64_t F : {5, 40}) {
+    const DenseMatrix<float> b = random_dense<float>(csr.cols, F, 31);
+    const DenseMatrix<float> c0 = random_dense<float>(csr.rows, F, 32);
+    const DenseMatrix<float> db = b.to(MemorySpace::device);
+    for (const auto& [op, op_name] : reductions) {
+      std::vector<int64_t> want_arg;
+      const bool extreme = op != ops::SpmmReduce::mean;
+      const std::vector<double> want = reference::spmm_reduce(csr, b, op_name, &want_arg);
+      std::vector<float> first;
+      for (int run = 0; run < 2; ++run) {
+        DenseMatrix<float> dc = c0.to(MemorySpace::device);
+        Buffer<int64_t> darg(std::vector<int64_t>(size_t(csr.rows * F), 42), MemorySpace::device);
+        ops::SpmmOptions o;
+        o.reduce = op;
+        o.alpha = -0.5f;
+        o.beta = 2.0f;
+        o.arg = extreme ? darg.data() : nullptr;
+        ops::spmm(ctx, dcsr.view(), db.view(), dc.view(), o);
+        ctx.synchronize();
+        const std::vector<float> got = dc.buffer().to_vector();
+        if (run == 1) {
+          ASSERT_EQ(std::memcmp(got.data(), first.data(), got.size() * sizeof(float)), 0)
+              << op_name << " F=" << F;
+          continue;
+        }
+        first = got;
+        const std::vector<int64_t> arg = darg.to_vector();
+        for (int64_t i = 0; i < csr.rows * F; ++i) {
+          const double expect = -0.5 * want[size_t(i)] + 2.0 * double(c0.data()[i]);
+          ASSERT_NEAR(got[size_t(i)], expect, 1e-5 * (1 + std::fabs(expect)))
+              << op_name << " F=" << F << " at " << i;
+          if (extreme) ASSERT_EQ(arg[size_t(i)], want_arg[size_t(i)]) << op_name << " F=" << F << " at " << i;
+        }
+      }
+    }
+  }
+  // One row over columns 0..4999, values 1, B all ones but for B[2500][0] = B[2600][0] = 2 (a tie
+  // between stretches: the earlier wins) and NaNs at B[3000][1] and B[4000][1] (the first wins).
+  constexpr int32_t kLong = 5000;
+  std::vector<int32_t> columns(kLong);
+  for (int32_t j = 0; j < kLong; ++j) columns[size_t(j)] = j;
+  const Csr<float, int32_t> row{1, kLong, Buffer<int32_t>(std::vector<int32_t>{0, kLong}),
+                                Buffer<int32_t>(columns), Buffer<float>(std::vector<float>(kLong, 1.0f))};
+  DenseMatrix<float> ones(kLong, 2, 1.0f);
+  ones.data()[2500 * 2] = ones.data()[2600 * 2] = 2.0f;
+  ones.data()[3000 * 2 + 1] = ones.data()[4000 * 2 + 1] = NAN;
+  const Csr<float, int32_t> drow = row.to(MemorySpace::device);
+  const DenseMatrix<float> dones = ones.to(MemorySpace::device);
+  DenseMatrix<float> dc(1, 2, MemorySpace::device);
+  Buffer<int64_t> darg(2, MemorySpace::device);
+  ops::SpmmOptions o;
+  o.arg = darg.data();
+  for (ops::SpmmReduce op : {ops::SpmmReduce::max, ops::SpmmReduce::min}) {
+    o.reduce = op;
+    ops::spmm(ctx, drow.view(), dones.view(), dc.view(), o);
+    ctx.synchronize();
+    const std::vector<float> c = dc.buffer().to_vector();
+    const std::vector<int64_t> arg = darg.to_vector();
+    const bool is_max = op == ops::SpmmReduce::max;
+    EXPECT_EQ(c[0], is_max ? 2.0f : 1.0f) << ops::spmm_reduce_name(op);
+    EXPECT_EQ(arg[0], is_max ? 2500 : 0) << ops::spmm_reduce_name(op);
+    EXPECT_TRUE(std::isnan(c[1])) << ops::spmm_reduce_name(op);
+    EXPECT_EQ(arg[1], 3000) << ops::spmm_reduce_name(op);
+  }
+}
+
 TEST(GpuOps, SpmmReductionTiesNanEmptyRowsAndErrors) {
   SKIP_WITHOUT_GPU();
   Context ctx;

@@ -13,9 +13,9 @@
 // "csr.nnz_split made deterministic"). The default for 16-bit values at F = 32 on large graphs.
 //
 // Invariants:
-// - A pre-pass, one thread a stretch (a binary search), writes each stretch's start:
-//   (start_row[t], start_nnz[t]) = (rows ended, nonzeros consumed) before item t * ept; entry
-//   `stretches` is (rows, nnz).
+// - A pre-pass (path_starts_kernel: a binary search, one thread a stretch) writes each stretch's
+//   start: (start_row[t], start_nnz[t]) = (rows ended, nonzeros consumed) before item t * ept;
+//   entry `stretches` is (rows, nnz).
 // - The team running stretch t stores, with plain 16-byte stores of alpha * sum + beta * C,
 //   exactly the rows that end on it, [start_row[t], start_row[t + 1]): every row of C is stored
 //   once.
@@ -43,22 +43,6 @@ constexpr int kTeamLanes = 4;     // lanes of a team
 constexpr int kLaneFeatures = 8;  // features of a lane: one 16-byte load of 16-bit values
 constexpr int kTileFeatures = kTeamLanes * kLaneFeatures;
 constexpr int kMinBlocksPerSm = 3;  // 80 registers a thread: the gather loop's budget
-
-// Stretch starts, one thread a stretch: stretch k starts at item k * ept of the path, found by
-// a binary search over the rows (path_search), so a hub row costs no thread more than any other.
-// Entry `stretches` is (rows, nnz). Also zeroes the queues' counters.
-template <class I>
-__global__ void nnz_split_starts_kernel(const I* indptr, int64_t rows, int64_t nnz, int64_t per_stretch,
-                                        int64_t stretches, int64_t* start_row, int64_t* start_nnz,
-                                        unsigned long long* queue, int64_t tiles) {
-  const int64_t k = int64_t(blockIdx.x) * blockDim.x + threadIdx.x;
-  if (queue != nullptr && k < tiles) queue[k] = 0;
-  if (k < stretches) {
-    path_search(indptr, rows, nnz, k * per_stretch, &start_row[k], &start_nnz[k]);
-  } else if (k == stretches) {
-    start_row[k] = rows, start_nnz[k] = nnz;
-  }
-}
 
 // Stretch `stretch` of the path, by the 4 lanes of a team.
 template <class V, class I, int G>
@@ -341,7 +325,7 @@ void spmm_csr_nnz_split(Context& ctx, const CsrView<V, I>& a, DenseView<const V>
     auto* queues = queue ? reinterpret_cast<unsigned long long*>(base + 2 * starts_bytes) : nullptr;
     auto* carry = reinterpret_cast<float*>(base + 2 * starts_bytes + queue_bytes);
     auto* piece_sum = reinterpret_cast<float*>(base + 2 * starts_bytes + queue_bytes + carry_bytes);
-    nnz_split_starts_kernel<I><<<grid_for(std::max(stretches + 1, tiles), kThreads), kThreads, 0, stream>>>(
+    path_starts_kernel<I><<<grid_for(std::max(stretches + 1, tiles), kThreads), kThreads, 0, stream>>>(
         a.indptr, a.rows, a.nnz, per_stretch, stretches, start_row, start_nnz, queues, tiles);
     TSR_CUDA_CHECK_LAUNCH(kWho);
     const int64_t blocks = (stretches + kThreads / kTeamLanes - 1) / (kThreads / kTeamLanes);
