@@ -152,7 +152,7 @@ void spmm(Context& ctx, const CsrView<V, I>& a, DenseView<const non_deduced_t<V>
       return spmm_csr_reduce(a, b, c, o, ctx.cpu_threads());
     }
     TSR_CHECK(!o.schedule, "spmm: reduce=", spmm_reduce_name(o.reduce),
-              " on the GPU runs its own row kernel; schedules choose among the sum kernels");
+              " on the GPU runs kernels of its own; schedules choose among the sum kernels");
     check_index_capacity<I>(a.rows, a.cols, a.nnz, "spmm: A");
 #if TESSERA_WITH_CUDA
     if (o.validate) cuda::validate_csr(ctx, a);
