@@ -10,7 +10,8 @@
 // (tiles over blockIdx.y, grid-stride past 65535); the group loads tpr (col, val) pairs at a time
 // and hands them out by shuffle, in group-uniform control flow. So a hub row is shared by many
 // groups (a group a row made products-like's max 24x slower than its sum, and one row of 2.1M
-// nonzeros 5600x; bench/RESULTS.md, session 27).
+// nonzeros 5600x; bench/RESULTS.md, session 27). Where no row is longer than a stretch (the
+// Context's row-length hint), a group takes a row whole: no partials, one launch.
 // Invariants:
 // - A row that lies wholly in one stretch (its first nonzero and its end) is finished there.
 // - A row begun before its last stretch leaves partials: the tail partial of each earlier stretch
@@ -20,8 +21,8 @@
 //   sum), and every output is written by one thread in a fixed order: no atomics, the same bits
 //   every run.
 #include <algorithm>
-#include <cmath>
 #include <climits>
+#include <cmath>
 #include <cstdint>
 
 #include "core/cuda_check.h"
