@@ -257,12 +257,6 @@ __global__ void __launch_bounds__(kFixupWarps* kWarp)
   }
 }
 
-// The teams carrying r are first..last-1; q0, q1: the whole pieces among them, [q0, q1).
-__device__ __forceinline__ void chain_pieces(int64_t first, int64_t last, int64_t* q0, int64_t* q1) {
-  *q0 = (first + kPiece - 1) / kPiece;
-  *q1 = last / kPiece;
-}
-
 // One warp per team and 32-feature slice (blockIdx.y); the warps of the first team carrying a
 // row add that row's carries, in team order, into C. Most rows cross one boundary, so a chain of
 // one is found without a search. Slices in parallel: a warp looping over a wide row's features
@@ -282,11 +276,8 @@ __global__ void __launch_bounds__(kFixupWarps* kWarp)
   if (r < 0 || previous == r) return;
   // The teams carrying r are first..last-1: those whose unfinished row (start_row[t + 1]) is r.
   const int64_t last = carry_chain_end(start_row, teams, first, r);
-  if (piece_sum != nullptr) {
-    int64_t q0, q1;
-    chain_pieces(first, last, &q0, &q1);
-    if (q0 < q1) return;
-  }
+  // A chain holding a whole piece ([q0, q1) pieces, q0 < q1) is the long-chains kernel's.
+  if (piece_sum != nullptr && (first + kPiece - 1) / kPiece < last / kPiece) return;
   for (int64_t f = int64_t(blockIdx.y) * kWarp + threadIdx.x % kWarp; f < c.cols;
        f += int64_t(gridDim.y) * kWarp) {
     float sum = 0.0f;
