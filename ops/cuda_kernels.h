@@ -37,6 +37,10 @@ void validate_hybrid(Context& ctx, const Hybrid<V, I>& a);
 /// The longest row of a device CSR (offsets assumed valid). Synchronises ctx.stream().
 template <class V, class I>
 int64_t max_row_length(Context& ctx, const CsrView<V, I>& a);
+/// The longest row of a device CSR: the Context's row-length hint for it, or max_row_length
+/// recorded as the hint (a matrix is measured once per Context; see Context::row_length_hint).
+template <class V, class I>
+int64_t max_row_length_hinted(Context& ctx, const CsrView<V, I>& a);
 
 /// CSR SpMM (schedule csr.row_split): tpr threads per row, rpb rows per block, vec features
 /// per thread. Throws when the knobs are out of range or vec > 1 meets unaligned rows.

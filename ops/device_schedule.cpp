@@ -17,14 +17,10 @@ schedule::Schedule choose_schedule(Context& ctx, schedule::Op op, const CsrView<
   problem.deterministic = deterministic;
   problem.operand_align = operand_align;
   if (!requested) {
-    problem.max_row_length = ctx.row_length_hint(a.indptr, a.rows, a.nnz);
 #if TESSERA_WITH_CUDA
     // Reads indptr[0..rows] only, so it is memory-safe before validation; a malformed A gives a
     // meaningless hint and then fails validation.
-    if (problem.max_row_length < 0 && a.space == MemorySpace::device) {
-      problem.max_row_length = cuda::max_row_length(ctx, a);
-      ctx.set_row_length_hint(a.indptr, a.rows, a.nnz, problem.max_row_length);
-    }
+    if (a.space == MemorySpace::device) problem.max_row_length = cuda::max_row_length_hinted(ctx, a);
 #endif
   }
   return choose_schedule(problem, requested);

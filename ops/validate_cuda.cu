@@ -201,6 +201,16 @@ int64_t max_row_length(Context& ctx, const CsrView<V, I>& a) {
   return int64_t(found);
 }
 
+template <class V, class I>
+int64_t max_row_length_hinted(Context& ctx, const CsrView<V, I>& a) {
+  int64_t longest = ctx.row_length_hint(a.indptr, a.rows, a.nnz);
+  if (longest < 0) {
+    longest = max_row_length(ctx, a);
+    ctx.set_row_length_hint(a.indptr, a.rows, a.nnz, longest);
+  }
+  return longest;
+}
+
 bool device_memory_of(const void* p, int device) {
   cudaPointerAttributes attributes{};
   TSR_CUDA_CHECK(cudaPointerGetAttributes(&attributes, p));
@@ -220,7 +230,8 @@ bool device_only_memory(const void* p) {
   template void validate_coo(Context&, const CooView<V, I>&);               \
   template void validate_ell(Context&, const EllView<V, I>&, const std::string&); \
   template void validate_hybrid(Context&, const Hybrid<V, I>&);             \
-  template int64_t max_row_length(Context&, const CsrView<V, I>&);
+  template int64_t max_row_length(Context&, const CsrView<V, I>&);           \
+  template int64_t max_row_length_hinted(Context&, const CsrView<V, I>&);
 TSR_FOR_EACH_COMPUTE_TYPE(TSR_INSTANTIATE_VALIDATE_CUDA)
 
 }  // namespace tessera::ops::cuda

@@ -803,7 +803,9 @@ TYPED_TEST(GpuOps, SpmmMaxMinMeanWithArgOutputsMatchTheReference) {
   for (const auto& [name, shape] : awkward_shapes()) {
     const Csr<V, I> csr = random_csr<V, I>(shape, ++seed);
     const Csr<V, I> dcsr = csr.to(MemorySpace::device);
-    for (int64_t F : {0, 1, 3, 33, 257}) {
+    // F = 36: four features a lane where rows are long (one_row_1x300), lanes past F in a group
+    // of 16; F = 68: four features a lane everywhere, lanes past F in a warp.
+    for (int64_t F : {0, 1, 3, 33, 36, 68, 257}) {
       const DenseMatrix<V> b = random_dense<V>(csr.cols, F, ++seed);
       const DenseMatrix<V> db = b.to(MemorySpace::device);
       const DenseMatrix<float> c0 = random_dense<float>(csr.rows, F, ++seed);
@@ -840,9 +842,10 @@ TYPED_TEST(GpuOps, SpmmMaxMinMeanWithArgOutputsMatchTheReference) {
 }
 
 // The reductions split the merge path into stretches: a hub row's partials are combined across
-// many of them. Against the reference on the hub matrix (ties of equal products, runs of empty
-// rows), the same bits on a second run; then ties and NaNs planted in different stretches of one
-// row of 5000 entries.
+// many of them, by whole pieces of 64 stretches. Against the reference on the hub matrix (ties of
+// equal products, runs of empty rows; F = 68 takes four features a lane), the same bits on a
+// second run; then ties and NaNs planted in different stretches and pieces of one row of 5000
+// entries.
 TEST(GpuOps, SpmmReductionsShareLongRowsAcrossStretches) {
   SKIP_WITHOUT_GPU();
   Context ctx;
@@ -850,7 +853,7 @@ TEST(GpuOps, SpmmReductionsShareLongRowsAcrossStretches) {
   const Csr<float, int32_t> dcsr = csr.to(MemorySpace::device);
   const std::pair<ops::SpmmReduce, const char*> reductions[] = {
       {ops::SpmmReduce::max, "max"}, {ops::SpmmReduce::min, "min"}, {ops::SpmmReduce::mean, "mean"}};
-  for (int64_t F : {5, 40}) {
+  for (int64_t F : {5, 40, 68}) {
     const DenseMatrix<float> b = random_dense<float>(csr.cols, F, 31);
     const DenseMatrix<float> c0 = random_dense<float>(csr.rows, F, 32);
     const DenseMatrix<float> db = b.to(MemorySpace::device);
@@ -886,33 +889,48 @@ TEST(GpuOps, SpmmReductionsShareLongRowsAcrossStretches) {
       }
     }
   }
-  // One row over columns 0..4999, values 1, B all ones but for B[2500][0] = B[2600][0] = 2 (a tie
-  // between stretches: the earlier wins) and NaNs at B[3000][1] and B[4000][1] (the first wins).
+  // One row over columns 0..4999, values 1, B all ones but for B[j][0] = 2 at j = 1000, 2500,
+  // 2600 and 4500 (ties between stretches, pieces and the stretches after the last whole piece,
+  // of 32 items each here: the earliest wins) and NaNs at B[j][1] for j = 3000, 4000 and 4900
+  // (the first wins).
   constexpr int32_t kLong = 5000;
   std::vector<int32_t> columns(kLong);
   for (int32_t j = 0; j < kLong; ++j) columns[size_t(j)] = j;
   const Csr<float, int32_t> row{1, kLong, Buffer<int32_t>(std::vector<int32_t>{0, kLong}),
                                 Buffer<int32_t>(columns), Buffer<float>(std::vector<float>(kLong, 1.0f))};
-  DenseMatrix<float> ones(kLong, 2, 1.0f);
-  ones.data()[2500 * 2] = ones.data()[2600 * 2] = 2.0f;
-  ones.data()[3000 * 2 + 1] = ones.data()[4000 * 2 + 1] = NAN;
   const Csr<float, int32_t> drow = row.to(MemorySpace::device);
-  const DenseMatrix<float> dones = ones.to(MemorySpace::device);
-  DenseMatrix<float> dc(1, 2, MemorySpace::device);
-  Buffer<int64_t> darg(2, MemorySpace::device);
-  ops::SpmmOptions o;
-  o.arg = darg.data();
-  for (ops::SpmmReduce op : {ops::SpmmReduce::max, ops::SpmmReduce::min}) {
-    o.reduce = op;
-    ops::spmm(ctx, drow.view(), dones.view(), dc.view(), o);
-    ctx.synchronize();
-    const std::vector<float> c = dc.buffer().to_vector();
-    const std::vector<int64_t> arg = darg.to_vector();
-    const bool is_max = op == ops::SpmmReduce::max;
-    EXPECT_EQ(c[0], is_max ? 2.0f : 1.0f) << ops::spmm_reduce_name(op);
-    EXPECT_EQ(arg[0], is_max ? 2500 : 0) << ops::spmm_reduce_name(op);
-    EXPECT_TRUE(std::isnan(c[1])) << ops::spmm_reduce_name(op);
-    EXPECT_EQ(arg[1], 3000) << ops::spmm_reduce_name(op);
+  // Width 68 takes four features a lane: the ties and NaNs go to the first lane's first two
+  // features and the last lane's last two as well.
+  for (const int64_t width : {int64_t(2), int64_t(68)}) {
+    DenseMatrix<float> ones(kLong, width, 1.0f);
+    for (int64_t j : {1000, 2500, 2600, 4500}) ones.data()[j * width] = ones.data()[j * width + width - 2] = 2.0f;
+    for (int64_t j : {3000, 4000, 4900}) ones.data()[j * width + 1] = ones.data()[j * width + width - 1] = NAN;
+    const DenseMatrix<float> dones = ones.to(MemorySpace::device);
+    DenseMatrix<float> dc(1, width, MemorySpace::device);
+    Buffer<int64_t> darg(size_t(width), MemorySpace::device);
+    ops::SpmmOptions o;
+    o.arg = darg.data();
+    for (ops::SpmmReduce op : {ops::SpmmReduce::max, ops::SpmmReduce::min}) {
+      o.reduce = op;
+      ops::spmm(ctx, drow.view(), dones.view(), dc.view(), o);
+      ctx.synchronize();
+      const std::vector<float> c = dc.buffer().to_vector();
+      const std::vector<int64_t> arg = darg.to_vector();
+      const bool is_max = op == ops::SpmmReduce::max;
+      const std::string where = std::string(ops::spmm_reduce_name(op)) + " width " + std::to_string(width);
+      for (int64_t f : {int64_t(0), width - 2}) {
+        EXPECT_EQ(c[size_t(f)], is_max ? 2.0f : 1.0f) << where << " feature " << f;
+        EXPECT_EQ(arg[size_t(f)], is_max ? 1000 : 0) << where << " feature " << f;
+      }
+      for (int64_t f : {int64_t(1), width - 1}) {
+        EXPECT_TRUE(std::isnan(c[size_t(f)])) << where << " feature " << f;
+        EXPECT_EQ(arg[size_t(f)], 3000) << where << " feature " << f;
+      }
+      if (width > 4) {
+        EXPECT_EQ(c[2], 1.0f) << where;
+        EXPECT_EQ(arg[2], 0) << where << ": the first of equal products";
+      }
+    }
   }
 }
 

@@ -6,24 +6,29 @@
 //   not (NaN propagates); ties keep the earlier entry, whose column goes to arg;
 // - an empty row reduces to 0, its arg is -1; mean divides the f32 sum by the row's entries.
 // Layout: the merge path of row ends and nonzeros (as csr.merge_path splits it) cut into stretches
-// of ipt items, a group of tpr lanes a stretch, one feature per lane of a tile of tpr features
+// of ipt items, a group of tpr lanes a stretch, each lane owning 4 consecutive features (one
+// vector gather a B row) where F and B's rows allow it, else 1, of a tile of tpr * vec features
 // (tiles over blockIdx.y, grid-stride past 65535); the group loads tpr (col, val) pairs at a time
-// and hands them out by shuffle, in group-uniform control flow. So a hub row is shared by many
-// groups (a group a row made products-like's max 24x slower than its sum, and one row of 2.1M
-// nonzeros 5600x; bench/RESULTS.md, session 27). Where no row is longer than a stretch (the
-// Context's row-length hint), a group takes a row whole: no partials, one launch.
+// and hands them out by shuffle, in group-uniform control flow, with B-row gathers in flight
+// across row ends (as csr.merge_path's; 8 a lane of one feature, 4 of four). So a hub row is
+// shared by many groups (a group a row made products-like's max 24x slower than its
+// sum, and one row of 2.1M nonzeros 5600x; bench/RESULTS.md, session 27). Where no row is longer
+// than a stretch (the Context's row-length hint), a group takes a row whole: no partials, one
+// launch.
 // Invariants:
 // - A row that lies wholly in one stretch (its first nonzero and its end) is finished there.
 // - A row begun before its last stretch leaves partials: the tail partial of each earlier stretch
 //   that holds any of it (tail[t], possibly empty) and the head partial of the stretch it ends in
-//   (head[t]). A second kernel combines them in stretch order and finishes the row. Combining is
-//   associative for these rules (max / min: the first NaN, else the first strict best; mean: a
-//   sum), and every output is written by one thread in a fixed order: no atomics, the same bits
-//   every run.
+//   (head[t]). A later kernel combines them in stretch order and finishes the row; a hub row's
+//   long chain goes by whole pieces of 64 stretches, each combined first by a kernel of its own.
+//   Combining is associative for these rules (max / min: the first NaN, else the first strict
+//   best; mean: a sum, whose grouping is fixed by the matrix and its row-length hint), and every
+//   output is written by one thread in a fixed order: no atomics, the same bits every run.
 #include <algorithm>
 #include <climits>
 #include <cmath>
 #include <cstdint>
+#include <type_traits>
 
 #include "core/cuda_check.h"
 #include "core/error.h"
@@ -36,54 +41,68 @@ namespace tessera::ops::cuda {
 namespace {
 
 constexpr int kThreads = 256;
+// Stretches a piece: a hub row's chain of tail partials is combined by whole pieces, each
+// combined first by a group of its own (csr.merge_path's carries do the same).
+constexpr int64_t kPiece = 64;
 enum Mode : int { kMax = 1, kMin = 2, kMean = 3 };
+// The stretch kernel: 80 registers (three blocks an SM) and B-row gathers in flight a lane, 8 of
+// one feature or 4 of four. On the H200 (f32, F = 32, products-like max) four features with 8 in
+// flight took 10.8 ms at 80 registers (spilling in the gather loop) and 10.7 at 128, against 4.9
+// ms with 4 in flight at 80; one feature with 8 in flight ran 5.5 ms at 80, 7.1 at 128.
+constexpr int kMinBlocks = 3;
+template <int VEC>
+constexpr int kInFlight = VEC == 1 ? kGathersInFlight : 4;
 
-// A partial reduction of a stretch of one row, for one feature: best / who for max and min (who
-// = -1: no product yet), sum for mean.
+// A partial reduction of some of one row's products, for one feature: max / min keep the best
+// product and its column (who = -1: no product yet), mean keeps the sum in `value`.
 struct Partial {
-  float best = 0.0f, sum = 0.0f;
+  float value = 0.0f;
   int64_t who = -1;
 };
+
+// Whether a product replaces the best so far (max / min): strictly better, or a NaN over a number.
+__device__ __forceinline__ bool replaces(int mode, float product, float best) {
+  return (mode == kMax ? product > best : product < best) || (product != product && best == best);
+}
 
 // `later` folded into `p` (which holds earlier products): the rules of a row's walk.
 __device__ __forceinline__ void combine(int mode, Partial& p, const Partial& later) {
   if (mode == kMean) {
-    p.sum += later.sum;
-    return;
+    p.value += later.value;
+  } else if (later.who >= 0 && (p.who < 0 || replaces(mode, later.value, p.value))) {
+    p = later;
   }
-  if (later.who < 0) return;
-  const bool wins = p.who < 0 || (mode == kMax ? later.best > p.best : later.best < p.best) ||
-                    (later.best != later.best && p.best == p.best);
-  if (wins) p.best = later.best, p.who = later.who;
 }
 
 // C's entry for a row of `entries` nonzeros reduced to p (alpha, beta; arg).
 __device__ __forceinline__ void finish(int mode, const Partial& p, int64_t entries, float alpha, float beta,
                                        float* out, int64_t* arg_out) {
-  float value = p.best;
-  if (mode == kMean) value = entries > 0 ? p.sum * (1.0f / float(entries)) : 0.0f;
+  float value = p.value;
+  if (mode == kMean) value = entries > 0 ? p.value * (1.0f / float(entries)) : 0.0f;
   value = __fmul_rn(alpha, value);
   *out = beta == 0.0f ? value : __fadd_rn(value, __fmul_rn(beta, *out));
   if (arg_out != nullptr) *arg_out = p.who;
 }
 
-// Partial slots: [stretch][feature], F features a stretch.
+// Partial slots: [stretch (or piece)][feature], F features each.
 struct Partials {
-  float* best = nullptr;
-  float* sum = nullptr;
+  float* value = nullptr;
   int64_t* who = nullptr;
-  __device__ void store(int64_t slot, const Partial& p) const {
-    best[slot] = p.best, sum[slot] = p.sum, who[slot] = p.who;
-  }
-  __device__ Partial load(int64_t slot) const { return Partial{best[slot], sum[slot], who[slot]}; }
+  __device__ void store(int64_t slot, const Partial& p) const { value[slot] = p.value, who[slot] = p.who; }
+  __device__ Partial load(int64_t slot) const { return Partial{value[slot], who[slot]}; }
 };
 
-// Stretch t by a group: every row with items in it, each row's nonzeros in the stretch reduced in
-// order; a row wholly here is finished, the others leave head[t] (the row begun before t, ending
-// here) or tail[t] (the row left unfinished, begun here or before). Without stretches (start_row
-// null: rows no longer than a stretch would be), group t takes row t whole.
-template <class V, class I>
-__global__ void __launch_bounds__(kThreads)
+// Stretch t by a group of tpr lanes, each owning VEC consecutive features of a tile of tpr * VEC
+// (VEC divides F, so a lane owns VEC features or none), as csr.merge_path walks it: the stretch's
+// nonzeros as one stream, tpr (col, val) pairs loaded a chunk ahead and handed out by shuffle,
+// kInFlight<VEC> row gathers of B in flight whether or not rows end among them, the products
+// folded in path order, rows finished as their ends pass. A row wholly here is finished; the
+// others leave head[t] (the row begun before t, ending here) or tail[t] (the row left unfinished,
+// begun here or before). Without stretches (start_row null: no row is longer than a stretch would
+// be), group t takes row t whole. While a row is walked, `who` is the position of its best product
+// in the stream; it becomes a column only where one is needed (an arg output, a partial).
+template <class V, class I, int VEC>
+__global__ void __launch_bounds__(kThreads, kMinBlocks)
     spmm_csr_reduce_kernel(CsrView<V, I> a, DenseView<const V> b, DenseView<float> c, float alpha, float beta,
                            int mode, int64_t* arg, int tpr, const int64_t* start_row, const int64_t* start_nnz,
                            int64_t stretches, Partials head, Partials tail) {
@@ -92,59 +111,153 @@ __global__ void __launch_bounds__(kThreads)
   if (t >= stretches) return;  // whole groups leave together
   const unsigned mask = team_mask(tpr);
   const bool whole_rows = start_row == nullptr;
-  // Rows [row0, row1) end here; row1, when < rows, is left unfinished.
-  const int64_t row0 = whole_rows ? t : start_row[t], row1 = whole_rows ? t + 1 : start_row[t + 1];
-  const int64_t nz0 = whole_rows ? 0 : start_nnz[t], nz1 = whole_rows ? INT64_MAX : start_nnz[t + 1];
-  const int64_t last = whole_rows ? t : row1;  // the last row with items here
+  // Nonzeros [nz_begin, nz_end); rows [row0, last_row) end here; last_row, when < rows, is left
+  // unfinished. Rows [0, row0) ended before nz_begin, so row0 begins at nz_begin or before it.
+  const int64_t row0 = whole_rows ? t : start_row[t], last_row = whole_rows ? t + 1 : start_row[t + 1];
+  const int64_t nz_begin = whole_rows ? int64_t(a.indptr[t]) : start_nnz[t];
+  const int64_t nz_end = whole_rows ? int64_t(a.indptr[t + 1]) : start_nnz[t + 1];
+  const bool row0_begun_before = !whole_rows && row0 < a.rows && int64_t(a.indptr[row0]) < nz_begin;
+  const bool leaves_tail = !whole_rows && last_row < a.rows;
+  // Positions in the stream are 32-bit (a stretch holds at most 4096 items; whole rows run only on
+  // matrices of under 2^31 nonzeros, checked on the host).
+  const int span = int(nz_end - nz_begin), rows_finished = int(last_row - row0);
+  const I* col_at = a.indices + nz_begin;
+  const V* val_at = a.values + nz_begin;
   const int64_t F = c.cols;
-  for (int64_t f0 = int64_t(blockIdx.y) * tpr; f0 < F; f0 += int64_t(gridDim.y) * tpr) {
-    const int64_t f = f0 + lane;
+  const bool is_max = mode == kMax;
+  const int64_t tile_width = int64_t(tpr) * VEC;
+  const uint64_t b_ld_bytes = uint64_t(b.ld) * sizeof(V);
+  for (int64_t f0 = int64_t(blockIdx.y) * tile_width; f0 < F; f0 += int64_t(gridDim.y) * tile_width) {
+    const int64_t f = f0 + int64_t(lane) * VEC;
     const bool mine = f < F;  // the ragged last tile: lanes past F only hand out entries
-    for (int64_t row = row0; row <= last && row < a.rows; ++row) {
-      const int64_t row_begin = a.indptr[row], row_end = a.indptr[row + 1];
-      const int64_t begin = row_begin > nz0 ? row_begin : nz0, end = row_end < nz1 ? row_end : nz1;
-      Partial p;
-      for (int64_t e0 = begin; e0 < end; e0 += tpr) {
-        I col = 0;
-        float val = 0.0f;
-        if (e0 + lane < end) {
-          col = a.indices[e0 + lane];
-          val = load_f32(a.values[e0 + lane]);
-        }
-        const int batch = end - e0 < tpr ? int(end - e0) : tpr;
-        for (int k = 0; k < batch; ++k) {
-          const int64_t j = int64_t(__shfl_sync(mask, col, k, tpr));
-          const float v = __shfl_sync(mask, val, k, tpr);
-          if (!mine) continue;
-          const float prod = __fmul_rn(v, load_f32(b.data[j * b.ld + f]));  // a plain f32 product
-          if (mode == kMean) {
-            p.sum += prod;
+    const char* b_at = reinterpret_cast<const char*>(b.data + (mine ? f : 0));
+    StretchRowEnds<I> ends(a.indptr, a.rows, row0, nz_begin);
+    int r = 0, row_start = 0, row_end = ends.current();
+    float acc[VEC];  // max / min: the best product; mean: the sum
+    int who[VEC];    // max / min: the best product's position in the stream, -1 before the first
+#pragma unroll
+    for (int i = 0; i < VEC; ++i) acc[i] = 0.0f, who[i] = -1;
+    const auto partial = [&](int i, bool column) {  // column: who as A's column, else as a flag
+      return Partial{acc[i], who[i] >= 0 && column ? int64_t(col_at[who[i]]) : int64_t(who[i])};
+    };
+    const auto finish_row = [&] {
+      if (mine) {
+        const int64_t row = row0 + r;
+        const bool to_head = r == 0 && row0_begun_before;
+#pragma unroll
+        for (int i = 0; i < VEC; ++i) {
+          if (to_head) {
+            head.store(t * F + f + i, partial(i, true));
           } else {
-            combine(mode, p, Partial{prod, 0.0f, j});  // the first product starts the partial
+            finish(mode, partial(i, arg != nullptr), row_end - row_start, alpha, beta, c.data + row * c.ld + f + i,
+                   arg != nullptr ? arg + row * F + f + i : nullptr);
           }
         }
       }
-      if (!mine) continue;
-      if (row == row1) {
-        tail.store(t * F + f, p);  // unfinished: its end lies in a later stretch
-      } else if (row_begin < nz0) {
-        head.store(t * F + f, p);  // begun in an earlier stretch (only row0 can be)
-      } else {
-        finish(mode, p, row_end - row_begin, alpha, beta, c.data + row * c.ld + f,
-               arg != nullptr ? arg + row * F + f : nullptr);
+#pragma unroll
+      for (int i = 0; i < VEC; ++i) acc[i] = 0.0f, who[i] = -1;
+      ++r;
+      row_start = row_end;
+      row_end = ends.advance();
+    };
+    const auto fold = [&](int position, float v, const PackedVec<VEC, V>& x) {
+#pragma unroll
+      for (int i = 0; i < VEC; ++i) {
+        const float product = __fmul_rn(v, x(i));  // a plain f32 product, as the host's
+        if (mode == kMean) {
+          acc[i] += product;
+        } else {  // selects, not branches: the rules of replaces()
+          const bool take = (who[i] < 0) | (is_max ? product > acc[i] : product < acc[i]) |
+                            ((product != product) & (acc[i] == acc[i]));
+          acc[i] = take ? product : acc[i];
+          who[i] = take ? position : who[i];
+        }
       }
+    };
+    // (col, val) of the next chunk of tpr entries are loaded one chunk ahead: entry q of a chunk
+    // is held by lane q.
+    I next_col = lane < span ? col_at[lane] : I(0);
+    float next_val = lane < span ? load_f32(val_at[lane]) : 0.0f;
+    for (int p0 = 0; p0 < span; p0 += tpr) {
+      const I col = next_col;
+      const float val = next_val;
+      if (p0 + tpr + lane < span) {
+        next_col = col_at[p0 + tpr + lane];
+        next_val = load_f32(val_at[p0 + tpr + lane]);
+      }
+      const int batch = span - p0 < tpr ? span - p0 : tpr;
+      int k = 0;
+      // U gathers in flight, then the U products in path order (rows may end between them).
+      const auto gather_batches = [&](auto in_flight) {
+        constexpr int U = decltype(in_flight)::value;
+        for (; k + U <= batch; k += U) {
+          PackedVec<VEC, V> x[U];
+          float v[U];
+#pragma unroll
+          for (int u = 0; u < U; ++u) {
+            const I j = __shfl_sync(mask, col, k + u, tpr);
+            v[u] = __shfl_sync(mask, val, k + u, tpr);
+            if (mine) {
+              x[u].load_read_only(dense_row<V>(b_at, j, b_ld_bytes));
+            } else {
+              x[u].set_zero();
+            }
+          }
+          if (p0 + k + U <= row_end) {  // no row ends among these U entries (the common case)
+#pragma unroll
+            for (int u = 0; u < U; ++u) fold(p0 + k + u, v[u], x[u]);
+          } else {
+#pragma unroll
+            for (int u = 0; u < U; ++u) {
+              while (p0 + k + u >= row_end) finish_row();
+              fold(p0 + k + u, v[u], x[u]);
+            }
+          }
+        }
+      };
+      if constexpr (kInFlight<VEC> == kGathersInFlight) {
+        gather_batches(std::integral_constant<int, kGathersInFlight>{});
+      }
+      gather_batches(std::integral_constant<int, 4>{});
+      gather_batches(std::integral_constant<int, 1>{});
+    }
+    while (r < rows_finished) finish_row();  // empty rows after the last nonzero
+    if (leaves_tail && mine) {
+#pragma unroll
+      for (int i = 0; i < VEC; ++i) tail.store(t * F + f + i, partial(i, true));  // ends in a later stretch
     }
   }
 }
 
+// Piece k of the stretches, [k * kPiece, (k + 1) * kPiece), where every one of them leaves the
+// same row unfinished (a run inside a hub row's chain): their tail partials combined in order
+// into piece[k]. Other pieces are skipped and never read.
+__global__ void __launch_bounds__(kThreads)
+    spmm_csr_reduce_pieces_kernel(int64_t rows, int64_t F, int mode, int tpr, const int64_t* start_row,
+                                  int64_t pieces, Partials tail, Partials piece) {
+  const int lane = threadIdx.x % tpr;
+  const int64_t k = int64_t(blockIdx.x) * (kThreads / tpr) + threadIdx.x / tpr;
+  if (k >= pieces) return;
+  const int64_t first = k * kPiece;
+  const int64_t r = start_row[first + 1];
+  if (r >= rows || start_row[first + kPiece] != r) return;
+  for (int64_t f = int64_t(blockIdx.y) * tpr + lane; f < F; f += int64_t(gridDim.y) * tpr) {
+    Partial p;
+#pragma unroll 4
+    for (int64_t s = first; s < first + kPiece; ++s) combine(mode, p, tail.load(s * F + f));
+    piece.store(k * F + f, p);
+  }
+}
+
 // A group a stretch t whose first row r = start_row[t] was begun earlier and ends here: combines
-// the tail partials of the stretches before t that leave r unfinished (the chain [first, t)), then
-// head[t], in that order, and finishes r.
+// the tail partials of the stretches before t that leave r unfinished (the chain [first, t)),
+// by whole pieces where piece.value is not null, then head[t], in that order, and finishes r.
 template <class I>
 __global__ void __launch_bounds__(kThreads)
     spmm_csr_reduce_rows_kernel(const I* indptr, int64_t rows, DenseView<float> c, float alpha, float beta,
                                 int mode, int64_t* arg, int tpr, const int64_t* start_row,
-                                const int64_t* start_nnz, int64_t stretches, Partials head, Partials tail) {
+                                const int64_t* start_nnz, int64_t stretches, Partials head, Partials tail,
+                                Partials piece) {
   const int lane = threadIdx.x % tpr;
   const int64_t t = int64_t(blockIdx.x) * (kThreads / tpr) + threadIdx.x / tpr;
   if (t >= stretches) return;
@@ -163,12 +276,26 @@ __global__ void __launch_bounds__(kThreads)
   const int64_t F = c.cols;
   for (int64_t f = int64_t(blockIdx.y) * tpr + lane; f < F; f += int64_t(gridDim.y) * tpr) {
     Partial p;
+    int64_t s = lo;
+    if (piece.value != nullptr) {  // every piece inside [lo, t) leaves r unfinished throughout
+      for (; s < t && s % kPiece != 0; ++s) combine(mode, p, tail.load(s * F + f));
+      for (; s + kPiece <= t; s += kPiece) combine(mode, p, piece.load(s / kPiece * F + f));
+    }
 #pragma unroll 4
-    for (int64_t s = lo; s < t; ++s) combine(mode, p, tail.load(s * F + f));
+    for (; s < t; ++s) combine(mode, p, tail.load(s * F + f));
     combine(mode, p, head.load(t * F + f));
     finish(mode, p, int64_t(indptr[r + 1]) - int64_t(indptr[r]), alpha, beta, c.data + r * c.ld + f,
            arg != nullptr ? arg + r * F + f : nullptr);
   }
+}
+
+template <class V, class I, int VEC>
+void launch_reduce(const dim3& grid, cudaStream_t stream, const CsrView<V, I>& a, DenseView<const V> b,
+                   DenseView<float> c, float alpha, float beta, int mode, int64_t* arg, int tpr,
+                   const int64_t* start_row, const int64_t* start_nnz, int64_t stretches, const Partials& head,
+                   const Partials& tail) {
+  spmm_csr_reduce_kernel<V, I, VEC><<<grid, kThreads, 0, stream>>>(a, b, c, alpha, beta, mode, arg, tpr, start_row,
+                                                                   start_nnz, stretches, head, tail);
 }
 
 }  // namespace
@@ -180,13 +307,23 @@ void spmm_csr_reduce(Context& ctx, const CsrView<V, I>& a, DenseView<const V> b,
   TSR_CHECK(arg == nullptr || device_memory_of(arg, ctx.device()),
             "spmm: the arg output must be in device memory (of the context's device) when A is");
   if (a.rows == 0 || c.cols == 0) return;
-  // One lane a feature up to a warp; at least 4 lanes, so that a row's entries load 4 at a time.
+  const int64_t F = c.cols;
+  // Four features a lane in one 16- (f32) or 8-byte gather where B's rows allow it, and where
+  // groups are a whole warp (F > 64) or rows are long: groups of 8 lanes share a warp at F = 32,
+  // and short rows end in most batches, at different points for each group (the warp runs them
+  // in turn). On the H200 at F = 32, max: products-like (rows of 54 on average) 7.5 -> 4.9 ms
+  // with four, arxiv-like (rows of 7) 0.17 -> 0.23 ms (one: 0.17). Lanes up to a warp, at least
+  // 4, so that a row's entries load 4 at a time.
+  const bool four = F >= 16 && F % 4 == 0 && b.ld % 4 == 0 &&
+                    reinterpret_cast<uintptr_t>(b.data) % (4 * sizeof(V)) == 0 &&
+                    (F > 64 || a.nnz >= 32 * a.rows);
+  const int vec = four ? 4 : 1;
   int tpr = 4;
-  while (tpr < kWarp && tpr < c.cols) tpr *= 2;
-  const int64_t tiles = (c.cols + tpr - 1) / tpr;
+  while (tpr < kWarp && int64_t(tpr) * vec < F) tpr *= 2;
+  const int64_t tiles = (F + int64_t(tpr) * vec - 1) / (int64_t(tpr) * vec);
   // Stretches of the merge path, a power of two in [32, 4096] items: enough groups to fill the
   // GPU twice (132 SMs x 2048 threads), and at least sqrt(path) / 8 items, so that a hub row's
-  // chain of partials (combined in turn by one group) stays short.
+  // chain of partials stays short.
   const int64_t path = a.rows + a.nnz;
   const double fill = double(path) * double(tpr) / (2.0 * 132.0 * 2048.0);
   const double least = std::max(fill, std::sqrt(double(path)) / 8.0);
@@ -195,46 +332,66 @@ void spmm_csr_reduce(Context& ctx, const CsrView<V, I>& a, DenseView<const V> b,
   const auto stream = static_cast<cudaStream_t>(ctx.stream());
   const int mode = reduce == SpmmReduce::max ? kMax : reduce == SpmmReduce::min ? kMin : kMean;
   const unsigned tiles_y = unsigned(tiles < 65535 ? tiles : 65535);
+  const auto launch = [&](const dim3& grid, const int64_t* start_row, const int64_t* start_nnz, int64_t groups,
+                          const Partials& head, const Partials& tail) {
+    if (four) {
+      launch_reduce<V, I, 4>(grid, stream, a, b, c, alpha, beta, mode, arg, tpr, start_row, start_nnz, groups,
+                             head, tail);
+    } else {
+      launch_reduce<V, I, 1>(grid, stream, a, b, c, alpha, beta, mode, arg, tpr, start_row, start_nnz, groups,
+                             head, tail);
+    }
+  };
   // Rows no longer than a stretch: a group a row, no partials (a matrix of 400k nonzeros in rows
-  // of about 20 took 0.083 ms so against 0.106 in stretches on the H200). The longest row comes
-  // from the Context's hint, measured here once per matrix when none is recorded.
-  int64_t longest = ctx.row_length_hint(a.indptr, a.rows, a.nnz);
-  if (longest < 0) {
-    longest = max_row_length(ctx, a);
-    ctx.set_row_length_hint(a.indptr, a.rows, a.nnz, longest);
-  }
-  if (longest <= ipt) {
-    spmm_csr_reduce_kernel<V, I><<<dim3(grid_for(a.rows, kThreads / tpr), tiles_y), kThreads, 0, stream>>>(
-        a, b, c, alpha, beta, mode, arg, tpr, nullptr, nullptr, a.rows, Partials{}, Partials{});
+  // of about 20 took 0.083 ms so against 0.106 in stretches on the H200). Under 2^31 nonzeros,
+  // so that positions in a row fit the kernel's 32 bits even where the hint is stale.
+  const int64_t longest = max_row_length_hinted(ctx, a);
+  if (longest <= ipt && a.nnz <= INT_MAX) {
+    launch(dim3(grid_for(a.rows, kThreads / tpr), tiles_y), nullptr, nullptr, a.rows, Partials{}, Partials{});
     TSR_CUDA_CHECK_LAUNCH("spmm_csr_reduce (whole rows)");
     return;
   }
   const int64_t stretches = (path + ipt - 1) / ipt;
-  // Workspace: stretch starts (stretches + 1 of each), then head and tail partials, F a stretch.
+  // Pieces only where a row may span a whole one (a row of over (kPiece - 1) stretches' items).
+  const int64_t pieces = longest >= (kPiece - 1) * ipt ? stretches / kPiece : 0;
+  // Workspace: stretch starts (stretches + 1 of each), then head, tail and piece partials.
   const auto padded = [](size_t bytes) { return (bytes + 255) / 256 * 256; };
   const size_t starts_bytes = padded(size_t(stretches + 1) * sizeof(int64_t));
-  const size_t slots = size_t(stretches) * size_t(c.cols);
-  const size_t float_bytes = padded(slots * sizeof(float)), who_bytes = padded(slots * sizeof(int64_t));
-  auto* base = static_cast<unsigned char*>(ctx.workspace(2 * starts_bytes + 2 * (2 * float_bytes + who_bytes)));
+  const auto partial_bytes = [&](int64_t count) {
+    const size_t slots = size_t(count) * size_t(F);
+    return padded(slots * sizeof(float)) + padded(slots * sizeof(int64_t));
+  };
+  auto* base = static_cast<unsigned char*>(
+      ctx.workspace(2 * starts_bytes + 2 * partial_bytes(stretches) + partial_bytes(pieces)));
   auto* start_row = reinterpret_cast<int64_t*>(base);
   auto* start_nnz = reinterpret_cast<int64_t*>(base + starts_bytes);
   unsigned char* at = base + 2 * starts_bytes;
-  const auto partials = [&] {
-    Partials p{reinterpret_cast<float*>(at), reinterpret_cast<float*>(at + float_bytes),
-               reinterpret_cast<int64_t*>(at + 2 * float_bytes)};
-    at += 2 * float_bytes + who_bytes;
+  const auto partials = [&](int64_t count) {
+    const size_t slots = size_t(count) * size_t(F);
+    Partials p{reinterpret_cast<float*>(at), reinterpret_cast<int64_t*>(at + padded(slots * sizeof(float)))};
+    at += partial_bytes(count);
     return p;
   };
-  const Partials head = partials(), tail = partials();
+  const Partials head = partials(stretches), tail = partials(stretches);
+  const Partials piece = pieces > 0 ? partials(pieces) : Partials{};
   path_starts_kernel<I><<<grid_for(stretches + 1, kThreads), kThreads, 0, stream>>>(
       a.indptr, a.rows, a.nnz, ipt, stretches, start_row, start_nnz, nullptr, 0);
   TSR_CUDA_CHECK_LAUNCH("spmm_csr_reduce (stretch starts)");
-  const dim3 grid(grid_for(stretches, kThreads / tpr), tiles_y);
-  spmm_csr_reduce_kernel<V, I><<<grid, kThreads, 0, stream>>>(a, b, c, alpha, beta, mode, arg, tpr, start_row,
-                                                              start_nnz, stretches, head, tail);
+  launch(dim3(grid_for(stretches, kThreads / tpr), tiles_y), start_row, start_nnz, stretches, head, tail);
   TSR_CUDA_CHECK_LAUNCH("spmm_csr_reduce");
-  spmm_csr_reduce_rows_kernel<I><<<grid, kThreads, 0, stream>>>(
-      a.indptr, a.rows, c, alpha, beta, mode, arg, tpr, start_row, start_nnz, stretches, head, tail);
+  // The combining kernels take one feature a lane.
+  int lanes = 4;
+  while (lanes < kWarp && lanes < F) lanes *= 2;
+  const int64_t feature_tiles = (F + lanes - 1) / lanes;
+  const unsigned feature_tiles_y = unsigned(feature_tiles < 65535 ? feature_tiles : 65535);
+  if (pieces > 0) {
+    spmm_csr_reduce_pieces_kernel<<<dim3(grid_for(pieces, kThreads / lanes), feature_tiles_y), kThreads, 0,
+                                    stream>>>(a.rows, F, mode, lanes, start_row, pieces, tail, piece);
+    TSR_CUDA_CHECK_LAUNCH("spmm_csr_reduce (pieces of long rows)");
+  }
+  spmm_csr_reduce_rows_kernel<I><<<dim3(grid_for(stretches, kThreads / lanes), feature_tiles_y), kThreads, 0,
+                                   stream>>>(a.indptr, a.rows, c, alpha, beta, mode, arg, lanes, start_row,
+                                             start_nnz, stretches, head, tail, piece);
   TSR_CUDA_CHECK_LAUNCH("spmm_csr_reduce (rows across stretches)");
 }
 
