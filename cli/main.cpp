@@ -552,8 +552,10 @@ int run_kmeans(const KmeansCliOptions& c) {
   TSR_CHECK(std::isfinite(c.tolerance) && c.tolerance >= 0, "--tolerance ", c.tolerance,
             " must be a finite number >= 0");
   uint64_t seed = 0;
+  // Decimal digits, optionally after one '+' (from_chars takes no sign for unsigned types).
+  const char* seed_text = c.seed.data() + (c.seed.size() > 1 && c.seed[0] == '+' ? 1 : 0);
   const char* seed_text_end = c.seed.data() + c.seed.size();
-  const auto [seed_end, seed_error] = std::from_chars(c.seed.data(), seed_text_end, seed);
+  const auto [seed_end, seed_error] = std::from_chars(seed_text, seed_text_end, seed);
   TSR_CHECK(seed_error == std::errc() && seed_end == seed_text_end, "--seed '", c.seed,
             "' must be an integer in [0, 2^64)");
   TSR_CHECK(c.stream_chunk >= 0, "--stream-chunk ", c.stream_chunk, " must be >= 0 (0: automatic)");
