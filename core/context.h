@@ -38,7 +38,7 @@ class Context {
   /// A performance hint: the longest row of the CSR whose offsets array starts at `indptr` (with
   /// the given rows and nnz), as recorded by set_row_length_hint; -1 when none is recorded. Ops
   /// use it to pick a default schedule and to skip work no row needs (csr.merge_path's pieces of
-  /// a hub row's carries, the GPU reductions' stretches: only where a row is that long), so a
+  /// a hub row's carries, the GPU reductions' stretches and pieces: only where a row is that long), so a
   /// stale entry (arrays freed and the address reused) can cost speed, or change the order in
   /// which a long row's partial sums are added, never the result's correctness.
   int64_t row_length_hint(const void* indptr, int64_t rows, int64_t nnz) const;

@@ -311,9 +311,9 @@ void spmm_csr_reduce(Context& ctx, const CsrView<V, I>& a, DenseView<const V> b,
   // Four features a lane in one 16- (f32) or 8-byte gather where B's rows allow it, and where
   // groups are a whole warp (F > 64) or rows are long: groups of 8 lanes share a warp at F = 32,
   // and short rows end in most batches, at different points for each group (the warp runs them
-  // in turn). On the H200 at F = 32, max: products-like (rows of 54 on average) 7.5 -> 4.9 ms
-  // with four, arxiv-like (rows of 7) 0.17 -> 0.23 ms (one: 0.17). Lanes up to a warp, at least
-  // 4, so that a row's entries load 4 at a time.
+  // in turn). On the H200 at F = 32, max: products-like (rows of 54 on average) 4.9 ms with
+  // four, 5.5 with one; arxiv-like (rows of 7) 0.22 with four, 0.17 with one. Lanes up to a
+  // warp, at least 4, so that a row's entries load 4 at a time.
   const bool four = F >= 16 && F % 4 == 0 && b.ld % 4 == 0 &&
                     reinterpret_cast<uintptr_t>(b.data) % (4 * sizeof(V)) == 0 &&
                     (F > 64 || a.nnz >= 32 * a.rows);
