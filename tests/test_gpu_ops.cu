@@ -264,6 +264,28 @@ Csr<float, int32_t> hub_matrix() {
   return {rows, cols, Buffer<int32_t>(indptr), Buffer<int32_t>(indices), Buffer<float>(values)};
 }
 
+// A deterministic SpMM, `runs` times on fresh copies of c0: the first result within 1e-5
+// (relative) of `want`, every later one with the same bits. Returns the first.
+template <class V>
+std::vector<float> expect_right_and_repeatable(Context& ctx, const Csr<V, int32_t>& dcsr, const DenseMatrix<V>& db,
+                                 const DenseMatrix<float>& c0, const ops::SpmmOptions& options,
+                                 const std::vector<double>& want, int runs, const std::string& what) {
+  std::vector<float> first;
+  for (int run = 0; run < runs; ++run) {
+    DenseMatrix<float> dc = c0.to(MemorySpace::device);
+    ops::spmm(ctx, dcsr.view(), db.view(), dc.view(), options);
+    ctx.synchronize();
+    const std::vector<float> got = dc.buffer().to_vector();
+    if (run == 0) {
+      EXPECT_LT(reference::relative_error(got.data(), want), 1e-5) << what;
+      first = got;
+    } else {
+      EXPECT_EQ(got, first) << what << " run " << run;
+    }
+  }
+  return first;
+}
+
 // The row split's 1-wide gathers run in two forms, chosen by how much of the GPU the launch fills
 // (a batch's gathers all in flight for small launches, rounds of 8 otherwise): both against the
 // reference, on a matrix of 300k rows (filling the GPU) and one of 2,000 (not), with rows of about
@@ -317,36 +339,13 @@ TEST(GpuOps, MergePathSharesAHubRowAndSkipsEmptyRuns) {
       options.alpha = 0.5f;
       options.beta = 2.0f;
       options.schedule = schedule::parse(schedule::Op::spmm, text);
-      std::vector<float> first;
-      for (int run = 0; run < 3; ++run) {  // deterministic: the same bits every run
-        DenseMatrix<float> dc = c0.to(MemorySpace::device);
-        ops::spmm(ctx, dcsr.view(), db.view(), dc.view(), options);
-        ctx.synchronize();
-        const std::vector<float> got = dc.buffer().to_vector();
-        if (run == 0) {
-          EXPECT_LT(reference::relative_error(got.data(), want), 1e-5) << text << " F=" << F;
-          first = got;
-        } else {
-          ASSERT_EQ(got, first) << text << " F=" << F << " run " << run;
-        }
-      }
+      const std::string what = std::string(text) + " F=" + std::to_string(F);
+      const std::vector<float> first = expect_right_and_repeatable(ctx, dcsr, db, c0, options, want, 3, what);
       {  // A stale row-length hint (short rows): the hub row's carries are added one by one rather
          // than by pieces (no hint here: pieces); still right, and the same bits on every run.
         Context misled;
         misled.set_row_length_hint(dcsr.indptr.data(), csr.rows, csr.nnz(), 8);
-        std::vector<float> misled_first;
-        for (int run = 0; run < 2; ++run) {
-          DenseMatrix<float> dc = c0.to(MemorySpace::device);
-          ops::spmm(misled, dcsr.view(), db.view(), dc.view(), options);
-          misled.synchronize();
-          const std::vector<float> got = dc.buffer().to_vector();
-          if (run == 0) {
-            EXPECT_LT(reference::relative_error(got.data(), want), 1e-5) << text << " F=" << F << " stale hint";
-            misled_first = got;
-          } else {
-            ASSERT_EQ(got, misled_first) << text << " F=" << F << " stale hint";
-          }
-        }
+        expect_right_and_repeatable(misled, dcsr, db, c0, options, want, 2, what + " stale hint");
       }
       // B and C rows ld = F + 4 apart (the gathers step by B's stride, the stores by C's): the
       // same bits, and C's padding untouched.
@@ -403,19 +402,7 @@ TEST(GpuOps, NnzSplitSharesAHubRowAndSkipsEmptyRuns) {
       options.alpha = 0.5f;
       options.beta = 2.0f;
       options.schedule = schedule::parse(schedule::Op::spmm, text);
-      std::vector<float> first;
-      for (int run = 0; run < 2; ++run) {
-        DenseMatrix<float> dc = c0.to(MemorySpace::device);
-        ops::spmm(ctx, dcsr.view(), db.view(), dc.view(), options);
-        ctx.synchronize();
-        const std::vector<float> got = dc.buffer().to_vector();
-        if (run == 0) {
-          EXPECT_LT(reference::relative_error(got.data(), want), 1e-5) << text << " F=" << F;
-          first = got;
-        } else {
-          ASSERT_EQ(got, first) << text << " F=" << F;
-        }
-      }
+      expect_right_and_repeatable(ctx, dcsr, db, c0, options, want, 2, std::string(text) + " F=" + std::to_string(F));
     }
   }
 }
