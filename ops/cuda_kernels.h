@@ -72,12 +72,17 @@ bool device_memory_of(const void* p, int device);
 /// Whether p is device memory the host cannot read (not host, registered or managed memory).
 bool device_only_memory(const void* p);
 
-/// CSR SpMM with reduce = max, min or mean (not sum) and, for max / min, an optional arg output
-/// [rows, F] in device memory (checked): a group of lanes per row, products met in row order,
-/// semantics as ops::spmm documents them. Deterministic; no schedule.
+/// CSR SpMM with reduce = max or min and an optional arg output [rows, F] in device memory
+/// (checked): the merge path in stretches, products met in row order, semantics as ops::spmm
+/// documents them. Deterministic; no schedule.
 template <class V, class I>
 void spmm_csr_reduce(Context& ctx, const CsrView<V, I>& a, DenseView<const V> b, DenseView<float> c,
                      float alpha, float beta, SpmmReduce reduce, int64_t* arg);
+/// reduce = mean's last pass over the row sums (the SpMM sum kernels' output): C[r, f] = alpha *
+/// sums[r, f] / entries(r) + beta * C[r, f], 0 for an empty row. sums may alias C when beta == 0.
+template <class I>
+void spmm_mean_finish(Context& ctx, const I* indptr, int64_t rows, DenseView<const float> sums, DenseView<float> c,
+                      float alpha, float beta);
 
 /// CSR SpMM through cuSPARSE's generic API (schedule csr.cusparse), alg 1..3 for
 /// CUSPARSE_SPMM_CSR_ALG1..3. f32 values; the workspace comes from ctx.

@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <utility>
 #include <vector>
 
 #include <omp.h>
@@ -156,7 +157,20 @@ void spmm(Context& ctx, const CsrView<V, I>& a, DenseView<const non_deduced_t<V>
     check_index_capacity<I>(a.rows, a.cols, a.nnz, "spmm: A");
 #if TESSERA_WITH_CUDA
     if (o.validate) cuda::validate_csr(ctx, a);
-    return cuda::spmm_csr_reduce(ctx, a, b, c, o.alpha, o.beta, o.reduce, o.arg);
+    if (o.reduce != SpmmReduce::mean) return cuda::spmm_csr_reduce(ctx, a, b, c, o.alpha, o.beta, o.reduce, o.arg);
+    // mean: the row sums by the default deterministic sum schedule (into C itself where beta == 0,
+    // else into a scratch matrix), then one pass dividing by the rows' entries.
+    SpmmOptions sum;
+    sum.validate = false;  // validated above
+    sum.deterministic = true;
+    if (o.beta == 0.0f) {
+      spmm(ctx, a, b, c, sum);
+      return cuda::spmm_mean_finish(ctx, a.indptr, a.rows,
+                                    DenseView<const float>{c.rows, c.cols, c.ld, c.data, c.space}, c, o.alpha, 0.0f);
+    }
+    DenseMatrix<float> sums(c.rows, c.cols, MemorySpace::device);
+    spmm(ctx, a, b, sums.view(), sum);
+    return cuda::spmm_mean_finish(ctx, a.indptr, a.rows, std::as_const(sums).view(), c, o.alpha, o.beta);
 #else
     TSR_FAIL("spmm: device operands need a build of Tessera with CUDA");
 #endif

@@ -1,10 +1,11 @@
-// CSR SpMM with the GNN aggregations on the GPU: C[r, f] = alpha * reduce_e(A[r, e] * B[col(e), f])
-// + beta * C[r, f] for reduce = max, min or mean, with an optional arg output for max / min.
+// CSR SpMM with the GNN aggregations max and min on the GPU: C[r, f] = alpha * reduce_e(A[r, e] *
+// B[col(e), f]) + beta * C[r, f], with an optional arg output. (mean runs the sum kernels, then
+// spmm_mean_finish below: ops/spmm/spmm.cpp.)
 // The semantics are the host kernel's (ops/spmm/spmm.cpp) and reference::spmm_reduce's:
 // - a row's products meet in the row's order; max / min start from the first product as it is
 //   (a -0 stays -0), a later one wins when strictly better, or when it is a NaN and the best is
 //   not (NaN propagates); ties keep the earlier entry, whose column goes to arg;
-// - an empty row reduces to 0, its arg is -1; mean divides the f32 sum by the row's entries.
+// - an empty row reduces to 0, its arg is -1.
 // Layout: the merge path of row ends and nonzeros (as csr.merge_path splits it) cut into stretches
 // of ipt items, a group of tpr lanes a stretch, each lane owning 4 consecutive features (one
 // vector gather a B row) where F and B's rows allow it, else 1, of a tile of tpr * vec features
@@ -21,9 +22,8 @@
 //   that holds any of it (tail[t], possibly empty) and the head partial of the stretch it ends in
 //   (head[t]). A later kernel combines them in stretch order and finishes the row; a hub row's
 //   long chain goes by whole pieces of 64 stretches, each combined first by a kernel of its own.
-//   Combining is associative for these rules (max / min: the first NaN, else the first strict
-//   best; mean: a sum, whose grouping is fixed by the matrix and its row-length hint), and every
-//   output is written by one thread in a fixed order: no atomics, the same bits every run.
+//   Combining is associative for these rules (the first NaN, else the first strict best), and
+//   every output is written by one thread in a fixed order: no atomics, the same bits every run.
 #include <algorithm>
 #include <climits>
 #include <cmath>
@@ -44,7 +44,7 @@ constexpr int kThreads = 256;
 // Stretches a piece: a hub row's chain of tail partials is combined by whole pieces, each
 // combined first by a group of its own (csr.merge_path's carries do the same).
 constexpr int64_t kPiece = 64;
-enum Mode : int { kMax = 1, kMin = 2, kMean = 3 };
+enum Mode : int { kMax = 1, kMin = 2 };
 // The stretch kernel: 80 registers (three blocks an SM) and B-row gathers in flight a lane, 8 of
 // one feature or 4 of four. On the H200 (f32, F = 32, products-like max) four features with 8 in
 // flight took 10.8 ms at 80 registers (spilling in the gather loop) and 10.7 at 128, against 4.9
@@ -53,33 +53,26 @@ constexpr int kMinBlocks = 3;
 template <int VEC>
 constexpr int kInFlight = VEC == 1 ? kGathersInFlight : 4;
 
-// A partial reduction of some of one row's products, for one feature: max / min keep the best
-// product and its column (who = -1: no product yet), mean keeps the sum in `value`.
+// A partial reduction of some of one row's products, for one feature: the best product and its
+// column (who = -1: no product yet).
 struct Partial {
   float value = 0.0f;
   int64_t who = -1;
 };
 
-// Whether a product replaces the best so far (max / min): strictly better, or a NaN over a number.
+// Whether a product replaces the best so far: strictly better, or a NaN over a number.
 __device__ __forceinline__ bool replaces(int mode, float product, float best) {
   return (mode == kMax ? product > best : product < best) || (product != product && best == best);
 }
 
 // `later` folded into `p` (which holds earlier products): the rules of a row's walk.
 __device__ __forceinline__ void combine(int mode, Partial& p, const Partial& later) {
-  if (mode == kMean) {
-    p.value += later.value;
-  } else if (later.who >= 0 && (p.who < 0 || replaces(mode, later.value, p.value))) {
-    p = later;
-  }
+  if (later.who >= 0 && (p.who < 0 || replaces(mode, later.value, p.value))) p = later;
 }
 
-// C's entry for a row of `entries` nonzeros reduced to p (alpha, beta; arg).
-__device__ __forceinline__ void finish(int mode, const Partial& p, int64_t entries, float alpha, float beta,
-                                       float* out, int64_t* arg_out) {
-  float value = p.value;
-  if (mode == kMean) value = entries > 0 ? p.value * (1.0f / float(entries)) : 0.0f;
-  value = __fmul_rn(alpha, value);
+// C's entry for a row reduced to p (alpha, beta; arg).
+__device__ __forceinline__ void finish(const Partial& p, float alpha, float beta, float* out, int64_t* arg_out) {
+  const float value = __fmul_rn(alpha, p.value);
   *out = beta == 0.0f ? value : __fadd_rn(value, __fmul_rn(beta, *out));
   if (arg_out != nullptr) *arg_out = p.who;
 }
@@ -132,9 +125,9 @@ __global__ void __launch_bounds__(kThreads, kMinBlocks)
     const bool mine = f < F;  // the ragged last tile: lanes past F only hand out entries
     const char* b_at = reinterpret_cast<const char*>(b.data + (mine ? f : 0));
     StretchRowEnds<I> ends(a.indptr, a.rows, row0, nz_begin);
-    int r = 0, row_start = 0, row_end = ends.current();
-    float acc[VEC];  // max / min: the best product; mean: the sum
-    int who[VEC];    // max / min: the best product's position in the stream, -1 before the first
+    int r = 0, row_end = ends.current();
+    float acc[VEC];  // the best product
+    int who[VEC];    // its position in the stream, -1 before the first
 #pragma unroll
     for (int i = 0; i < VEC; ++i) acc[i] = 0.0f, who[i] = -1;
     const auto partial = [&](int i, bool column) {  // column: who as A's column, else as a flag
@@ -149,7 +142,7 @@ __global__ void __launch_bounds__(kThreads, kMinBlocks)
           if (to_head) {
             head.store(t * F + f + i, partial(i, true));
           } else {
-            finish(mode, partial(i, arg != nullptr), row_end - row_start, alpha, beta, c.data + row * c.ld + f + i,
+            finish(partial(i, arg != nullptr), alpha, beta, c.data + row * c.ld + f + i,
                    arg != nullptr ? arg + row * F + f + i : nullptr);
           }
         }
@@ -157,21 +150,17 @@ __global__ void __launch_bounds__(kThreads, kMinBlocks)
 #pragma unroll
       for (int i = 0; i < VEC; ++i) acc[i] = 0.0f, who[i] = -1;
       ++r;
-      row_start = row_end;
       row_end = ends.advance();
     };
     const auto fold = [&](int position, float v, const PackedVec<VEC, V>& x) {
 #pragma unroll
       for (int i = 0; i < VEC; ++i) {
         const float product = __fmul_rn(v, x(i));  // a plain f32 product, as the host's
-        if (mode == kMean) {
-          acc[i] += product;
-        } else {  // selects, not branches: the rules of replaces()
-          const bool take = (who[i] < 0) | (is_max ? product > acc[i] : product < acc[i]) |
-                            ((product != product) & (acc[i] == acc[i]));
-          acc[i] = take ? product : acc[i];
-          who[i] = take ? position : who[i];
-        }
+        // Selects, not branches: the rules of replaces().
+        const bool take = (who[i] < 0) | (is_max ? product > acc[i] : product < acc[i]) |
+                          ((product != product) & (acc[i] == acc[i]));
+        acc[i] = take ? product : acc[i];
+        who[i] = take ? position : who[i];
       }
     };
     // (col, val) of the next chunk of tpr entries are loaded one chunk ahead: entry q of a chunk
@@ -284,8 +273,25 @@ __global__ void __launch_bounds__(kThreads)
 #pragma unroll 4
     for (; s < t; ++s) combine(mode, p, tail.load(s * F + f));
     combine(mode, p, head.load(t * F + f));
-    finish(mode, p, int64_t(indptr[r + 1]) - int64_t(indptr[r]), alpha, beta, c.data + r * c.ld + f,
-           arg != nullptr ? arg + r * F + f : nullptr);
+    finish(p, alpha, beta, c.data + r * c.ld + f, arg != nullptr ? arg + r * F + f : nullptr);
+  }
+}
+
+// mean's last pass: C[r, f] = alpha * (sums[r, f] / entries(r)) + beta * C[r, f], an empty row's
+// mean 0 (as the host's). sums may be C itself (beta == 0): each element is read, then written,
+// by one thread.
+template <class I>
+__global__ void __launch_bounds__(kThreads)
+    spmm_mean_finish_kernel(const I* indptr, int64_t rows, DenseView<const float> sums, DenseView<float> c,
+                            float alpha, float beta) {
+  const int64_t F = c.cols, total = rows * F;
+  for (int64_t i = int64_t(blockIdx.x) * kThreads + threadIdx.x; i < total; i += int64_t(gridDim.x) * kThreads) {
+    const int64_t r = i / F, f = i - r * F;
+    const int64_t entries = int64_t(indptr[r + 1]) - int64_t(indptr[r]);
+    const float mean = entries > 0 ? sums.data[r * sums.ld + f] * (1.0f / float(entries)) : 0.0f;
+    const float value = __fmul_rn(alpha, mean);
+    float* out = c.data + r * c.ld + f;
+    *out = beta == 0.0f ? value : __fadd_rn(value, __fmul_rn(beta, *out));
   }
 }
 
@@ -303,7 +309,8 @@ void launch_reduce(const dim3& grid, cudaStream_t stream, const CsrView<V, I>& a
 template <class V, class I>
 void spmm_csr_reduce(Context& ctx, const CsrView<V, I>& a, DenseView<const V> b, DenseView<float> c,
                      float alpha, float beta, SpmmReduce reduce, int64_t* arg) {
-  TSR_CHECK(reduce != SpmmReduce::sum, "spmm_csr_reduce: sum runs in the SpMM kernels");
+  TSR_CHECK(reduce == SpmmReduce::max || reduce == SpmmReduce::min,
+            "spmm_csr_reduce: max or min (sum and mean run in the SpMM kernels)");
   TSR_CHECK(arg == nullptr || device_memory_of(arg, ctx.device()),
             "spmm: the arg output must be in device memory (of the context's device) when A is");
   if (a.rows == 0 || c.cols == 0) return;
@@ -330,7 +337,7 @@ void spmm_csr_reduce(Context& ctx, const CsrView<V, I>& a, DenseView<const V> b,
   int64_t ipt = 32;
   while (ipt < 4096 && double(ipt) < least) ipt *= 2;
   const auto stream = static_cast<cudaStream_t>(ctx.stream());
-  const int mode = reduce == SpmmReduce::max ? kMax : reduce == SpmmReduce::min ? kMin : kMean;
+  const int mode = reduce == SpmmReduce::max ? kMax : kMin;
   const unsigned tiles_y = unsigned(tiles < 65535 ? tiles : 65535);
   const auto launch = [&](const dim3& grid, const int64_t* start_row, const int64_t* start_nnz, int64_t groups,
                           const Partials& head, const Partials& tail) {
@@ -394,6 +401,22 @@ void spmm_csr_reduce(Context& ctx, const CsrView<V, I>& a, DenseView<const V> b,
                                              start_nnz, stretches, head, tail, piece);
   TSR_CUDA_CHECK_LAUNCH("spmm_csr_reduce (rows across stretches)");
 }
+
+template <class I>
+void spmm_mean_finish(Context& ctx, const I* indptr, int64_t rows, DenseView<const float> sums, DenseView<float> c,
+                      float alpha, float beta) {
+  if (rows == 0 || c.cols == 0) return;
+  const int64_t total = rows * c.cols;
+  const int64_t blocks = std::min<int64_t>((total + kThreads - 1) / kThreads, 132 * 16);
+  spmm_mean_finish_kernel<I><<<unsigned(blocks), kThreads, 0, static_cast<cudaStream_t>(ctx.stream())>>>(
+      indptr, rows, sums, c, alpha, beta);
+  TSR_CUDA_CHECK_LAUNCH("spmm_mean_finish");
+}
+
+template void spmm_mean_finish(Context&, const int32_t*, int64_t, DenseView<const float>, DenseView<float>, float,
+                               float);
+template void spmm_mean_finish(Context&, const int64_t*, int64_t, DenseView<const float>, DenseView<float>, float,
+                               float);
 
 #define TSR_INSTANTIATE_SPMM_REDUCE_CUDA(V, I)                                                 \
   template void spmm_csr_reduce(Context&, const CsrView<V, I>&, DenseView<const V>,            \
