@@ -36,8 +36,9 @@ struct SpmmOptions {
   /// a fixed reduction order) except hyb.fused with atomic=1; this rejects that schedule and the
   /// cuSPARSE variants (csr.cusparse, bsr.cusparse, bsr.cusparse_blocked_ell) with a clear error.
   bool deterministic = false;
-  /// Anything but sum takes CSR only in this version, on the host or the GPU (there a kernel of
-  /// its own: a schedule is refused); the other formats take sum and say so.
+  /// Anything but sum takes CSR only in this version, on the host or the GPU (there max / min
+  /// run a kernel of their own, mean the default sum schedule and a scaling pass: a schedule is
+  /// refused); the other formats take sum and say so.
   SpmmReduce reduce = SpmmReduce::sum;
   /// max / min only, optional: where each output came from, [rows, F] row-major with leading
   /// dimension F: the column of A (B's row) whose product won, the first in the row's order
