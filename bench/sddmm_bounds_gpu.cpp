@@ -34,6 +34,7 @@
 
 #include "bench/gpu_harness.h"
 #include "bench/sddmm_bounds_kernels.h"
+#include "bench/sddmm_column_tiled_prototype.h"
 #include "core/device.h"
 #include "ops/cusparse_plan.h"
 #include "ops/device_schedule.h"
@@ -187,6 +188,7 @@ int main(int argc, char** argv) try {
 
   json cases = json::array();
   std::vector<double> reachable, reached, reachable_large, reached_large, bound_over_default;
+  std::vector<double> prototype_vs_cusparse, prototype_vs_default;  // the cases the prototype ran
   const std::filesystem::path dir = std::filesystem::path(out_dir) / device::tag(ctx.device());
   std::filesystem::create_directories(dir);
   const std::string file = std::string(only.empty() ? "sddmm_bounds" : "sddmm_bounds-" + only.front()) + ".json";
@@ -196,6 +198,8 @@ int main(int argc, char** argv) try {
     const auto [reach_large_geomean, reach_large_min] = geomean_and_min(reachable_large);
     const auto [reached_large_geomean, reached_large_min] = geomean_and_min(reached_large);
     const auto [of_bound_geomean, of_bound_min] = geomean_and_min(bound_over_default);
+    const auto [prototype_geomean, prototype_min] = geomean_and_min(prototype_vs_cusparse);
+    const auto [prototype_default_geomean, prototype_default_min] = geomean_and_min(prototype_vs_default);
     json doc;
     doc["summary"] = {{"device", device::name(ctx.device())},
                       {"commit", git_commit()},
@@ -210,6 +214,10 @@ int main(int argc, char** argv) try {
                       {"geomean_reachable_speedup_vs_cusparse_large", reach_large_geomean},
                       {"geomean_speedup_vs_cusparse_large", reached_large_geomean},
                       {"geomean_bound_over_default", of_bound_geomean},
+                      {"prototype_cases", prototype_vs_cusparse.size()},
+                      {"geomean_prototype_speedup_vs_cusparse", prototype_geomean},
+                      {"geomean_prototype_speedup_vs_default", prototype_default_geomean},
+                      {"min_prototype_speedup_vs_default", prototype_default_min},
                       {"empty_launch_ms", empty_ms},
                       {"copy_gbps", copy_gbps},
                       {"shared_memory_per_sm_bytes", smem_per_sm},
@@ -279,6 +287,32 @@ int main(int argc, char** argv) try {
           time_gather(column_tiled, dx.data(), x_sums, row_bytes, where + " column-tiled", {g}).first;
       const double row_tiled_ms = time_gather(row_tiled, dy.data(), y_sums, row_bytes, where + " row-tiled", {g}).first;
 
+      // The prototype column-tiled SDDMM (F = 32, 64, 128): tiles filling one SM's shared memory
+      // (a block an SM) and half of it (two), chunks of 32 * tile_cols nonzeros; each checked
+      // against cuSPARSE's output after poisoning.
+      json prototype = json::object();
+      double prototype_ms = INFINITY;
+      if (F == 32 || F == 64 || F == 128) {
+        const int64_t max_block_smem = int64_t(prop.sharedMemPerBlockOptin);
+        for (const int64_t tile_cols : {max_block_smem / row_bytes, max_block_smem / 2 / row_bytes}) {
+          const ColumnTiles tiles = build_column_tiles(m.csr.indptr.data(), m.csr.indices.data(), m.csr.rows,
+                                                       m.csr.cols, tile_cols, 32 * tile_cols);
+          const DeviceColumnTiles device_tiles(tiles);
+          const auto run_tiled = [&] {
+            device_tiles.run(da.indices.data(), dx.data(), dy.data(), m.csr.cols, F, out.data(), stream);
+          };
+          TSR_CUDA_CHECK(cudaMemset(out.data(), 0xff, out.size() * sizeof(float)));  // NaNs
+          run_tiled();
+          const double tiled_err = relative_error(result(), want);
+          TSR_CHECK(tiled_err < 1e-4, where, ": the column-tiled prototype (", tile_cols,
+                    " columns) differs from cuSPARSE by ", tiled_err);
+          const double ms = timer.median_ms(run_tiled, reps);
+          prototype[std::to_string(tile_cols) + " columns, " + std::to_string(tiles.chunk_tile.size()) + " chunks"] =
+              ms;
+          prototype_ms = std::min(prototype_ms, ms);
+        }
+      }
+
       const double nnz = double(m.csr.nnz()), rows = double(m.csr.rows), ncols = double(m.csr.cols);
       const double floor_reuse_ms =
           (nnz * 4 + (rows + 1) * 4 + nnz * 4 + rows * F * 4 + ncols * F * 4) / (copy_gbps * 1e9) * 1e3;
@@ -314,11 +348,19 @@ int main(int argc, char** argv) try {
                          {"row_tiled", row_tiled.size()}}},
                        {"floor_perfect_reuse_ms", floor_reuse_ms},
                        {"empty_launch_ms", empty_ms},
+                       {"column_tiled_prototype_ms", prototype},
                        {"bound_ms", bound_ms},
                        {"bound_from", bound_from},
                        {"reachable_speedup_vs_cusparse", cusparse_ms / bound_ms},
                        {"speedup_default_vs_cusparse", cusparse_ms / default_ms},
                        {"bound_over_default", bound_ms / default_ms}});
+      if (std::isfinite(prototype_ms)) {
+        cases.back()["column_tiled_prototype_best_ms"] = prototype_ms;
+        cases.back()["speedup_prototype_vs_cusparse"] = cusparse_ms / prototype_ms;
+        cases.back()["speedup_prototype_vs_default"] = default_ms / prototype_ms;
+        prototype_vs_cusparse.push_back(cusparse_ms / prototype_ms);
+        prototype_vs_default.push_back(default_ms / prototype_ms);
+      }
       reachable.push_back(cusparse_ms / bound_ms);
       reached.push_back(cusparse_ms / default_ms);
       bound_over_default.push_back(bound_ms / default_ms);

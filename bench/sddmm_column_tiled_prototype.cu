@@ -1,0 +1,191 @@
+// The prototype column-tiled SDDMM (sddmm_column_tiled_prototype.h).
+#include <cuda_runtime.h>
+
+#include <algorithm>
+
+#include "bench/sddmm_column_tiled_prototype.h"
+#include "core/cuda_check.h"
+#include "core/error.h"
+
+namespace tessera::bench {
+
+ColumnTiles build_column_tiles(const int32_t* indptr, const int32_t* indices, int64_t rows, int64_t cols,
+                               int64_t tile_cols, int64_t chunk_nnz) {
+  TSR_CHECK(tile_cols > 0 && chunk_nnz > 0, "build_column_tiles: tile_cols = ", tile_cols,
+            " and chunk_nnz = ", chunk_nnz, " must be positive");
+  const int64_t tiles = (cols + tile_cols - 1) / tile_cols;
+  ColumnTiles out;
+  out.tile_cols = tile_cols;
+  out.nnz = rows > 0 ? indptr[rows] : 0;
+  // Count each tile's segments, then place them (rows increase within a tile).
+  std::vector<int64_t> start(size_t(tiles) + 1, 0);
+  const auto for_each_segment = [&](auto&& visit) {  // visit(tile, row, begin, end)
+    for (int64_t r = 0; r < rows; ++r) {
+      int32_t k = indptr[r];
+      while (k < indptr[r + 1]) {
+        const int64_t t = indices[k] / tile_cols;
+        int32_t e = k + 1;
+        while (e < indptr[r + 1] && indices[e] / tile_cols == t) ++e;
+        visit(t, int32_t(r), k, e);
+        k = e;
+      }
+    }
+  };
+  for_each_segment([&](int64_t t, int32_t, int32_t, int32_t) { ++start[size_t(t) + 1]; });
+  for (int64_t t = 0; t < tiles; ++t) start[size_t(t) + 1] += start[size_t(t)];
+  const size_t segments = size_t(start[size_t(tiles)]);
+  out.seg_row.resize(segments);
+  out.seg_begin.resize(segments);
+  out.seg_end.resize(segments);
+  std::vector<int64_t> next(start.begin(), start.end() - 1);
+  for_each_segment([&](int64_t t, int32_t r, int32_t b, int32_t e) {
+    const size_t s = size_t(next[size_t(t)]++);
+    out.seg_row[s] = r, out.seg_begin[s] = b, out.seg_end[s] = e;
+  });
+  // Chunks: a tile's segments cut after about chunk_nnz nonzeros.
+  for (int64_t t = 0; t < tiles; ++t) {
+    int64_t first = start[size_t(t)], nnz = 0;
+    for (int64_t s = first; s < start[size_t(t) + 1]; ++s) {
+      nnz += out.seg_end[size_t(s)] - out.seg_begin[size_t(s)];
+      if (nnz >= chunk_nnz || s + 1 == start[size_t(t) + 1]) {
+        out.chunk_tile.push_back(int32_t(t));
+        out.chunk_first.push_back(int32_t(first));
+        out.chunk_last.push_back(int32_t(s + 1));
+        first = s + 1, nnz = 0;
+      }
+    }
+  }
+  return out;
+}
+
+namespace {
+
+constexpr int kBlock = 256;
+constexpr int kInFlight = 4;  // nonzeros of a segment a team works on at once
+
+// Sums dot[u] over the team's `lanes` lanes (a power of two, 4..32) and leaves nonzero u's total
+// on lane u: a reduce-scatter (the first two steps each send two of the four values and keep two),
+// then whole sums.
+template <int LANES>
+__device__ __forceinline__ float team_sum_four(float (&dot)[kInFlight], int lane) {
+  const bool upper = lane & 2;
+  float keep0 = upper ? dot[2] : dot[0], send0 = upper ? dot[0] : dot[2];
+  float keep1 = upper ? dot[3] : dot[1], send1 = upper ? dot[1] : dot[3];
+  keep0 += __shfl_xor_sync(0xffffffffu, send0, 2, LANES);
+  keep1 += __shfl_xor_sync(0xffffffffu, send1, 2, LANES);
+  const bool odd = lane & 1;
+  float sum = odd ? keep1 : keep0;
+  sum += __shfl_xor_sync(0xffffffffu, odd ? keep0 : keep1, 1, LANES);
+#pragma unroll
+  for (int offset = 4; offset < LANES; offset *= 2) sum += __shfl_xor_sync(0xffffffffu, sum, offset, LANES);
+  return sum;  // nonzero (lane % 4)
+}
+
+// One block a chunk: Y's tile into shared memory, then a team of LANES lanes a segment.
+template <int LANES>
+__global__ void __launch_bounds__(kBlock)
+    column_tiled_sddmm_kernel(const int32_t* __restrict__ chunk_tile, const int32_t* __restrict__ chunk_first,
+                              const int32_t* __restrict__ chunk_last, const int32_t* __restrict__ seg_row,
+                              const int32_t* __restrict__ seg_begin, const int32_t* __restrict__ seg_end,
+                              const int32_t* __restrict__ indices, const float4* __restrict__ x,
+                              const float4* __restrict__ y, int64_t cols, int tile_cols, float* __restrict__ out) {
+  extern __shared__ float4 tile[];  // [tile_cols][LANES]: Y's rows of this tile
+  const int chunk = blockIdx.x;
+  const int64_t base = int64_t(chunk_tile[chunk]) * tile_cols;
+  const int tile_rows = int(min(int64_t(tile_cols), cols - base));
+  const float4* y_tile = y + base * LANES;
+  for (int i = threadIdx.x; i < tile_rows * LANES; i += kBlock) tile[i] = __ldg(y_tile + i);
+  __syncthreads();
+  const int lane = threadIdx.x % LANES;
+  const int last = chunk_last[chunk];
+  // Every lane of a warp runs the same number of shuffle rounds: the teams of a warp walk their
+  // segments in lockstep (a team past its last segment or nonzero still takes part, writing nothing).
+  for (int s0 = chunk_first[chunk] + threadIdx.x / 32 * (32 / LANES); s0 < last; s0 += kBlock / LANES) {
+    const int s = s0 + (threadIdx.x % 32) / LANES;
+    const bool has_segment = s < last;
+    int k = has_segment ? __ldg(seg_begin + s) : 0;
+    const int end = has_segment ? __ldg(seg_end + s) : 0;
+    const float4 xv = has_segment ? __ldg(x + int64_t(__ldg(seg_row + s)) * LANES + lane) : make_float4(0, 0, 0, 0);
+    int rounds = (end - k + kInFlight - 1) / kInFlight;
+#pragma unroll
+    for (int offset = LANES; offset < 32; offset *= 2)
+      rounds = max(rounds, __shfl_xor_sync(0xffffffffu, rounds, offset));
+    for (int round = 0; round < rounds; ++round, k += kInFlight) {
+      float dot[kInFlight];
+#pragma unroll
+      for (int u = 0; u < kInFlight; ++u) {
+        const int c = k + u < end ? __ldg(indices + k + u) - int(base) : 0;
+        const float4 yv = tile[c * LANES + lane];
+        dot[u] = xv.x * yv.x + xv.y * yv.y + xv.z * yv.z + xv.w * yv.w;
+      }
+      const float d = team_sum_four<LANES>(dot, lane);
+      if (lane < kInFlight && k + lane < end) out[k + lane] = d;
+    }
+  }
+}
+
+template <int LANES>
+void launch(int64_t chunks, int tile_cols, const int32_t* chunk_tile, const int32_t* chunk_first,
+            const int32_t* chunk_last, const int32_t* seg_row, const int32_t* seg_begin, const int32_t* seg_end,
+            const int32_t* indices, const float* x, const float* y, int64_t cols, float* out, cudaStream_t stream) {
+  const size_t smem = size_t(tile_cols) * LANES * 16;
+  TSR_CUDA_CHECK(
+      cudaFuncSetAttribute(column_tiled_sddmm_kernel<LANES>, cudaFuncAttributeMaxDynamicSharedMemorySize, int(smem)));
+  column_tiled_sddmm_kernel<LANES><<<unsigned(chunks), kBlock, smem, stream>>>(
+      chunk_tile, chunk_first, chunk_last, seg_row, seg_begin, seg_end, indices, reinterpret_cast<const float4*>(x),
+      reinterpret_cast<const float4*>(y), cols, tile_cols, out);
+  TSR_CUDA_CHECK(cudaGetLastError());
+}
+
+}  // namespace
+
+DeviceColumnTiles::DeviceColumnTiles(const ColumnTiles& host) : tile_cols_(host.tile_cols) {
+  const size_t segments = host.seg_row.size(), chunks = host.chunk_tile.size();
+  chunks_ = int64_t(chunks);
+  const size_t total = 3 * segments + 3 * chunks;
+  if (total == 0) return;
+  TSR_CUDA_CHECK(cudaMalloc(&arrays_, total * sizeof(int32_t)));
+  int32_t* at = arrays_;
+  const auto put = [&](const std::vector<int32_t>& v, const int32_t*& field) {
+    if (!v.empty()) TSR_CUDA_CHECK(cudaMemcpy(at, v.data(), v.size() * sizeof(int32_t), cudaMemcpyHostToDevice));
+    field = at;
+    at += v.size();
+  };
+  put(host.seg_row, seg_row_);
+  put(host.seg_begin, seg_begin_);
+  put(host.seg_end, seg_end_);
+  put(host.chunk_tile, chunk_tile_);
+  put(host.chunk_first, chunk_first_);
+  put(host.chunk_last, chunk_last_);
+}
+
+DeviceColumnTiles::~DeviceColumnTiles() { cudaFree(arrays_); }
+
+void DeviceColumnTiles::run(const int32_t* indices, const float* x, const float* y, int64_t cols, int64_t F, float* out,
+                            void* stream_ptr) const {
+  if (chunks_ == 0) return;
+  const auto stream = static_cast<cudaStream_t>(stream_ptr);
+  const int tc = int(tile_cols_);
+#define TSR_TILED_LAUNCH(L)                                                                                           \
+  launch<L>(chunks_, tc, chunk_tile_, chunk_first_, chunk_last_, seg_row_, seg_begin_, seg_end_, indices, x, y, cols, \
+            out, stream)
+  switch (F) {
+    case 16:
+      TSR_TILED_LAUNCH(4);
+      break;
+    case 32:
+      TSR_TILED_LAUNCH(8);
+      break;
+    case 64:
+      TSR_TILED_LAUNCH(16);
+      break;
+    case 128:
+      TSR_TILED_LAUNCH(32);
+      break;
+    default:
+      TSR_CHECK(false, "column_tiled_sddmm prototype: F = ", F, " is not 16, 32, 64 or 128");
+  }
+#undef TSR_TILED_LAUNCH
+}
+
+}  // namespace tessera::bench

@@ -1,0 +1,58 @@
+// A prototype column-tiled SDDMM for bench/sddmm_bounds_gpu: how close a real kernel of the
+// column-tile design comes to that design's yardstick. Not a library operator (no schedule, no
+// int64 indices, f32 only, F = 16, 32, 64 or 128: a team of F / 4 lanes, one float4 each); the
+// library's SDDMM is ops::sddmm.
+//
+// The design: A's nonzeros are regrouped once (on the host, like cuSPARSE's preprocessing) into
+// column tiles of tile_cols columns; within a tile, each row's nonzeros there form a segment, a
+// contiguous run of A's CSR (columns are sorted within rows), so outputs are still written at their
+// CSR positions. A block takes a chunk of one tile's segments, copies Y's tile_cols rows of the tile
+// into shared memory, and then each team of F / 4 lanes takes a segment: X's row in registers, the
+// segment's Y rows read from shared memory, four nonzeros in flight.
+#pragma once
+
+#include <cstdint>
+#include <vector>
+
+namespace tessera::bench {
+
+struct ColumnTiles {
+  int64_t tile_cols = 0;
+  int64_t nnz = 0;
+  std::vector<int32_t> seg_row;      // [segments] the segment's row
+  std::vector<int32_t> seg_begin;    // [segments] its first nonzero (a CSR position)
+  std::vector<int32_t> seg_end;      // [segments] one past its last
+  std::vector<int32_t> chunk_tile;   // [chunks] the tile a block works on
+  std::vector<int32_t> chunk_first;  // [chunks] its first segment (segments are grouped by tile)
+  std::vector<int32_t> chunk_last;   // [chunks] one past its last
+};
+
+/// Regroups a CSR (columns sorted within rows, nnz < 2^31) into column tiles, with chunks of about
+/// chunk_nnz nonzeros (never spanning two tiles; a segment is never split).
+ColumnTiles build_column_tiles(const int32_t* indptr, const int32_t* indices, int64_t rows, int64_t cols,
+                               int64_t tile_cols, int64_t chunk_nnz);
+
+/// The tiling on the device (owns its arrays).
+class DeviceColumnTiles {
+ public:
+  explicit DeviceColumnTiles(const ColumnTiles& host);
+  ~DeviceColumnTiles();
+  DeviceColumnTiles(const DeviceColumnTiles&) = delete;
+  DeviceColumnTiles& operator=(const DeviceColumnTiles&) = delete;
+
+  /// out[e] = <X[row(e)], Y[col(e)]> for every nonzero; x: [rows, F], y: [cols, F], row-major,
+  /// 16-byte aligned; indices: A's column indices on the device.
+  void run(const int32_t* indices, const float* x, const float* y, int64_t cols, int64_t F, float* out,
+           void* stream) const;
+
+  /// Shared memory a block needs at this F (the tile of Y).
+  int64_t shared_bytes(int64_t F) const { return tile_cols_ * F * 4; }
+
+ private:
+  int64_t tile_cols_ = 0, chunks_ = 0;
+  int32_t* arrays_ = nullptr;  // seg_row, seg_begin, seg_end, chunk_tile, chunk_first, chunk_last
+  const int32_t *seg_row_ = nullptr, *seg_begin_ = nullptr, *seg_end_ = nullptr;
+  const int32_t *chunk_tile_ = nullptr, *chunk_first_ = nullptr, *chunk_last_ = nullptr;
+};
+
+}  // namespace tessera::bench
