@@ -60,7 +60,7 @@ ColumnTiles build_column_tiles(const int32_t* indptr, const int32_t* indices, in
 
 namespace {
 
-constexpr int kBlock = 256;
+constexpr int kBlock = 1024;  // 32 warps an SM at one block
 constexpr int kInFlight = 4;  // nonzeros of a segment a team works on at once
 
 // Sums dot[u] over the team's `lanes` lanes (a power of two, 4..32) and leaves nonzero u's total
@@ -98,24 +98,39 @@ __global__ void __launch_bounds__(kBlock)
   __syncthreads();
   const int lane = threadIdx.x % LANES;
   const int last = chunk_last[chunk];
+  constexpr int kStride = kBlock / LANES;  // teams a block
+  // Team t takes segments first + t, first + t + kStride, ...; a segment's row and range are
+  // loaded one segment ahead, so that its X row and first indices are the only loads waited on.
   // Every lane of a warp runs the same number of shuffle rounds: the teams of a warp walk their
   // segments in lockstep (a team past its last segment or nonzero still takes part, writing nothing).
-  for (int s0 = chunk_first[chunk] + threadIdx.x / 32 * (32 / LANES); s0 < last; s0 += kBlock / LANES) {
-    const int s = s0 + (threadIdx.x % 32) / LANES;
-    const bool has_segment = s < last;
-    int k = has_segment ? __ldg(seg_begin + s) : 0;
-    const int end = has_segment ? __ldg(seg_end + s) : 0;
-    const float4 xv = has_segment ? __ldg(x + int64_t(__ldg(seg_row + s)) * LANES + lane) : make_float4(0, 0, 0, 0);
+  const int team_s0 = chunk_first[chunk] + int(threadIdx.x) / LANES;
+  const auto load_segment = [&](int s, int& row, int& begin, int& end) {
+    const bool valid = s < last;
+    row = valid ? __ldg(seg_row + s) : 0;
+    begin = valid ? __ldg(seg_begin + s) : 0;
+    end = valid ? __ldg(seg_end + s) : 0;
+  };
+  int next_row, next_begin, next_end;
+  load_segment(team_s0, next_row, next_begin, next_end);
+  const int warp_s0 = chunk_first[chunk] + int(threadIdx.x) / 32 * (32 / LANES);
+  for (int s = team_s0, w = warp_s0; w < last; s += kStride, w += kStride) {
+    const int row = next_row, end = next_end;
+    int k = next_begin;
+    load_segment(s + kStride, next_row, next_begin, next_end);
+    const float4 xv = k < end ? __ldg(x + int64_t(row) * LANES + lane) : make_float4(0, 0, 0, 0);
+    int held = k + lane < end ? __ldg(indices + k + lane) : 0;  // the indices, LANES at a time
     int rounds = (end - k + kInFlight - 1) / kInFlight;
 #pragma unroll
     for (int offset = LANES; offset < 32; offset *= 2)
       rounds = max(rounds, __shfl_xor_sync(0xffffffffu, rounds, offset));
     for (int round = 0; round < rounds; ++round, k += kInFlight) {
+      const int at = (round * kInFlight) % LANES;  // where this round's indices sit in `held`
+      if (at == 0 && round > 0) held = k + lane < end ? __ldg(indices + k + lane) : 0;
       float dot[kInFlight];
 #pragma unroll
       for (int u = 0; u < kInFlight; ++u) {
-        const int c = k + u < end ? __ldg(indices + k + u) - int(base) : 0;
-        const float4 yv = tile[c * LANES + lane];
+        const int column = __shfl_sync(0xffffffffu, held, at + u, LANES);  // every lane takes part
+        const float4 yv = tile[(k + u < end ? column - int(base) : 0) * LANES + lane];
         dot[u] = xv.x * yv.x + xv.y * yv.y + xv.z * yv.z + xv.w * yv.w;
       }
       const float d = team_sum_four<LANES>(dot, lane);
