@@ -24,8 +24,8 @@ ColumnTiles build_column_tiles(const int32_t* indptr, const int32_t* indices, in
       int32_t k = indptr[r];
       while (k < indptr[r + 1]) {
         const int64_t t = indices[k] / tile_cols;
-        int32_t e = k + 1;
-        while (e < indptr[r + 1] && indices[e] / tile_cols == t) ++e;
+        int32_t e = k + 1;  // a segment ends at the tile's edge, the row's end, or kMaxSegment
+        while (e < indptr[r + 1] && indices[e] / tile_cols == t && e - k < kMaxSegment) ++e;
         visit(t, int32_t(r), k, e);
         k = e;
       }
@@ -60,8 +60,9 @@ ColumnTiles build_column_tiles(const int32_t* indptr, const int32_t* indices, in
 
 namespace {
 
-constexpr int kBlock = 1024;  // 32 warps an SM at one block
-constexpr int kInFlight = 4;  // nonzeros of a segment a team works on at once
+constexpr int kBlock = 1024;          // 32 warps an SM at one block
+constexpr int kInFlight = 4;          // nonzeros of a segment a team works on at once
+constexpr int kSegmentsInFlight = 4;  // segments whose X rows and indices a team loads at once
 
 // Sums dot[u] over the team's `lanes` lanes (a power of two, 4..32) and leaves nonzero u's total
 // on lane u: a reduce-scatter (the first two steps each send two of the four values and keep two),
@@ -97,44 +98,50 @@ __global__ void __launch_bounds__(kBlock)
   for (int i = threadIdx.x; i < tile_rows * LANES; i += kBlock) tile[i] = __ldg(y_tile + i);
   __syncthreads();
   const int lane = threadIdx.x % LANES;
-  const int last = chunk_last[chunk];
-  constexpr int kStride = kBlock / LANES;  // teams a block
-  // Team t takes segments first + t, first + t + kStride, ...; a segment's row and range are
-  // loaded one segment ahead, so that its X row and first indices are the only loads waited on.
-  // Every lane of a warp runs the same number of shuffle rounds: the teams of a warp walk their
-  // segments in lockstep (a team past its last segment or nonzero still takes part, writing nothing).
-  const int team_s0 = chunk_first[chunk] + int(threadIdx.x) / LANES;
-  const auto load_segment = [&](int s, int& row, int& begin, int& end) {
-    const bool valid = s < last;
-    row = valid ? __ldg(seg_row + s) : 0;
-    begin = valid ? __ldg(seg_begin + s) : 0;
-    end = valid ? __ldg(seg_end + s) : 0;
-  };
-  int next_row, next_begin, next_end;
-  load_segment(team_s0, next_row, next_begin, next_end);
-  const int warp_s0 = chunk_first[chunk] + int(threadIdx.x) / 32 * (32 / LANES);
-  for (int s = team_s0, w = warp_s0; w < last; s += kStride, w += kStride) {
-    const int row = next_row, end = next_end;
-    int k = next_begin;
-    load_segment(s + kStride, next_row, next_begin, next_end);
-    const float4 xv = k < end ? __ldg(x + int64_t(row) * LANES + lane) : make_float4(0, 0, 0, 0);
-    int held = k + lane < end ? __ldg(indices + k + lane) : 0;  // the indices, LANES at a time
-    int rounds = (end - k + kInFlight - 1) / kInFlight;
+  const int first = chunk_first[chunk], last = chunk_last[chunk];
+  constexpr int kTeams = kBlock / LANES;
+  // Team t takes kSegmentsInFlight consecutive segments at a time: first their rows and ranges,
+  // then all their X rows and first indices, then the products, segment by segment. Every lane of
+  // a warp runs the same number of shuffle rounds: the teams of a warp walk their segments in
+  // lockstep (a team past its last segment or nonzero still takes part, writing nothing); segments
+  // are at most kMaxSegment long (build_column_tiles), so the lockstep costs little.
+  const int team = int(threadIdx.x) / LANES, warp_team0 = int(threadIdx.x) / 32 * (32 / LANES);
+  constexpr int G = kSegmentsInFlight;
+  for (int b = first + team * G, wb = first + warp_team0 * G; wb < last; b += kTeams * G, wb += kTeams * G) {
+    int row[G], k[G], end[G];
 #pragma unroll
-    for (int offset = LANES; offset < 32; offset *= 2)
-      rounds = max(rounds, __shfl_xor_sync(0xffffffffu, rounds, offset));
-    for (int round = 0; round < rounds; ++round, k += kInFlight) {
-      const int at = (round * kInFlight) % LANES;  // where this round's indices sit in `held`
-      if (at == 0 && round > 0) held = k + lane < end ? __ldg(indices + k + lane) : 0;
-      float dot[kInFlight];
+    for (int g = 0; g < G; ++g) {
+      const bool valid = b + g < last;
+      row[g] = valid ? __ldg(seg_row + b + g) : 0;
+      k[g] = valid ? __ldg(seg_begin + b + g) : 0;
+      end[g] = valid ? __ldg(seg_end + b + g) : 0;
+    }
+    float4 xv[G];
+    int held[G];  // a segment's column indices, LANES at a time
 #pragma unroll
-      for (int u = 0; u < kInFlight; ++u) {
-        const int column = __shfl_sync(0xffffffffu, held, at + u, LANES);  // every lane takes part
-        const float4 yv = tile[(k + u < end ? column - int(base) : 0) * LANES + lane];
-        dot[u] = xv.x * yv.x + xv.y * yv.y + xv.z * yv.z + xv.w * yv.w;
+    for (int g = 0; g < G; ++g) {
+      xv[g] = k[g] < end[g] ? __ldg(x + int64_t(row[g]) * LANES + lane) : make_float4(0, 0, 0, 0);
+      held[g] = k[g] + lane < end[g] ? __ldg(indices + k[g] + lane) : 0;
+    }
+#pragma unroll
+    for (int g = 0; g < G; ++g) {
+      int rounds = (end[g] - k[g] + kInFlight - 1) / kInFlight;
+#pragma unroll
+      for (int offset = LANES; offset < 32; offset *= 2)
+        rounds = max(rounds, __shfl_xor_sync(0xffffffffu, rounds, offset));
+      for (int round = 0; round < rounds; ++round, k[g] += kInFlight) {
+        const int at = (round * kInFlight) % LANES;  // where this round's indices sit in held[g]
+        if (at == 0 && round > 0) held[g] = k[g] + lane < end[g] ? __ldg(indices + k[g] + lane) : 0;
+        float dot[kInFlight];
+#pragma unroll
+        for (int u = 0; u < kInFlight; ++u) {
+          const int column = __shfl_sync(0xffffffffu, held[g], at + u, LANES);  // every lane takes part
+          const float4 yv = tile[(k[g] + u < end[g] ? column - int(base) : 0) * LANES + lane];
+          dot[u] = xv[g].x * yv.x + xv[g].y * yv.y + xv[g].z * yv.z + xv[g].w * yv.w;
+        }
+        const float d = team_sum_four<LANES>(dot, lane);
+        if (lane < kInFlight && k[g] + lane < end[g]) out[k[g] + lane] = d;
       }
-      const float d = team_sum_four<LANES>(dot, lane);
-      if (lane < kInFlight && k + lane < end) out[k + lane] = d;
     }
   }
 }

@@ -5,16 +5,21 @@
 //
 // The design: A's nonzeros are regrouped once (on the host, like cuSPARSE's preprocessing) into
 // column tiles of tile_cols columns; within a tile, each row's nonzeros there form a segment, a
-// contiguous run of A's CSR (columns are sorted within rows), so outputs are still written at their
-// CSR positions. A block takes a chunk of one tile's segments, copies Y's tile_cols rows of the tile
-// into shared memory, and then each team of F / 4 lanes takes a segment: X's row in registers, the
-// segment's Y rows read from shared memory, four nonzeros in flight.
+// contiguous run of A's CSR (columns are sorted within rows; at most kMaxSegment long), so outputs
+// are still written at their CSR positions. A block takes a chunk of one tile's segments and copies
+// Y's tile_cols rows of the tile into shared memory; then each team of F / 4 lanes takes segments:
+// X's row in registers, the segment's Y rows read from shared memory, four segments' loads and
+// four nonzeros in flight.
 #pragma once
 
 #include <cstdint>
 #include <vector>
 
 namespace tessera::bench {
+
+/// The most nonzeros a segment holds: longer runs of a row in a tile are cut (each piece loads
+/// X's row again), so that the teams of a warp, which walk their segments in lockstep, wait little.
+constexpr int kMaxSegment = 16;
 
 struct ColumnTiles {
   int64_t tile_cols = 0;
