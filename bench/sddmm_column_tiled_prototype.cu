@@ -55,6 +55,21 @@ ColumnTiles build_column_tiles(const int32_t* indptr, const int32_t* indices, in
       }
     }
   }
+  // The nonzeros in tile order, and each chunk's range of them.
+  std::vector<int64_t> nz_of_segment(segments + 1, 0);
+  for (size_t g = 0; g < segments; ++g) nz_of_segment[g + 1] = nz_of_segment[g] + (out.seg_end[g] - out.seg_begin[g]);
+  out.nz_row.resize(size_t(out.nnz));
+  out.nz_pos.resize(size_t(out.nnz));
+  for (size_t g = 0; g < segments; ++g) {
+    for (int32_t k = out.seg_begin[g]; k < out.seg_end[g]; ++k) {
+      const size_t i = size_t(nz_of_segment[g] + (k - out.seg_begin[g]));
+      out.nz_row[i] = out.seg_row[g], out.nz_pos[i] = k;
+    }
+  }
+  for (size_t c = 0; c < out.chunk_tile.size(); ++c) {
+    out.chunk_nz_begin.push_back(int32_t(nz_of_segment[size_t(out.chunk_first[c])]));
+    out.chunk_nz_end.push_back(int32_t(nz_of_segment[size_t(out.chunk_last[c])]));
+  }
   return out;
 }
 
@@ -146,6 +161,37 @@ __global__ void __launch_bounds__(kBlock)
   }
 }
 
+// One block a chunk: Y's tile into shared memory, then a lane per nonzero. V: float4s a row.
+template <int V>
+__global__ void __launch_bounds__(kBlock, 1)
+    lane_per_nonzero_kernel(const int32_t* __restrict__ chunk_tile, const int32_t* __restrict__ chunk_nz_begin,
+                            const int32_t* __restrict__ chunk_nz_end, const int32_t* __restrict__ nz_row,
+                            const int32_t* __restrict__ nz_pos, const int32_t* __restrict__ indices,
+                            const float4* __restrict__ x, const float4* __restrict__ y, int64_t cols, int tile_cols,
+                            float* __restrict__ out) {
+  extern __shared__ float4 tile[];  // [tile_cols][V]: Y's rows of this tile
+  const int chunk = blockIdx.x;
+  const int64_t base = int64_t(chunk_tile[chunk]) * tile_cols;
+  const int tile_rows = int(min(int64_t(tile_cols), cols - base));
+  const float4* y_tile = y + base * V;
+  for (int i = threadIdx.x; i < tile_rows * V; i += kBlock) tile[i] = __ldg(y_tile + i);
+  __syncthreads();
+  const int rotate = int(threadIdx.x) % V;  // lane l reads piece (q + l) % V at step q
+  for (int i = chunk_nz_begin[chunk] + int(threadIdx.x); i < chunk_nz_end[chunk]; i += kBlock) {
+    const int pos = __ldg(nz_pos + i);
+    const float4* x_row = x + int64_t(__ldg(nz_row + i)) * V;
+    const float4* y_row = tile + (__ldg(indices + pos) - int(base)) * V;
+    float acc = 0;
+#pragma unroll(V <= 8 ? 8 : 4)
+    for (int q = 0; q < V; ++q) {
+      const int piece = (q + rotate) % V;
+      const float4 xv = __ldg(x_row + piece), yv = y_row[piece];
+      acc += xv.x * yv.x + xv.y * yv.y + xv.z * yv.z + xv.w * yv.w;
+    }
+    out[pos] = acc;
+  }
+}
+
 template <int LANES>
 void launch(int64_t chunks, int tile_cols, const int32_t* chunk_tile, const int32_t* chunk_first,
             const int32_t* chunk_last, const int32_t* seg_row, const int32_t* seg_begin, const int32_t* seg_end,
@@ -164,7 +210,7 @@ void launch(int64_t chunks, int tile_cols, const int32_t* chunk_tile, const int3
 DeviceColumnTiles::DeviceColumnTiles(const ColumnTiles& host) : tile_cols_(host.tile_cols) {
   const size_t segments = host.seg_row.size(), chunks = host.chunk_tile.size();
   chunks_ = int64_t(chunks);
-  const size_t total = 3 * segments + 3 * chunks;
+  const size_t total = 3 * segments + 5 * chunks + 2 * host.nz_row.size();
   if (total == 0) return;
   TSR_CUDA_CHECK(cudaMalloc(&arrays_, total * sizeof(int32_t)));
   int32_t* at = arrays_;
@@ -179,34 +225,40 @@ DeviceColumnTiles::DeviceColumnTiles(const ColumnTiles& host) : tile_cols_(host.
   put(host.chunk_tile, chunk_tile_);
   put(host.chunk_first, chunk_first_);
   put(host.chunk_last, chunk_last_);
+  put(host.nz_row, nz_row_);
+  put(host.nz_pos, nz_pos_);
+  put(host.chunk_nz_begin, chunk_nz_begin_);
+  put(host.chunk_nz_end, chunk_nz_end_);
 }
 
 DeviceColumnTiles::~DeviceColumnTiles() { cudaFree(arrays_); }
 
-void DeviceColumnTiles::run(const int32_t* indices, const float* x, const float* y, int64_t cols, int64_t F, float* out,
-                            void* stream_ptr) const {
+void DeviceColumnTiles::run(TiledKernel kernel, const int32_t* indices, const float* x, const float* y, int64_t cols,
+                            int64_t F, float* out, void* stream_ptr) const {
   if (chunks_ == 0) return;
   const auto stream = static_cast<cudaStream_t>(stream_ptr);
   const int tc = int(tile_cols_);
+  TSR_CHECK(F == 32 || F == 64 || F == 128, "column-tiled SDDMM prototype: F = ", F, " is not 32, 64 or 128");
+  if (kernel == TiledKernel::lane_per_nonzero) {
+    const auto go = [&](auto kernel_fn) {
+      const size_t smem = size_t(tc) * size_t(F) * 4;
+      TSR_CUDA_CHECK(cudaFuncSetAttribute(kernel_fn, cudaFuncAttributeMaxDynamicSharedMemorySize, int(smem)));
+      kernel_fn<<<unsigned(chunks_), kBlock, smem, stream>>>(chunk_tile_, chunk_nz_begin_, chunk_nz_end_, nz_row_,
+                                                             nz_pos_, indices, reinterpret_cast<const float4*>(x),
+                                                             reinterpret_cast<const float4*>(y), cols, tc, out);
+      TSR_CUDA_CHECK(cudaGetLastError());
+    };
+    if (F == 32) go(lane_per_nonzero_kernel<8>);
+    if (F == 64) go(lane_per_nonzero_kernel<16>);
+    if (F == 128) go(lane_per_nonzero_kernel<32>);
+    return;
+  }
 #define TSR_TILED_LAUNCH(L)                                                                                           \
   launch<L>(chunks_, tc, chunk_tile_, chunk_first_, chunk_last_, seg_row_, seg_begin_, seg_end_, indices, x, y, cols, \
             out, stream)
-  switch (F) {
-    case 16:
-      TSR_TILED_LAUNCH(4);
-      break;
-    case 32:
-      TSR_TILED_LAUNCH(8);
-      break;
-    case 64:
-      TSR_TILED_LAUNCH(16);
-      break;
-    case 128:
-      TSR_TILED_LAUNCH(32);
-      break;
-    default:
-      TSR_CHECK(false, "column_tiled_sddmm prototype: F = ", F, " is not 16, 32, 64 or 128");
-  }
+  if (F == 32) TSR_TILED_LAUNCH(8);
+  if (F == 64) TSR_TILED_LAUNCH(16);
+  if (F == 128) TSR_TILED_LAUNCH(32);
 #undef TSR_TILED_LAUNCH
 }
 

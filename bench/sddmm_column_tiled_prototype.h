@@ -30,7 +30,19 @@ struct ColumnTiles {
   std::vector<int32_t> chunk_tile;   // [chunks] the tile a block works on
   std::vector<int32_t> chunk_first;  // [chunks] its first segment (segments are grouped by tile)
   std::vector<int32_t> chunk_last;   // [chunks] one past its last
+  // The same nonzeros one by one in tile order (the segments' runs concatenated), for the
+  // lane-per-nonzero kernel: each one's row and CSR position; chunk c covers
+  // [nz_of_segment(chunk_first[c]), nz_of_segment(chunk_last[c])).
+  std::vector<int32_t> nz_row;          // [nnz]
+  std::vector<int32_t> nz_pos;          // [nnz]
+  std::vector<int32_t> chunk_nz_begin;  // [chunks]
+  std::vector<int32_t> chunk_nz_end;    // [chunks]
 };
+
+/// The two kernels over the tiling: a team of F / 4 lanes per segment (four segments' loads in
+/// flight), or a lane per nonzero (each lane its own dot product: X's row from L1 / L2, Y's from
+/// shared memory, read in a lane-rotated order so that a warp's reads spread over the banks).
+enum class TiledKernel { team_per_segment, lane_per_nonzero };
 
 /// Regroups a CSR (columns sorted within rows, nnz < 2^31) into column tiles, with chunks of about
 /// chunk_nnz nonzeros (never spanning two tiles; a segment is never split).
@@ -47,17 +59,18 @@ class DeviceColumnTiles {
 
   /// out[e] = <X[row(e)], Y[col(e)]> for every nonzero; x: [rows, F], y: [cols, F], row-major,
   /// 16-byte aligned; indices: A's column indices on the device.
-  void run(const int32_t* indices, const float* x, const float* y, int64_t cols, int64_t F, float* out,
-           void* stream) const;
+  void run(TiledKernel kernel, const int32_t* indices, const float* x, const float* y, int64_t cols, int64_t F,
+           float* out, void* stream) const;
 
   /// Shared memory a block needs at this F (the tile of Y).
   int64_t shared_bytes(int64_t F) const { return tile_cols_ * F * 4; }
 
  private:
   int64_t tile_cols_ = 0, chunks_ = 0;
-  int32_t* arrays_ = nullptr;  // seg_row, seg_begin, seg_end, chunk_tile, chunk_first, chunk_last
+  int32_t* arrays_ = nullptr;  // every array of ColumnTiles, one after another
   const int32_t *seg_row_ = nullptr, *seg_begin_ = nullptr, *seg_end_ = nullptr;
   const int32_t *chunk_tile_ = nullptr, *chunk_first_ = nullptr, *chunk_last_ = nullptr;
+  const int32_t *nz_row_ = nullptr, *nz_pos_ = nullptr, *chunk_nz_begin_ = nullptr, *chunk_nz_end_ = nullptr;
 };
 
 }  // namespace tessera::bench
