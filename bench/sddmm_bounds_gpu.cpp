@@ -24,6 +24,8 @@
 // little more reuse).
 //
 //   sddmm_bounds_gpu [--quick] [--only NAME,...] [--features 32,64,...] [--reps N] [--out DIR] [--data DIR]
+//                    [--prototype]   (also the two prototype column-tiled SDDMM kernels of
+//                                     sddmm_column_tiled_prototype.h, checked and timed)
 // Writes <out>/<device>/sddmm_bounds.json (sddmm_bounds-<name>.json with --only) with a summary.
 #include <CLI/CLI.hpp>
 #include <algorithm>
@@ -132,7 +134,10 @@ int main(int argc, char** argv) try {
   std::vector<int64_t> features{32, 64, 128, 256};
   std::vector<std::string> only;
   int reps = 20;
+  bool with_prototype = false;
   app.add_flag("--quick", quick, "small graphs only (a smoke run)");
+  app.add_flag("--prototype", with_prototype,
+               "also time the prototype column-tiled SDDMM kernels (F = 32, 64, 128; bench/RESULTS.md)");
   app.add_option("--only", only, "run just these matrices (names as in the table)")->delimiter(',');
   app.add_option("--out", out_dir, "results folder; the file goes to <out>/<device>/sddmm_bounds.json");
   app.add_option("--data", data_dir, "shared data folder (SuiteSparse .mtx under mtx/, cora/)");
@@ -287,12 +292,12 @@ int main(int argc, char** argv) try {
           time_gather(column_tiled, dx.data(), x_sums, row_bytes, where + " column-tiled", {g}).first;
       const double row_tiled_ms = time_gather(row_tiled, dy.data(), y_sums, row_bytes, where + " row-tiled", {g}).first;
 
-      // The prototype column-tiled SDDMM (F = 32, 64, 128): tiles filling one SM's shared memory
-      // (a block an SM) and half of it (two), chunks of 32 * tile_cols nonzeros; each checked
+      // With --prototype, the two prototype column-tiled kernels (F = 32, 64, 128) on tiles filling
+      // a block's shared memory and half of it, chunks of 32 * tile_cols nonzeros; each checked
       // against cuSPARSE's output after poisoning.
       json prototype = json::object();
       double prototype_ms = INFINITY;
-      if (F == 32 || F == 64 || F == 128) {
+      if (with_prototype && (F == 32 || F == 64 || F == 128)) {
         const int64_t max_block_smem = int64_t(prop.sharedMemPerBlockOptin);
         for (const int64_t tile_cols : {max_block_smem / row_bytes, max_block_smem / 2 / row_bytes}) {
           const ColumnTiles tiles = build_column_tiles(m.csr.indptr.data(), m.csr.indices.data(), m.csr.rows,

@@ -10,6 +10,10 @@
 // Y's tile_cols rows of the tile into shared memory; then each team of F / 4 lanes takes segments:
 // X's row in registers, the segment's Y rows read from shared memory, four segments' loads and
 // four nonzeros in flight.
+//
+// Measured (bench/RESULTS.md, "SDDMM", session 29): both kernels ran at 0.29-0.88x the speed of
+// ops::sddmm's default on the GNN-sized graphs, far from the column-tile yardstick; kept so that
+// the next attempt at the design starts from a checked kernel and its numbers.
 #pragma once
 
 #include <cstdint>
