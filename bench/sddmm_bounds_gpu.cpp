@@ -20,8 +20,8 @@
 // and offsets, X and Y read once, the output written once, at the measured copy bandwidth, as in
 // sddmm_gpu), and the fastest of the three families. cusparse_ms / bound_ms is the most any SDDMM
 // of these families could gain over cuSPARSE on the case. Not covered: 2-D tiles holding parts of
-// X and Y at once, and combinations of a hub cache with tiling (each gives a family's yardstick a
-// little more reuse).
+// X and Y at once, and a hub cache combined with tiling (either could add reuse that no yardstick
+// here counts).
 //
 //   sddmm_bounds_gpu [--quick] [--only NAME,...] [--features 32,64,...] [--reps N] [--out DIR] [--data DIR]
 //                    [--prototype]   (also the two prototype column-tiled SDDMM kernels of

@@ -118,8 +118,9 @@ __global__ void __launch_bounds__(kBlock)
   // Team t takes kSegmentsInFlight consecutive segments at a time: first their rows and ranges,
   // then all their X rows and first indices, then the products, segment by segment. Every lane of
   // a warp runs the same number of shuffle rounds: the teams of a warp walk their segments in
-  // lockstep (a team past its last segment or nonzero still takes part, writing nothing); segments
-  // are at most kMaxSegment long (build_column_tiles), so the lockstep costs little.
+  // lockstep (a team past its last segment or nonzero still takes part, writing nothing). Segments
+  // of at most kMaxSegment (build_column_tiles) bound the rounds lost to that, but on the R-MAT
+  // graphs most rounds still carry few nonzeros (bench/RESULTS.md).
   const int team = int(threadIdx.x) / LANES, warp_team0 = int(threadIdx.x) / 32 * (32 / LANES);
   constexpr int G = kSegmentsInFlight;
   for (int b = first + team * G, wb = first + warp_team0 * G; wb < last; b += kTeams * G, wb += kTeams * G) {
