@@ -6,7 +6,9 @@
 // into an SM unless that row is already held there. The known designs fall into three families,
 // and each is given a yardstick that does only the row reads the family cannot avoid, with
 // everything else free (no index walk beyond one index a row read, no products, no output; the
-// bare gather of bench/sddmm_bounds_kernels.cu, at its best of 4 / 8 / 16 rows in flight):
+// bare gather of bench/sddmm_bounds_kernels.cu, at its best of 4 / 8 / 16 rows in flight, fewer
+// where a lane holds several 16-byte pieces of a row, F >= 256; the JSON's gather_rows_in_flight
+// is the count asked for):
 //   1. a row per nonzero (cuSPARSE, our row and edge splits, DGL's and PyG's gathers): Y's row
 //      for each nonzero, with the K most frequent columns left out as if served free from shared
 //      memory (K = the rows one SM's shared memory holds), gathered in CSR order and again folded
@@ -141,11 +143,12 @@ int main(int argc, char** argv) try {
   app.add_option("--only", only, "run just these matrices (names as in the table)")->delimiter(',');
   app.add_option("--out", out_dir, "results folder; the file goes to <out>/<device>/sddmm_bounds.json");
   app.add_option("--data", data_dir, "shared data folder (SuiteSparse .mtx under mtx/, cora/)");
-  app.add_option("--features", features, "feature widths F (multiples of 32 up to 512)")->delimiter(',');
+  app.add_option("--features", features, "feature widths F (32, 64, 128, 256, 384, 512)")->delimiter(',');
   app.add_option("--reps", reps, "timed repetitions per measurement (median reported)");
   if (const int code = bench::parse_command_line(app, argc, argv); code >= 0) return code;
-  for (int64_t F : features) {
-    TSR_CHECK(F > 0 && F % 32 == 0 && F <= 512, "--features: F = ", F, " is not a multiple of 32 up to 512");
+  for (int64_t F : features) {  // the row widths bare_gather takes: 128, 256, 512, 1024, 1536 or 2048 bytes
+    TSR_CHECK(F == 32 || F == 64 || F == 128 || F == 256 || F == 384 || F == 512, "--features: F = ", F,
+              " is not 32, 64, 128, 256, 384 or 512");
   }
   TSR_CHECK(reps >= 1, "--reps: ", reps, " is not a positive count");
   TSR_CHECK(device::available(), "sddmm_bounds_gpu needs a CUDA device");
@@ -161,6 +164,7 @@ int main(int argc, char** argv) try {
   const int64_t smem_per_sm = int64_t(prop.sharedMemPerMultiprocessor);
   Buffer<uint32_t> checksums(size_t(bare_gather_max_threads(ctx.device())), MemorySpace::device);
 
+  const std::vector<int> kRowsInFlight{4, 8, 16};  // every stream is timed at its best of these
   // The bare gather of `table`'s rows (row_bytes each) over an index stream, at the best of
   // `in_flight` rows in flight; the first run's checksum total is checked against the host's
   // (word_sums: each table row's). Returns {ms, rows in flight}.
@@ -168,9 +172,9 @@ int main(int argc, char** argv) try {
                          const std::vector<uint32_t>& word_sums, int64_t row_bytes, const std::string& what,
                          const std::vector<int>& in_flight) {
     Buffer<int32_t> idx(host_idx.size(), MemorySpace::device);
-    if (!host_idx.empty()) {  // empty when every column is a hub: the gather is then a bare launch
-      TSR_CUDA_CHECK(cudaMemcpy(idx.data(), host_idx.data(), host_idx.size() * 4, cudaMemcpyHostToDevice));
-    }
+    // Empty when every column is a hub: the gather is then a bare launch. device::copy returns once
+    // the copy has landed (the gathers run on the context's non-blocking stream).
+    device::copy(idx.data(), MemorySpace::device, host_idx.data(), MemorySpace::host, host_idx.size() * 4);
     uint32_t want = 0;
     for (int32_t c : host_idx) want += word_sums[size_t(c)];
     double best = INFINITY;
@@ -252,6 +256,10 @@ int main(int argc, char** argv) try {
         ctx.synchronize();
         return out.to_vector();
       };
+      // NaNs in every output, on the stream the kernels run on: an output a kernel skips fails the check.
+      const auto poison = [&](Buffer<float>& o) {
+        TSR_CUDA_CHECK(cudaMemsetAsync(o.data(), 0xff, o.size() * sizeof(float), static_cast<cudaStream_t>(stream)));
+      };
       ops::CusparsePlan plan = ops::CusparsePlan::sddmm(ctx, da.view(), dx.view(), dy.view(), out.data());
       const double cusparse_ms = timer.median_ms([&] { plan.run(); }, reps);
       const std::vector<float> want = result();
@@ -260,6 +268,7 @@ int main(int argc, char** argv) try {
         o.validate = false;
         ops::sddmm(ctx, da.view(), dx.view(), dy.view(), out.data(), o);
       };
+      poison(out);
       run_default();
       const double err = relative_error(result(), want);
       TSR_CHECK(err < 1e-4, m.name, " F=", F, ": the default differs from cuSPARSE by ", err);
@@ -276,21 +285,23 @@ int main(int argc, char** argv) try {
       // Family 1, a row per nonzero: the column stream in CSR order, all of it (for reference),
       // then without the smem_rows hottest columns (served free from shared memory), in CSR order
       // and folded into a table of half the L2 (column mod its rows: every row hot in L2).
-      const auto [gather_ms, g] = time_gather(cols, dy.data(), y_sums, row_bytes, where, {4, 8, 16});
+      const auto [gather_ms, g] = time_gather(cols, dy.data(), y_sums, row_bytes, where, kRowsInFlight);
       const std::vector<int32_t> rest = without_hub_columns(cols, m.csr.cols, smem_rows);
-      const double hub_cached_ms = time_gather(rest, dy.data(), y_sums, row_bytes, where + " hub-cached", {g}).first;
+      const double hub_cached_ms =
+          time_gather(rest, dy.data(), y_sums, row_bytes, where + " hub-cached", kRowsInFlight).first;
       const int64_t l2_rows =
           std::max<int64_t>(1, std::min<int64_t>(m.csr.cols, int64_t(prop.l2CacheSize) / 2 / row_bytes));
       std::vector<int32_t> folded(rest.size());
       for (size_t i = 0; i < rest.size(); ++i) folded[i] = int32_t(rest[i] % l2_rows);
-      const double in_l2_ms = time_gather(folded, dy.data(), y_sums, row_bytes, where + " in L2", {g}).first;
+      const double in_l2_ms = time_gather(folded, dy.data(), y_sums, row_bytes, where + " in L2", kRowsInFlight).first;
       // Families 2 and 3: one operand's tile of smem_rows rows in shared memory, the other's rows
       // each tile touches streamed in.
       const std::vector<int32_t> column_tiled = column_tiled_stream(m.csr, smem_rows);
       const std::vector<int32_t> row_tiled = row_tiled_stream(m.csr, smem_rows);
       const double column_tiled_ms =
-          time_gather(column_tiled, dx.data(), x_sums, row_bytes, where + " column-tiled", {g}).first;
-      const double row_tiled_ms = time_gather(row_tiled, dy.data(), y_sums, row_bytes, where + " row-tiled", {g}).first;
+          time_gather(column_tiled, dx.data(), x_sums, row_bytes, where + " column-tiled", kRowsInFlight).first;
+      const double row_tiled_ms =
+          time_gather(row_tiled, dy.data(), y_sums, row_bytes, where + " row-tiled", kRowsInFlight).first;
 
       // With --prototype, the two prototype column-tiled kernels (F = 32, 64, 128) on tiles filling
       // a block's shared memory and half of it, chunks of 32 * tile_cols nonzeros; each checked
@@ -308,7 +319,7 @@ int main(int argc, char** argv) try {
             const auto run_tiled = [&, kernel = kernel] {
               device_tiles.run(kernel, da.indices.data(), dx.data(), dy.data(), m.csr.cols, F, out.data(), stream);
             };
-            TSR_CUDA_CHECK(cudaMemset(out.data(), 0xff, out.size() * sizeof(float)));  // NaNs
+            poison(out);
             run_tiled();
             const double tiled_err = relative_error(result(), want);
             TSR_CHECK(tiled_err < 1e-4, where, ": the column-tiled prototype (", kernel_name, ", ", tile_cols,

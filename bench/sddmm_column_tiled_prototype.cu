@@ -5,6 +5,7 @@
 
 #include "bench/sddmm_column_tiled_prototype.h"
 #include "core/cuda_check.h"
+#include "core/device.h"
 #include "core/error.h"
 
 namespace tessera::bench {
@@ -216,7 +217,8 @@ DeviceColumnTiles::DeviceColumnTiles(const ColumnTiles& host) : tile_cols_(host.
   TSR_CUDA_CHECK(cudaMalloc(&arrays_, total * sizeof(int32_t)));
   int32_t* at = arrays_;
   const auto put = [&](const std::vector<int32_t>& v, const int32_t*& field) {
-    if (!v.empty()) TSR_CUDA_CHECK(cudaMemcpy(at, v.data(), v.size() * sizeof(int32_t), cudaMemcpyHostToDevice));
+    // Returns once the copy has landed: the kernels run on non-blocking streams.
+    device::copy(at, MemorySpace::device, v.data(), MemorySpace::host, v.size() * sizeof(int32_t));
     field = at;
     at += v.size();
   };

@@ -1,19 +1,18 @@
-// A prototype column-tiled SDDMM for bench/sddmm_bounds_gpu: how close a real kernel of the
-// column-tile design comes to that design's yardstick. Not a library operator (no schedule, no
-// int64 indices, f32 only, F = 16, 32, 64 or 128: a team of F / 4 lanes, one float4 each); the
-// library's SDDMM is ops::sddmm.
+// A prototype column-tiled SDDMM for bench/sddmm_bounds_gpu: how close real kernels of the
+// column-tile design come to that design's yardstick. Not a library operator (no schedule, no
+// int64 indices, f32 only, F = 32, 64 or 128); the library's SDDMM is ops::sddmm.
 //
 // The design: A's nonzeros are regrouped once (on the host, like cuSPARSE's preprocessing) into
 // column tiles of tile_cols columns; within a tile, each row's nonzeros there form a segment, a
 // contiguous run of A's CSR (columns are sorted within rows; at most kMaxSegment long), so outputs
 // are still written at their CSR positions. A block takes a chunk of one tile's segments and copies
-// Y's tile_cols rows of the tile into shared memory; then each team of F / 4 lanes takes segments:
-// X's row in registers, the segment's Y rows read from shared memory, four segments' loads and
-// four nonzeros in flight.
+// Y's tile_cols rows of the tile into shared memory; then one of two kernels (TiledKernel) works
+// through the chunk: a team of F / 4 lanes per segment, or a lane per nonzero.
 //
-// Measured (bench/RESULTS.md, "SDDMM", session 29): both kernels ran at 0.29-0.88x the speed of
-// ops::sddmm's default on the GNN-sized graphs, far from the column-tile yardstick; kept so that
-// the next attempt at the design starts from a checked kernel and its numbers.
+// Measured (bench/RESULTS.md, "SDDMM", session 29): on the GNN-sized graphs each kernel ran at
+// 0.29-0.88x the speed of ops::sddmm's default (the better of the two at 0.31-0.88x), far from
+// the column-tile yardstick; kept so that the next attempt at the design starts from a checked
+// kernel and its numbers.
 #pragma once
 
 #include <cstdint>
@@ -22,7 +21,8 @@
 namespace tessera::bench {
 
 /// The most nonzeros a segment holds: longer runs of a row in a tile are cut (each piece loads
-/// X's row again), so that the teams of a warp, which walk their segments in lockstep, wait little.
+/// X's row again), to bound the rounds the teams of a warp, which walk their segments in lockstep,
+/// spend waiting on the longest.
 constexpr int kMaxSegment = 16;
 
 struct ColumnTiles {
@@ -56,6 +56,7 @@ ColumnTiles build_column_tiles(const int32_t* indptr, const int32_t* indices, in
 /// The tiling on the device (owns its arrays).
 class DeviceColumnTiles {
  public:
+  /// Copies the tiling to the device; returns once the copies have landed.
   explicit DeviceColumnTiles(const ColumnTiles& host);
   ~DeviceColumnTiles();
   DeviceColumnTiles(const DeviceColumnTiles&) = delete;
@@ -65,9 +66,6 @@ class DeviceColumnTiles {
   /// 16-byte aligned; indices: A's column indices on the device.
   void run(TiledKernel kernel, const int32_t* indices, const float* x, const float* y, int64_t cols, int64_t F,
            float* out, void* stream) const;
-
-  /// Shared memory a block needs at this F (the tile of Y).
-  int64_t shared_bytes(int64_t F) const { return tile_cols_ * F * 4; }
 
  private:
   int64_t tile_cols_ = 0, chunks_ = 0;
