@@ -7,6 +7,7 @@
 #include "core/cuda_check.h"
 #include "core/device.h"
 #include "core/error.h"
+#include "ops/cuda_common.cuh"
 
 namespace tessera::bench {
 
@@ -80,24 +81,6 @@ constexpr int kBlock = 1024;          // 32 warps an SM at one block
 constexpr int kInFlight = 4;          // nonzeros of a segment a team works on at once
 constexpr int kSegmentsInFlight = 4;  // segments whose X rows and indices a team loads at once
 
-// Sums dot[u] over the team's `lanes` lanes (a power of two, 4..32) and leaves nonzero u's total
-// on lane u: a reduce-scatter (the first two steps each send two of the four values and keep two),
-// then whole sums.
-template <int LANES>
-__device__ __forceinline__ float team_sum_four(float (&dot)[kInFlight], int lane) {
-  const bool upper = lane & 2;
-  float keep0 = upper ? dot[2] : dot[0], send0 = upper ? dot[0] : dot[2];
-  float keep1 = upper ? dot[3] : dot[1], send1 = upper ? dot[1] : dot[3];
-  keep0 += __shfl_xor_sync(0xffffffffu, send0, 2, LANES);
-  keep1 += __shfl_xor_sync(0xffffffffu, send1, 2, LANES);
-  const bool odd = lane & 1;
-  float sum = odd ? keep1 : keep0;
-  sum += __shfl_xor_sync(0xffffffffu, odd ? keep0 : keep1, 1, LANES);
-#pragma unroll
-  for (int offset = 4; offset < LANES; offset *= 2) sum += __shfl_xor_sync(0xffffffffu, sum, offset, LANES);
-  return sum;  // nonzero (lane % 4)
-}
-
 // One block a chunk: Y's tile into shared memory, then a team of LANES lanes a segment.
 template <int LANES>
 __global__ void __launch_bounds__(kBlock)
@@ -156,7 +139,7 @@ __global__ void __launch_bounds__(kBlock)
           const float4 yv = tile[(k[g] + u < end[g] ? column - int(base) : 0) * LANES + lane];
           dot[u] = xv[g].x * yv.x + xv[g].y * yv.y + xv[g].z * yv.z + xv[g].w * yv.w;
         }
-        const float d = team_sum_four<LANES>(dot, lane);
+        const float d = ops::cuda::team_sum_by_edge(dot, lane, LANES, 0xffffffffu);
         if (lane < kInFlight && k[g] + lane < end[g]) out[k[g] + lane] = d;
       }
     }
@@ -194,16 +177,11 @@ __global__ void __launch_bounds__(kBlock, 1)
   }
 }
 
-template <int LANES>
-void launch(int64_t chunks, int tile_cols, const int32_t* chunk_tile, const int32_t* chunk_first,
-            const int32_t* chunk_last, const int32_t* seg_row, const int32_t* seg_begin, const int32_t* seg_end,
-            const int32_t* indices, const float* x, const float* y, int64_t cols, float* out, cudaStream_t stream) {
-  const size_t smem = size_t(tile_cols) * LANES * 16;
-  TSR_CUDA_CHECK(
-      cudaFuncSetAttribute(column_tiled_sddmm_kernel<LANES>, cudaFuncAttributeMaxDynamicSharedMemorySize, int(smem)));
-  column_tiled_sddmm_kernel<LANES><<<unsigned(chunks), kBlock, smem, stream>>>(
-      chunk_tile, chunk_first, chunk_last, seg_row, seg_begin, seg_end, indices, reinterpret_cast<const float4*>(x),
-      reinterpret_cast<const float4*>(y), cols, tile_cols, out);
+// One block a chunk, with the tile's shared memory.
+template <class... Params, class... Args>
+void launch_chunks(void (*kernel)(Params...), int64_t chunks, size_t smem, cudaStream_t stream, Args... args) {
+  TSR_CUDA_CHECK(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, int(smem)));
+  kernel<<<unsigned(chunks), kBlock, smem, stream>>>(args...);
   TSR_CUDA_CHECK(cudaGetLastError());
 }
 
@@ -238,31 +216,25 @@ DeviceColumnTiles::~DeviceColumnTiles() { cudaFree(arrays_); }
 
 void DeviceColumnTiles::run(TiledKernel kernel, const int32_t* indices, const float* x, const float* y, int64_t cols,
                             int64_t F, float* out, void* stream_ptr) const {
+  TSR_CHECK(F == 32 || F == 64 || F == 128, "column-tiled SDDMM prototype: F = ", F, " is not 32, 64 or 128");
   if (chunks_ == 0) return;
   const auto stream = static_cast<cudaStream_t>(stream_ptr);
   const int tc = int(tile_cols_);
-  TSR_CHECK(F == 32 || F == 64 || F == 128, "column-tiled SDDMM prototype: F = ", F, " is not 32, 64 or 128");
-  if (kernel == TiledKernel::lane_per_nonzero) {
-    const auto go = [&](auto kernel_fn) {
-      const size_t smem = size_t(tc) * size_t(F) * 4;
-      TSR_CUDA_CHECK(cudaFuncSetAttribute(kernel_fn, cudaFuncAttributeMaxDynamicSharedMemorySize, int(smem)));
-      kernel_fn<<<unsigned(chunks_), kBlock, smem, stream>>>(chunk_tile_, chunk_nz_begin_, chunk_nz_end_, nz_row_,
-                                                             nz_pos_, indices, reinterpret_cast<const float4*>(x),
-                                                             reinterpret_cast<const float4*>(y), cols, tc, out);
-      TSR_CUDA_CHECK(cudaGetLastError());
-    };
-    if (F == 32) go(lane_per_nonzero_kernel<8>);
-    if (F == 64) go(lane_per_nonzero_kernel<16>);
-    if (F == 128) go(lane_per_nonzero_kernel<32>);
-    return;
-  }
-#define TSR_TILED_LAUNCH(L)                                                                                           \
-  launch<L>(chunks_, tc, chunk_tile_, chunk_first_, chunk_last_, seg_row_, seg_begin_, seg_end_, indices, x, y, cols, \
-            out, stream)
-  if (F == 32) TSR_TILED_LAUNCH(8);
-  if (F == 64) TSR_TILED_LAUNCH(16);
-  if (F == 128) TSR_TILED_LAUNCH(32);
-#undef TSR_TILED_LAUNCH
+  const size_t smem = size_t(tc) * size_t(F) * 4;
+  const auto* x4 = reinterpret_cast<const float4*>(x);
+  const auto* y4 = reinterpret_cast<const float4*>(y);
+  const auto team = [&](auto kernel_fn) {
+    launch_chunks(kernel_fn, chunks_, smem, stream, chunk_tile_, chunk_first_, chunk_last_, seg_row_, seg_begin_,
+                  seg_end_, indices, x4, y4, cols, tc, out);
+  };
+  const auto lane = [&](auto kernel_fn) {
+    launch_chunks(kernel_fn, chunks_, smem, stream, chunk_tile_, chunk_nz_begin_, chunk_nz_end_, nz_row_, nz_pos_,
+                  indices, x4, y4, cols, tc, out);
+  };
+  const bool by_team = kernel == TiledKernel::team_per_segment;
+  if (F == 32) by_team ? team(column_tiled_sddmm_kernel<8>) : lane(lane_per_nonzero_kernel<8>);
+  if (F == 64) by_team ? team(column_tiled_sddmm_kernel<16>) : lane(lane_per_nonzero_kernel<16>);
+  if (F == 128) by_team ? team(column_tiled_sddmm_kernel<32>) : lane(lane_per_nonzero_kernel<32>);
 }
 
 }  // namespace tessera::bench

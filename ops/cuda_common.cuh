@@ -237,6 +237,23 @@ __device__ __forceinline__ unsigned team_mask(int team) {
   return team == kWarp ? 0xffffffffu : (((1u << team) - 1u) << (warp_lane / team * team));
 }
 
+/// Sums dot[u] over the team's `tpe` lanes (a power of two, 4..32; mask: the team's lanes) and
+/// leaves edge u's total on lane u, u < 4 (the other lanes hold copies: lane l has edge l % 4's).
+/// A reduce-scatter: the first two butterfly steps each send half the edges and keep the other half
+/// (2 + 1 shuffles instead of 4 + 4), the rest sum whole values. Fixed order: deterministic bits.
+__device__ __forceinline__ float team_sum_by_edge(float (&dot)[4], int lane, int tpe, unsigned mask) {
+  const bool upper = lane & 2;  // keeps edges 2, 3; sends 0, 1
+  float keep0 = upper ? dot[2] : dot[0], send0 = upper ? dot[0] : dot[2];
+  float keep1 = upper ? dot[3] : dot[1], send1 = upper ? dot[1] : dot[3];
+  keep0 += __shfl_xor_sync(mask, send0, 2, tpe);
+  keep1 += __shfl_xor_sync(mask, send1, 2, tpe);
+  const bool odd = lane & 1;  // keeps the odd edge of the pair
+  float sum = odd ? keep1 : keep0;
+  sum += __shfl_xor_sync(mask, odd ? keep0 : keep1, 1, tpe);
+  for (int offset = 4; offset < tpe; offset *= 2) sum += __shfl_xor_sync(mask, sum, offset, tpe);
+  return sum;  // edge 2 * bit 1 + bit 0 of the lane, that is lane % 4
+}
+
 /// Row ends of a CSR matrix for a team walking rows in increasing order: indptr[r + 1] read by
 /// every lane of the team (one broadcast load, an L1 hit mostly), the next row's end one row ahead
 /// of its use. No shuffles, so the walk may diverge between the teams of a warp (a shuffle there

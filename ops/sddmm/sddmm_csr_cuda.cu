@@ -38,24 +38,7 @@ enum class Walk {
   coo,         // the same range of a COO: coo_rows[e] is edge e's row (a.indptr unused)
 };
 
-// Sums dot[u] over the team's lanes and leaves edge u's total on lane u (u < kEdgesInFlight; the
-// other lanes hold copies). A reduce-scatter: the first two butterfly steps each send half the
-// edges and keep the other half (2 + 1 shuffles instead of 4 + 4), the rest sum whole values.
-// Fixed order: deterministic bits.
-__device__ __forceinline__ float team_sum_by_edge(float (&dot)[kEdgesInFlight], int lane, int tpe,
-                                                  unsigned mask) {
-  static_assert(kEdgesInFlight == 4, "the reduce-scatter below splits four edges over two lane bits");
-  const bool upper = lane & 2;  // keeps edges 2, 3; sends 0, 1
-  float keep0 = upper ? dot[2] : dot[0], send0 = upper ? dot[0] : dot[2];
-  float keep1 = upper ? dot[3] : dot[1], send1 = upper ? dot[1] : dot[3];
-  keep0 += __shfl_xor_sync(mask, send0, 2, tpe);
-  keep1 += __shfl_xor_sync(mask, send1, 2, tpe);
-  const bool odd = lane & 1;  // keeps the odd edge of the pair
-  float sum = odd ? keep1 : keep0;
-  sum += __shfl_xor_sync(mask, odd ? keep0 : keep1, 1, tpe);
-  for (int offset = 4; offset < tpe; offset *= 2) sum += __shfl_xor_sync(mask, sum, offset, tpe);
-  return sum;  // edge 2 * bit 1 + bit 0 of the lane, that is lane % 4
-}
+static_assert(kEdgesInFlight == 4, "team_sum_by_edge (cuda_common.cuh) reduces four edges at a time");
 
 // The row holding edge e of a CSR (0 <= e < nnz): the smallest r with indptr[r + 1] > e.
 template <class I>
